@@ -1,0 +1,171 @@
+// Package bot is the domain of the upgrade-approval bot: the activity router,
+// the approval flow, its types, and the small interfaces it needs from the
+// Bot Framework connector, Microsoft Graph and the state store.
+package bot
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Connector writes to Teams conversations through the Bot Framework connector.
+type Connector interface {
+	// Reply posts m into the conversation as a reply to activity replyToID and
+	// returns the new activity's id.
+	Reply(ctx context.Context, ref ConversationRef, replyToID string, m Message) (string, error)
+	// Send posts m into the conversation and returns the new activity's id.
+	Send(ctx context.Context, ref ConversationRef, m Message) (string, error)
+	// Update replaces the activity activityID with m.
+	Update(ctx context.Context, ref ConversationRef, activityID string, m Message) error
+}
+
+// ConversationStore keeps conversation references.
+type ConversationStore interface {
+	SaveReference(ctx context.Context, ref ConversationRef) error
+	// Reference returns an error with CodeNotFound for an unknown conversation.
+	Reference(ctx context.Context, conversationID string) (ConversationRef, error)
+}
+
+// ActivityLog makes each activity handled once although the channel may
+// deliver it more than once.
+type ActivityLog interface {
+	// Claim reports whether key was not claimed before, and claims it.
+	Claim(ctx context.Context, key string) (bool, error)
+	// Release forgets a claim so a redelivery is handled again.
+	Release(ctx context.Context, key string) error
+}
+
+// Options configures a Bot.
+type Options struct {
+	Connector     Connector
+	Conversations ConversationStore
+	Activities    ActivityLog
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Bot handles authenticated activities.
+type Bot struct {
+	opts   Options
+	router *Router
+}
+
+// New returns a Bot. Connector, Conversations and Activities are required.
+func New(opts Options) (*Bot, error) {
+	if opts.Connector == nil || opts.Conversations == nil || opts.Activities == nil {
+		return nil, errors.New("bot: Connector, Conversations and Activities are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	b := &Bot{opts: opts, router: NewRouter()}
+	b.router.OnType("message", b.onMessage)
+	b.router.OnType("conversationUpdate", b.onConversationUpdate)
+	b.router.OnType("installationUpdate", b.onInstallationUpdate)
+	return b, nil
+}
+
+// Turn is one activity being handled.
+type Turn struct {
+	Activity *Activity
+	// Text is the message text without the bot's @mention, trimmed.
+	Text string
+	// Ref is the conversation the activity came from.
+	Ref ConversationRef
+	// CardAction is set for adaptiveCard/action invokes.
+	CardAction *CardAction
+
+	conn Connector
+}
+
+// Reply answers the turn's activity in its conversation.
+func (t *Turn) Reply(ctx context.Context, m Message) (string, error) {
+	if m.Locale == "" {
+		m.Locale = t.Activity.Locale
+	}
+	return t.conn.Reply(ctx, t.Ref, t.Activity.ID, m)
+}
+
+// Handle handles one authenticated activity: at most once per activity id,
+// after remembering the conversation it came from. On error the claim on the
+// activity is released so that the channel's redelivery is handled again.
+func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) {
+	key := ""
+	if a.ID != "" && a.Conversation.ID != "" {
+		key = a.Conversation.ID + "|" + a.ID
+		first, err := b.opts.Activities.Claim(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if !first {
+			b.opts.Logger.DebugContext(ctx, "duplicate activity ignored", "activity_id", a.ID, "type", a.Type)
+			return nil, nil
+		}
+	}
+	resp, err := b.handle(ctx, a)
+	if err != nil && key != "" {
+		if rerr := b.opts.Activities.Release(ctx, key); rerr != nil {
+			b.opts.Logger.WarnContext(ctx, "cannot release activity claim", "activity_id", a.ID, "err", rerr)
+		}
+	}
+	return resp, err
+}
+
+func (b *Bot) handle(ctx context.Context, a *Activity) (*InvokeResponse, error) {
+	ref := a.Reference(b.opts.Now())
+	if ref.ConversationID != "" && ref.ServiceURL != "" {
+		if err := b.opts.Conversations.SaveReference(ctx, ref); err != nil {
+			return nil, err
+		}
+	}
+	t := &Turn{Activity: a, Text: a.TextWithoutMention(), Ref: ref, conn: b.opts.Connector}
+	return b.router.Route(ctx, t)
+}
+
+func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	if t.Text == "" {
+		return nil, nil // a card submit or an attachment without words
+	}
+	// Every command not yet known answers with help, so a typo is never met
+	// with silence.
+	_, err := t.Reply(ctx, Message{Text: helpText(t.Activity.Locale), TextFormat: "markdown"})
+	return nil, err
+}
+
+// conversationUpdate fires when the bot is first added; it cannot tell an
+// upgrade (see installationUpdate), so it only records the conversation,
+// which Handle has already done.
+func (b *Bot) onConversationUpdate(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	return nil, nil
+}
+
+// installationUpdate actions are add, remove, add-upgrade, remove-upgrade and
+// lately a bare upgrade; unknown ones are accepted and logged.
+func (b *Bot) onInstallationUpdate(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	b.opts.Logger.InfoContext(ctx, "installation update", "action", t.Activity.Action,
+		"conversation_type", t.Ref.ConversationType, "tenant", t.Ref.TenantID)
+	return nil, nil
+}
+
+func helpText(locale string) string {
+	if strings.HasPrefix(strings.ToLower(locale), "zh") {
+		return "我会帮你批准 Teams 应用升级。\n\n" +
+			"- **检查**（check）：列出此处待升级的应用及其新增的权限\n" +
+			"- **历史**（history）：最近的批准和升级记录\n" +
+			"- **帮助**（help）：显示本帮助\n\n" +
+			"在群聊和频道中请先 @提及我。"
+	}
+	return "I help get Teams app upgrades approved.\n\n" +
+		"- **check**: list pending app upgrades here and the permissions they add\n" +
+		"- **history**: recent approvals and upgrades\n" +
+		"- **help**: show this help\n\n" +
+		"In group chats and channels, @mention me first."
+}

@@ -1,0 +1,245 @@
+package bot_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/upgradeapprovals/bot/bot"
+)
+
+// fakeConnector records replies.
+type fakeConnector struct {
+	mu      sync.Mutex
+	replies []bot.Message
+	err     error
+}
+
+func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string, m bot.Message) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return "", f.err
+	}
+	f.replies = append(f.replies, m)
+	return "reply-1", nil
+}
+func (f *fakeConnector) Send(context.Context, bot.ConversationRef, bot.Message) (string, error) {
+	return "", errors.New("unexpected send")
+}
+func (f *fakeConnector) Update(context.Context, bot.ConversationRef, string, bot.Message) error {
+	return errors.New("unexpected update")
+}
+
+// memState is an in-memory ConversationStore and ActivityLog.
+type memState struct {
+	mu     sync.Mutex
+	refs   map[string]bot.ConversationRef
+	claims map[string]bool
+}
+
+func newMemState() *memState {
+	return &memState{refs: map[string]bot.ConversationRef{}, claims: map[string]bool{}}
+}
+func (m *memState) SaveReference(_ context.Context, r bot.ConversationRef) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refs[r.ConversationID] = r
+	return nil
+}
+func (m *memState) Reference(_ context.Context, id string) (bot.ConversationRef, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.refs[id]
+	if !ok {
+		return r, bot.Errorf(bot.CodeNotFound, "no reference")
+	}
+	return r, nil
+}
+func (m *memState) Claim(_ context.Context, k string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.claims[k] {
+		return false, nil
+	}
+	m.claims[k] = true
+	return true, nil
+}
+func (m *memState) Release(_ context.Context, k string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.claims, k)
+	return nil
+}
+
+func decode(t *testing.T, s string) *bot.Activity {
+	t.Helper()
+	var a bot.Activity
+	if err := json.Unmarshal([]byte(s), &a); err != nil {
+		t.Fatal(err)
+	}
+	return &a
+}
+
+// A group-chat message as Teams sends it: the bot's mention is in the text
+// and in the entities, followed by a non-breaking space.
+const groupMessage = `{
+  "type": "message", "id": "1700000000001", "channelId": "msteams",
+  "serviceUrl": "https://smba.trafficmanager.net/amer/", "locale": "en-US",
+  "text": "<at>Upgrade Approvals</at>\u00a0help ",
+  "from": {"id": "29:1abc", "aadObjectId": "11111111-1111-1111-1111-111111111111", "name": "Megan"},
+  "recipient": {"id": "28:00000000-0000-0000-0000-0000000000b0", "name": "Upgrade Approvals"},
+  "conversation": {"id": "19:abc@thread.v2", "conversationType": "groupChat", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "isGroup": true},
+  "entities": [
+    {"type": "mention", "text": "<at>Upgrade Approvals</at>", "mentioned": {"id": "28:00000000-0000-0000-0000-0000000000b0", "name": "Upgrade Approvals"}},
+    {"type": "clientInfo", "locale": "en-US"}
+  ],
+  "channelData": {"tenant": {"id": "72f988bf-86f1-41af-91ab-2d7cd011db47"}}
+}`
+
+func TestTextWithoutMention(t *testing.T) {
+	a := decode(t, groupMessage)
+	if got := a.TextWithoutMention(); got != "help" {
+		t.Errorf("got %q, want help", got)
+	}
+	// Another user's mention stays.
+	a.Text = "<at>Upgrade Approvals</at> check <at>Megan</at>"
+	a.Entities = append(a.Entities, bot.Entity{Type: "mention", Text: "<at>Megan</at>"})
+	if got := a.TextWithoutMention(); got != "check <at>Megan</at>" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestScopeOfEachConversationType(t *testing.T) {
+	for _, tc := range []struct {
+		name, patch string
+		want        bot.Scope
+	}{
+		{"group chat", `{"conversation":{"id":"19:abc@thread.v2","conversationType":"groupChat"}}`, bot.Scope{Kind: bot.ScopeChat, ID: "19:abc@thread.v2"}},
+		{"meeting chat", `{"conversation":{"id":"19:meeting_NjQ@thread.v2","conversationType":"groupChat"}}`, bot.Scope{Kind: bot.ScopeChat, ID: "19:meeting_NjQ@thread.v2"}},
+		{"channel", `{"conversation":{"id":"19:gen@thread.tacv2;messageid=1","conversationType":"channel"},"channelData":{"team":{"id":"19:gen@thread.tacv2","aadGroupId":"22222222-2222-2222-2222-222222222222"}}}`, bot.Scope{Kind: bot.ScopeTeam, ID: "22222222-2222-2222-2222-222222222222"}},
+		{"personal", `{"conversation":{"id":"a:1xyz","conversationType":"personal"},"from":{"id":"29:1","aadObjectId":"33333333-3333-3333-3333-333333333333"}}`, bot.Scope{Kind: bot.ScopeUser, ID: "33333333-3333-3333-3333-333333333333"}},
+	} {
+		a := decode(t, tc.patch)
+		got, ok := a.Scope()
+		if !ok || got != tc.want {
+			t.Errorf("%s: scope %+v %v, want %+v", tc.name, got, ok, tc.want)
+		}
+	}
+	if _, ok := decode(t, `{"conversation":{"id":"19:x","conversationType":"channel"}}`).Scope(); ok {
+		t.Error("a channel without a team's aadGroupId has no Graph scope")
+	}
+}
+
+func newBot(t *testing.T, conn *fakeConnector, st *memState) *bot.Bot {
+	t.Helper()
+	b, err := bot.New(bot.Options{Connector: conn, Conversations: st, Activities: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestHelpRepliesOnceAndRemembersConversation(t *testing.T) {
+	conn, st := &fakeConnector{}, newMemState()
+	b := newBot(t, conn, st)
+	for i := 0; i < 2; i++ {
+		if _, err := b.Handle(context.Background(), decode(t, groupMessage)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(conn.replies) != 1 {
+		t.Fatalf("%d replies to a twice-delivered activity, want 1", len(conn.replies))
+	}
+	if !strings.Contains(conn.replies[0].Text, "check") || conn.replies[0].Locale != "en-US" {
+		t.Errorf("reply %+v", conn.replies[0])
+	}
+	ref, err := st.Reference(context.Background(), "19:abc@thread.v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.ServiceURL != "https://smba.trafficmanager.net/amer/" || ref.BotID != "28:00000000-0000-0000-0000-0000000000b0" ||
+		ref.Scope == nil || ref.Scope.Kind != bot.ScopeChat || ref.TenantID != "72f988bf-86f1-41af-91ab-2d7cd011db47" {
+		t.Errorf("reference %+v", ref)
+	}
+}
+
+func TestHelpInChinese(t *testing.T) {
+	conn, st := &fakeConnector{}, newMemState()
+	a := decode(t, groupMessage)
+	a.Locale = "zh-CN"
+	a.Text = "<at>Upgrade Approvals</at> 帮助"
+	if _, err := newBot(t, conn, st).Handle(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if len(conn.replies) != 1 || !strings.Contains(conn.replies[0].Text, "检查") {
+		t.Errorf("replies %+v", conn.replies)
+	}
+}
+
+func TestFailedActivityIsHandledOnRedelivery(t *testing.T) {
+	conn, st := &fakeConnector{err: bot.Errorf(bot.CodeUnavailable, "connector down")}, newMemState()
+	b := newBot(t, conn, st)
+	if _, err := b.Handle(context.Background(), decode(t, groupMessage)); !errors.Is(err, bot.ErrUnavailable) {
+		t.Fatalf("err %v, want unavailable", err)
+	}
+	conn.err = nil
+	if _, err := b.Handle(context.Background(), decode(t, groupMessage)); err != nil {
+		t.Fatal(err)
+	}
+	if len(conn.replies) != 1 {
+		t.Errorf("%d replies after redelivery, want 1", len(conn.replies))
+	}
+}
+
+func TestUnknownActivityTypesAndInvokesAreAccepted(t *testing.T) {
+	conn, st := &fakeConnector{}, newMemState()
+	b := newBot(t, conn, st)
+	resp, err := b.Handle(context.Background(), decode(t, `{"type":"messageReaction","id":"r1","conversation":{"id":"19:x"}}`))
+	if err != nil || resp != nil {
+		t.Errorf("messageReaction: %v %v", resp, err)
+	}
+	resp, err = b.Handle(context.Background(), decode(t, `{"type":"invoke","name":"task/fetch","id":"i1","conversation":{"id":"19:x"}}`))
+	if err != nil || resp == nil || resp.Status != 200 {
+		t.Errorf("unknown invoke: %+v %v", resp, err)
+	}
+	resp, err = b.Handle(context.Background(), decode(t, `{"type":"invoke","name":"adaptiveCard/action","id":"i2","conversation":{"id":"19:x"},"value":{"action":{"type":"Action.Execute","verb":"nope"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(resp.Body)
+	if !strings.Contains(string(body), `"type":"application/vnd.microsoft.error"`) || !strings.Contains(string(body), `"statusCode":400`) {
+		t.Errorf("unknown verb answered %s", body)
+	}
+	if len(conn.replies) != 0 {
+		t.Error("the bot replied to a non-message")
+	}
+}
+
+func TestRouterPanicsOnDuplicateRegistration(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("no panic")
+		}
+	}()
+	r := bot.NewRouter()
+	h := func(context.Context, *bot.Turn) (*bot.InvokeResponse, error) { return nil, nil }
+	r.OnVerb("approve", h)
+	r.OnVerb("approve", h)
+}
+
+func TestErrorCodes(t *testing.T) {
+	err := bot.Errorf(bot.CodeNotFound, "installation %q: %w", "x", errors.New("404"))
+	if !errors.Is(err, bot.ErrNotFound) || errors.Is(err, bot.ErrConflict) {
+		t.Error("errors.Is does not match by code")
+	}
+	if bot.ErrorCode(errors.New("plain")) != bot.CodeInternal || bot.ErrorCode(nil) != "" {
+		t.Error("ErrorCode defaults")
+	}
+	if err.Error() != `installation "x": 404` {
+		t.Errorf("message %q", err.Error())
+	}
+}

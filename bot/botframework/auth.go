@@ -1,0 +1,356 @@
+package botframework
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+
+	"github.com/upgradeapprovals/bot/bot"
+)
+
+// Reasons an inbound request is refused; each is a metric label.
+const (
+	ReasonMissingHeader   = "missing_header"
+	ReasonNotBearer       = "not_bearer"
+	ReasonMalformed       = "malformed"
+	ReasonAlgorithm       = "algorithm"
+	ReasonUnknownKey      = "unknown_kid"
+	ReasonSignature       = "signature"
+	ReasonIssuer          = "issuer"
+	ReasonAudience        = "audience"
+	ReasonExpired         = "expired"
+	ReasonNotYetValid     = "not_yet_valid"
+	ReasonEndorsement     = "endorsement"
+	ReasonServiceURL      = "service_url"
+	ReasonTenant          = "tenant"
+	ReasonKeysUnavailable = "keys_unavailable"
+)
+
+// AuthError is why a request was not authenticated.
+type AuthError struct {
+	Reason string
+	Err    error
+}
+
+func (e *AuthError) Error() string {
+	if e.Err != nil {
+		return "botframework: unauthorized (" + e.Reason + "): " + e.Err.Error()
+	}
+	return "botframework: unauthorized (" + e.Reason + ")"
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+func authError(reason string, err error) *AuthError { return &AuthError{Reason: reason, Err: err} }
+
+// VerifierOptions configures a Verifier.
+type VerifierOptions struct {
+	// AppID is the bot's Microsoft App ID: the audience of every token. Required.
+	AppID string
+	// Issuer is the channel's token issuer (Cloud.Issuer). Required.
+	Issuer string
+	// OpenIDMetadataURL names the JWKS (Cloud.OpenIDMetadataURL). Required.
+	OpenIDMetadataURL string
+	// AllowedTenants lists the Entra tenants whose activities are accepted.
+	// Empty accepts any tenant.
+	AllowedTenants []string
+	// HTTPClient fetches the metadata and keys. Default: a client with a 10 s timeout.
+	HTTPClient *http.Client
+	// RefreshInterval is how often keys are fetched again. Default 24 h.
+	RefreshInterval time.Duration
+	// UnknownKeyInterval is the least time between two fetches caused by a
+	// token signed with an unknown kid, so garbage tokens cannot hammer the
+	// metadata endpoint. Default 1 min.
+	UnknownKeyInterval time.Duration
+	// Leeway is the clock skew allowed on exp and nbf. Default 5 min.
+	Leeway time.Duration
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Verifier authenticates requests from the Bot Framework channel: an RS256
+// JWT signed with a key from the channel's JWKS whose endorsements include the
+// activity's channel, for this bot, from this cloud's issuer, for the
+// activity's service URL and an allowed tenant. It is safe for concurrent use.
+type Verifier struct {
+	opts   VerifierOptions
+	keys   *keySet
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier. Keys are fetched on first use or by Load.
+func NewVerifier(opts VerifierOptions) (*Verifier, error) {
+	if opts.AppID == "" || opts.Issuer == "" || opts.OpenIDMetadataURL == "" {
+		return nil, errors.New("botframework: AppID, Issuer and OpenIDMetadataURL are required")
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = 24 * time.Hour
+	}
+	if opts.UnknownKeyInterval <= 0 {
+		opts.UnknownKeyInterval = time.Minute
+	}
+	if opts.Leeway <= 0 {
+		opts.Leeway = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	v := &Verifier{
+		opts: opts,
+		keys: &keySet{
+			metadataURL: opts.OpenIDMetadataURL,
+			client:      opts.HTTPClient,
+			maxAge:      opts.RefreshInterval,
+			unknownKID:  rate.NewLimiter(rate.Every(opts.UnknownKeyInterval), 1),
+			now:         opts.Now,
+		},
+		parser: jwt.NewParser(
+			jwt.WithIssuer(opts.Issuer),
+			jwt.WithAudience(opts.AppID),
+			jwt.WithExpirationRequired(),
+			jwt.WithLeeway(opts.Leeway),
+			jwt.WithTimeFunc(opts.Now),
+		),
+	}
+	return v, nil
+}
+
+// Load fetches the signing keys now.
+func (v *Verifier) Load(ctx context.Context) error { return v.keys.refresh(ctx) }
+
+// Ready reports whether signing keys are loaded.
+func (v *Verifier) Ready() bool { return v.keys.loaded() }
+
+// Claims are the claims of a channel token the bot reads.
+type Claims struct {
+	jwt.RegisteredClaims
+	ServiceURL string `json:"serviceurl"`
+
+	endorsements []string
+}
+
+// VerifyToken checks the Authorization header's token: algorithm, signature,
+// issuer, audience and lifetime. The activity-bound checks are in
+// VerifyActivity, once the body is decoded.
+func (v *Verifier) VerifyToken(ctx context.Context, authorization string) (*Claims, error) {
+	if authorization == "" {
+		return nil, authError(ReasonMissingHeader, nil)
+	}
+	scheme, raw, ok := strings.Cut(authorization, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
+		return nil, authError(ReasonNotBearer, nil)
+	}
+	claims := &Claims{}
+	_, err := v.parser.ParseWithClaims(strings.TrimSpace(raw), claims, func(t *jwt.Token) (any, error) {
+		// Only RS256: this also refuses "none" and an HS256 token "signed"
+		// with the public key.
+		if t.Method.Alg() != jwt.SigningMethodRS256.Alg() {
+			return nil, authError(ReasonAlgorithm, fmt.Errorf("alg %q", t.Method.Alg()))
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, err := v.keys.lookup(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
+		claims.endorsements = k.endorsements
+		return k.key, nil
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return claims, nil
+}
+
+func classify(err error) *AuthError {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	reason := ReasonMalformed
+	switch {
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		reason = ReasonSignature
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		reason = ReasonIssuer
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		reason = ReasonAudience
+	case errors.Is(err, jwt.ErrTokenExpired):
+		reason = ReasonExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		reason = ReasonNotYetValid
+	}
+	return authError(reason, err)
+}
+
+// VerifyActivity checks what binds the token to the activity it came with.
+func (v *Verifier) VerifyActivity(c *Claims, a *bot.Activity) error {
+	// A key is endorsed for the channels it may sign for; a key for one
+	// channel must not vouch for another.
+	if !slices.Contains(c.endorsements, a.ChannelID) {
+		return authError(ReasonEndorsement, fmt.Errorf("key not endorsed for channel %q", a.ChannelID))
+	}
+	// The token names the connector the activity must be answered through;
+	// without this check a stolen token could point the bot's replies (and
+	// its bearer token) at any URL.
+	if c.ServiceURL == "" || c.ServiceURL != a.ServiceURL {
+		return authError(ReasonServiceURL, errors.New("serviceurl claim does not match the activity"))
+	}
+	if len(v.opts.AllowedTenants) > 0 {
+		tid := a.TenantID()
+		if !slices.ContainsFunc(v.opts.AllowedTenants, func(t string) bool { return strings.EqualFold(t, tid) }) {
+			return authError(ReasonTenant, fmt.Errorf("tenant %q is not allowed", tid))
+		}
+	}
+	return nil
+}
+
+// keySet caches the channel's signing keys. It is owned here rather than left
+// to keyfunc/jwkset because those drop the non-standard "endorsements"
+// member of each key, which the channel check needs; jwkset still parses the
+// keys themselves.
+type keySet struct {
+	metadataURL string
+	client      *http.Client
+	maxAge      time.Duration
+	unknownKID  *rate.Limiter
+	now         func() time.Time
+
+	refreshMu sync.Mutex // one fetch at a time
+
+	mu       sync.RWMutex
+	keys     map[string]signingKey
+	loadedAt time.Time
+}
+
+type signingKey struct {
+	key          any
+	endorsements []string
+}
+
+func (ks *keySet) loaded() bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return len(ks.keys) > 0
+}
+
+func (ks *keySet) get(kid string) (signingKey, bool, bool) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	k, ok := ks.keys[kid]
+	fresh := !ks.loadedAt.IsZero() && ks.now().Sub(ks.loadedAt) < ks.maxAge
+	return k, ok, fresh
+}
+
+func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
+	k, ok, fresh := ks.get(kid)
+	if !fresh {
+		// Stale or never loaded: fetch; on failure keep serving what we have.
+		if err := ks.refresh(ctx); err != nil && !ks.loaded() {
+			return signingKey{}, authError(ReasonKeysUnavailable, err)
+		}
+		k, ok, _ = ks.get(kid)
+	}
+	if !ok && ks.unknownKID.Allow() {
+		// Keys rotate: an unknown kid may be a new key.
+		if err := ks.refresh(ctx); err != nil {
+			return signingKey{}, authError(ReasonKeysUnavailable, err)
+		}
+		k, ok, _ = ks.get(kid)
+	}
+	if !ok {
+		return signingKey{}, authError(ReasonUnknownKey, fmt.Errorf("kid %q", kid))
+	}
+	return k, nil
+}
+
+func (ks *keySet) refresh(ctx context.Context) error {
+	ks.refreshMu.Lock()
+	defer ks.refreshMu.Unlock()
+	var meta struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := ks.getJSON(ctx, ks.metadataURL, &meta); err != nil {
+		return fmt.Errorf("openid metadata: %w", err)
+	}
+	if meta.JWKSURI == "" {
+		return errors.New("openid metadata has no jwks_uri")
+	}
+	var raw json.RawMessage
+	if err := ks.getJSON(ctx, meta.JWKSURI, &raw); err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	keys, err := parseJWKS(raw)
+	if err != nil {
+		return err
+	}
+	ks.mu.Lock()
+	ks.keys = keys
+	ks.loadedAt = ks.now()
+	ks.mu.Unlock()
+	return nil
+}
+
+func (ks *keySet) getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := ks.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+}
+
+func parseJWKS(raw []byte) (map[string]signingKey, error) {
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	var extra struct {
+		Keys []struct {
+			Endorsements []string `json:"endorsements"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &extra); err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	keys := make(map[string]signingKey, len(set.Keys))
+	for i, m := range set.Keys {
+		if m.KTY != jwkset.KtyRSA || m.KID == "" {
+			continue
+		}
+		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			continue // one bad key must not take down the others
+		}
+		pub, ok := jwk.Key().(*rsa.PublicKey)
+		if !ok {
+			continue
+		}
+		keys[m.KID] = signingKey{key: pub, endorsements: extra.Keys[i].Endorsements}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("jwks: no usable RSA signing key")
+	}
+	return keys, nil
+}

@@ -1,0 +1,192 @@
+package botframework
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/upgradeapprovals/bot/bot"
+)
+
+// ActivityHandler handles an authenticated activity.
+type ActivityHandler interface {
+	Handle(ctx context.Context, a *bot.Activity) (*bot.InvokeResponse, error)
+}
+
+// ServerOptions configures the HTTP endpoint.
+type ServerOptions struct {
+	// Bot handles activities. Required.
+	Bot ActivityHandler
+	// Verifier authenticates requests. Nil turns authentication off; main
+	// allows that only on a loopback listener.
+	Verifier *Verifier
+	// Trust records the service URLs of authenticated activities. Required.
+	Trust ServiceURLTrust
+	// Ready reports whether dependencies answer (Redis); used by /readyz.
+	Ready func(ctx context.Context) error
+	// Gatherer serves /metrics. Nil serves no /metrics.
+	Gatherer prometheus.Gatherer
+	// Metrics may be nil.
+	Metrics *Metrics
+	// MaxBodyBytes limits a request body. Default 256 KiB.
+	MaxBodyBytes int64
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// NewServer returns the bot's HTTP handler: POST /api/messages, GET /healthz,
+// GET /readyz and GET /metrics.
+func NewServer(opts ServerOptions) (http.Handler, error) {
+	if opts.Bot == nil || opts.Trust == nil {
+		return nil, errors.New("botframework: ServerOptions.Bot and Trust are required")
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 256 << 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &server{opts: opts}
+	r := gin.New()
+	r.Use(gin.Recovery())
+	r.POST("/api/messages", s.authenticate, s.messages)
+	// The M365 Agents Playground probes the endpoint with HEAD before it starts.
+	r.HEAD("/api/messages", func(c *gin.Context) { c.Status(http.StatusOK) })
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	r.GET("/readyz", s.readyz)
+	if opts.Gatherer != nil {
+		h := promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
+		r.GET("/metrics", gin.WrapH(h))
+	}
+	return r, nil
+}
+
+type server struct {
+	opts ServerOptions
+}
+
+const claimsKey = "botframework.claims"
+
+// authenticate checks the bearer token before the body is read, so an
+// anonymous caller costs no more than a header parse.
+func (s *server) authenticate(c *gin.Context) {
+	if s.opts.Verifier == nil {
+		return
+	}
+	claims, err := s.opts.Verifier.VerifyToken(c.Request.Context(), c.GetHeader("Authorization"))
+	if err != nil {
+		s.reject(c, err)
+		return
+	}
+	c.Set(claimsKey, claims)
+}
+
+func (s *server) reject(c *gin.Context, err error) {
+	reason := ReasonMalformed
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		reason = ae.Reason
+	}
+	s.opts.Metrics.observeAuthRejection(reason)
+	s.opts.Logger.WarnContext(c.Request.Context(), "request refused", "reason", reason, "err", err)
+	c.AbortWithStatus(http.StatusUnauthorized)
+}
+
+func (s *server) messages(c *gin.Context) {
+	ctx := c.Request.Context()
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.opts.Metrics.observeActivity("", "too_large")
+			c.AbortWithStatus(http.StatusRequestEntityTooLarge)
+			return
+		}
+		c.AbortWithStatus(http.StatusBadRequest)
+		return
+	}
+	var a bot.Activity
+	if err := json.Unmarshal(body, &a); err != nil || a.Type == "" {
+		s.opts.Metrics.observeActivity("", "malformed")
+		c.AbortWithStatus(http.StatusBadRequest)
+		return
+	}
+	if s.opts.Verifier != nil {
+		claims := c.MustGet(claimsKey).(*Claims)
+		if err := s.opts.Verifier.VerifyActivity(claims, &a); err != nil {
+			s.reject(c, err)
+			return
+		}
+	}
+	if a.ServiceURL != "" {
+		if err := s.opts.Trust.TrustServiceURL(ctx, a.ServiceURL); err != nil {
+			s.fail(c, &a, err)
+			return
+		}
+	}
+	resp, err := s.opts.Bot.Handle(ctx, &a)
+	if err != nil {
+		s.fail(c, &a, err)
+		return
+	}
+	s.opts.Metrics.observeActivity(string(a.Type), "ok")
+	if string(a.Type) == "invoke" {
+		if resp == nil {
+			resp = &bot.InvokeResponse{Status: http.StatusOK}
+		}
+		if resp.Body == nil {
+			c.Status(resp.Status)
+			return
+		}
+		c.JSON(resp.Status, resp.Body)
+		return
+	}
+	c.Status(http.StatusOK)
+}
+
+// fail answers a failed activity. The status tells the channel whether a
+// retry can help: 5xx for what may pass (Redis, the connector), 4xx otherwise.
+func (s *server) fail(c *gin.Context, a *bot.Activity, err error) {
+	status := statusOf(bot.ErrorCode(err))
+	s.opts.Metrics.observeActivity(string(a.Type), "error")
+	s.opts.Logger.ErrorContext(c.Request.Context(), "activity failed",
+		"type", a.Type, "name", a.Name, "activity_id", a.ID, "status", status, "err", err)
+	c.AbortWithStatus(status)
+}
+
+var statusByCode = map[bot.Code]int{
+	bot.CodeInvalid:     http.StatusBadRequest,
+	bot.CodeNotFound:    http.StatusNotFound,
+	bot.CodeForbidden:   http.StatusForbidden,
+	bot.CodeConflict:    http.StatusConflict,
+	bot.CodeUnavailable: http.StatusServiceUnavailable,
+	bot.CodeInternal:    http.StatusInternalServerError,
+}
+
+func statusOf(code bot.Code) int {
+	if s, ok := statusByCode[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *server) readyz(c *gin.Context) {
+	if s.opts.Verifier != nil && !s.opts.Verifier.Ready() {
+		c.String(http.StatusServiceUnavailable, "signing keys not loaded")
+		return
+	}
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(c.Request.Context()); err != nil {
+			c.String(http.StatusServiceUnavailable, "not ready: %v", err)
+			return
+		}
+	}
+	c.String(http.StatusOK, "ready")
+}

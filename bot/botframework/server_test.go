@@ -1,0 +1,147 @@
+package botframework_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/botframework"
+)
+
+func TestBodyOverLimitIs413(t *testing.T) {
+	f := newFixture(t)
+	a := activity()
+	a["text"] = strings.Repeat("x", 300<<10)
+	w := f.post(t, "Bearer "+f.channel.Token(t), a)
+	if w.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", w.Code)
+	}
+	if f.bot.count() != 0 {
+		t.Error("an oversized activity reached the bot")
+	}
+}
+
+func TestMalformedJSONIs400(t *testing.T) {
+	f := newFixture(t)
+	req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(`{"type":"message",`))
+	req.Header.Set("Authorization", "Bearer "+f.channel.Token(t))
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, req)
+	if w.Code != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", w.Code)
+	}
+}
+
+func TestMalformedJSONWithoutTokenIs401(t *testing.T) {
+	f := newFixture(t)
+	req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(`{"type":`))
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, req)
+	if w.Code != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401: anonymous bodies are not parsed", w.Code)
+	}
+}
+
+func TestInvokeResponseIsWrittenSynchronously(t *testing.T) {
+	f := newFixture(t)
+	f.bot.resp = bot.CardMessage("Upgrade approved")
+	a := activity()
+	a["type"] = "invoke"
+	a["name"] = "adaptiveCard/action"
+	a["value"] = map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve"}}
+	w := f.post(t, "Bearer "+f.channel.Token(t), a)
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d", w.Code)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatalf("body %q: %v", w.Body.String(), err)
+	}
+	if body["statusCode"] != float64(200) || body["type"] != "application/vnd.microsoft.activity.message" || body["value"] != "Upgrade approved" {
+		t.Errorf("invoke response %v", body)
+	}
+}
+
+type failingBot struct{ err error }
+
+func (b failingBot) Handle(context.Context, *bot.Activity) (*bot.InvokeResponse, error) {
+	return nil, b.err
+}
+
+func TestHandlerErrorsMapToStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{bot.Errorf(bot.CodeUnavailable, "redis down"), http.StatusServiceUnavailable},
+		{bot.Errorf(bot.CodeInvalid, "bad"), http.StatusBadRequest},
+		{errors.New("boom"), http.StatusInternalServerError},
+	} {
+		h, err := botframework.NewServer(botframework.ServerOptions{Bot: failingBot{tc.err}, Trust: &memTrust{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(activity())
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/api/messages", bytes.NewReader(b)))
+		if w.Code != tc.want {
+			t.Errorf("%v: status %d, want %d", tc.err, w.Code, tc.want)
+		}
+	}
+}
+
+func TestProbesAndMetrics(t *testing.T) {
+	ready := errors.New("redis: connection refused")
+	reg := prometheus.NewRegistry()
+	h, err := botframework.NewServer(botframework.ServerOptions{
+		Bot: &recorder{}, Trust: &memTrust{}, Gatherer: reg, Metrics: botframework.NewMetrics(reg),
+		Ready: func(context.Context) error { return ready },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w
+	}
+	if w := get("/healthz"); w.Code != http.StatusOK {
+		t.Errorf("/healthz %d", w.Code)
+	}
+	if w := get("/readyz"); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with Redis down: %d, want 503", w.Code)
+	}
+	ready = nil
+	if w := get("/readyz"); w.Code != http.StatusOK {
+		t.Errorf("/readyz with Redis up: %d, want 200", w.Code)
+	}
+	b, _ := json.Marshal(activity())
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/messages", bytes.NewReader(b)))
+	w := get("/metrics")
+	if !strings.Contains(w.Body.String(), `upgradebot_activities_total{result="ok",type="message"} 1`) {
+		t.Errorf("/metrics lacks the activity count:\n%s", w.Body.String())
+	}
+}
+
+func TestReadyzWaitsForSigningKeys(t *testing.T) {
+	v, err := botframework.NewVerifier(botframework.VerifierOptions{
+		AppID: appID, Issuer: "https://api.botframework.com", OpenIDMetadataURL: "http://127.0.0.1:1/none",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := botframework.NewServer(botframework.ServerOptions{Bot: &recorder{}, Trust: &memTrust{}, Verifier: v})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz without keys: %d, want 503", w.Code)
+	}
+}

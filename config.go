@@ -1,0 +1,218 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/upgradeapprovals/bot/bot/botframework"
+)
+
+// App types, as Azure Bot registrations name them.
+const (
+	appTypeMultiTenant     = "MultiTenant"
+	appTypeSingleTenant    = "SingleTenant"
+	appTypeUserAssignedMSI = "UserAssignedMSI"
+)
+
+// config is the process configuration, read from the environment. The
+// variable names are a contract with the docs, the tests and deployments.
+type config struct {
+	Port int    // PORT, default 3978
+	Host string // HOST: the interface to listen on; default all, or loopback when auth is off
+
+	AppID       string // MicrosoftAppId; empty turns authentication off (loopback only)
+	AppPassword string // MicrosoftAppPassword
+	AppTenantID string // MicrosoftAppTenantId
+	AppType     string // MicrosoftAppType, default MultiTenant
+
+	Cloud             botframework.Cloud // BOT_CLOUD, default public
+	OpenIDMetadataURL string             // BOT_OPENID_METADATA_URL, default the cloud's
+	AuthorityHost     string             // AZURE_AUTHORITY_HOST, default the cloud's
+	CustomAuthority   bool               // AZURE_AUTHORITY_HOST was set
+	GraphBaseURL      string             // GRAPH_BASE_URL, default the cloud's Graph
+
+	RedisURL       string   // REDIS_URL; empty runs an embedded Redis
+	RedisPrefix    string   // REDIS_PREFIX, default "upgradebot:"
+	AllowedTenants []string // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
+	Approvers      []string // BOT_APPROVERS policy, default "owners"
+}
+
+// configError names the variable at fault, so the one line an operator
+// sees says what to fix.
+type configError struct {
+	Var string
+	Msg string
+}
+
+func (e *configError) Error() string { return "config: " + e.Var + ": " + e.Msg }
+
+func bad(name, format string, args ...any) error {
+	return &configError{Var: name, Msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	guidPattern     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	approverPattern = regexp.MustCompile(`^(owners|(group|user):[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
+)
+
+// graphHosts are Microsoft Graph's endpoints per BOT_CLOUD.
+var graphHosts = map[string]string{
+	"public":   "https://graph.microsoft.com/v1.0",
+	"usgov":    "https://graph.microsoft.us/v1.0",
+	"usgovdod": "https://dod-graph.microsoft.us/v1.0",
+	"china":    "https://microsoftgraph.chinacloudapi.cn/v1.0",
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	var c config
+	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
+
+	c.Port = 3978
+	if v := env("PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 0 || p > 65535 {
+			return c, bad("PORT", "%q is not a port number", v)
+		}
+		c.Port = p
+	}
+
+	c.AppID = env("MicrosoftAppId")
+	c.AppPassword = getenv("MicrosoftAppPassword") // a secret may legitimately contain spaces
+	c.AppTenantID = env("MicrosoftAppTenantId")
+	c.AppType = env("MicrosoftAppType")
+	if c.AppType == "" {
+		c.AppType = appTypeMultiTenant
+	}
+	if c.AppID != "" && !guidPattern.MatchString(c.AppID) {
+		return c, bad("MicrosoftAppId", "%q is not a GUID", c.AppID)
+	}
+	if c.AppTenantID != "" && !guidPattern.MatchString(c.AppTenantID) {
+		return c, bad("MicrosoftAppTenantId", "%q is not a GUID", c.AppTenantID)
+	}
+	switch c.AppType {
+	case appTypeMultiTenant:
+		if c.AppID != "" && c.AppPassword == "" {
+			return c, bad("MicrosoftAppPassword", "required for a MultiTenant bot")
+		}
+	case appTypeSingleTenant:
+		if c.AppID != "" && c.AppPassword == "" {
+			return c, bad("MicrosoftAppPassword", "required for a SingleTenant bot")
+		}
+		if c.AppID != "" && c.AppTenantID == "" {
+			return c, bad("MicrosoftAppTenantId", "required for a SingleTenant bot")
+		}
+	case appTypeUserAssignedMSI:
+		if c.AppID == "" {
+			return c, bad("MicrosoftAppId", "required for UserAssignedMSI: the managed identity's client id")
+		}
+		if c.AppTenantID == "" {
+			return c, bad("MicrosoftAppTenantId", "required for UserAssignedMSI")
+		}
+	default:
+		return c, bad("MicrosoftAppType", "unknown value %q (want MultiTenant, SingleTenant or UserAssignedMSI)", c.AppType)
+	}
+
+	c.Host = env("HOST")
+	if c.AppID == "" {
+		// Without an app id nothing can be authenticated: only this machine
+		// may talk to the bot.
+		if c.Host == "" {
+			c.Host = "127.0.0.1"
+		}
+		if !isLoopback(c.Host) {
+			return c, bad("HOST", "%q is not a loopback address; without MicrosoftAppId authentication is off, "+
+				"so the bot listens only on loopback (set MicrosoftAppId, or HOST=127.0.0.1)", c.Host)
+		}
+	}
+
+	cloud, err := botframework.LookupCloud(env("BOT_CLOUD"))
+	if err != nil {
+		return c, bad("BOT_CLOUD", "unknown value %q (want public, usgov, usgovdod or china)", env("BOT_CLOUD"))
+	}
+	c.Cloud = cloud
+	if c.OpenIDMetadataURL, err = urlVar(env, "BOT_OPENID_METADATA_URL", cloud.OpenIDMetadataURL); err != nil {
+		return c, err
+	}
+	c.CustomAuthority = env("AZURE_AUTHORITY_HOST") != ""
+	if c.AuthorityHost, err = urlVar(env, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
+		return c, err
+	}
+	if c.GraphBaseURL, err = urlVar(env, "GRAPH_BASE_URL", graphHosts[cloud.Name]); err != nil {
+		return c, err
+	}
+
+	c.RedisURL = env("REDIS_URL")
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return c, bad("REDIS_URL", "%v (want redis://[user:password@]host:port/db or rediss://…)", redactURL(err.Error()))
+		}
+	}
+	c.RedisPrefix = env("REDIS_PREFIX")
+
+	c.AllowedTenants = list(env("BOT_ALLOWED_TENANTS"))
+	for _, t := range c.AllowedTenants {
+		if !guidPattern.MatchString(t) {
+			return c, bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID)", t)
+		}
+	}
+	if len(c.AllowedTenants) == 0 && c.AppType != appTypeMultiTenant && c.AppTenantID != "" {
+		c.AllowedTenants = []string{c.AppTenantID}
+	}
+
+	c.Approvers = list(env("BOT_APPROVERS"))
+	if len(c.Approvers) == 0 {
+		c.Approvers = []string{"owners"}
+	}
+	for _, a := range c.Approvers {
+		if !approverPattern.MatchString(a) {
+			return c, bad("BOT_APPROVERS", "%q is not a policy entry (want owners, group:<entra-group-id> or user:<entra-user-id>)", a)
+		}
+	}
+	return c, nil
+}
+
+func urlVar(env func(string) string, name, def string) (string, error) {
+	v := env(name)
+	if v == "" {
+		return def, nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", bad(name, "%q is not an absolute http(s) URL", v)
+	}
+	return v, nil
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// userinfo matches the credentials part of a URL.
+var userinfo = regexp.MustCompile(`://[^/@\s"]*@`)
+
+// redactURL keeps credentials in REDIS_URL out of error messages, even when
+// the URL is too broken to parse.
+func redactURL(msg string) string { return userinfo.ReplaceAllString(msg, "://xxxxx@") }
+
+// addr is the listen address.
+func (c config) addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }

@@ -1,0 +1,51 @@
+// Command upgradebot is a Microsoft Teams bot that gets Teams app upgrades
+// approved in chat: it shows which resource-specific consent permissions an
+// upgrade adds, and upgrades the app when an approver says so.
+//
+// Usage:
+//
+//	upgradebot [serve]     run the bot (default)
+//	upgradebot healthcheck exit 0 when the local bot answers /healthz
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run executes a subcommand and returns the process exit code: 0 on success,
+// 1 on a runtime failure, 2 on bad usage or configuration.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		cfg, err := loadConfig(getenv)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		logger := slog.New(slog.NewJSONHandler(stderr, nil))
+		if err := serve(ctx, cfg, logger, deps{}); err != nil {
+			logger.Error("bot stopped", "err", err)
+			return 1
+		}
+		return 0
+	case "healthcheck":
+		return healthcheck(ctx, getenv, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|healthcheck]")
+		return 0
+	}
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve or healthcheck)\n", cmd)
+	return 2
+}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/upgradeapprovals/bot/bot/bottest"
+)
+
+const (
+	testAppID  = "00000000-0000-0000-0000-0000000000b0"
+	testTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+)
+
+func redisURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// harness runs the whole bot, as `serve` does, against a fake channel,
+// Entra ID and connector, on real Redis.
+type harness struct {
+	channel   *bottest.Channel
+	aad       *bottest.AAD
+	connector *bottest.Connector
+	env       map[string]string
+	url       string
+	stop      context.CancelFunc
+	done      chan error
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{channel: bottest.NewChannel(t, testAppID), aad: bottest.NewAAD(t), connector: bottest.NewConnector(t)}
+	h.channel.ServiceURL = h.connector.URL()
+	h.env = map[string]string{
+		"MicrosoftAppId":          testAppID,
+		"MicrosoftAppPassword":    "s3cret value",
+		"MicrosoftAppTenantId":    testTenant,
+		"MicrosoftAppType":        "SingleTenant",
+		"BOT_OPENID_METADATA_URL": h.channel.MetadataURL(),
+		"AZURE_AUTHORITY_HOST":    h.aad.AuthorityHost(),
+		"REDIS_URL":               redisURL(),
+		"REDIS_PREFIX":            fmt.Sprintf("test:e2e:%d:", time.Now().UnixNano()),
+	}
+	return h
+}
+
+func (h *harness) start(t *testing.T) {
+	t.Helper()
+	cfg, err := loadConfig(func(k string) string { return h.env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.url = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop, h.done = cancel, make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { h.done <- serve(ctx, cfg, logger, deps{listener: ln, azureTransport: h.aad.Client()}) }()
+	t.Cleanup(func() { h.shutdown(t) })
+}
+
+func (h *harness) shutdown(t *testing.T) {
+	t.Helper()
+	if h.stop == nil {
+		return
+	}
+	h.stop()
+	h.stop = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("serve did not stop")
+	}
+}
+
+func (h *harness) message(id, text string) map[string]any {
+	return map[string]any{
+		"type": "message", "id": id, "channelId": "msteams", "serviceUrl": h.connector.URL(), "locale": "en-US",
+		"text":         "<at>Upgrade Approvals</at> " + text,
+		"from":         map[string]any{"id": "29:1megan", "aadObjectId": "11111111-1111-1111-1111-111111111111", "name": "Megan"},
+		"recipient":    map[string]any{"id": "28:" + testAppID, "name": "Upgrade Approvals"},
+		"conversation": map[string]any{"id": "19:abc@thread.v2", "conversationType": "groupChat", "tenantId": testTenant},
+		"entities": []any{map[string]any{"type": "mention", "text": "<at>Upgrade Approvals</at>",
+			"mentioned": map[string]any{"id": "28:" + testAppID, "name": "Upgrade Approvals"}}},
+		"channelData": map[string]any{"tenant": map[string]any{"id": testTenant}},
+	}
+}
+
+func (h *harness) post(t *testing.T, body any) int {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, h.url+"/api/messages", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+h.channel.Token(t))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestHelpThroughTheWholeStack(t *testing.T) {
+	h := newHarness(t)
+	h.start(t)
+	if code := h.post(t, h.message("1700000000001", "help")); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	calls := h.connector.WaitCalls(t, 1)
+	c := calls[0]
+	if c.Method != http.MethodPost || c.Path != "/v3/conversations/19:abc@thread.v2/activities/1700000000001" {
+		t.Errorf("connector call %s %s", c.Method, c.Path)
+	}
+	a := c.Activity
+	if a["replyToId"] != "1700000000001" {
+		t.Errorf("replyToId %v", a["replyToId"])
+	}
+	if conv, _ := a["conversation"].(map[string]any); conv["id"] != "19:abc@thread.v2" {
+		t.Errorf("conversation %v", a["conversation"])
+	}
+	if from, _ := a["from"].(map[string]any); from["id"] != "28:"+testAppID {
+		t.Errorf("from %v, want the bot", a["from"])
+	}
+	if text, _ := a["text"].(string); !strings.Contains(text, "**check**") {
+		t.Errorf("reply text %q is not the help", text)
+	}
+	scope := "https://api.botframework.com/.default"
+	reqs := h.aad.Requests()
+	if len(reqs) != 1 || reqs[0].Tenant != testTenant || reqs[0].ClientID != testAppID || reqs[0].Scope != scope {
+		t.Fatalf("token requests %+v", reqs)
+	}
+	if want := "Bearer " + h.aad.AccessToken(testTenant, scope, 1); c.Authorization != want {
+		t.Errorf("connector Authorization %q, want %q", c.Authorization, want)
+	}
+
+	// Teams redelivers: the same activity is handled once.
+	if code := h.post(t, h.message("1700000000001", "help")); code != http.StatusOK {
+		t.Fatalf("redelivery status %d", code)
+	}
+
+	// After a restart on the same Redis, the redelivery is still recognised.
+	h.shutdown(t)
+	h.start(t)
+	if code := h.post(t, h.message("1700000000001", "help")); code != http.StatusOK {
+		t.Fatalf("redelivery after restart: status %d", code)
+	}
+	if code := h.post(t, h.message("1700000000002", "help")); code != http.StatusOK {
+		t.Fatalf("new activity after restart: status %d", code)
+	}
+	calls = h.connector.WaitCalls(t, 2)
+	time.Sleep(100 * time.Millisecond)
+	if n := len(h.connector.Calls()); n != 2 {
+		t.Fatalf("%d replies, want 2 (one per distinct activity)", n)
+	}
+	if calls[1].Activity["replyToId"] != "1700000000002" {
+		t.Errorf("second reply to %v", calls[1].Activity["replyToId"])
+	}
+}
+
+func TestOversizedBodyIs413(t *testing.T) {
+	h := newHarness(t)
+	h.start(t)
+	if code := h.post(t, h.message("big", strings.Repeat("x", 300<<10))); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", code)
+	}
+}
+
+func TestSIGTERMLetsInFlightRequestFinish(t *testing.T) {
+	h := newHarness(t)
+	h.connector.Delay(time.Second)
+	h.start(t)
+	codes := make(chan int, 1)
+	go func() { codes <- h.post(t, h.message("1700000000003", "help")) }()
+	h.connector.WaitCalls(t, 1) // the request is now in flight, waiting on the connector
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-h.done:
+		h.stop = nil
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if code := <-codes; code != http.StatusOK {
+		t.Errorf("in-flight request finished with %d, want 200", code)
+	}
+	// And nothing new is accepted.
+	if _, err := http.Get(h.url + "/healthz"); err == nil {
+		t.Error("the server still accepts requests after SIGTERM")
+	}
+}
+
+func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		name string
+	}{
+		{map[string]string{"MicrosoftAppType": "Federated"}, "MicrosoftAppType"},
+		{map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppType": "SingleTenant", "MicrosoftAppTenantId": testTenant}, "MicrosoftAppPassword"},
+		{map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppType": "SingleTenant", "MicrosoftAppPassword": "x"}, "MicrosoftAppTenantId"},
+		{map[string]string{"MicrosoftAppId": "not-a-guid", "MicrosoftAppPassword": "x"}, "MicrosoftAppId"},
+		{map[string]string{"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "redis://:hunter2@localhost:notaport"}, "REDIS_URL"},
+		{map[string]string{"PORT": "http"}, "PORT"},
+		{map[string]string{"BOT_CLOUD": "mars"}, "BOT_CLOUD"},
+		{map[string]string{"GRAPH_BASE_URL": "graph.local"}, "GRAPH_BASE_URL"},
+		{map[string]string{"BOT_ALLOWED_TENANTS": "contoso.com"}, "BOT_ALLOWED_TENANTS"},
+		{map[string]string{"BOT_APPROVERS": "everyone"}, "BOT_APPROVERS"},
+		{map[string]string{"HOST": "0.0.0.0"}, "HOST"}, // no app id: auth is off, so no public bind
+	} {
+		var stderr bytes.Buffer
+		code := run(context.Background(), nil, func(k string) string { return tc.env[k] }, &stderr)
+		out := stderr.String()
+		if code != 2 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "config: "+tc.name+":") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line naming %s", tc.env, code, out, tc.name)
+		}
+		if strings.Contains(out, "hunter2") {
+			t.Errorf("the Redis password leaked into %q", out)
+		}
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.addr() != "127.0.0.1:3978" {
+		t.Errorf("without an app id the bot listens on %s, want loopback 127.0.0.1:3978", cfg.addr())
+	}
+	if cfg.Cloud.Name != "public" || cfg.GraphBaseURL != "https://graph.microsoft.com/v1.0" ||
+		cfg.OpenIDMetadataURL != "https://login.botframework.com/v1/.well-known/openidconfiguration" {
+		t.Errorf("cloud defaults %+v", cfg)
+	}
+	cfg, err = loadConfig(func(k string) string {
+		return map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x", "MicrosoftAppType": "SingleTenant",
+			"MicrosoftAppTenantId": testTenant, "BOT_CLOUD": "usgovdod"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.addr() != ":3978" || len(cfg.AllowedTenants) != 1 || cfg.AllowedTenants[0] != testTenant {
+		t.Errorf("single tenant: addr %s tenants %v", cfg.addr(), cfg.AllowedTenants)
+	}
+	if cfg.GraphBaseURL != "https://dod-graph.microsoft.us/v1.0" || cfg.Cloud.Issuer != "https://api.botframework.us" {
+		t.Errorf("usgovdod endpoints: graph %s issuer %s", cfg.GraphBaseURL, cfg.Cloud.Issuer)
+	}
+}
+
+func TestUnknownSubcommandExits2(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &stderr); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+}
+
+func TestHealthcheckSubcommand(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	var stderr bytes.Buffer
+	env := func(k string) string { return map[string]string{"PORT": port}[k] }
+	ln.Close()
+	if code := run(context.Background(), []string{"healthcheck"}, env, &stderr); code != 1 {
+		t.Errorf("healthcheck with nothing listening: exit %d, want 1", code)
+	}
+	cfg, _ := loadConfig(env)
+	cfg.RedisURL = redisURL()
+	ln, err = net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps{listener: ln}) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for run(context.Background(), []string{"healthcheck"}, env, &stderr) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("healthcheck never passed: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

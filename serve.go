@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/state"
+)
+
+// deps are the seams tests use; zero values mean production behaviour.
+type deps struct {
+	listener net.Listener // default: listen on cfg.addr()
+	// azureTransport carries Entra ID token requests (a test trusts its
+	// fake authority's certificate here).
+	azureTransport *http.Client
+}
+
+// shutdownGrace bounds how long in-flight requests may take after SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	gin.SetMode(gin.ReleaseMode)
+
+	rdb, closeRedis, err := state.Connect(ctx, cfg.RedisURL, logger)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	store := state.New(rdb, state.Options{Prefix: cfg.RedisPrefix})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := botframework.NewMetrics(reg)
+
+	var verifier *botframework.Verifier
+	var cred azcore.TokenCredential
+	if cfg.AppID == "" {
+		logger.Warn("AUTHENTICATION IS OFF: MicrosoftAppId is empty, so requests are not verified and replies carry no token; " +
+			"listening on loopback only. Never run like this behind a tunnel or in production.")
+	} else {
+		verifier, err = botframework.NewVerifier(botframework.VerifierOptions{
+			AppID:             cfg.AppID,
+			Issuer:            cfg.Cloud.Issuer,
+			OpenIDMetadataURL: cfg.OpenIDMetadataURL,
+			AllowedTenants:    cfg.AllowedTenants,
+		})
+		if err != nil {
+			return err
+		}
+		go loadKeys(ctx, verifier, logger)
+		if cred, err = credential(cfg, d.azureTransport); err != nil {
+			return err
+		}
+	}
+	if len(cfg.AllowedTenants) == 0 {
+		logger.Warn("BOT_ALLOWED_TENANTS is empty: activities from any tenant are accepted")
+	}
+
+	connector, err := botframework.NewConnector(botframework.ConnectorOptions{
+		Credential: cred, Scope: cfg.Cloud.TokenScope, Trust: store, Metrics: metrics, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	b, err := bot.New(bot.Options{Connector: connector, Conversations: store, Activities: store, Logger: logger})
+	if err != nil {
+		return err
+	}
+	handler, err := botframework.NewServer(botframework.ServerOptions{
+		Bot: b, Verifier: verifier, Trust: store, Ready: store.Ping, Gatherer: reg, Metrics: metrics, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln := d.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.addr()); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "cloud", cfg.Cloud.Name, "app_type", cfg.AppType,
+		"redis", cfg.RedisURL != "", "auth", verifier != nil)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// loadKeys fetches the channel's signing keys at start, retrying until it
+// succeeds; /readyz reports not ready until then.
+func loadKeys(ctx context.Context, v *botframework.Verifier, logger *slog.Logger) {
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		err := v.Load(ctx)
+		if err == nil {
+			return
+		}
+		logger.Warn("cannot load Bot Framework signing keys; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// credential returns the bot's identity towards the Bot Framework connector.
+func credential(cfg config, transport *http.Client) (azcore.TokenCredential, error) {
+	opts := azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost}}
+	if transport != nil {
+		opts.Transport = transport
+	}
+	switch cfg.AppType {
+	case appTypeUserAssignedMSI:
+		return azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
+			ClientOptions: opts, ID: azidentity.ClientID(cfg.AppID),
+		})
+	case appTypeSingleTenant, appTypeMultiTenant:
+		tenant := cfg.AppTenantID
+		if cfg.AppType == appTypeMultiTenant {
+			tenant = cfg.Cloud.MultiTenantAuthority
+		}
+		// A custom authority (a sovereign setup, a local fake) is unknown to
+		// MSAL's instance discovery, which would otherwise fail the request.
+		return azidentity.NewClientSecretCredential(tenant, cfg.AppID, cfg.AppPassword, &azidentity.ClientSecretCredentialOptions{
+			ClientOptions: opts, DisableInstanceDiscovery: cfg.CustomAuthority,
+		})
+	}
+	return nil, fmt.Errorf("credential: unknown app type %q", cfg.AppType)
+}
+
+// healthcheck is the container's HEALTHCHECK: the image has no shell or curl.
+func healthcheck(ctx context.Context, getenv func(string) string, stderr io.Writer) int {
+	port := getenv("PORT")
+	if port == "" {
+		port = "3978"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		fmt.Fprintf(stderr, "healthcheck: PORT %q is not a number\n", port)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/healthz", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return 1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "healthcheck:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "healthcheck: /healthz answered", resp.Status)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,180 @@
+// Package state keeps the bot's state in Redis: conversation references,
+// activity claims (dedupe) and the service URLs the Bot Framework vouched for.
+// Every replica shares it, so nothing that matters lives in process memory.
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/upgradeapprovals/bot/bot"
+)
+
+// Options configures a Store. Zero values take the documented defaults.
+type Options struct {
+	// Prefix starts every key. Default "upgradebot:".
+	Prefix string
+	// ActivityTTL is how long a handled activity id is remembered. Teams
+	// redelivers within minutes; default 24h.
+	ActivityTTL time.Duration
+	// ReferenceTTL is how long an unused conversation reference is kept.
+	// Default 90 days; every activity renews it.
+	ReferenceTTL time.Duration
+}
+
+// Store implements the bot's state interfaces on Redis.
+type Store struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// New returns a Store on rdb. It does not take ownership of rdb.
+func New(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = "upgradebot:"
+	}
+	if opts.ActivityTTL <= 0 {
+		opts.ActivityTTL = 24 * time.Hour
+	}
+	if opts.ReferenceTTL <= 0 {
+		opts.ReferenceTTL = 90 * 24 * time.Hour
+	}
+	return &Store{rdb: rdb, opts: opts}
+}
+
+// Connect opens the Redis named by rawURL (redis:// or rediss://). An empty
+// URL starts an embedded in-process Redis: fine for a laptop, but nothing
+// survives a restart and replicas cannot share it, so it says so loudly.
+// The returned close function releases the client and any embedded server.
+func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.UniversalClient, func() error, error) {
+	if rawURL == "" {
+		mr, err := miniredis.Run()
+		if err != nil {
+			return nil, nil, fmt.Errorf("state: start embedded redis: %w", err)
+		}
+		logger.Warn("REDIS_URL is not set: using an embedded in-process Redis; " +
+			"approvals and conversation references are LOST on restart and NOT shared between replicas")
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{mr.Addr()}})
+		return rdb, func() error { err := rdb.Close(); mr.Close(); return err }, nil
+	}
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("state: REDIS_URL: %w", err)
+	}
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:     []string{opt.Addr},
+		Username:  opt.Username,
+		Password:  opt.Password,
+		DB:        opt.DB,
+		TLSConfig: opt.TLSConfig,
+	})
+	return rdb, rdb.Close, nil
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// Values carry a version so a rolling upgrade can read what the previous
+// release wrote.
+const referenceVersion = 1
+
+type referenceRecord struct {
+	V int `json:"v"`
+	bot.ConversationRef
+}
+
+// Keys that one operation touches share a {hash tag} so they live in one
+// Redis Cluster slot.
+func (s *Store) referenceKey(conversationID string) string {
+	return s.opts.Prefix + "ref:{" + conversationID + "}"
+}
+
+// SaveReference stores the conversation reference, renewing its TTL.
+func (s *Store) SaveReference(ctx context.Context, ref bot.ConversationRef) error {
+	b, err := json.Marshal(referenceRecord{V: referenceVersion, ConversationRef: ref})
+	if err != nil {
+		return fmt.Errorf("state: encode reference: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.referenceKey(ref.ConversationID), b, s.opts.ReferenceTTL).Err(); err != nil {
+		return unavailable("save reference", err)
+	}
+	return nil
+}
+
+// Reference returns the stored reference of a conversation, or an error with
+// bot.CodeNotFound.
+func (s *Store) Reference(ctx context.Context, conversationID string) (bot.ConversationRef, error) {
+	b, err := s.rdb.Get(ctx, s.referenceKey(conversationID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return bot.ConversationRef{}, bot.Errorf(bot.CodeNotFound, "state: no conversation reference for %q", conversationID)
+	}
+	if err != nil {
+		return bot.ConversationRef{}, unavailable("read reference", err)
+	}
+	var rec referenceRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return bot.ConversationRef{}, fmt.Errorf("state: decode reference: %w", err)
+	}
+	if rec.V != referenceVersion {
+		return bot.ConversationRef{}, fmt.Errorf("state: reference version %d is not supported", rec.V)
+	}
+	return rec.ConversationRef, nil
+}
+
+func (s *Store) activityKey(key string) string { return s.opts.Prefix + "activity:{" + key + "}" }
+
+// Claim reports whether the activity key is seen for the first time, and
+// claims it for ActivityTTL. SET NX makes it atomic across replicas.
+func (s *Store) Claim(ctx context.Context, key string) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.activityKey(key), time.Now().UTC().Format(time.RFC3339), s.opts.ActivityTTL).Result()
+	if err != nil {
+		return false, unavailable("claim activity", err)
+	}
+	return ok, nil
+}
+
+// Release forgets a claim, so the channel's redelivery of a failed activity
+// is handled again.
+func (s *Store) Release(ctx context.Context, key string) error {
+	if err := s.rdb.Del(ctx, s.activityKey(key)).Err(); err != nil {
+		return unavailable("release activity", err)
+	}
+	return nil
+}
+
+func (s *Store) serviceURLKey() string { return s.opts.Prefix + "serviceurls" }
+
+// TrustServiceURL records a service URL that arrived on an authenticated
+// activity.
+func (s *Store) TrustServiceURL(ctx context.Context, serviceURL string) error {
+	if err := s.rdb.SAdd(ctx, s.serviceURLKey(), serviceURL).Err(); err != nil {
+		return unavailable("trust service url", err)
+	}
+	return nil
+}
+
+// IsTrustedServiceURL reports whether serviceURL arrived on an authenticated
+// activity, so the bot's token is never sent anywhere else.
+func (s *Store) IsTrustedServiceURL(ctx context.Context, serviceURL string) (bool, error) {
+	ok, err := s.rdb.SIsMember(ctx, s.serviceURLKey(), serviceURL).Result()
+	if err != nil {
+		return false, unavailable("check service url", err)
+	}
+	return ok, nil
+}
+
+func unavailable(op string, err error) error {
+	return &bot.Error{Code: bot.CodeUnavailable, Message: "state: " + op + ": redis unavailable", Err: err}
+}

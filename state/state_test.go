@@ -1,0 +1,215 @@
+package state_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/state"
+)
+
+var (
+	_ bot.ConversationStore        = (*state.Store)(nil)
+	_ bot.ActivityLog              = (*state.Store)(nil)
+	_ botframework.ServiceURLTrust = (*state.Store)(nil)
+)
+
+// redisURL is the real Redis the tests use: REDIS_URL, or the local one.
+func redisURL() string {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// newStore returns a Store on real Redis under a prefix of its own, removed
+// when the test ends.
+func newStore(t *testing.T, opts state.Options) (*state.Store, redis.UniversalClient) {
+	t.Helper()
+	rdb, closeFn, err := state.Connect(context.Background(), redisURL(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("these tests need Redis at %s (set REDIS_URL): %v", redisURL(), err)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = fmt.Sprintf("test:%s:%d:", t.Name(), time.Now().UnixNano())
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, opts.Prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		closeFn()
+	})
+	return state.New(rdb, opts), rdb
+}
+
+func TestReferenceRoundTripAndSurvivesNewClient(t *testing.T) {
+	prefix := fmt.Sprintf("test:ref:%d:", time.Now().UnixNano())
+	s, _ := newStore(t, state.Options{Prefix: prefix})
+	ctx := context.Background()
+	ref := bot.ConversationRef{
+		ConversationID: "19:abc@thread.v2", ConversationType: "groupChat", ServiceURL: "https://smba.trafficmanager.net/amer/",
+		ChannelID: "msteams", TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47", BotID: "28:app",
+		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: "19:abc@thread.v2"}, UpdatedAt: time.Now().UTC().Truncate(time.Second),
+	}
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	// A second process (a restart, another replica) reads it back.
+	s2, rdb := newStore(t, state.Options{Prefix: prefix})
+	got, err := s2.Reference(ctx, ref.ConversationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ServiceURL != ref.ServiceURL || *got.Scope != *ref.Scope || !got.UpdatedAt.Equal(ref.UpdatedAt) {
+		t.Errorf("got %+v, want %+v", got, ref)
+	}
+	ttl := rdb.TTL(ctx, prefix+"ref:{19:abc@thread.v2}").Val()
+	if ttl < 89*24*time.Hour {
+		t.Errorf("reference TTL %v, want about 90 days", ttl)
+	}
+	if _, err := s2.Reference(ctx, "19:unknown@thread.v2"); !errors.Is(err, bot.ErrNotFound) {
+		t.Errorf("unknown conversation: %v, want not_found", err)
+	}
+}
+
+func TestReferenceOfUnknownVersionIsRefused(t *testing.T) {
+	prefix := fmt.Sprintf("test:ver:%d:", time.Now().UnixNano())
+	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	ctx := context.Background()
+	rdb.Set(ctx, prefix+"ref:{c}", `{"v":99,"conversationId":"c"}`, 0)
+	if _, err := s.Reference(ctx, "c"); err == nil {
+		t.Error("a reference written by an unknown version was read as if it were ours")
+	}
+}
+
+func TestClaimIsOncePerActivityAcrossReplicas(t *testing.T) {
+	prefix := fmt.Sprintf("test:claim:%d:", time.Now().UnixNano())
+	a, _ := newStore(t, state.Options{Prefix: prefix})
+	b, _ := newStore(t, state.Options{Prefix: prefix})
+	ctx := context.Background()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.Claim(ctx, "19:abc|1700000000001")
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d replicas won the claim, want 1", wins.Load())
+	}
+	if err := a.Release(ctx, "19:abc|1700000000001"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := b.Claim(ctx, "19:abc|1700000000001"); !ok {
+		t.Error("a released activity cannot be claimed again")
+	}
+}
+
+func TestClaimExpires(t *testing.T) {
+	s, _ := newStore(t, state.Options{ActivityTTL: 50 * time.Millisecond})
+	ctx := context.Background()
+	s.Claim(ctx, "k")
+	time.Sleep(120 * time.Millisecond)
+	if ok, _ := s.Claim(ctx, "k"); !ok {
+		t.Error("the claim outlived its TTL")
+	}
+}
+
+func TestServiceURLTrust(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	if ok, _ := s.IsTrustedServiceURL(ctx, "https://smba.trafficmanager.net/amer/"); ok {
+		t.Error("trusted before any activity")
+	}
+	s.TrustServiceURL(ctx, "https://smba.trafficmanager.net/amer/")
+	if ok, _ := s.IsTrustedServiceURL(ctx, "https://smba.trafficmanager.net/amer/"); !ok {
+		t.Error("not trusted after an authenticated activity")
+	}
+}
+
+func TestRedisDownIsUnavailable(t *testing.T) {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:1"}, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer rdb.Close()
+	s := state.New(rdb, state.Options{})
+	if _, err := s.Claim(context.Background(), "k"); !errors.Is(err, bot.ErrUnavailable) {
+		t.Errorf("err %v, want unavailable", err)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, bot.ErrUnavailable) {
+		t.Errorf("ping err %v, want unavailable", err)
+	}
+}
+
+func TestEmbeddedRedisWhenURLUnset(t *testing.T) {
+	var logs syncBuffer
+	rdb, closeFn, err := state.Connect(context.Background(), "", slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	s := state.New(rdb, state.Options{})
+	if ok, err := s.Claim(context.Background(), "k"); !ok || err != nil {
+		t.Fatalf("claim on embedded redis: %v %v", ok, err)
+	}
+	if !strings.Contains(logs.String(), "LOST on restart") {
+		t.Errorf("no loud warning about the embedded Redis: %q", logs.String())
+	}
+}
+
+func TestConnectRejectsBadURL(t *testing.T) {
+	_, _, err := state.Connect(context.Background(), "http://localhost:6379", slog.Default())
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
+		t.Errorf("err %v, want one naming REDIS_URL", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
+}
