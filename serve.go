@@ -111,7 +111,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace)
+	logger.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -131,7 +131,7 @@ func loadKeys(ctx context.Context, v *botframework.Verifier, logger *slog.Logger
 		if err == nil {
 			return
 		}
-		logger.Warn("cannot load Bot Framework signing keys; retrying", "err", err, "retry_in", wait)
+		logger.Warn("cannot load Bot Framework signing keys; retrying", "err", err, "retry_in", wait.String())
 		select {
 		case <-ctx.Done():
 			return

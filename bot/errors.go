@@ -3,6 +3,7 @@ package bot
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code classifies an error so that each transport can map it once: to an HTTP
@@ -30,6 +31,8 @@ type Error struct {
 
 func (e *Error) Error() string {
 	switch {
+	case e.Message != "" && e.Err != nil && !strings.Contains(e.Message, e.Err.Error()):
+		return e.Message + ": " + e.Err.Error()
 	case e.Message != "":
 		return e.Message
 	case e.Err != nil:

@@ -218,7 +218,7 @@ func (c *Connector) do(ctx context.Context, op string, ref bot.ConversationRef, 
 		if retryable(status) && attempt < c.opts.MaxRetries {
 			wait := c.retryWait(resp.Header.Get("Retry-After"), attempt)
 			drain(resp)
-			c.opts.Logger.WarnContext(ctx, "connector call retried", "op", op, "status", status, "wait", wait)
+			c.opts.Logger.WarnContext(ctx, "connector call retried", "op", op, "status", status, "wait", wait.String())
 			select {
 			case <-ctx.Done():
 				return &bot.Error{Code: bot.CodeUnavailable, Message: "botframework: " + op + ": gave up waiting to retry", Err: ctx.Err()}
