@@ -99,10 +99,11 @@ const (
 )
 
 // Scope is a Graph installation scope: the kind and the Graph id of the chat,
-// team or user.
+// team or user, and the tenant it lives in (Graph is asked as that tenant).
 type Scope struct {
-	Kind ScopeKind `json:"kind"`
-	ID   string    `json:"id"`
+	Kind     ScopeKind `json:"kind"`
+	ID       string    `json:"id"`
+	TenantID string    `json:"tenantId,omitempty"`
 }
 
 // Scope maps the activity's conversation to the Graph installation scope.
@@ -110,6 +111,12 @@ type Scope struct {
 // the user's; a channel's is its team's Entra group. It returns false when the
 // activity lacks what the mapping needs.
 func (a *Activity) Scope() (Scope, bool) {
+	s, ok := a.scope()
+	s.TenantID = a.TenantID()
+	return s, ok
+}
+
+func (a *Activity) scope() (Scope, bool) {
 	switch a.Conversation.ConversationType {
 	case "personal":
 		if a.From.AadObjectID == "" {
