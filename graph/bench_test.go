@@ -47,4 +47,3 @@ func BenchmarkPendingUpgrades(b *testing.B) {
 		})
 	}
 }
-

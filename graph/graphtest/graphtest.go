@@ -93,7 +93,7 @@ type installation struct {
 type Tenant struct {
 	// PageSize splits installation and member lists into pages; 0: one page.
 	PageSize int
-	// Host is the host in @odata.context and @odata.nextLink; set it to the
+	// BaseURL starts @odata.context and @odata.nextLink; set it to the
 	// server's address (httptest.Server.URL) so the SDK can follow pages.
 	BaseURL string
 
@@ -632,4 +632,3 @@ func compareVersions(a, b string) int {
 	}
 	return 0
 }
-
