@@ -145,8 +145,13 @@ func TestHelpThroughTheWholeStack(t *testing.T) {
 	if from, _ := a["from"].(map[string]any); from["id"] != "28:"+testAppID {
 		t.Errorf("from %v, want the bot", a["from"])
 	}
-	if text, _ := a["text"].(string); !strings.Contains(text, "**check**") {
-		t.Errorf("reply text %q is not the help", text)
+	atts, _ := a["attachments"].([]any)
+	if len(atts) != 1 {
+		t.Fatalf("reply attachments %v, want one card", a["attachments"])
+	}
+	card, _ := json.Marshal(atts[0])
+	if att := atts[0].(map[string]any); att["contentType"] != "application/vnd.microsoft.card.adaptive" || !strings.Contains(string(card), "List pending app upgrades here") {
+		t.Errorf("reply %s is not the help card", card)
 	}
 	scope := "https://api.botframework.com/.default"
 	reqs := h.aad.Requests()

@@ -6,9 +6,13 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"strings"
 	"time"
+
+	"github.com/infracloudio/msbotbuilder-go/schema"
+
+	"github.com/upgradeapprovals/bot/cards"
 )
 
 // Connector writes to Teams conversations through the Bot Framework connector.
@@ -53,6 +57,7 @@ type Options struct {
 type Bot struct {
 	opts   Options
 	router *Router
+	cards  *cards.Cards
 }
 
 // New returns a Bot. Connector, Conversations and Activities are required.
@@ -66,7 +71,11 @@ func New(opts Options) (*Bot, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	b := &Bot{opts: opts, router: NewRouter()}
+	c, err := cards.New()
+	if err != nil {
+		return nil, fmt.Errorf("bot: %w", err)
+	}
+	b := &Bot{opts: opts, router: NewRouter(), cards: c}
 	b.router.OnType("message", b.onMessage)
 	b.router.OnType("conversationUpdate", b.onConversationUpdate)
 	b.router.OnType("installationUpdate", b.onInstallationUpdate)
@@ -136,8 +145,15 @@ func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	}
 	// Every command not yet known answers with help, so a typo is never met
 	// with silence.
-	_, err := t.Reply(ctx, Message{Text: helpText(t.Activity.Locale), TextFormat: "markdown"})
+	_, err := t.Reply(ctx, CardMessage(b.cards.Help(t.Activity.Locale)))
 	return nil, err
+}
+
+// CardMessage is a message holding one Adaptive Card and no text: Teams (and
+// the Agents Playground) return the activity id, needed to update the card
+// later, only for a single-attachment message.
+func CardMessage(card cards.Card) Message {
+	return Message{Attachments: []schema.Attachment{{ContentType: cards.ContentType, Content: card}}}
 }
 
 // conversationUpdate fires when the bot is first added; it cannot tell an
@@ -153,19 +169,4 @@ func (b *Bot) onInstallationUpdate(ctx context.Context, t *Turn) (*InvokeRespons
 	b.opts.Logger.InfoContext(ctx, "installation update", "action", t.Activity.Action,
 		"conversation_type", t.Ref.ConversationType, "tenant", t.Ref.TenantID)
 	return nil, nil
-}
-
-func helpText(locale string) string {
-	if strings.HasPrefix(strings.ToLower(locale), "zh") {
-		return "我会帮你批准 Teams 应用升级。\n\n" +
-			"- **检查**（check）：列出此处待升级的应用及其新增的权限\n" +
-			"- **历史**（history）：最近的批准和升级记录\n" +
-			"- **帮助**（help）：显示本帮助\n\n" +
-			"在群聊和频道中请先 @提及我。"
-	}
-	return "I help get Teams app upgrades approved.\n\n" +
-		"- **check**: list pending app upgrades here and the permissions they add\n" +
-		"- **history**: recent approvals and upgrades\n" +
-		"- **help**: show this help\n\n" +
-		"In group chats and channels, @mention me first."
 }

@@ -154,8 +154,8 @@ func TestHelpRepliesOnceAndRemembersConversation(t *testing.T) {
 	if len(conn.replies) != 1 {
 		t.Fatalf("%d replies to a twice-delivered activity, want 1", len(conn.replies))
 	}
-	if !strings.Contains(conn.replies[0].Text, "check") || conn.replies[0].Locale != "en-US" {
-		t.Errorf("reply %+v", conn.replies[0])
+	if got := cardText(t, conn.replies[0]); !strings.Contains(got, "List pending app upgrades here") || conn.replies[0].Locale != "en-US" {
+		t.Errorf("reply %s", got)
 	}
 	ref, err := st.Reference(context.Background(), "19:abc@thread.v2")
 	if err != nil {
@@ -175,7 +175,7 @@ func TestHelpInChinese(t *testing.T) {
 	if _, err := newBot(t, conn, st).Handle(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
-	if len(conn.replies) != 1 || !strings.Contains(conn.replies[0].Text, "检查") {
+	if len(conn.replies) != 1 || !strings.Contains(cardText(t, conn.replies[0]), "检查") {
 		t.Errorf("replies %+v", conn.replies)
 	}
 }
@@ -242,4 +242,17 @@ func TestErrorCodes(t *testing.T) {
 	if err.Error() != `installation "x": 404` {
 		t.Errorf("message %q", err.Error())
 	}
+}
+
+// cardText returns the JSON of the single Adaptive Card a message carries.
+func cardText(t *testing.T, m bot.Message) string {
+	t.Helper()
+	if m.Text != "" || len(m.Attachments) != 1 || m.Attachments[0].ContentType != "application/vnd.microsoft.card.adaptive" {
+		t.Fatalf("message is not a single card: %+v", m)
+	}
+	b, err := json.Marshal(m.Attachments[0].Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -67,13 +67,13 @@ func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	if a.Name == InvokeAdaptiveCardAction {
 		var v CardAction
 		if err := json.Unmarshal(a.Value, &v); err != nil || v.Action.Verb == "" {
-			return CardError(http.StatusBadRequest, "BadRequest", "the card action has no verb"), nil
+			return InvokeError(http.StatusBadRequest, "BadRequest", "the card action has no verb"), nil
 		}
 		t.CardAction = &v
 		if h, ok := r.verbs[v.Action.Verb]; ok {
 			return h(ctx, t)
 		}
-		return CardError(http.StatusBadRequest, "NotSupported", fmt.Sprintf("unknown card action %q", v.Action.Verb)), nil
+		return InvokeError(http.StatusBadRequest, "NotSupported", fmt.Sprintf("unknown card action %q", v.Action.Verb)), nil
 	}
 	if h, ok := r.invokes[a.Name]; ok {
 		return h(ctx, t)
@@ -88,23 +88,23 @@ const (
 	ResponseTypeError   = "application/vnd.microsoft.error"
 )
 
-// CardMessage answers an Action.Execute with a message Teams shows as a toast.
-func CardMessage(text string) *InvokeResponse {
+// InvokeMessage answers an Action.Execute with a message Teams shows as a toast.
+func InvokeMessage(text string) *InvokeResponse {
 	return &InvokeResponse{Status: http.StatusOK, Body: map[string]any{
 		"statusCode": http.StatusOK, "type": ResponseTypeMessage, "value": text,
 	}}
 }
 
-// CardReplace answers an Action.Execute with a card that replaces the one clicked.
-func CardReplace(card any) *InvokeResponse {
+// InvokeCard answers an Action.Execute with a card that replaces the one clicked.
+func InvokeCard(card any) *InvokeResponse {
 	return &InvokeResponse{Status: http.StatusOK, Body: map[string]any{
 		"statusCode": http.StatusOK, "type": ResponseTypeCard, "value": card,
 	}}
 }
 
-// CardError answers an Action.Execute with an error Teams shows to the user.
+// InvokeError answers an Action.Execute with an error Teams shows to the user.
 // The HTTP status stays 200: the error travels in the body.
-func CardError(status int, code, message string) *InvokeResponse {
+func InvokeError(status int, code, message string) *InvokeResponse {
 	return &InvokeResponse{Status: http.StatusOK, Body: map[string]any{
 		"statusCode": status, "type": ResponseTypeError,
 		"value": map[string]string{"code": code, "message": message},

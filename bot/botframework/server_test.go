@@ -52,7 +52,7 @@ func TestMalformedJSONWithoutTokenIs401(t *testing.T) {
 
 func TestInvokeResponseIsWrittenSynchronously(t *testing.T) {
 	f := newFixture(t)
-	f.bot.resp = bot.CardMessage("Upgrade approved")
+	f.bot.resp = bot.InvokeMessage("Upgrade approved")
 	a := activity()
 	a["type"] = "invoke"
 	a["name"] = "adaptiveCard/action"

@@ -1,0 +1,326 @@
+package cards_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/upgradeapprovals/bot/cards"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+
+var (
+	requested = time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC)
+	decided   = time.Date(2026, 11, 23, 14, 5, 0, 0, time.UTC)
+)
+
+var polls = cards.App{Name: "Polls", ShortDescription: "Quick polls in chats and meetings",
+	IconURL: "https://contoso.example/icons/polls.png", FromVersion: "1.0.0", ToVersion: "1.1.0"}
+
+var pollsDiff = cards.Diff{
+	Added: []cards.Permission{
+		{Value: "ChatMessage.Read.Chat", Type: "application"},
+		{Value: "OnlineMeeting.ReadBasic.Chat", Type: "Delegated"},
+	},
+	Removed: []cards.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}},
+	Kept:    []cards.Permission{{Value: "TeamsActivity.Send.Chat", Type: "application"}, {Value: "ChatMember.Read.Chat", Type: "application"}},
+}
+
+// manyPermissions is 40 added permissions: every known one for chats and
+// teams, then unknown ones.
+func manyPermissions() []cards.Permission {
+	known := []string{"Channel.Create.Group", "Channel.Delete.Group", "ChannelMeeting.ReadBasic.Group", "ChannelMeetingParticipant.Read.Group",
+		"ChannelMeetingRecording.Read.Group", "ChannelMeetingTranscript.Read.Group", "ChannelMessage.Read.Group", "ChannelMessage.Send.Group",
+		"ChannelSettings.Read.Group", "ChannelSettings.ReadWrite.Group", "TeamMember.Read.Group", "TeamSettings.Read.Group",
+		"TeamSettings.ReadWrite.Group", "TeamsTab.Create.Group", "TeamsTab.Delete.Group", "TeamsTab.Read.Group", "TeamsTab.ReadWrite.Group",
+		"Calls.AccessMedia.Chat", "Calls.JoinGroupCalls.Chat", "ChatSettings.Read.Chat", "ChatSettings.ReadWrite.Chat", "ChatMessage.Read.Chat",
+		"ChatMember.Read.Chat", "Chat.Manage.Chat", "TeamsTab.Read.Chat", "TeamsTab.Create.Chat", "OnlineMeetingTranscript.Read.Chat",
+		"OnlineMeeting.ReadBasic.Chat", "OnlineMeetingRecording.Read.Chat", "OnlineMeetingAudioVideo.Stream.Chat", "CameraStream.Read.User",
+		"MicrophoneStream.Read.User", "OutgoingVideoStream.Write.User", "TeamsActivity.Send.User", "TeamsAppInstallation.Read.User"}
+	var ps []cards.Permission
+	for _, v := range known {
+		ps = append(ps, cards.Permission{Value: v, Type: "application"})
+	}
+	for i := len(ps); i < 40; i++ {
+		ps = append(ps, cards.Permission{Value: fmt.Sprintf("Contoso.Future%d.Chat", i), Type: "delegated"})
+	}
+	return ps
+}
+
+// all builds every card the package can produce, edge cases included.
+func all(c *cards.Cards, locale string) map[string]cards.Card {
+	long := cards.App{Name: strings.Repeat("Contoso Enterprise Meeting Notes and Action Items Assistant ", 3),
+		ShortDescription: strings.Repeat("Takes notes, tracks action items and follows up after every meeting. ", 4),
+		FromVersion: "2.14.9", ToVersion: "2.15.0"}
+	pending := func(app cards.App, d cards.Diff, place cards.Place, who cards.ApproverPolicy, ids []string) cards.Card {
+		return c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: app, Diff: d, Place: place,
+			Approvers: who, ApproverIDs: ids, RequestedAt: requested})
+	}
+	outcome := func(k cards.OutcomeKind) cards.Outcome {
+		return cards.Outcome{Locale: locale, Kind: k, ApprovalID: "apr_7Qm2x", App: polls, Diff: pollsDiff,
+			By: "Megan Bowen", At: decided, Place: cards.PlaceChat, Approvers: cards.ApproversOwners}
+	}
+	failed := outcome(cards.OutcomeFailed)
+	failed.Problem = "Microsoft Graph refused the upgrade (403 Forbidden: Missing scope permissions on the request)."
+	failed.AdminAction = "Grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All with admin consent, then retry."
+	return map[string]cards.Card{
+		"pending":               pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners, nil),
+		"pending-meeting":       pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners, []string{"29:1megan", "29:1alex"}),
+		"pending-team":          pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners, nil),
+		"pending-personal":      pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf, nil),
+		"pending-group":         pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup, nil),
+		"pending-no-change":     pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners, nil),
+		"pending-no-rsc":        pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed, nil),
+		"pending-40":            pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners, nil),
+		"pending-long":          pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners, nil),
+		"outcome-upgraded":      c.Outcome(outcome(cards.OutcomeUpgraded)),
+		"outcome-rejected":      c.Outcome(outcome(cards.OutcomeRejected)),
+		"outcome-failed":        c.Outcome(failed),
+		"outcome-expired":       c.Outcome(outcome(cards.OutcomeExpired)),
+		"outcome-superseded":    c.Outcome(outcome(cards.OutcomeSuperseded)),
+		"outcome-uptodate":      c.Outcome(outcome(cards.OutcomeUpToDate)),
+		"outcome-notallowed":    c.Outcome(outcome(cards.OutcomeNotAllowed)),
+		"list-pending": c.PendingList(cards.PendingList{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners, BatchID: "bat_91xk",
+			Items: []cards.PendingItem{
+				{ApprovalID: "apr_1", App: polls, Diff: pollsDiff},
+				{ApprovalID: "apr_2", App: cards.App{Name: "Tasks", FromVersion: "3.0", ToVersion: "3.1"}, Diff: cards.Diff{}},
+				{ApprovalID: "apr_3", App: cards.App{Name: "Whiteboard", FromVersion: "1.9.0", ToVersion: "1.10.0"},
+					Diff: cards.Diff{Kept: []cards.Permission{{Value: "MeetingStage.Write.Chat", Type: "delegated"}}}},
+			}}),
+		"list-uptodate": c.UpToDate(cards.UpToDate{Locale: locale, Place: cards.PlaceTeam,
+			Apps: []cards.InstalledApp{{Name: "Polls", Version: "1.1.0"}, {Name: "Tasks", Version: "3.1"}}}),
+		"list-uptodate-empty": c.UpToDate(cards.UpToDate{Locale: locale, Place: cards.PlacePersonal}),
+		"help":                c.Help(locale),
+		"history": c.History(cards.History{Locale: locale, Events: []cards.HistoryEvent{
+			{At: decided, Kind: cards.OutcomeUpgraded, Actor: "Megan Bowen", App: "Polls", From: "1.0.0", To: "1.1.0"},
+			{At: requested, Kind: cards.OutcomeRejected, Actor: "Alex Wilber", App: "Tasks", From: "3.0", To: "3.1"},
+			{At: requested.Add(-time.Hour), Kind: cards.OutcomeFailed, App: "Whiteboard", From: "1.9.0", To: "1.10.0"},
+			{At: requested.Add(-2 * time.Hour), Kind: cards.OutcomeExpired, App: "Polls", From: "0.9", To: "1.0.0"},
+			{At: requested.Add(-3 * time.Hour), Kind: cards.OutcomeSuperseded, App: "Polls", From: "0.9", To: "0.9.5"},
+		}}),
+		"history-empty": c.History(cards.History{Locale: locale}),
+	}
+}
+
+func newCards(t testing.TB) *cards.Cards {
+	t.Helper()
+	c, err := cards.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type named struct {
+	Name string     `json:"name"`
+	Card cards.Card `json:"card"`
+}
+
+func everyCard(t testing.TB) []named {
+	c := newCards(t)
+	var out []named
+	for _, l := range cards.Locales {
+		for name, card := range all(c, l) {
+			out = append(out, named{Name: name + "." + l, Card: card})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func TestGolden(t *testing.T) {
+	for _, n := range everyCard(t) {
+		got, err := json.MarshalIndent(n.Card, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, '\n')
+		path := filepath.Join("testdata", "golden", n.Name+".json")
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run go test ./cards -update to create it)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from %s; run go test ./cards -update and review the diff", n.Name, path)
+		}
+	}
+}
+
+// teamsMessageLimit is the largest message Teams accepts, card included.
+const teamsMessageLimit = 28 * 1024
+
+func TestCardsPassTheOfficialParser(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		skipOrFail(t, "SKIPPING Adaptive Card validation: node is not installed (CI installs it; see .ci/run)")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "node_modules", "adaptivecards")); err != nil {
+		t.Fatalf("the adaptivecards package is missing: run `npm ci` in %s", root)
+	}
+	cs := everyCard(t)
+	for _, n := range cs {
+		b, _ := json.Marshal(n.Card)
+		if len(b) > teamsMessageLimit-1024 { // leave room for the activity around it
+			t.Errorf("%s: %d bytes, over Teams' message limit", n.Name, len(b))
+		}
+	}
+	in := filepath.Join(t.TempDir(), "cards.json")
+	b, _ := json.Marshal(cs)
+	if err := os.WriteFile(in, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, filepath.Join("testdata", "validate.cjs"), in)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(root, "node_modules"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("validator: %v\n%s", err, stderr.String())
+	}
+	var results []struct {
+		Name     string   `json:"name"`
+		Version  string   `json:"version"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal(out, &results); err != nil {
+		t.Fatalf("validator output %q: %v", out, err)
+	}
+	if len(results) != len(cs) {
+		t.Fatalf("validated %d cards, built %d", len(results), len(cs))
+	}
+	for _, r := range results {
+		if r.Version != "1.5" {
+			t.Errorf("%s: version %q, want 1.5", r.Name, r.Version)
+		}
+		for _, p := range r.Problems {
+			t.Errorf("%s: %s", r.Name, p)
+		}
+	}
+}
+
+func TestEveryMessageInEveryLanguage(t *testing.T) {
+	keys := map[string][]string{}
+	for _, l := range cards.Locales {
+		b, err := os.ReadFile(filepath.Join("locales", "active."+l+".toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := toml.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		for k := range m {
+			keys[k] = append(keys[k], l)
+		}
+	}
+	for k, ls := range keys {
+		if len(ls) != len(cards.Locales) {
+			t.Errorf("message %q is only in %v", k, ls)
+		}
+	}
+}
+
+func TestPendingCardCarriesButtonsAndOnlyAnID(t *testing.T) {
+	c := newCards(t)
+	card := c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: polls, Diff: pollsDiff,
+		Place: cards.PlaceChat, Approvers: cards.ApproversOwners})
+	if len(card.Actions) != 2 || card.Actions[0].Verb != cards.VerbApprove || card.Actions[1].Verb != cards.VerbReject {
+		t.Fatalf("actions %+v", card.Actions)
+	}
+	for _, a := range card.Actions {
+		b, _ := json.Marshal(a.Data)
+		if string(b) != `{"approvalId":"apr_1"}` {
+			t.Errorf("%s data %s, want only the approval id", a.Verb, b)
+		}
+		if a.Fallback == nil || a.Fallback.Type != "Action.Submit" {
+			t.Errorf("%s has no Action.Submit twin", a.Verb)
+		}
+	}
+	if card.Refresh != nil {
+		t.Error("refresh without approver ids")
+	}
+	b, _ := json.Marshal(card)
+	s := string(b)
+	for _, want := range []string{"Chat owners can approve.", "Read all messages in this chat", "High risk", "Delegated", "Removed permission"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("card lacks %q", want)
+		}
+	}
+}
+
+func TestRefreshOnlyForUpTo60Approvers(t *testing.T) {
+	c := newCards(t)
+	ids := make([]string, 61)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("29:%d", i)
+	}
+	v := cards.PendingUpgrade{Locale: "en", ApprovalID: "a", App: polls, ApproverIDs: ids[:60]}
+	if card := c.Pending(v); card.Refresh == nil || len(card.Refresh.UserIDs) != 60 || card.Refresh.Action.Verb != cards.VerbRefresh {
+		t.Errorf("60 approvers: refresh %+v", card.Refresh)
+	}
+	v.ApproverIDs = ids
+	if card := c.Pending(v); card.Refresh != nil {
+		t.Error("61 approvers: Teams allows at most 60 refresh userIds")
+	}
+}
+
+func TestLocaleFallsBackToEnglish(t *testing.T) {
+	c := newCards(t)
+	for locale, want := range map[string]string{"zh-cn": "聊天所有者可以批准", "zh-CN": "聊天所有者可以批准", "fr-FR": "Chat owners can approve", "": "Chat owners can approve", "zh-TW": "Chat owners can approve"} {
+		b, _ := json.Marshal(c.Pending(cards.PendingUpgrade{Locale: locale, App: polls, Approvers: cards.ApproversOwners, Place: cards.PlaceChat}))
+		if !strings.Contains(string(b), want) {
+			t.Errorf("locale %q: card lacks %q", locale, want)
+		}
+	}
+}
+
+func TestUnknownPermissionShowsRawValue(t *testing.T) {
+	c := newCards(t)
+	b, _ := json.Marshal(c.Pending(cards.PendingUpgrade{Locale: "en", App: polls,
+		Diff: cards.Diff{Added: []cards.Permission{{Value: "Contoso.Secret.Chat", Type: "application"}}}}))
+	if !strings.Contains(string(b), "Contoso.Secret.Chat") || !strings.Contains(string(b), "does not know") {
+		t.Errorf("unknown permission not shown raw: %s", b)
+	}
+}
+
+func TestDatesRenderInTheViewersLocale(t *testing.T) {
+	c := newCards(t)
+	b, _ := json.Marshal(c.Outcome(cards.Outcome{Locale: "en", Kind: cards.OutcomeUpgraded, App: polls, By: "Megan", At: decided}))
+	if !strings.Contains(string(b), "{{DATE(2026-11-23T14:05:00Z, SHORT)}}") {
+		t.Errorf("date is not left to the client: %s", b)
+	}
+}
+
+// skipOrFail skips a test whose tool is missing, loudly; under CI, where
+// .ci/run installs every tool, it fails instead, so CI never skips.
+func skipOrFail(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(strings.Replace(msg, "SKIPPING", "CANNOT RUN", 1))
+	}
+	t.Skip(msg)
+}

@@ -1,0 +1,128 @@
+package cards
+
+import (
+	"fmt"
+	"time"
+)
+
+// PendingItem is one app in a list of pending upgrades.
+type PendingItem struct {
+	ApprovalID string
+	App        App
+	Diff       Diff
+}
+
+// PendingList is the answer to "check" when upgrades are pending.
+type PendingList struct {
+	Locale    string
+	Place     Place
+	Approvers ApproverPolicy
+	// BatchID identifies "approve all"; empty hides the button.
+	BatchID string
+	Items   []PendingItem
+}
+
+// PendingList lists every pending upgrade with its full permission change,
+// so "Approve all" never hides what is being consented to.
+func (c *Cards) PendingList(l PendingList) Card {
+	t := c.tr(l.Locale)
+	body := []Element{heading(t.N("PendingTitle", len(l.Items), nil))}
+	for i, it := range l.Items {
+		app := []Element{
+			{Type: "TextBlock", Text: it.App.Name, Weight: "Bolder", Size: "Medium", Wrap: true, MaxLines: 2},
+			text(t.T("UpgradeFromTo", map[string]any{"From": it.App.FromVersion, "To": it.App.ToVersion})),
+		}
+		app = append(app, c.diffSections(t, it.Diff, fmt.Sprint(i), true)...)
+		app = append(app, Element{Type: "ActionSet", Actions: []Action{execute(t.T("Review"), VerbReview, it.ApprovalID, "")}})
+		section := container("emphasis", app...)
+		section.Separator, section.Spacing = true, "Large"
+		body = append(body, section)
+	}
+	body = append(body, subtle(t.T(whoMayApprove(l.Approvers, l.Place))))
+	var actions []Action
+	if l.BatchID != "" && len(l.Items) > 1 {
+		actions = append(actions, execute(t.N("ApproveAll", len(l.Items), nil), VerbApproveAll, l.BatchID, "positive"))
+	}
+	card := newCard(t.cardLang(), body, actions...)
+	card.FallbackText = t.N("PendingTitle", len(l.Items), nil)
+	return card
+}
+
+// InstalledApp is an app that needs nothing.
+type InstalledApp struct {
+	Name    string
+	Version string
+}
+
+// UpToDate is the answer to "check" when nothing is pending.
+type UpToDate struct {
+	Locale string
+	Place  Place
+	Apps   []InstalledApp
+}
+
+// UpToDate says every installed app runs the catalog's version.
+func (c *Cards) UpToDate(u UpToDate) Card {
+	t := c.tr(u.Locale)
+	body := []Element{container("good", Element{Type: "TextBlock", Text: t.T("UpToDateTitle_" + string(placeKind(u.Place))),
+		Weight: "Bolder", Size: "Medium", Wrap: true, Style: "heading"})}
+	if len(u.Apps) > 0 {
+		facts := make([]Fact, 0, len(u.Apps))
+		for _, a := range u.Apps {
+			facts = append(facts, Fact{Title: a.Name, Value: a.Version})
+		}
+		body = append(body, text(t.N("UpToDateCount", len(u.Apps), nil)), Element{Type: "FactSet", Facts: facts})
+	}
+	card := newCard(t.cardLang(), body)
+	card.FallbackText = t.T("UpToDateTitle_" + string(placeKind(u.Place)))
+	return card
+}
+
+// Help lists the commands.
+func (c *Cards) Help(locale string) Card {
+	t := c.tr(locale)
+	body := []Element{heading(t.T("HelpTitle")), text(t.T("HelpIntro"))}
+	var facts []Fact
+	for _, cmd := range []string{"check", "history", "help"} {
+		facts = append(facts, Fact{Title: t.T("Command_" + cmd), Value: t.T("Command_" + cmd + "_Help")})
+	}
+	body = append(body, Element{Type: "FactSet", Facts: facts}, subtle(t.T("HelpMention")))
+	card := newCard(t.cardLang(), body)
+	card.FallbackText = t.T("HelpTitle")
+	return card
+}
+
+// HistoryEvent is one line of the audit trail.
+type HistoryEvent struct {
+	At    time.Time
+	Kind  OutcomeKind // upgraded, rejected, failed, expired, superseded
+	Actor string      // who; empty for the bot itself
+	App   string
+	From  string
+	To    string
+}
+
+// History is the answer to "history".
+type History struct {
+	Locale string
+	Events []HistoryEvent // newest first
+}
+
+// History shows recent approvals and upgrades here.
+func (c *Cards) History(h History) Card {
+	t := c.tr(h.Locale)
+	body := []Element{heading(t.T("HistoryTitle"))}
+	if len(h.Events) == 0 {
+		body = append(body, text(t.T("HistoryEmpty")))
+	}
+	for _, e := range h.Events {
+		data := map[string]any{"App": e.App, "From": e.From, "To": e.To, "By": e.Actor, "When": when(e.At)}
+		body = append(body, Element{Type: "ColumnSet", Spacing: "Small", Columns: []Element{
+			{Type: "Column", Width: "auto", Items: []Element{subtle(when(e.At))}},
+			{Type: "Column", Width: "stretch", Items: []Element{text(t.T("History_"+string(e.Kind), data))}},
+		}})
+	}
+	card := newCard(t.cardLang(), body)
+	card.FallbackText = t.T("HistoryTitle")
+	return card
+}

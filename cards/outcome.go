@@ -1,0 +1,84 @@
+package cards
+
+import "time"
+
+// OutcomeKind is how an approval ended.
+type OutcomeKind string
+
+const (
+	OutcomeUpgraded   OutcomeKind = "upgraded"
+	OutcomeRejected   OutcomeKind = "rejected"
+	OutcomeFailed     OutcomeKind = "failed"
+	OutcomeExpired    OutcomeKind = "expired"
+	OutcomeSuperseded OutcomeKind = "superseded" // the catalog changed; a new card follows
+	OutcomeUpToDate   OutcomeKind = "uptodate"   // already at the catalog version
+	OutcomeNotAllowed OutcomeKind = "notallowed" // the clicker may not approve
+)
+
+// Outcome is the view of a finished (or refused) approval.
+type Outcome struct {
+	Locale     string
+	Kind       OutcomeKind
+	ApprovalID string // lets a failed upgrade be retried
+	App        App
+	Diff       Diff      // upgraded: what was consented
+	By         string    // who approved or rejected
+	At         time.Time // when
+	// Failed: what went wrong, and what an admin should do about it.
+	Problem     string
+	AdminAction string
+	// NotAllowed: who may approve instead.
+	Place     Place
+	Approvers ApproverPolicy
+}
+
+var outcomeStyle = map[OutcomeKind]string{
+	OutcomeUpgraded: "good", OutcomeRejected: "default", OutcomeFailed: "attention", OutcomeExpired: "default",
+	OutcomeSuperseded: "warning", OutcomeUpToDate: "good", OutcomeNotAllowed: "warning",
+}
+
+// Outcome is the card that replaces a pending one when it is decided, or
+// answers a click that changed nothing.
+func (c *Cards) Outcome(o Outcome) Card {
+	t := c.tr(o.Locale)
+	data := map[string]any{"App": o.App.Name, "From": o.App.FromVersion, "To": o.App.ToVersion, "By": o.By}
+	if !o.At.IsZero() {
+		data["When"] = when(o.At)
+	}
+	status := []Element{{Type: "TextBlock", Text: t.T("Outcome_"+string(o.Kind)+"_Title", data),
+		Weight: "Bolder", Size: "Medium", Wrap: true, Style: "heading"}}
+	var body []Element
+	var actions []Action
+	switch o.Kind {
+	case OutcomeUpgraded, OutcomeRejected:
+		if o.By != "" && !o.At.IsZero() {
+			status = append(status, text(t.T("Outcome_"+string(o.Kind)+"_By", data)))
+		}
+	case OutcomeFailed:
+		if o.Problem != "" {
+			status = append(status, text(t.T("WhatWentWrong", map[string]any{"Problem": o.Problem})))
+		}
+		if o.AdminAction != "" {
+			status = append(status, text(t.T("WhatAdminCanDo", map[string]any{"Action": o.AdminAction})))
+		}
+		if o.ApprovalID != "" {
+			actions = append(actions, execute(t.T("Retry"), VerbRetry, o.ApprovalID, "positive"))
+		}
+	case OutcomeNotAllowed:
+		status = append(status, text(t.T(whoMayApprove(o.Approvers, o.Place))))
+	default:
+		status = append(status, text(t.T("Outcome_"+string(o.Kind)+"_Body", data)))
+	}
+	body = append(body, container(outcomeStyle[o.Kind], status...))
+	body = append(body, heading(o.App.Name))
+	body = append(body, Element{Type: "FactSet", Facts: []Fact{
+		{Title: t.T("InstalledVersion"), Value: o.App.FromVersion},
+		{Title: t.T("CatalogVersion"), Value: o.App.ToVersion},
+	}})
+	if o.Kind == OutcomeUpgraded {
+		body = append(body, c.diffSections(t, o.Diff, o.ApprovalID, true)...)
+	}
+	card := newCard(t.cardLang(), body, actions...)
+	card.FallbackText = t.T("Outcome_"+string(o.Kind)+"_Title", data)
+	return card
+}

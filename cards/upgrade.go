@@ -1,0 +1,206 @@
+package cards
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Permission is an RSC permission as the card shows it.
+type Permission struct {
+	Value string // e.g. "ChatMessage.Read.Chat"
+	Type  string // "application" or "delegated", any case
+}
+
+// Diff is what an upgrade changes in the consented RSC permissions.
+type Diff struct {
+	Added, Removed, Kept []Permission
+}
+
+func (d Diff) changed() bool { return len(d.Added) > 0 || len(d.Removed) > 0 }
+
+// App is the app an upgrade is about.
+type App struct {
+	Name             string
+	ShortDescription string
+	IconURL          string // optional; https
+	FromVersion      string // installed
+	ToVersion        string // catalog
+}
+
+// Place says where the app is installed, which decides the wording.
+type Place string
+
+const (
+	PlaceChat     Place = "chat"
+	PlaceMeeting  Place = "meeting"
+	PlaceTeam     Place = "team"
+	PlacePersonal Place = "personal"
+)
+
+// ApproverPolicy says who may approve, for the sentence the card shows.
+type ApproverPolicy string
+
+const (
+	ApproversOwners ApproverPolicy = "owners" // chat or team owners
+	ApproversGroup  ApproverPolicy = "group"  // members of an approver group
+	ApproversNamed  ApproverPolicy = "named"  // named people
+	ApproversSelf   ApproverPolicy = "self"   // personal scope: the user
+)
+
+// PendingUpgrade is the view of one upgrade awaiting approval.
+type PendingUpgrade struct {
+	Locale     string
+	ApprovalID string
+	App        App
+	Diff       Diff
+	Place      Place
+	Approvers  ApproverPolicy
+	// ApproverIDs, when 1 to 60 user ids, get a personalised refresh of the
+	// card (Teams' limit is 60). The posted card carries the buttons
+	// regardless: some clients ignore refresh, and the server decides who
+	// may act.
+	ApproverIDs []string
+	RequestedAt time.Time
+}
+
+// maxRefreshUsers is Teams' limit on refresh.userIds.
+const maxRefreshUsers = 60
+
+// Pending is the card asking to approve one upgrade.
+func (c *Cards) Pending(v PendingUpgrade) Card {
+	t := c.tr(v.Locale)
+	body := c.appHeader(t, v.App)
+	body = append(body, Element{Type: "FactSet", Facts: []Fact{
+		{Title: t.T("InstalledVersion"), Value: v.App.FromVersion},
+		{Title: t.T("CatalogVersion"), Value: v.App.ToVersion},
+	}})
+	body = append(body, c.diffSections(t, v.Diff, v.ApprovalID, true)...)
+	body = append(body, subtle(t.T(whoMayApprove(v.Approvers, v.Place))))
+	if !v.RequestedAt.IsZero() {
+		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(v.RequestedAt)})))
+	}
+	card := newCard(t.cardLang(), body,
+		execute(t.T("Approve"), VerbApprove, v.ApprovalID, "positive"),
+		execute(t.T("Reject"), VerbReject, v.ApprovalID, "destructive"),
+	)
+	card.FallbackText = t.T("PendingFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
+	if n := len(v.ApproverIDs); n > 0 && n <= maxRefreshUsers {
+		card.Refresh = &Refresh{
+			Action:  Action{Type: "Action.Execute", Verb: VerbRefresh, Data: ActionData{ApprovalID: v.ApprovalID}},
+			UserIDs: v.ApproverIDs,
+		}
+	}
+	return card
+}
+
+// placeKind folds a meeting chat into a chat (owners are chat owners
+// there); no place means a chat.
+func placeKind(p Place) Place {
+	if p == PlaceMeeting || p == "" {
+		return PlaceChat
+	}
+	return p
+}
+
+// whoMayApprove is the message saying who may approve; owners by default.
+func whoMayApprove(a ApproverPolicy, p Place) string {
+	if a == "" {
+		a = ApproversOwners
+	}
+	return "WhoMayApprove_" + string(a) + "_" + string(placeKind(p))
+}
+
+func (c *Cards) appHeader(t tr, a App) []Element {
+	title := []Element{heading(a.Name)}
+	if a.ShortDescription != "" {
+		title = append(title, subtle(a.ShortDescription))
+	}
+	title = append(title, text(t.T("UpgradeFromTo", map[string]any{"From": a.FromVersion, "To": a.ToVersion})))
+	if a.IconURL == "" {
+		return title
+	}
+	return []Element{{Type: "ColumnSet", Columns: []Element{
+		{Type: "Column", Width: "auto", Items: []Element{{Type: "Image", URL: a.IconURL, AltText: a.Name, Width: "48px"}}},
+		{Type: "Column", Width: "stretch", VerticalContentAlignment: "Center", Items: title},
+	}}}
+}
+
+// diffSections shows added, removed and kept permissions. Kept ones are
+// folded behind a toggle when collapseKept, to keep the decision in view.
+func (c *Cards) diffSections(t tr, d Diff, idPrefix string, collapseKept bool) []Element {
+	if len(d.Added)+len(d.Removed)+len(d.Kept) == 0 {
+		return []Element{text(t.T("NoPermissions"))}
+	}
+	var out []Element
+	if !d.changed() {
+		out = append(out, text(t.T("NoPermissionChange")))
+	}
+	if len(d.Added) > 0 {
+		out = append(out, c.permissionGroup(t, "attention", t.N("AddedPermissions", len(d.Added), nil), d.Added))
+	}
+	if len(d.Removed) > 0 {
+		out = append(out, c.permissionGroup(t, "default", t.N("RemovedPermissions", len(d.Removed), nil), d.Removed))
+	}
+	if len(d.Kept) > 0 {
+		kept := c.permissionGroup(t, "default", t.N("KeptPermissions", len(d.Kept), nil), d.Kept)
+		if collapseKept && d.changed() {
+			id := "kept-" + idPrefix
+			kept.ID, kept.IsVisible = id, hidden()
+			out = append(out, Element{Type: "ActionSet", Actions: []Action{{
+				Type: "Action.ToggleVisibility", Title: t.N("ShowKept", len(d.Kept), nil), TargetElements: []string{id},
+			}}}, kept)
+		} else {
+			out = append(out, kept)
+		}
+	}
+	out = append(out, subtle(t.T("TypesLegend")))
+	return out
+}
+
+func (c *Cards) permissionGroup(t tr, style, title string, ps []Permission) Element {
+	items := []Element{{Type: "TextBlock", Text: title, Weight: "Bolder", Wrap: true}}
+	for _, p := range ps {
+		items = append(items, c.permissionLines(t, p)...)
+	}
+	g := container(style, items...)
+	g.Spacing = "Medium"
+	return g
+}
+
+// permissionLines says what a permission allows, its type, and, for a
+// high-risk one, says so in words (not in colour alone).
+func (c *Cards) permissionLines(t tr, p Permission) []Element {
+	info, known := c.perms[strings.ToLower(p.Value)]
+	meaning := p.Value
+	if known {
+		meaning = info.Meaning[t.lang]
+	}
+	line := Element{Type: "TextBlock", Wrap: true, Spacing: "Small", Text: "• " + meaning}
+	if known && info.Risk == "high" {
+		line.Text = "• " + t.T("HighRisk") + " " + meaning
+		line.Color = "Attention"
+	}
+	detail := p.Value + " · " + t.T("Type_"+normType(p.Type))
+	if !known {
+		detail = t.T("UnknownPermission") + " · " + t.T("Type_"+normType(p.Type))
+	}
+	return []Element{line, subtle(detail)}
+}
+
+func normType(s string) string {
+	switch strings.ToLower(s) {
+	case "application":
+		return "application"
+	case "delegated":
+		return "delegated"
+	}
+	return "other"
+}
+
+// when renders a time in the viewer's locale and time zone: Teams evaluates
+// DATE() and TIME() on the client.
+func when(ts time.Time) string {
+	u := ts.UTC().Format("2006-01-02T15:04:05Z")
+	return fmt.Sprintf("{{DATE(%s, SHORT)}} {{TIME(%s)}}", u, u)
+}
