@@ -62,7 +62,7 @@ func manyPermissions() []cards.Permission {
 func all(c *cards.Cards, locale string) map[string]cards.Card {
 	long := cards.App{Name: strings.Repeat("Contoso Enterprise Meeting Notes and Action Items Assistant ", 3),
 		ShortDescription: strings.Repeat("Takes notes, tracks action items and follows up after every meeting. ", 4),
-		FromVersion: "2.14.9", ToVersion: "2.15.0"}
+		FromVersion:      "2.14.9", ToVersion: "2.15.0"}
 	pending := func(app cards.App, d cards.Diff, place cards.Place, who cards.ApproverPolicy, ids []string) cards.Card {
 		return c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: app, Diff: d, Place: place,
 			Approvers: who, ApproverIDs: ids, RequestedAt: requested})
@@ -75,22 +75,22 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 	failed.Problem = "Microsoft Graph refused the upgrade (403 Forbidden: Missing scope permissions on the request)."
 	failed.AdminAction = "Grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All with admin consent, then retry."
 	return map[string]cards.Card{
-		"pending":               pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners, nil),
-		"pending-meeting":       pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners, []string{"29:1megan", "29:1alex"}),
-		"pending-team":          pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners, nil),
-		"pending-personal":      pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf, nil),
-		"pending-group":         pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup, nil),
-		"pending-no-change":     pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners, nil),
-		"pending-no-rsc":        pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed, nil),
-		"pending-40":            pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners, nil),
-		"pending-long":          pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners, nil),
-		"outcome-upgraded":      c.Outcome(outcome(cards.OutcomeUpgraded)),
-		"outcome-rejected":      c.Outcome(outcome(cards.OutcomeRejected)),
-		"outcome-failed":        c.Outcome(failed),
-		"outcome-expired":       c.Outcome(outcome(cards.OutcomeExpired)),
-		"outcome-superseded":    c.Outcome(outcome(cards.OutcomeSuperseded)),
-		"outcome-uptodate":      c.Outcome(outcome(cards.OutcomeUpToDate)),
-		"outcome-notallowed":    c.Outcome(outcome(cards.OutcomeNotAllowed)),
+		"pending":            pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners, nil),
+		"pending-meeting":    pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners, []string{"29:1megan", "29:1alex"}),
+		"pending-team":       pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners, nil),
+		"pending-personal":   pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf, nil),
+		"pending-group":      pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup, nil),
+		"pending-no-change":  pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners, nil),
+		"pending-no-rsc":     pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed, nil),
+		"pending-40":         pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners, nil),
+		"pending-long":       pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners, nil),
+		"outcome-upgraded":   c.Outcome(outcome(cards.OutcomeUpgraded)),
+		"outcome-rejected":   c.Outcome(outcome(cards.OutcomeRejected)),
+		"outcome-failed":     c.Outcome(failed),
+		"outcome-expired":    c.Outcome(outcome(cards.OutcomeExpired)),
+		"outcome-superseded": c.Outcome(outcome(cards.OutcomeSuperseded)),
+		"outcome-uptodate":   c.Outcome(outcome(cards.OutcomeUpToDate)),
+		"outcome-notallowed": c.Outcome(outcome(cards.OutcomeNotAllowed)),
 		"list-pending": c.PendingList(cards.PendingList{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners, BatchID: "bat_91xk",
 			Items: []cards.PendingItem{
 				{ApprovalID: "apr_1", App: polls, Diff: pollsDiff},
