@@ -4,8 +4,9 @@
 //
 // Usage:
 //
-//	upgradebot [serve]     run the bot (default)
-//	upgradebot healthcheck exit 0 when the local bot answers /healthz
+//	upgradebot [serve]           run the bot (default)
+//	upgradebot manifest [flags]  write the Teams app package (see -h)
+//	upgradebot healthcheck       exit 0 when the local bot answers /healthz
 package main
 
 import (
@@ -40,12 +41,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return 1
 		}
 		return 0
+	case "manifest":
+		return manifestCommand(args, getenv, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|healthcheck]")
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|healthcheck]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve or healthcheck)\n", cmd)
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest or healthcheck)\n", cmd)
 	return 2
 }

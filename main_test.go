@@ -316,3 +316,38 @@ func TestHealthcheckSubcommand(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestManifestSubcommand(t *testing.T) {
+	dir := t.TempDir()
+	out := dir + "/appPackage/build/app.zip"
+	env := func(k string) string { return map[string]string{"MicrosoftAppId": testAppID}[k] }
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"manifest", "--out", out, "--domain", "upgrades.contoso.com"}, env, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() < 1000 {
+		t.Fatalf("package: %v", err)
+	}
+
+	for _, args := range [][]string{
+		{"--version", "1.0"},
+		{"--bot-id", "not-a-guid"},
+		{"--name", strings.Repeat("n", 31)},
+		{"--privacy-url", "http://contoso.com/privacy"},
+	} {
+		bad := dir + "/bad/app.zip"
+		stderr.Reset()
+		code := run(context.Background(), append([]string{"manifest", "--out", bad, "--domain", "upgrades.contoso.com"}, args...), env, &stderr)
+		if code != 2 || !strings.HasPrefix(stderr.String(), "manifest: ") {
+			t.Errorf("%v: exit %d, %q; want 2 and a clear error", args, code, stderr.String())
+		}
+		if _, err := os.Stat(bad); err == nil {
+			t.Errorf("%v: a package was written from bad input", args)
+		}
+	}
+	stderr.Reset()
+	if code := run(context.Background(), []string{"manifest", "--out", dir + "/x.zip"}, func(string) string { return "" }, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "bot id") {
+		t.Errorf("without a bot id: exit %d, %q", code, stderr.String())
+	}
+}
