@@ -31,6 +31,10 @@ type config struct {
 	AppTenantID string // MicrosoftAppTenantId
 	AppType     string // MicrosoftAppType, default MultiTenant
 
+	CertificatePath     string // MicrosoftAppCertificatePath: PEM or PKCS#12 with the private key, instead of a secret
+	CertificatePassword string // MicrosoftAppCertificatePassword, for an encrypted PKCS#12
+	FederatedTokenFile  string // AZURE_FEDERATED_TOKEN_FILE: workload identity federation, instead of a secret
+
 	Cloud             botframework.Cloud // BOT_CLOUD, default public
 	OpenIDMetadataURL string             // BOT_OPENID_METADATA_URL, default the cloud's
 	AuthorityHost     string             // AZURE_AUTHORITY_HOST, default the cloud's
@@ -89,6 +93,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.AppType == "" {
 		c.AppType = appTypeMultiTenant
 	}
+	c.CertificatePath = env("MicrosoftAppCertificatePath")
+	c.CertificatePassword = getenv("MicrosoftAppCertificatePassword")
+	c.FederatedTokenFile = env("AZURE_FEDERATED_TOKEN_FILE")
+	hasSecret := c.AppPassword != "" || c.CertificatePath != "" || c.FederatedTokenFile != ""
 	if c.AppID != "" && !guidPattern.MatchString(c.AppID) {
 		return c, bad("MicrosoftAppId", "%q is not a GUID", c.AppID)
 	}
@@ -97,12 +105,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	switch c.AppType {
 	case appTypeMultiTenant:
-		if c.AppID != "" && c.AppPassword == "" {
-			return c, bad("MicrosoftAppPassword", "required for a MultiTenant bot")
+		if c.AppID != "" && !hasSecret {
+			return c, bad("MicrosoftAppPassword", "required for a MultiTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
 		}
 	case appTypeSingleTenant:
-		if c.AppID != "" && c.AppPassword == "" {
-			return c, bad("MicrosoftAppPassword", "required for a SingleTenant bot")
+		if c.AppID != "" && !hasSecret {
+			return c, bad("MicrosoftAppPassword", "required for a SingleTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
 		}
 		if c.AppID != "" && c.AppTenantID == "" {
 			return c, bad("MicrosoftAppTenantId", "required for a SingleTenant bot")

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -69,7 +67,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 			return err
 		}
 		go loadKeys(ctx, verifier, logger)
-		if cred, err = credential(cfg, d.azureTransport); err != nil {
+		if cred, err = newCredentials(cfg, d.azureTransport).connector(); err != nil {
 			return err
 		}
 	}
@@ -138,31 +136,6 @@ func loadKeys(ctx context.Context, v *botframework.Verifier, logger *slog.Logger
 		case <-time.After(wait):
 		}
 	}
-}
-
-// credential returns the bot's identity towards the Bot Framework connector.
-func credential(cfg config, transport *http.Client) (azcore.TokenCredential, error) {
-	opts := azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost}}
-	if transport != nil {
-		opts.Transport = transport
-	}
-	switch cfg.AppType {
-	case appTypeUserAssignedMSI:
-		return azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
-			ClientOptions: opts, ID: azidentity.ClientID(cfg.AppID),
-		})
-	case appTypeSingleTenant, appTypeMultiTenant:
-		tenant := cfg.AppTenantID
-		if cfg.AppType == appTypeMultiTenant {
-			tenant = cfg.Cloud.MultiTenantAuthority
-		}
-		// A custom authority (a sovereign setup, a local fake) is unknown to
-		// MSAL's instance discovery, which would otherwise fail the request.
-		return azidentity.NewClientSecretCredential(tenant, cfg.AppID, cfg.AppPassword, &azidentity.ClientSecretCredentialOptions{
-			ClientOptions: opts, DisableInstanceDiscovery: cfg.CustomAuthority,
-		})
-	}
-	return nil, fmt.Errorf("credential: unknown app type %q", cfg.AppType)
 }
 
 // healthcheck is the container's HEALTHCHECK: the image has no shell or curl.

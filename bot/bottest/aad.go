@@ -23,6 +23,10 @@ type TokenRequest struct {
 	ClientID string
 	Scope    string
 	Grant    string
+	// Secret is the client_secret, or Assertion the client_assertion (a JWT
+	// signed with a certificate's key, or a federated token).
+	Secret    string
+	Assertion string
 }
 
 // NewAAD starts the token endpoint.
@@ -49,12 +53,16 @@ func NewAAD(tb testing.TB) *AAD {
 			ClientID: r.PostForm.Get("client_id"),
 			Scope:    resourceScope(r.PostForm.Get("scope")),
 			Grant:    r.PostForm.Get("grant_type"),
+			Secret:   r.PostForm.Get("client_secret"),
+		}
+		if r.PostForm.Get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+			req.Assertion = r.PostForm.Get("client_assertion")
 		}
 		a.mu.Lock()
 		a.requests = append(a.requests, req)
 		n := len(a.requests)
 		a.mu.Unlock()
-		if req.Grant != "client_credentials" || req.ClientID == "" || r.PostForm.Get("client_secret") == "" {
+		if req.Grant != "client_credentials" || req.ClientID == "" || (req.Secret == "" && req.Assertion == "") {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request"})
 			return
 		}
