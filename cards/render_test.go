@@ -3,10 +3,11 @@ package cards_test
 import (
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/upgradeapprovals/bot/internal/nodetest"
 )
 
 // TestCardsRenderInABrowser renders every golden card with the official
@@ -17,27 +18,17 @@ func TestCardsRenderInABrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser rendering skipped in -short mode")
 	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		skipOrFail(t, "SKIPPING browser rendering: node is not installed (CI installs it; see .ci/run)")
-	}
+	nodetest.Require(t, "playwright-core", "adaptivecards", "markdown-it")
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
 	}
 	if _, err := os.Stat(chromium); err != nil {
-		skipOrFail(t, "SKIPPING browser rendering: no Chromium at "+chromium+" (CI installs Debian's chromium; see .ci/run)")
-	}
-	root, _ := filepath.Abs("..")
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("playwright-core is missing: run `npm ci` in %s", root)
+		nodetest.SkipOrFail(t, "no Chromium at "+chromium+" (CI installs Debian's chromium; see .ci/run)")
 	}
 	out := t.TempDir()
-	cmd := exec.Command(node, filepath.Join(root, "docs", "cards", "render.cjs"), filepath.Join("testdata", "golden"), out)
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("render: %v\n%s", err, b)
-	}
+	nodetest.Output(t, []string{"CHROMIUM=" + chromium}, filepath.Join(nodetest.Root(), "docs", "cards", "render.cjs"),
+		filepath.Join("testdata", "golden"), out)
 	goldens, _ := filepath.Glob(filepath.Join("testdata", "golden", "*.json"))
 	if len(goldens) == 0 {
 		t.Fatal("no golden cards")

@@ -9,7 +9,6 @@ import (
 	"image/color"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upgradeapprovals/bot/internal/nodetest"
 	"github.com/upgradeapprovals/bot/manifest"
 )
 
@@ -213,7 +213,7 @@ func TestSchemaVersionIsTheNewest(t *testing.T) {
 	dir := filepath.Join("..", "node_modules", "@microsoft", "app-manifest", "build", "json-schemas", "teams")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		skipOrFail(t, "SKIPPING: @microsoft/app-manifest is not installed (run npm ci)")
+		nodetest.SkipOrFail(t, "@microsoft/app-manifest is not installed (run npm ci)")
 	}
 	newest := [2]int{}
 	re := regexp.MustCompile(`^v(\d+)\.(\d+)$`)
@@ -232,27 +232,13 @@ func TestSchemaVersionIsTheNewest(t *testing.T) {
 }
 
 func TestPackagePassesTheOfficialSchema(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		skipOrFail(t, "SKIPPING Teams schema validation: node is not installed (CI installs it; see .ci/run)")
-	}
-	root, _ := filepath.Abs("..")
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "@microsoft", "app-manifest")); err != nil {
-		t.Fatalf("@microsoft/app-manifest is missing: run `npm ci` in %s", root)
-	}
+	nodetest.Require(t, "@microsoft/app-manifest")
 	validate := func(files manifest.Files) []string {
 		dir := t.TempDir()
 		for name, b := range files {
 			os.WriteFile(filepath.Join(dir, name), b, 0o644)
 		}
-		cmd := exec.Command(node, filepath.Join("testdata", "validate.cjs"), dir)
-		cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(root, "node_modules"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("validator: %v\n%s", err, stderr.String())
-		}
+		out := nodetest.Output(t, nil, filepath.Join("testdata", "validate.cjs"), dir)
 		var problems []string
 		if err := json.Unmarshal(out, &problems); err != nil {
 			t.Fatalf("validator said %q", out)
@@ -276,12 +262,4 @@ func TestPackagePassesTheOfficialSchema(t *testing.T) {
 	if problems := validate(files); len(problems) == 0 {
 		t.Error("the schema validator accepted a 31-character name")
 	}
-}
-
-func skipOrFail(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatal(strings.Replace(msg, "SKIPPING", "CANNOT RUN", 1))
-	}
-	t.Skip(msg)
 }
