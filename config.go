@@ -10,7 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/graph"
 )
 
 // App types, as Azure Bot registrations name them.
@@ -41,10 +43,10 @@ type config struct {
 	CustomAuthority   bool               // AZURE_AUTHORITY_HOST was set
 	GraphBaseURL      string             // GRAPH_BASE_URL, default the cloud's Graph
 
-	RedisURL       string   // REDIS_URL; empty runs an embedded Redis
-	RedisPrefix    string   // REDIS_PREFIX, default "upgradebot:"
-	AllowedTenants []string // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
-	Approvers      []string // BOT_APPROVERS policy, default "owners"
+	RedisURL       string             // REDIS_URL; empty runs an embedded Redis
+	RedisPrefix    string             // REDIS_PREFIX, default "upgradebot:"
+	AllowedTenants []string           // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
+	Approvers      bot.ApproverPolicy // BOT_APPROVERS, default "owners"
 }
 
 // configError names the variable at fault, so the one line an operator
@@ -64,14 +66,6 @@ var (
 	guidPattern     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	approverPattern = regexp.MustCompile(`^(owners|(group|user):[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
 )
-
-// graphHosts are Microsoft Graph's endpoints per BOT_CLOUD.
-var graphHosts = map[string]string{
-	"public":   "https://graph.microsoft.com/v1.0",
-	"usgov":    "https://graph.microsoft.us/v1.0",
-	"usgovdod": "https://dod-graph.microsoft.us/v1.0",
-	"china":    "https://microsoftgraph.chinacloudapi.cn/v1.0",
-}
 
 func loadConfig(getenv func(string) string) (config, error) {
 	var c config
@@ -151,7 +145,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.AuthorityHost, err = urlVar(env, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
 		return c, err
 	}
-	if c.GraphBaseURL, err = urlVar(env, "GRAPH_BASE_URL", graphHosts[cloud.Name]); err != nil {
+	if c.GraphBaseURL, err = urlVar(env, "GRAPH_BASE_URL", graph.BaseURLs[cloud.Name]); err != nil {
 		return c, err
 	}
 
@@ -173,14 +167,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.AllowedTenants = []string{c.AppTenantID}
 	}
 
-	c.Approvers = list(env("BOT_APPROVERS"))
-	if len(c.Approvers) == 0 {
-		c.Approvers = []string{"owners"}
+	approvers := list(env("BOT_APPROVERS"))
+	if len(approvers) == 0 {
+		approvers = []string{"owners"}
 	}
-	for _, a := range c.Approvers {
+	for _, a := range approvers {
 		if !approverPattern.MatchString(a) {
 			return c, bad("BOT_APPROVERS", "%q is not a policy entry (want owners, group:<entra-group-id> or user:<entra-user-id>)", a)
 		}
+	}
+	if c.Approvers, err = bot.ParseApproverPolicy(approvers); err != nil {
+		return c, bad("BOT_APPROVERS", "%v", err)
 	}
 	return c, nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot/bottest"
+	"github.com/upgradeapprovals/bot/graph/graphtest"
 )
 
 const (
@@ -31,11 +33,12 @@ func redisURL() string {
 }
 
 // harness runs the whole bot, as `serve` does, against a fake channel,
-// Entra ID and connector, on real Redis.
+// Entra ID, connector and Graph tenant, on real Redis.
 type harness struct {
 	channel   *bottest.Channel
 	aad       *bottest.AAD
 	connector *bottest.Connector
+	graph     *graphtest.Tenant
 	env       map[string]string
 	url       string
 	stop      context.CancelFunc
@@ -44,8 +47,11 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{channel: bottest.NewChannel(t, testAppID), aad: bottest.NewAAD(t), connector: bottest.NewConnector(t)}
+	h := &harness{channel: bottest.NewChannel(t, testAppID), aad: bottest.NewAAD(t), connector: bottest.NewConnector(t), graph: graphtest.New()}
 	h.channel.ServiceURL = h.connector.URL()
+	graphSrv := httptest.NewServer(h.graph)
+	t.Cleanup(graphSrv.Close)
+	h.graph.BaseURL = graphSrv.URL
 	h.env = map[string]string{
 		"MicrosoftAppId":          testAppID,
 		"MicrosoftAppPassword":    "s3cret value",
@@ -54,6 +60,7 @@ func newHarness(t *testing.T) *harness {
 		"BOT_OPENID_METADATA_URL": h.channel.MetadataURL(),
 		"AZURE_AUTHORITY_HOST":    h.aad.AuthorityHost(),
 		"REDIS_URL":               redisURL(),
+		"GRAPH_BASE_URL":          graphSrv.URL + "/v1.0",
 		"REDIS_PREFIX":            fmt.Sprintf("test:e2e:%d:", time.Now().UnixNano()),
 	}
 	return h
@@ -109,6 +116,13 @@ func (h *harness) message(id, text string) map[string]any {
 
 func (h *harness) post(t *testing.T, body any) int {
 	t.Helper()
+	code, _ := h.exchange(t, body)
+	return code
+}
+
+// exchange posts an activity and returns the status and response body.
+func (h *harness) exchange(t *testing.T, body any) (int, []byte) {
+	t.Helper()
 	b, err := json.Marshal(body)
 	if err != nil {
 		t.Fatal(err)
@@ -120,8 +134,9 @@ func (h *harness) post(t *testing.T, body any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
 }
 
 func TestHelpThroughTheWholeStack(t *testing.T) {
@@ -349,5 +364,58 @@ func TestManifestSubcommand(t *testing.T) {
 	if code := run(context.Background(), []string{"manifest", "--out", dir + "/x.zip"}, func(string) string { return "" }, &stderr); code != 2 ||
 		!strings.Contains(stderr.String(), "bot id") {
 		t.Errorf("without a bot id: exit %d, %q", code, stderr.String())
+	}
+}
+
+func TestCheckAndApproveThroughTheWholeStack(t *testing.T) {
+	h := newHarness(t)
+	const pollsID = "0d820ecd-def2-4297-adad-78056cde7c78"
+	owner := "11111111-1111-1111-1111-111111111111"
+	h.graph.AddApp(graphtest.App{ID: pollsID, DisplayName: "Polls", Definitions: []graphtest.Definition{
+		{Version: "1.0.0"},
+		{Version: "1.1.0", RSC: []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}},
+	}})
+	iid := h.graph.Install(graphtest.Chat, "19:abc@thread.v2", pollsID, "1.0.0", nil)
+	h.graph.AddMembers(graphtest.Chat, "19:abc@thread.v2",
+		graphtest.Member{UserID: owner, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+	h.start(t)
+
+	if code := h.post(t, h.message("1700000000010", "check")); code != http.StatusOK {
+		t.Fatalf("check: status %d", code)
+	}
+	reply := h.connector.WaitCalls(t, 1)[0]
+	card, _ := json.Marshal(reply.Activity["attachments"])
+	var att []struct {
+		Content struct {
+			Actions []struct {
+				Verb string `json:"verb"`
+				Data struct {
+					ApprovalID string `json:"approvalId"`
+				} `json:"data"`
+			} `json:"actions"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(card, &att); err != nil || len(att) != 1 || len(att[0].Content.Actions) == 0 ||
+		att[0].Content.Actions[0].Verb != "approve" || !strings.Contains(string(card), "Read all messages in this chat") {
+		t.Fatalf("check replied %s", card)
+	}
+	approvalID := att[0].Content.Actions[0].Data.ApprovalID
+
+	invoke := h.message("1700000000011", "")
+	delete(invoke, "text")
+	invoke["type"], invoke["name"], invoke["replyToId"] = "invoke", "adaptiveCard/action", "activity-1"
+	invoke["value"] = map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
+		"data": map[string]any{"approvalId": approvalID}}}
+	code, body := h.exchange(t, invoke)
+	if code != http.StatusOK || !strings.Contains(string(body), `"type":"application/vnd.microsoft.card.adaptive"`) ||
+		!strings.Contains(string(body), "Polls was upgraded to 1.1.0") {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	if v, consented := h.graph.Installed(graphtest.Chat, "19:abc@thread.v2", iid); v != "1.1.0" || len(consented) != 1 {
+		t.Errorf("installation after approval: %s %v", v, consented)
+	}
+	calls := h.connector.WaitCalls(t, 2)
+	if u := calls[1]; u.Method != http.MethodPut || u.Path != "/v3/conversations/19:abc@thread.v2/activities/activity-1" {
+		t.Errorf("the card was not updated for everyone: %s %s", u.Method, u.Path)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/state"
 )
 
@@ -75,13 +76,36 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		logger.Warn("BOT_ALLOWED_TENANTS is empty: activities from any tenant are accepted")
 	}
 
+	// Graph needs the app's identity; without it "check" explains that.
+	var installations bot.Installations
+	var directory bot.Directory
+	if cfg.AppID != "" {
+		creds := newCredentials(cfg, d.azureTransport)
+		g, err := graph.New(graph.Options{
+			BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, Registerer: reg, Logger: logger,
+			Credential: func(tenant string) (azcore.TokenCredential, error) {
+				if cfg.AppType != appTypeMultiTenant || tenant == "" {
+					tenant = cfg.AppTenantID
+				}
+				return creds.forTenant(tenant)
+			},
+		})
+		if err != nil {
+			return err
+		}
+		installations, directory = g, g
+	}
+
 	connector, err := botframework.NewConnector(botframework.ConnectorOptions{
 		Credential: cred, Scope: cfg.Cloud.TokenScope, Trust: store, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
-	b, err := bot.New(bot.Options{Connector: connector, Conversations: store, Activities: store, Logger: logger})
+	b, err := bot.New(bot.Options{
+		Connector: connector, Conversations: store, Activities: store, Approvals: store,
+		Installations: installations, Directory: directory, Approvers: cfg.Approvers, Logger: logger,
+	})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,15 @@ type Options struct {
 	Connector     Connector
 	Conversations ConversationStore
 	Activities    ActivityLog
+	Approvals     ApprovalStore
+	// Installations and Directory are Microsoft Graph. Without them (no
+	// app identity configured) "check" says Graph is not configured.
+	Installations Installations
+	Directory     Directory
+	// Approvers is who may approve (BOT_APPROVERS).
+	Approvers ApproverPolicy
+	// ApprovalTTL is how long a request stays open. Default 7 days.
+	ApprovalTTL time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -60,10 +70,17 @@ type Bot struct {
 	cards  *cards.Cards
 }
 
-// New returns a Bot. Connector, Conversations and Activities are required.
+// New returns a Bot. Connector, Conversations, Activities and Approvals are
+// required; Installations and Directory come together.
 func New(opts Options) (*Bot, error) {
-	if opts.Connector == nil || opts.Conversations == nil || opts.Activities == nil {
-		return nil, errors.New("bot: Connector, Conversations and Activities are required")
+	if opts.Connector == nil || opts.Conversations == nil || opts.Activities == nil || opts.Approvals == nil {
+		return nil, errors.New("bot: Connector, Conversations, Activities and Approvals are required")
+	}
+	if (opts.Installations == nil) != (opts.Directory == nil) {
+		return nil, errors.New("bot: Installations and Directory come together")
+	}
+	if opts.ApprovalTTL <= 0 {
+		opts.ApprovalTTL = 7 * 24 * time.Hour
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -79,6 +96,12 @@ func New(opts Options) (*Bot, error) {
 	b.router.OnType("message", b.onMessage)
 	b.router.OnType("conversationUpdate", b.onConversationUpdate)
 	b.router.OnType("installationUpdate", b.onInstallationUpdate)
+	b.router.OnVerb(cards.VerbApprove, b.onDecide)
+	b.router.OnVerb(cards.VerbReject, b.onDecide)
+	b.router.OnVerb(cards.VerbRetry, b.onDecide)
+	b.router.OnVerb(cards.VerbRefresh, b.onRefresh)
+	b.router.OnVerb(cards.VerbReview, b.onRefresh)
+	b.router.OnVerb(cards.VerbApproveAll, b.onApproveAll)
 	return b, nil
 }
 
@@ -140,11 +163,23 @@ func (b *Bot) handle(ctx context.Context, a *Activity) (*InvokeResponse, error) 
 }
 
 func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	if t.Text == "" {
-		return nil, nil // a card submit or an attachment without words
+	var submit struct {
+		Verb       string `json:"verb"`
+		ApprovalID string `json:"approvalId"`
 	}
-	// Every command not yet known answers with help, so a typo is never met
-	// with silence.
+	if len(t.Activity.Value) > 0 && json.Unmarshal(t.Activity.Value, &submit) == nil && submit.Verb != "" {
+		return nil, b.onSubmit(ctx, t, submit.Verb, submit.ApprovalID)
+	}
+	if t.Text == "" {
+		return nil, nil // an attachment without words
+	}
+	switch command(t.Text) {
+	case "check":
+		return nil, b.check(ctx, t)
+	case "history":
+		return nil, b.history(ctx, t)
+	}
+	// Anything else answers with help, so a typo is never met with silence.
 	_, err := t.Reply(ctx, CardMessage(b.cards.Help(t.Activity.Locale)))
 	return nil, err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,10 +13,12 @@ import (
 	"github.com/upgradeapprovals/bot/bot"
 )
 
-// fakeConnector records replies.
+// fakeConnector records what the bot writes.
 type fakeConnector struct {
 	mu      sync.Mutex
 	replies []bot.Message
+	sends   []bot.Message
+	updates map[string]bot.Message // by activity id
 	err     error
 }
 
@@ -25,24 +29,109 @@ func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string
 		return "", f.err
 	}
 	f.replies = append(f.replies, m)
-	return "reply-1", nil
-}
-func (f *fakeConnector) Send(context.Context, bot.ConversationRef, bot.Message) (string, error) {
-	return "", errors.New("unexpected send")
-}
-func (f *fakeConnector) Update(context.Context, bot.ConversationRef, string, bot.Message) error {
-	return errors.New("unexpected update")
+	return fmt.Sprintf("reply-%d", len(f.replies)), nil
 }
 
-// memState is an in-memory ConversationStore and ActivityLog.
+func (f *fakeConnector) Send(_ context.Context, _ bot.ConversationRef, m bot.Message) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sends = append(f.sends, m)
+	return fmt.Sprintf("send-%d", len(f.sends)), nil
+}
+
+func (f *fakeConnector) Update(_ context.Context, _ bot.ConversationRef, id string, m bot.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.updates == nil {
+		f.updates = map[string]bot.Message{}
+	}
+	f.updates[id] = m
+	return nil
+}
+
+// memState is an in-memory ConversationStore, ActivityLog and
+// ApprovalStore (the Redis one is tested in state/).
 type memState struct {
-	mu     sync.Mutex
-	refs   map[string]bot.ConversationRef
-	claims map[string]bool
+	mu        sync.Mutex
+	refs      map[string]bot.ConversationRef
+	claims    map[string]bool
+	approvals map[string]bot.Approval
+	open      map[string]string
+	batches   map[string][]string
+	audit     map[string][]bot.AuditEvent
 }
 
 func newMemState() *memState {
-	return &memState{refs: map[string]bot.ConversationRef{}, claims: map[string]bool{}}
+	return &memState{refs: map[string]bot.ConversationRef{}, claims: map[string]bool{}, approvals: map[string]bot.Approval{},
+		open: map[string]string{}, batches: map[string][]string{}, audit: map[string][]bot.AuditEvent{}}
+}
+
+func (m *memState) OpenApproval(_ context.Context, a bot.Approval) (bot.Approval, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if id, ok := m.open[a.OpenKey()]; ok {
+		if e := m.approvals[id]; e.Status == bot.StatusPending || e.Status == bot.StatusFailed {
+			return e, false, nil
+		}
+	}
+	m.approvals[a.ID], m.open[a.OpenKey()] = a, a.ID
+	return a, true, nil
+}
+
+func (m *memState) Approval(_ context.Context, id string) (bot.Approval, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.approvals[id]
+	if !ok {
+		return a, bot.Errorf(bot.CodeNotFound, "no approval")
+	}
+	return a, nil
+}
+
+func (m *memState) Transition(_ context.Context, id string, from []bot.ApprovalStatus, change func(*bot.Approval)) (bot.Approval, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.approvals[id]
+	if !ok {
+		return a, bot.Errorf(bot.CodeNotFound, "no approval")
+	}
+	if !slices.Contains(from, a.Status) {
+		return a, bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
+	}
+	change(&a)
+	m.approvals[id] = a
+	return a, nil
+}
+
+func (m *memState) SaveBatch(_ context.Context, ids []string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := fmt.Sprintf("bat_%d", len(m.batches))
+	m.batches[id] = ids
+	return id, nil
+}
+
+func (m *memState) Batch(_ context.Context, id string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids, ok := m.batches[id]
+	if !ok {
+		return nil, bot.Errorf(bot.CodeNotFound, "no batch")
+	}
+	return ids, nil
+}
+
+func (m *memState) AppendAudit(_ context.Context, conv string, e bot.AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.audit[conv] = append([]bot.AuditEvent{e}, m.audit[conv]...)
+	return nil
+}
+
+func (m *memState) Audit(_ context.Context, conv string, n int) ([]bot.AuditEvent, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.audit[conv][:min(n, len(m.audit[conv]))], nil
 }
 func (m *memState) SaveReference(_ context.Context, r bot.ConversationRef) error {
 	m.mu.Lock()
@@ -136,7 +225,7 @@ func TestScopeOfEachConversationType(t *testing.T) {
 
 func newBot(t *testing.T, conn *fakeConnector, st *memState) *bot.Bot {
 	t.Helper()
-	b, err := bot.New(bot.Options{Connector: conn, Conversations: st, Activities: st})
+	b, err := bot.New(bot.Options{Connector: conn, Conversations: st, Activities: st, Approvals: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"text/template"
 	"time"
 	"unicode/utf8"
 )
@@ -72,6 +71,7 @@ var (
 	guid    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	version = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	hexRGB  = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
+	token   = regexp.MustCompile(`\$\{\w+\}`)
 	// A validDomains entry: a host name, optionally with a leading "*." .
 	domain = regexp.MustCompile(`^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}(:[0-9]{1,5})?$`)
 )
@@ -85,19 +85,32 @@ func Build(opts Options) (Files, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := map[string]any{
+	// One command list per scope, so each scope's menu can differ later.
+	scopes := []string{"personal", "groupChat", "team"}
+	var lists []commandList
+	var zhCommands strings.Builder
+	for i, scope := range scopes {
+		lists = append(lists, commandList{Scopes: []string{scope}, Commands: commands})
+		for j, c := range commandsZH {
+			for _, kv := range [][2]string{{"title", c.Title}, {"description", c.Description}} {
+				k, _ := json.Marshal(fmt.Sprintf("bots[0].commandLists[%d].commands[%d].%s", i, j, kv[0]))
+				v, _ := json.Marshal(kv[1])
+				fmt.Fprintf(&zhCommands, ",\n  %s: %s", k, v)
+			}
+		}
+	}
+	values := map[string]any{
 		"SchemaVersion": SchemaVersion, "Version": o.Version, "AppID": o.AppID, "BotID": o.BotID,
 		"ShortName": o.ShortName, "FullName": o.FullName, "DeveloperName": o.DeveloperName,
 		"WebsiteURL": o.WebsiteURL, "PrivacyURL": o.PrivacyURL, "TermsURL": o.TermsURL,
-		"AccentColor": o.AccentColor, "ValidDomains": o.ValidDomains,
-		// One command list per scope, so each scope's menu can differ later.
-		"CommandScopes": []string{"personal", "groupChat", "team"},
-		"ShortNameZH":   zh(o.ShortName, "Upgrade Approvals", "升级审批"),
-		"FullNameZH":    zh(o.FullName, "Upgrade Approvals for Teams apps", "Teams 应用升级审批"),
+		"AccentColor": o.AccentColor, "ValidDomains": o.ValidDomains, "CommandLists": lists,
+		"ShortNameZH": zh(o.ShortName, "Upgrade Approvals", "升级审批"),
+		"FullNameZH":  zh(o.FullName, "Upgrade Approvals for Teams apps", "Teams 应用升级审批"),
 	}
+	raw := map[string]string{"SchemaVersionRaw": SchemaVersion, "CommandLocalizations": zhCommands.String()}
 	files := Files{"color.png": o.ColorIcon, "outline.png": o.OutlineIcon}
 	for name, tmpl := range map[string]string{"manifest.json": "manifest.json.tmpl", "zh-cn.json": "zh-cn.json.tmpl"} {
-		b, err := render(tmpl, data)
+		b, err := render(tmpl, values, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -105,6 +118,29 @@ func Build(opts Options) (Files, error) {
 	}
 	return files, nil
 }
+
+type command struct {
+	Title       string `json:"title"`
+	Description string `json:"description"`
+}
+
+type commandList struct {
+	Scopes   []string  `json:"scopes"`
+	Commands []command `json:"commands"`
+}
+
+var (
+	commands = []command{
+		{"check", "List pending app upgrades here, with their permission changes"},
+		{"history", "Show recent approvals and upgrades here"},
+		{"help", "Show what I can do"},
+	}
+	commandsZH = []command{
+		{"检查", "列出此处待升级的应用及其权限变化"},
+		{"历史", "显示此处最近的批准和升级"},
+		{"帮助", "显示我能做什么"},
+	}
+)
 
 // zh translates a name the admin left at its default; a custom name stays.
 func zh(name, def, translated string) string {
@@ -114,21 +150,38 @@ func zh(name, def, translated string) string {
 	return name
 }
 
-func render(name string, data any) ([]byte, error) {
-	t, err := template.New(name).Funcs(template.FuncMap{"json": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	}}).ParseFS(templates, name)
+// render fills a template's ${Name} tokens: values as JSON, raw as is.
+// (Not text/template: its reflective method lookup makes the linker keep
+// every exported method in the program, and with msgraph-sdk-go that
+// quadruples the binary.)
+func render(name string, values map[string]any, raw map[string]string) ([]byte, error) {
+	t, err := templates.ReadFile(name)
 	if err != nil {
-		return nil, fmt.Errorf("manifest: template %s: %w", name, err)
+		return nil, err
 	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return nil, fmt.Errorf("manifest: template %s: %w", name, err)
+	var failed error
+	filled := token.ReplaceAllStringFunc(string(t), func(tok string) string {
+		key := tok[2 : len(tok)-1]
+		if v, ok := raw[key]; ok {
+			return v
+		}
+		v, ok := values[key]
+		if !ok {
+			failed = fmt.Errorf("manifest: template %s uses unknown ${%s}", name, key)
+			return ""
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			failed = err
+		}
+		return string(b)
+	})
+	if failed != nil {
+		return nil, failed
 	}
 	// Re-indent, and prove the template made valid JSON.
 	var out bytes.Buffer
-	if err := json.Indent(&out, buf.Bytes(), "", "  "); err != nil {
+	if err := json.Indent(&out, []byte(filled), "", "  "); err != nil {
 		return nil, fmt.Errorf("manifest: template %s made invalid JSON: %w", name, err)
 	}
 	out.WriteByte('\n')

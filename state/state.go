@@ -1,5 +1,6 @@
 // Package state keeps the bot's state in Redis: conversation references,
-// activity claims (dedupe) and the service URLs the Bot Framework vouched for.
+// activity claims (dedupe), the service URLs the Bot Framework vouched for,
+// approvals and each conversation's history.
 // Every replica shares it, so nothing that matters lives in process memory.
 package state
 
@@ -27,6 +28,12 @@ type Options struct {
 	// ReferenceTTL is how long an unused conversation reference is kept.
 	// Default 90 days; every activity renews it.
 	ReferenceTTL time.Duration
+	// ApprovalRetention is how long an approval stays readable after it
+	// expires, so late clicks get a clear answer. Default 30 days.
+	ApprovalRetention time.Duration
+	// AuditRetention is how long an idle conversation's history is kept.
+	// Default 180 days.
+	AuditRetention time.Duration
 }
 
 // Store implements the bot's state interfaces on Redis.
@@ -45,6 +52,12 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	if opts.ReferenceTTL <= 0 {
 		opts.ReferenceTTL = 90 * 24 * time.Hour
+	}
+	if opts.ApprovalRetention <= 0 {
+		opts.ApprovalRetention = 30 * 24 * time.Hour
+	}
+	if opts.AuditRetention <= 0 {
+		opts.AuditRetention = 180 * 24 * time.Hour
 	}
 	return &Store{rdb: rdb, opts: opts}
 }
