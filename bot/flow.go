@@ -173,6 +173,11 @@ func (b *Bot) decide(ctx context.Context, a Approval, who Person, reject bool) (
 	if reject {
 		return b.finish(ctx, a, []ApprovalStatus{StatusPending, StatusFailed}, StatusRejected, &who, "")
 	}
+	// Teams waits about 15 s for the invoke and may hang up first; the
+	// upgrade and its record must finish regardless, so they run on a
+	// context of their own. Everyone sees the result through the card update.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upgradeTimeout)
+	defer cancel()
 	claimed, err := b.opts.Approvals.Transition(ctx, a.ID, a.claimableFrom(b.opts.Now()), func(c *Approval) {
 		c.Status, c.DecidedBy, c.DecidedAt, c.Problem = StatusUpgrading, &who, b.opts.Now().UTC(), ""
 	})
@@ -207,9 +212,13 @@ func (a Approval) open(now time.Time) bool {
 		(a.Status == StatusUpgrading && now.Sub(a.DecidedAt) > staleClaim)
 }
 
-// staleClaim is how long an upgrade may be in flight before another
-// approver may try again; Graph answers far sooner.
-const staleClaim = 5 * time.Minute
+// upgradeTimeout bounds one upgrade with its Graph retries; staleClaim is
+// how long an upgrade may look in flight before another approver may try
+// again (its replica may have died).
+const (
+	upgradeTimeout = 2 * time.Minute
+	staleClaim     = 5 * time.Minute
+)
 
 func (a Approval) claimableFrom(now time.Time) []ApprovalStatus {
 	from := []ApprovalStatus{StatusPending, StatusFailed}
