@@ -141,8 +141,7 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	verb := t.CardAction.Action.Verb
 	a, err := b.decide(ctx, a, t.person(), verb == cards.VerbReject)
 	if errors.Is(err, errNotAllowed) {
-		return InvokeCard(b.cards.Outcome(cards.Outcome{Locale: t.Activity.Locale, Kind: cards.OutcomeNotAllowed,
-			App: appView(a.Upgrade), Place: placeOf(a.Conversation), Approvers: b.approverView(&a.Upgrade.Installation.Scope)})), nil
+		return b.notAllowed(a, t.Activity.Locale), nil
 	}
 	if err != nil {
 		return nil, err
@@ -151,6 +150,12 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 }
 
 var errNotAllowed = errors.New("bot: not allowed to approve")
+
+// notAllowed answers, to the clicker alone, who may approve instead.
+func (b *Bot) notAllowed(a Approval, locale string) *InvokeResponse {
+	return InvokeCard(b.cards.Outcome(cards.Outcome{Locale: locale, Kind: cards.OutcomeNotAllowed,
+		App: appView(a.Upgrade), Place: placeOf(a.Conversation), Approvers: b.approverView(&a.Upgrade.Installation.Scope)}))
+}
 
 // decide applies one approver's decision and returns the approval as it then
 // stands. A decided approval is returned unchanged, so double clicks and
@@ -371,8 +376,7 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 		last = a
 		a, err = b.decide(ctx, a, t.person(), false)
 		if errors.Is(err, errNotAllowed) {
-			return InvokeCard(b.cards.Outcome(cards.Outcome{Locale: locale, Kind: cards.OutcomeNotAllowed,
-				App: appView(a.Upgrade), Place: placeOf(a.Conversation), Approvers: b.approverView(&a.Upgrade.Installation.Scope)})), nil
+			return b.notAllowed(a, locale), nil
 		}
 		if err != nil {
 			return nil, err

@@ -124,10 +124,12 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("graph: middleware: %w", err)
 	}
 	// Graph's own handlers (telemetry, /me rewriting) go first, as
-	// msgraph-sdk-go-core orders them.
+	// msgraph-sdk-go-core orders them, then kiota's with our retry options.
 	coreOpts := msgraph.GetDefaultClientOptions()
-	graphMiddlewares := msgraphcore.GetDefaultMiddlewaresWithOptions(&coreOpts)
-	all := append(graphMiddlewares[:2:2], middlewares...)
+	all := append([]khttp.Middleware{
+		msgraphcore.NewGraphTelemetryHandler(&coreOpts),
+		khttp.NewUrlReplaceHandler(true, msgraphcore.ReplacementPairs),
+	}, middlewares...)
 
 	return &Client{
 		opts: opts,
