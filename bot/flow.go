@@ -144,9 +144,25 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		return b.notAllowed(a, t.Activity.Locale), nil
 	}
 	if err != nil {
-		return nil, err
+		return b.invokeFailed(ctx, err), nil
 	}
 	return InvokeCard(b.cardFor(a, t.Activity.Locale)), nil
+}
+
+// invokeFailed shows the clicker why nothing happened (Graph refused to
+// list members, Redis is down…) instead of Teams' generic error.
+func (b *Bot) invokeFailed(ctx context.Context, err error) *InvokeResponse {
+	b.opts.Logger.WarnContext(ctx, "card action failed", "err", err)
+	status := http.StatusInternalServerError
+	switch ErrorCode(err) {
+	case CodeForbidden:
+		status = http.StatusForbidden
+	case CodeNotFound:
+		status = http.StatusNotFound
+	case CodeUnavailable:
+		status = http.StatusServiceUnavailable
+	}
+	return InvokeError(status, string(ErrorCode(err)), err.Error())
 }
 
 var errNotAllowed = errors.New("bot: not allowed to approve")
@@ -379,7 +395,7 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 			return b.notAllowed(a, locale), nil
 		}
 		if err != nil {
-			return nil, err
+			return b.invokeFailed(ctx, err), nil
 		}
 		if a.open(b.opts.Now()) {
 			left = append(left, cards.PendingItem{ApprovalID: a.ID, App: appView(a.Upgrade), Diff: diffView(a.Upgrade.Diff)})

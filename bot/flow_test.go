@@ -22,12 +22,13 @@ const (
 
 // fakeGraph is the bot's view of Microsoft Graph, as function fields.
 type fakeGraph struct {
-	mu       sync.Mutex
-	pending  func(bot.Scope) ([]bot.PendingUpgrade, error)
-	upgrade  func(bot.PendingUpgrade) error
-	upgrades []bot.PendingUpgrade
-	members  []bot.Member
-	groups   map[string][]string // group → user ids
+	mu         sync.Mutex
+	pending    func(bot.Scope) ([]bot.PendingUpgrade, error)
+	upgrade    func(bot.PendingUpgrade) error
+	upgrades   []bot.PendingUpgrade
+	members    []bot.Member
+	membersErr error
+	groups     map[string][]string // group → user ids
 }
 
 func (g *fakeGraph) PendingUpgrades(_ context.Context, s bot.Scope) ([]bot.PendingUpgrade, error) {
@@ -44,7 +45,12 @@ func (g *fakeGraph) Upgrade(_ context.Context, u bot.PendingUpgrade) error {
 	return nil
 }
 
-func (g *fakeGraph) Members(context.Context, bot.Scope) ([]bot.Member, error) { return g.members, nil }
+func (g *fakeGraph) Members(context.Context, bot.Scope) ([]bot.Member, error) {
+	if g.membersErr != nil {
+		return nil, g.membersErr
+	}
+	return g.members, nil
+}
 
 func (g *fakeGraph) InGroup(_ context.Context, _, group, user string) (bool, error) {
 	for _, u := range g.groups[group] {
@@ -381,5 +387,18 @@ func TestUnknownApprovalAndNoGraph(t *testing.T) {
 	}
 	if len(conn.replies) != 2 || !strings.Contains(conn.replies[1].Text, "Microsoft Graph access is not configured") {
 		t.Errorf("check without Graph: %+v", conn.replies)
+	}
+}
+
+func TestApproverCheckFailureIsShownToTheClicker(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	f.graph.membersErr = bot.Errorf(bot.CodeForbidden, "graph: list chat members: 403 Forbidden; an admin must grant the application permission ChatMember.Read.All")
+	resp := f.click("approve", f.onlyApproval().ID, owner)
+	if !strings.Contains(resp, "application/vnd.microsoft.error") || !strings.Contains(resp, "ChatMember.Read.All") || !strings.Contains(resp, `"statusCode":403`) {
+		t.Errorf("response %s", resp)
+	}
+	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusPending {
+		t.Error("the approval moved although the approver could not be checked")
 	}
 }
