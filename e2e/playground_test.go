@@ -1,0 +1,138 @@
+// Package e2e runs the real binary, as README's `go run .` does, inside
+// Microsoft's M365 Agents Playground (a local Teams client) driven by
+// headless Chromium.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upgradeapprovals/bot/internal/nodetest"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// start runs cmd until the test ends and returns its combined output.
+func start(t *testing.T, cmd *exec.Cmd) io.Reader {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		pw.Close()
+	})
+	return pr
+}
+
+func TestHelpInTheAgentsPlayground(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	nodetest.Require(t, "@microsoft/m365agentsplayground", "playwright-core")
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		nodetest.SkipOrFail(t, "no Chromium at "+chromium)
+	}
+	root := nodetest.Root()
+
+	// The bot, built and run as a newcomer would: no configuration at all.
+	bin := filepath.Join(t.TempDir(), "upgradebot")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	botCmd := exec.Command(bin)
+	botCmd.Env = []string{"PORT=" + fmt.Sprint(port), "PATH=" + os.Getenv("PATH")}
+	botLog := start(t, botCmd)
+	go io.Copy(io.Discard, botLog)
+	botURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(botURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bot did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The playground: with these two variables and no credentials it makes
+	// no outside connection.
+	pg := exec.Command("node", filepath.Join(root, "node_modules", "@microsoft", "m365agentsplayground", "cli.js"),
+		"start", "-e", botURL+"/api/messages", "-c", "msteams", "-p", fmt.Sprint(freePort(t)), "--disable-telemetry")
+	pg.Env = append(os.Environ(), "TEAMSAPPTESTER_BROWSER=none", "APPLICATION_INSIGHTS_NO_STATSBEAT=true",
+		"M365_AGENTS_PLAYGROUND_CONFIG_PATH="+filepath.Join(root, "e2e", "testdata", "playground.yml"))
+	pgOut := bufio.NewScanner(start(t, pg))
+	listening := regexp.MustCompile(`Listening on (\d+)`)
+	pgPort := make(chan string, 1)
+	go func() {
+		for pgOut.Scan() {
+			if m := listening.FindStringSubmatch(pgOut.Text()); m != nil {
+				pgPort <- m[1]
+			}
+		}
+	}()
+	var pgURL string
+	select {
+	case p := <-pgPort:
+		pgURL = "http://127.0.0.1:" + p
+	case <-time.After(60 * time.Second):
+		t.Fatal("the playground did not start")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	drive := exec.CommandContext(ctx, "node", filepath.Join(root, "e2e", "playground.cjs"), pgURL, "help", "check")
+	drive.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(root, "node_modules"), "CHROMIUM="+chromium)
+	out, err := drive.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("driving the playground: %v\n%s", err, stderr)
+	}
+	var replies []string
+	if err := json.Unmarshal(out, &replies); err != nil || len(replies) != 2 {
+		t.Fatalf("replies %q: %v", out, err)
+	}
+	if !strings.Contains(replies[0], "Upgrade Approvals") || !strings.Contains(replies[0], "List pending app upgrades here") {
+		t.Errorf("help showed %q", replies[0])
+	}
+	// Without an app identity there is no Graph; the bot says so plainly.
+	if !strings.Contains(replies[1], "Microsoft Graph access is not configured") {
+		t.Errorf("check showed %q", replies[1])
+	}
+}
