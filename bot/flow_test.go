@@ -287,6 +287,21 @@ func TestSupersededRequestIsReplaced(t *testing.T) {
 	}
 }
 
+func TestAlreadyUpgradedIsRecordedAndShownInHistory(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.graph.upgrade = func(bot.PendingUpgrade) error {
+		return &bot.Error{Code: bot.CodeConflict, Message: "already there", Err: bot.ErrAlreadyUpgraded}
+	}
+	f.say("check")
+	if resp := f.click("approve", f.onlyApproval().ID, owner); !strings.Contains(resp, "already up to date") {
+		t.Errorf("response %s", resp)
+	}
+	f.say("history")
+	if h := cardText(t, f.conn.replies[len(f.conn.replies)-1]); !strings.Contains(h, "was already at 1.1.0") {
+		t.Errorf("history %s", h)
+	}
+}
+
 func TestExpiredRequestCannotBeApproved(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")

@@ -108,6 +108,7 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 			{At: requested.Add(-time.Hour), Kind: cards.OutcomeFailed, App: "Whiteboard", From: "1.9.0", To: "1.10.0"},
 			{At: requested.Add(-2 * time.Hour), Kind: cards.OutcomeExpired, App: "Polls", From: "0.9", To: "1.0.0"},
 			{At: requested.Add(-3 * time.Hour), Kind: cards.OutcomeSuperseded, App: "Polls", From: "0.9", To: "0.9.5"},
+			{At: requested.Add(-4 * time.Hour), Kind: cards.OutcomeUpToDate, Actor: "Megan Bowen", App: "Tasks", From: "2.9", To: "3.0"},
 		}}),
 		"history-empty": c.History(cards.History{Locale: locale}),
 	}

@@ -95,7 +95,7 @@ func (c *Cards) Help(locale string) Card {
 // HistoryEvent is one line of the audit trail.
 type HistoryEvent struct {
 	At    time.Time
-	Kind  OutcomeKind // upgraded, rejected, failed, expired, superseded
+	Kind  OutcomeKind // upgraded, rejected, failed, expired, superseded, uptodate
 	Actor string      // who; empty for the bot itself
 	App   string
 	From  string
