@@ -260,7 +260,7 @@ func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
 	k, ok, fresh := ks.get(kid)
 	if !fresh {
 		// Stale or never loaded: fetch; on failure keep serving what we have.
-		if err := ks.refresh(ctx); err != nil && !ks.loaded() {
+		if err := ks.refreshIfStale(ctx); err != nil && !ks.loaded() {
 			return signingKey{}, authError(ReasonKeysUnavailable, err)
 		}
 		k, ok, _ = ks.get(kid)
@@ -278,9 +278,25 @@ func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
 	return k, nil
 }
 
+// refreshIfStale fetches the keys unless another request just did: when
+// they go stale, concurrent requests queue on refreshMu and only the first
+// fetches.
+func (ks *keySet) refreshIfStale(ctx context.Context) error {
+	ks.refreshMu.Lock()
+	defer ks.refreshMu.Unlock()
+	if _, _, fresh := ks.get(""); fresh {
+		return nil
+	}
+	return ks.fetch(ctx)
+}
+
 func (ks *keySet) refresh(ctx context.Context) error {
 	ks.refreshMu.Lock()
 	defer ks.refreshMu.Unlock()
+	return ks.fetch(ctx)
+}
+
+func (ks *keySet) fetch(ctx context.Context) error {
 	var meta struct {
 		JWKSURI string `json:"jwks_uri"`
 	}

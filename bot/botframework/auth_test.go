@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -340,5 +341,25 @@ func TestKeysRefreshAfterRefreshInterval(t *testing.T) {
 	}
 	if got := f.channel.KeyFetches(); got != 2 {
 		t.Errorf("keys fetched %d times after 25 h, want 2", got)
+	}
+}
+
+func TestConcurrentRequestsFetchStaleKeysOnce(t *testing.T) {
+	f := newFixture(t)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := activity()
+			a["id"] = fmt.Sprint(i)
+			if w := f.post(t, "Bearer "+f.channel.Token(t), a); w.Code != http.StatusOK {
+				t.Errorf("status %d", w.Code)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := f.channel.KeyFetches(); got != 1 {
+		t.Errorf("8 concurrent first requests fetched the keys %d times, want 1", got)
 	}
 }
