@@ -8,11 +8,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
 	"github.com/upgradeapprovals/bot/graph"
+	"github.com/upgradeapprovals/bot/state"
 )
 
 // App types, as Azure Bot registrations name them.
@@ -151,8 +150,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 	c.RedisURL = env("REDIS_URL")
 	if c.RedisURL != "" {
-		if _, err := redis.ParseURL(c.RedisURL); err != nil {
-			return c, bad("REDIS_URL", "%v (want redis://[user:password@]host:port/db or rediss://…)", redactURL(err.Error()))
+		if _, err := state.ParseURL(c.RedisURL); err != nil {
+			return c, bad("REDIS_URL", "%v (want redis://[user:password@]host:port/db or rediss://…, with cluster=true for a cluster)",
+				redactURL(strings.TrimPrefix(err.Error(), "state: REDIS_URL: ")))
 		}
 	}
 	c.RedisPrefix = env("REDIS_PREFIX")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -62,8 +63,8 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	return &Store{rdb: rdb, opts: opts}
 }
 
-// Connect opens the Redis named by rawURL (redis:// or rediss://). An empty
-// URL starts an embedded in-process Redis: fine for a laptop, but nothing
+// Connect opens the Redis named by rawURL (see ParseURL). An empty URL
+// starts an embedded in-process Redis: fine for a laptop, but nothing
 // survives a restart and replicas cannot share it, so it says so loudly.
 // The returned close function releases the client and any embedded server.
 func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.UniversalClient, func() error, error) {
@@ -77,18 +78,41 @@ func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.Uni
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{mr.Addr()}})
 		return rdb, func() error { err := rdb.Close(); mr.Close(); return err }, nil
 	}
-	opt, err := redis.ParseURL(rawURL)
+	opts, err := ParseURL(rawURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("state: REDIS_URL: %w", err)
+		return nil, nil, err
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:     []string{opt.Addr},
-		Username:  opt.Username,
-		Password:  opt.Password,
-		DB:        opt.DB,
-		TLSConfig: opt.TLSConfig,
-	})
+	rdb := redis.NewUniversalClient(opts)
 	return rdb, rdb.Close, nil
+}
+
+// ParseURL reads REDIS_URL: redis://[user:password@]host:port/db, or
+// rediss:// for TLS. A Redis Cluster is named by cluster=true, or by more
+// seed nodes as addr parameters:
+// rediss://:key@host:6380?cluster=true, redis://h1:6379?addr=h2:6379&addr=h3:6379.
+// Every key one operation touches shares a {hash tag}, so a cluster works.
+func ParseURL(rawURL string) (*redis.UniversalOptions, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("state: REDIS_URL: %w", err)
+	}
+	q := u.Query()
+	if q.Get("cluster") == "true" || len(q["addr"]) > 0 {
+		q.Del("cluster")
+		u.RawQuery = q.Encode()
+		c, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, fmt.Errorf("state: REDIS_URL: %w", err)
+		}
+		return &redis.UniversalOptions{Addrs: c.Addrs, Username: c.Username, Password: c.Password,
+			TLSConfig: c.TLSConfig, IsClusterMode: true}, nil
+	}
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("state: REDIS_URL: %w", err)
+	}
+	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password,
+		DB: o.DB, TLSConfig: o.TLSConfig}, nil
 }
 
 // Ping checks that Redis answers.

@@ -213,3 +213,24 @@ func (s *syncBuffer) String() string {
 func contains(s, sub string) bool {
 	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
 }
+
+func TestParseURL(t *testing.T) {
+	o, err := state.ParseURL("rediss://:s3cret@cache.contoso.net:6380/2")
+	if err != nil || o.IsClusterMode || len(o.Addrs) != 1 || o.Addrs[0] != "cache.contoso.net:6380" || o.DB != 2 ||
+		o.Password != "s3cret" || o.TLSConfig == nil {
+		t.Errorf("single node: %+v %v", o, err)
+	}
+	o, err = state.ParseURL("rediss://:s3cret@cache.contoso.net:6380?cluster=true")
+	if err != nil || !o.IsClusterMode || len(o.Addrs) != 1 || o.TLSConfig == nil || o.Password != "s3cret" {
+		t.Errorf("cluster endpoint: %+v %v", o, err)
+	}
+	o, err = state.ParseURL("redis://h1:6379?addr=h2:6379&addr=h3:6379")
+	if err != nil || !o.IsClusterMode || len(o.Addrs) != 3 {
+		t.Errorf("cluster seeds: %+v %v", o, err)
+	}
+	for _, bad := range []string{"http://localhost:6379", "redis://h1:6379?cluster=true&dial_timeout=x"} {
+		if _, err := state.ParseURL(bad); err == nil {
+			t.Errorf("%s was accepted", bad)
+		}
+	}
+}
