@@ -52,9 +52,7 @@ func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
 }
 
 func TestOnlyOneClaimWins(t *testing.T) {
-	prefix := fmt.Sprintf("test:claim2:%d:", time.Now().UnixNano())
-	a, _ := newStore(t, state.Options{Prefix: prefix})
-	b, _ := newStore(t, state.Options{Prefix: prefix})
+	a, b := replicas(t)
 	ctx := context.Background()
 	ap, _, err := a.OpenApproval(ctx, approval())
 	if err != nil {

@@ -99,10 +99,18 @@ func TestReferenceOfUnknownVersionIsRefused(t *testing.T) {
 	}
 }
 
-func TestClaimIsOncePerActivityAcrossReplicas(t *testing.T) {
-	prefix := fmt.Sprintf("test:claim:%d:", time.Now().UnixNano())
+// replicas returns two Stores with clients of their own on the same keys,
+// as two bot replicas have.
+func replicas(t *testing.T) (*state.Store, *state.Store) {
+	t.Helper()
+	prefix := fmt.Sprintf("test:%s:%d:", t.Name(), time.Now().UnixNano())
 	a, _ := newStore(t, state.Options{Prefix: prefix})
 	b, _ := newStore(t, state.Options{Prefix: prefix})
+	return a, b
+}
+
+func TestClaimIsOncePerActivityAcrossReplicas(t *testing.T) {
+	a, b := replicas(t)
 	ctx := context.Background()
 	var wins atomic.Int32
 	var wg sync.WaitGroup
