@@ -6,6 +6,7 @@
 //
 //	upgradebot [serve]           run the bot (default)
 //	upgradebot manifest [flags]  write the Teams app package (see -h)
+//	upgradebot sandbox           run locally against a seeded fake Graph tenant
 //	upgradebot healthcheck       exit 0 when the local bot answers /healthz
 package main
 
@@ -43,12 +44,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 0
 	case "manifest":
 		return manifestCommand(args, getenv, stderr)
+	case "sandbox":
+		return sandboxCommand(ctx, getenv, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|healthcheck]")
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest or healthcheck)\n", cmd)
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox or healthcheck)\n", cmd)
 	return 2
 }

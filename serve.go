@@ -31,6 +31,9 @@ type deps struct {
 	// azureTransport carries Entra ID token requests (a test trusts its
 	// fake authority's certificate here).
 	azureTransport *http.Client
+	// graphCredential, when set, is the Graph credential for every tenant
+	// (the sandbox's fake tenant), even without an app id.
+	graphCredential azcore.TokenCredential
 }
 
 // shutdownGrace bounds how long in-flight requests may take after SIGTERM.
@@ -79,11 +82,14 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	// Graph needs the app's identity; without it "check" explains that.
 	var installations bot.Installations
 	var directory bot.Directory
-	if cfg.AppID != "" {
+	if cfg.AppID != "" || d.graphCredential != nil {
 		creds := newCredentials(cfg, d.azureTransport)
 		g, err := graph.New(graph.Options{
 			BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, Registerer: reg, Logger: logger,
 			Credential: func(tenant string) (azcore.TokenCredential, error) {
+				if d.graphCredential != nil {
+					return d.graphCredential, nil
+				}
 				if cfg.AppType != appTypeMultiTenant || tenant == "" {
 					tenant = cfg.AppTenantID
 				}

@@ -1,7 +1,9 @@
 // Drives Microsoft's M365 Agents Playground (a local Teams client) in
-// headless Chromium: types each message into the personal chat and prints,
-// as JSON, the text of the bot's cards and messages after each.
-// Usage: node playground.cjs <playground url> <message>...
+// headless Chromium, in the personal chat. Each step is a message to type,
+// or "click:<button>" to press that button on the bot's last card; after
+// each it prints, as part of a JSON array, the text of the bot's answer
+// (for a click: the card as it was replaced).
+// Usage: node playground.cjs <playground url> <step>...
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -23,13 +25,23 @@ const { chromium } = require("playwright-core");
     const box = page.locator('[data-lexical-editor="true"][contenteditable="true"]');
     await box.waitFor({ timeout: 30000 });
     const out = [];
+    const cards = page.locator(".fai-OutputCard");
     for (const m of messages) {
-      const before = await page.locator(".fai-OutputCard").count();
+      if (m.startsWith("click:")) {
+        const label = m.slice("click:".length);
+        const card = cards.last();
+        const button = card.locator(`button[aria-label="${label}"]`);
+        await button.click();
+        await button.waitFor({ state: "detached", timeout: 30000 });
+        out.push(await card.innerText());
+        continue;
+      }
+      const before = await cards.count();
       await box.click();
       await box.type(m);
       await page.keyboard.press("Enter");
-      await page.locator(".fai-OutputCard").nth(before).waitFor({ timeout: 20000 });
-      out.push(await page.locator(".fai-OutputCard").nth(before).innerText());
+      await cards.nth(before).waitFor({ timeout: 20000 });
+      out.push(await cards.nth(before).innerText());
     }
     process.stdout.write(JSON.stringify(out));
   } finally {

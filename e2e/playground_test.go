@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +49,47 @@ func start(t *testing.T, cmd *exec.Cmd) io.Reader {
 	return pr
 }
 
-func TestHelpInTheAgentsPlayground(t *testing.T) {
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// buildBot builds the bot's binary once for all the tests of this package.
+func buildBot(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "upgradebot-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "upgradebot")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Dir = nodetest.Root()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// playground builds the bot, runs it with args, opens the M365 Agents
+// Playground on it and performs the steps (see playground.cjs); it returns
+// the bot's answer to each.
+func playground(t *testing.T, args []string, steps ...string) []string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
@@ -62,15 +103,10 @@ func TestHelpInTheAgentsPlayground(t *testing.T) {
 	}
 	root := nodetest.Root()
 
-	// The bot, built and run as a newcomer would: no configuration at all.
-	bin := filepath.Join(t.TempDir(), "upgradebot")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	// The bot, built once and run as a newcomer would: no configuration.
+	bin := buildBot(t)
 	port := freePort(t)
-	botCmd := exec.Command(bin)
+	botCmd := exec.Command(bin, args...)
 	botCmd.Env = []string{"PORT=" + fmt.Sprint(port), "PATH=" + os.Getenv("PATH")}
 	botLog := start(t, botCmd)
 	go io.Copy(io.Discard, botLog)
@@ -114,7 +150,7 @@ func TestHelpInTheAgentsPlayground(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	drive := exec.CommandContext(ctx, "node", filepath.Join(root, "e2e", "playground.cjs"), pgURL, "help", "check")
+	drive := exec.CommandContext(ctx, "node", append([]string{filepath.Join(root, "e2e", "playground.cjs"), pgURL}, steps...)...)
 	drive.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(root, "node_modules"), "CHROMIUM="+chromium)
 	out, err := drive.Output()
 	if err != nil {
@@ -125,14 +161,37 @@ func TestHelpInTheAgentsPlayground(t *testing.T) {
 		t.Fatalf("driving the playground: %v\n%s", err, stderr)
 	}
 	var replies []string
-	if err := json.Unmarshal(out, &replies); err != nil || len(replies) != 2 {
+	if err := json.Unmarshal(out, &replies); err != nil || len(replies) != len(steps) {
 		t.Fatalf("replies %q: %v", out, err)
 	}
+	return replies
+}
+
+func TestHelpInTheAgentsPlayground(t *testing.T) {
+	replies := playground(t, nil, "help", "check")
 	if !strings.Contains(replies[0], "Upgrade Approvals") || !strings.Contains(replies[0], "List pending app upgrades here") {
 		t.Errorf("help showed %q", replies[0])
 	}
 	// Without an app identity there is no Graph; the bot says so plainly.
 	if !strings.Contains(replies[1], "Microsoft Graph access is not configured") {
 		t.Errorf("check showed %q", replies[1])
+	}
+}
+
+// TestApproveInTheAgentsPlayground clicks Approve in a real Teams-like
+// client: the sandbox's fake tenant has Polls 1.0.0 installed in the
+// user's personal scope, and 1.1.0 in the catalog.
+func TestApproveInTheAgentsPlayground(t *testing.T) {
+	replies := playground(t, []string{"sandbox"}, "check", "click:Approve", "history")
+	for _, want := range []string{"Polls", "1.0.0", "1.1.0", "High risk", "Read all messages in this chat", "You can approve."} {
+		if !strings.Contains(replies[0], want) {
+			t.Errorf("the pending card lacks %q:\n%s", want, replies[0])
+		}
+	}
+	if !strings.Contains(replies[1], "Polls was upgraded to 1.1.0") || !strings.Contains(replies[1], "Approved by Megan Bowen") {
+		t.Errorf("after Approve the card shows:\n%s", replies[1])
+	}
+	if !strings.Contains(replies[2], "Megan Bowen approved: Polls upgraded 1.0.0 → 1.1.0") {
+		t.Errorf("history shows:\n%s", replies[2])
 	}
 }
