@@ -58,19 +58,48 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 	if len(approvals) == 1 {
 		return b.post(ctx, t, approvals[0])
 	}
-	ids := make([]string, len(approvals))
+	// Several: lists, each as many apps as fit in one Teams message.
+	for len(approvals) > 0 {
+		n := len(approvals)
+		for n > 1 && b.listSize(t, approvals[:n]) > maxCardBytes {
+			n--
+		}
+		if err := b.postList(ctx, t, approvals[:n]); err != nil {
+			return err
+		}
+		approvals = approvals[n:]
+	}
+	return nil
+}
+
+// maxCardBytes keeps a card, with the activity around it, under Teams'
+// 28 KB message limit.
+const maxCardBytes = 26 << 10
+
+func (b *Bot) listView(t *Turn, approvals []Approval, batch string) cards.PendingList {
 	items := make([]cards.PendingItem, len(approvals))
 	for i, a := range approvals {
-		ids[i] = a.ID
 		items[i] = cards.PendingItem{ApprovalID: a.ID, App: appView(a.Upgrade), Diff: diffView(a.Upgrade.Diff)}
+	}
+	return cards.PendingList{Locale: t.Activity.Locale, Place: placeOf(t.Ref), Approvers: b.approverView(t.Ref.Scope),
+		BatchID: batch, Items: items}
+}
+
+func (b *Bot) listSize(t *Turn, approvals []Approval) int {
+	j, _ := json.Marshal(b.cards.PendingList(b.listView(t, approvals, "bat_"+strings.Repeat("0", 24))))
+	return len(j)
+}
+
+func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error {
+	ids := make([]string, len(approvals))
+	for i, a := range approvals {
+		ids[i] = a.ID
 	}
 	batch, err := b.opts.Approvals.SaveBatch(ctx, ids)
 	if err != nil {
 		return err
 	}
-	_, err = t.Reply(ctx, CardMessage(b.cards.PendingList(cards.PendingList{
-		Locale: locale, Place: place, Approvers: b.approverView(t.Ref.Scope), BatchID: batch, Items: items,
-	})))
+	_, err = t.Reply(ctx, CardMessage(b.cards.PendingList(b.listView(t, approvals, batch))))
 	return err
 }
 

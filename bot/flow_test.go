@@ -334,6 +334,39 @@ func TestCheckWithSeveralAppsAndApproveAll(t *testing.T) {
 	}
 }
 
+func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
+	apps := make([]string, 8)
+	for i := range apps {
+		apps[i] = fmt.Sprintf("App %d", i)
+	}
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
+	pending := f.graph.pending
+	f.graph.pending = func(s bot.Scope) ([]bot.PendingUpgrade, error) {
+		ups, err := pending(s)
+		for i := range ups {
+			for j := range 30 {
+				ups[i].Diff.Added = append(ups[i].Diff.Added, bot.Permission{Value: fmt.Sprintf("Contoso.Permission%d.Chat", j), Type: "application"})
+			}
+		}
+		return ups, err
+	}
+	f.say("check")
+	if len(f.conn.replies) < 2 {
+		t.Fatalf("%d messages for 8 apps with 30 permissions each, want them split", len(f.conn.replies))
+	}
+	listed := 0
+	for _, r := range f.conn.replies {
+		c := cardText(t, r)
+		if len(c) > 28*1024 {
+			t.Errorf("a card of %d bytes is over Teams' limit", len(c))
+		}
+		listed += strings.Count(c, `{"type":"Action.Execute","title":"Review","verb":"review"`)
+	}
+	if listed != 8 {
+		t.Errorf("%d apps listed, want all 8", listed)
+	}
+}
+
 func TestPersonalScopeUserApprovesTheirOwn(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
 	_, err := f.bot.Handle(context.Background(), f.activity(map[string]any{"type": "message", "text": "check",
