@@ -62,8 +62,7 @@ func bad(name, format string, args ...any) error {
 }
 
 var (
-	guidPattern     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	approverPattern = regexp.MustCompile(`^(owners|(group|user):[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
+	guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 )
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -170,11 +169,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	approvers := list(env("BOT_APPROVERS"))
 	if len(approvers) == 0 {
 		approvers = []string{"owners"}
-	}
-	for _, a := range approvers {
-		if !approverPattern.MatchString(a) {
-			return c, bad("BOT_APPROVERS", "%q is not a policy entry (want owners, group:<entra-group-id> or user:<entra-user-id>)", a)
-		}
 	}
 	if c.Approvers, err = bot.ParseApproverPolicy(approvers); err != nil {
 		return c, bad("BOT_APPROVERS", "%v", err)

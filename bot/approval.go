@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -104,8 +105,11 @@ type ApproverPolicy struct {
 	Users  []string // these Entra users
 }
 
+// entraID is an Entra object id.
+var entraID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
 // ParseApproverPolicy reads entries such as "owners", "group:<id>",
-// "user:<id>".
+// "user:<id>", where ids are Entra object ids.
 func ParseApproverPolicy(entries []string) (ApproverPolicy, error) {
 	var p ApproverPolicy
 	for _, e := range entries {
@@ -113,12 +117,12 @@ func ParseApproverPolicy(entries []string) (ApproverPolicy, error) {
 		switch {
 		case kind == "owners" && id == "":
 			p.Owners = true
-		case kind == "group" && id != "":
+		case kind == "group" && entraID.MatchString(id):
 			p.Groups = append(p.Groups, id)
-		case kind == "user" && id != "":
+		case kind == "user" && entraID.MatchString(id):
 			p.Users = append(p.Users, strings.ToLower(id))
 		default:
-			return p, fmt.Errorf("bot: approver policy entry %q (want owners, group:<id> or user:<id>)", e)
+			return p, fmt.Errorf("%q is not a policy entry (want owners, group:<entra-group-id> or user:<entra-user-id>)", e)
 		}
 	}
 	return p, nil

@@ -94,7 +94,9 @@ func New(opts Options) (*Bot, error) {
 	}
 	b := &Bot{opts: opts, router: NewRouter(), cards: c}
 	b.router.OnType("message", b.onMessage)
-	b.router.OnType("conversationUpdate", b.onConversationUpdate)
+	// conversationUpdate fires when the bot is first added; it cannot tell
+	// an upgrade (see installationUpdate), and Handle has already recorded
+	// the conversation, so the router's default (accept, do nothing) serves.
 	b.router.OnType("installationUpdate", b.onInstallationUpdate)
 	b.router.OnVerb(cards.VerbApprove, b.onDecide)
 	b.router.OnVerb(cards.VerbReject, b.onDecide)
@@ -189,13 +191,6 @@ func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 // later, only for a single-attachment message.
 func CardMessage(card cards.Card) Message {
 	return Message{Attachments: []schema.Attachment{{ContentType: cards.ContentType, Content: card}}}
-}
-
-// conversationUpdate fires when the bot is first added; it cannot tell an
-// upgrade (see installationUpdate), so it only records the conversation,
-// which Handle has already done.
-func (b *Bot) onConversationUpdate(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	return nil, nil
 }
 
 // installationUpdate actions are add, remove, add-upgrade, remove-upgrade and

@@ -411,14 +411,12 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 	if err != nil {
 		return InvokeError(http.StatusNotFound, "NotFound", b.cards.Sentence(locale, cards.SentenceUnknownAction, nil)), nil
 	}
-	var left []cards.PendingItem
-	var last Approval
+	var left []Approval
 	for _, id := range ids {
 		a, err := b.opts.Approvals.Approval(ctx, id)
 		if err != nil {
 			continue
 		}
-		last = a
 		a, err = b.decide(ctx, a, t.person(), false)
 		if errors.Is(err, errNotAllowed) {
 			return b.notAllowed(a, locale), nil
@@ -427,14 +425,13 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 			return b.invokeFailed(ctx, err), nil
 		}
 		if a.open(b.opts.Now()) {
-			left = append(left, cards.PendingItem{ApprovalID: a.ID, App: appView(a.Upgrade), Diff: diffView(a.Upgrade.Diff)})
+			left = append(left, a)
 		}
 	}
 	if len(left) == 0 {
-		return InvokeCard(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: placeOf(last.Conversation)})), nil
+		return InvokeCard(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: placeOf(t.Ref)})), nil
 	}
-	return InvokeCard(b.cards.PendingList(cards.PendingList{Locale: locale, Place: placeOf(last.Conversation),
-		Approvers: b.approverView(&last.Upgrade.Installation.Scope), Items: left})), nil
+	return InvokeCard(b.cards.PendingList(b.listView(t, left, ""))), nil
 }
 
 // onSubmit handles the Action.Submit twins, sent by clients without
