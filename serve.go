@@ -81,6 +81,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 
 	// Graph needs the app's identity; without it "check" explains that.
 	var installations bot.Installations
+	var catalog bot.Catalog
 	var directory bot.Directory
 	if cfg.AppID != "" || d.graphCredential != nil {
 		creds := newCredentials(cfg, d.azureTransport)
@@ -99,7 +100,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		if err != nil {
 			return err
 		}
-		installations, directory = g, g
+		installations, catalog, directory = g, g, g
 	}
 
 	connector, err := botframework.NewConnector(botframework.ConnectorOptions{
@@ -110,7 +111,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	}
 	b, err := bot.New(bot.Options{
 		Connector: connector, Conversations: store, Activities: store, Approvals: store,
-		Installations: installations, Directory: directory, Approvers: cfg.Approvers, Logger: logger,
+		Installations: installations, Catalog: catalog, Directory: directory, Approvers: cfg.Approvers, Logger: logger,
 	})
 	if err != nil {
 		return err

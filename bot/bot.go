@@ -49,9 +49,10 @@ type Options struct {
 	Conversations ConversationStore
 	Activities    ActivityLog
 	Approvals     ApprovalStore
-	// Installations and Directory are Microsoft Graph. Without them (no
-	// app identity configured) "check" says Graph is not configured.
+	// Installations, Catalog and Directory are Microsoft Graph. Without
+	// them (no app identity configured) "check" says Graph is not configured.
 	Installations Installations
+	Catalog       Catalog
 	Directory     Directory
 	// Approvers is who may approve (BOT_APPROVERS).
 	Approvers ApproverPolicy
@@ -71,13 +72,13 @@ type Bot struct {
 }
 
 // New returns a Bot. Connector, Conversations, Activities and Approvals are
-// required; Installations and Directory come together.
+// required; Installations, Catalog and Directory come together.
 func New(opts Options) (*Bot, error) {
 	if opts.Connector == nil || opts.Conversations == nil || opts.Activities == nil || opts.Approvals == nil {
 		return nil, errors.New("bot: Connector, Conversations, Activities and Approvals are required")
 	}
-	if (opts.Installations == nil) != (opts.Directory == nil) {
-		return nil, errors.New("bot: Installations and Directory come together")
+	if (opts.Installations == nil) != (opts.Directory == nil) || (opts.Installations == nil) != (opts.Catalog == nil) {
+		return nil, errors.New("bot: Installations, Catalog and Directory come together")
 	}
 	if opts.ApprovalTTL <= 0 {
 		opts.ApprovalTTL = 7 * 24 * time.Hour
@@ -170,11 +171,15 @@ func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		ApprovalID string `json:"approvalId"`
 	}
 	if len(t.Activity.Value) > 0 && json.Unmarshal(t.Activity.Value, &submit) == nil && submit.Verb != "" {
+		if _, ok := b.router.verbs[submit.Verb]; ok {
+			ctx = WithCommand(ctx, submit.Verb)
+		}
 		return nil, b.onSubmit(ctx, t, submit.Verb, submit.ApprovalID)
 	}
 	if t.Text == "" {
 		return nil, nil // an attachment without words
 	}
+	ctx = WithCommand(ctx, command(t.Text))
 	switch command(t.Text) {
 	case "check":
 		return nil, b.check(ctx, t)

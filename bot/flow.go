@@ -37,7 +37,7 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 	if t.Ref.Scope == nil {
 		return say(cards.SentenceNoScope, nil)
 	}
-	ups, err := b.opts.Installations.PendingUpgrades(ctx, *t.Ref.Scope)
+	ups, err := b.pendingUpgrades(ctx, *t.Ref.Scope)
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "check failed", "scope", t.Ref.Scope.Kind, "err", err)
 		return say(cards.SentenceCheckFailed, map[string]any{"Problem": err.Error()})
@@ -237,7 +237,7 @@ func (b *Bot) decide(ctx context.Context, a Approval, who Person, reject bool) (
 	if err != nil {
 		return a, err
 	}
-	uerr := b.opts.Installations.Upgrade(ctx, claimed.Upgrade)
+	uerr := b.upgrade(ctx, claimed.Upgrade)
 	status, problem := StatusUpgraded, ""
 	switch {
 	case errors.Is(uerr, ErrAlreadyUpgraded):
@@ -316,7 +316,7 @@ func (b *Bot) finish(ctx context.Context, a Approval, from []ApprovalStatus, sta
 
 // reopen posts a new request when the catalog moved on since approval.
 func (b *Bot) reopen(ctx context.Context, old Approval) {
-	ups, err := b.opts.Installations.PendingUpgrades(ctx, old.Upgrade.Installation.Scope)
+	ups, err := b.pendingUpgrades(ctx, old.Upgrade.Installation.Scope)
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "cannot renew a superseded request", "approval", old.ID, "err", err)
 		return

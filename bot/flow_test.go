@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,32 +21,95 @@ const (
 	foreign = "33333333-3333-3333-3333-333333333333"
 )
 
-// fakeGraph is the bot's view of Microsoft Graph, as function fields.
+// fakeGraph is the bot's view of Microsoft Graph: a catalog and the apps
+// installed in every scope, held in memory.
 type fakeGraph struct {
 	mu         sync.Mutex
-	pending    func(bot.Scope) ([]bot.PendingUpgrade, error)
-	upgrade    func(bot.PendingUpgrade) error
-	upgrades   []bot.PendingUpgrade
+	apps       []string                     // installed app names; inst-i runs app-i
+	versions   map[string]string            // installation id → installed version
+	catalog    []bot.AppDefinition          // every definition of every app
+	upgrade    func(bot.Installation) error // fails the upgrade POST when set
+	upgrades   []bot.Installation
 	members    []bot.Member
 	membersErr error
 	groups     map[string][]string // group → user ids
+	calls      []string            // "Method command" per call
 }
 
-func (g *fakeGraph) PendingUpgrades(_ context.Context, s bot.Scope) ([]bot.PendingUpgrade, error) {
-	return g.pending(s)
-}
-
-func (g *fakeGraph) Upgrade(_ context.Context, u bot.PendingUpgrade) error {
+// called records a call and the command its context names.
+func (g *fakeGraph) called(ctx context.Context, method string) {
 	g.mu.Lock()
-	g.upgrades = append(g.upgrades, u)
-	g.mu.Unlock()
-	if g.upgrade != nil {
-		return g.upgrade(u)
+	defer g.mu.Unlock()
+	g.calls = append(g.calls, method+" "+bot.CommandFrom(ctx))
+}
+
+func (g *fakeGraph) installation(s bot.Scope, i int) bot.Installation {
+	id := fmt.Sprintf("inst-%d", i)
+	return bot.Installation{ID: id, Scope: s, TeamsAppID: fmt.Sprintf("app-%d", i), DisplayName: g.apps[i],
+		Definition: bot.AppDefinition{ID: "ZGVmMQ==", Version: g.versions[id]}}
+}
+
+func (g *fakeGraph) Installed(ctx context.Context, s bot.Scope) ([]bot.Installation, error) {
+	g.called(ctx, "Installed")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var ins []bot.Installation
+	for i := range g.apps {
+		ins = append(ins, g.installation(s, i))
 	}
+	return ins, nil
+}
+
+func (g *fakeGraph) Installation(ctx context.Context, s bot.Scope, id string) (bot.Installation, error) {
+	g.called(ctx, "Installation")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.apps {
+		if in := g.installation(s, i); in.ID == id {
+			return in, nil
+		}
+	}
+	return bot.Installation{}, bot.ErrNotFound
+}
+
+func (g *fakeGraph) Definitions(ctx context.Context, _ string, ids []string) ([]bot.AppDefinition, error) {
+	g.called(ctx, "Definitions")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var defs []bot.AppDefinition
+	for _, d := range g.catalog {
+		if slices.Contains(ids, d.TeamsAppID) {
+			defs = append(defs, d)
+		}
+	}
+	return defs, nil
+}
+
+func (g *fakeGraph) Upgrade(ctx context.Context, in bot.Installation, _ []bot.Permission) error {
+	g.called(ctx, "Upgrade")
+	g.mu.Lock()
+	g.upgrades = append(g.upgrades, in)
+	fail := g.upgrade
+	g.mu.Unlock()
+	if fail != nil {
+		return fail(in)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.versions[in.ID] = bot.NewestPublished(g.catalog)[in.TeamsAppID].Version
 	return nil
 }
 
-func (g *fakeGraph) Members(context.Context, bot.Scope) ([]bot.Member, error) {
+// publish adds a published definition of app-i to the catalog.
+func (g *fakeGraph) publish(i int, id, version string, perms ...bot.Permission) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.catalog = append(g.catalog, bot.AppDefinition{ID: id, TeamsAppID: fmt.Sprintf("app-%d", i), DisplayName: g.apps[i],
+		Version: version, PublishingState: "published", ShortDescription: "Quick polls", Permissions: perms})
+}
+
+func (g *fakeGraph) Members(ctx context.Context, _ bot.Scope) ([]bot.Member, error) {
+	g.called(ctx, "Members")
 	if g.membersErr != nil {
 		return nil, g.membersErr
 	}
@@ -67,15 +131,7 @@ func (g *fakeGraph) upgradeCount() int {
 	return len(g.upgrades)
 }
 
-func polls(scope bot.Scope) bot.PendingUpgrade {
-	return bot.PendingUpgrade{
-		Installation: bot.Installation{ID: "aW5zdA==", Scope: scope, TeamsAppID: "polls", DisplayName: "Polls",
-			Definition: bot.AppDefinition{ID: "ZGVmMQ==", Version: "1.0.0"}},
-		Target: bot.AppDefinition{ID: "ZGVmMg==", Version: "1.1.0", ShortDescription: "Quick polls",
-			Permissions: []bot.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}},
-		Diff: bot.PermissionDiff{Added: []bot.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}},
-	}
-}
+var chatRead = bot.Permission{Value: "ChatMessage.Read.Chat", Type: "application"}
 
 type flow struct {
 	t     *testing.T
@@ -96,18 +152,19 @@ func newFlow(t *testing.T, policy bot.ApproverPolicy, apps ...string) *flow {
 			{UserID: member, TenantID: tenant, Roles: []string{}},
 			{UserID: foreign, TenantID: "99999999-9999-9999-9999-999999999999", Roles: []string{"owner"}},
 		},
-		pending: func(s bot.Scope) ([]bot.PendingUpgrade, error) {
-			var ups []bot.PendingUpgrade
-			for i, name := range apps {
-				u := polls(s)
-				u.Installation.ID, u.Installation.DisplayName = fmt.Sprintf("inst-%d", i), name
-				ups = append(ups, u)
-			}
-			return ups, nil
-		},
+		apps: apps, versions: map[string]string{},
+	}
+	// Each app runs 1.0.0; the catalog publishes 1.1.0 asking for one more
+	// permission, and has a rejected 1.2.0.
+	for i := range apps {
+		f.graph.versions[fmt.Sprintf("inst-%d", i)] = "1.0.0"
+		f.graph.publish(i, "ZGVmMQ==", "1.0.0")
+		f.graph.publish(i, "ZGVmMg==", "1.1.0", chatRead)
+		f.graph.catalog = append(f.graph.catalog, bot.AppDefinition{ID: "ZGVmNA==", TeamsAppID: fmt.Sprintf("app-%d", i),
+			Version: "1.2.0", PublishingState: "rejected"})
 	}
 	b, err := bot.New(bot.Options{Connector: f.conn, Conversations: f.state, Activities: f.state, Approvals: f.state,
-		Installations: f.graph, Directory: f.graph, Approvers: policy, Now: func() time.Time { return f.now }})
+		Installations: f.graph, Catalog: f.graph, Directory: f.graph, Approvers: policy, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +302,7 @@ func TestRejectDoesNotUpgrade(t *testing.T) {
 
 func TestFailedUpgradeCanBeRetried(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
-	f.graph.upgrade = func(bot.PendingUpgrade) error {
+	f.graph.upgrade = func(bot.Installation) error {
 		return bot.Errorf(bot.CodeForbidden, "graph: upgrade Polls in chat: 403 Forbidden; an admin must grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All")
 	}
 	f.say("check")
@@ -267,20 +324,16 @@ func TestSupersededRequestIsReplaced(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
-	f.graph.upgrade = func(bot.PendingUpgrade) error {
-		return &bot.Error{Code: bot.CodeConflict, Message: "catalog moved", Err: bot.ErrSuperseded}
-	}
-	// The catalog now publishes 1.2.0.
-	f.graph.pending = func(s bot.Scope) ([]bot.PendingUpgrade, error) {
-		u := polls(s)
-		u.Installation.ID, u.Target.ID, u.Target.Version = "inst-0", "ZGVmMw==", "1.2.0"
-		return []bot.PendingUpgrade{u}, nil
-	}
+	// The admin publishes 1.2.1 after the card went out.
+	f.graph.publish(0, "ZGVmMw==", "1.2.1", chatRead)
 	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "catalog has changed") {
 		t.Errorf("response %s", resp)
 	}
-	if len(f.conn.sends) != 1 || !strings.Contains(cardText(t, f.conn.sends[0]), "1.2.0") {
-		t.Fatalf("no new request for 1.2.0: %+v", f.conn.sends)
+	if f.graph.upgradeCount() != 0 {
+		t.Error("upgraded although the catalog no longer publishes what was approved")
+	}
+	if len(f.conn.sends) != 1 || !strings.Contains(cardText(t, f.conn.sends[0]), "1.2.1") {
+		t.Fatalf("no new request for 1.2.1: %+v", f.conn.sends)
 	}
 	if len(f.state.approvals) != 2 {
 		t.Errorf("%d approvals, want the superseded one and its replacement", len(f.state.approvals))
@@ -289,12 +342,14 @@ func TestSupersededRequestIsReplaced(t *testing.T) {
 
 func TestAlreadyUpgradedIsRecordedAndShownInHistory(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
-	f.graph.upgrade = func(bot.PendingUpgrade) error {
-		return &bot.Error{Code: bot.CodeConflict, Message: "already there", Err: bot.ErrAlreadyUpgraded}
-	}
 	f.say("check")
+	// Someone upgrades the app elsewhere (the Teams client, another card).
+	f.graph.versions["inst-0"] = "1.1.0"
 	if resp := f.click("approve", f.onlyApproval().ID, owner); !strings.Contains(resp, "already up to date") {
 		t.Errorf("response %s", resp)
+	}
+	if f.graph.upgradeCount() != 0 {
+		t.Error("upgraded twice")
 	}
 	f.say("history")
 	if h := cardText(t, f.conn.replies[len(f.conn.replies)-1]); !strings.Contains(h, "was already at 1.1.0") {
@@ -340,15 +395,12 @@ func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
 		apps[i] = fmt.Sprintf("App %d", i)
 	}
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
-	pending := f.graph.pending
-	f.graph.pending = func(s bot.Scope) ([]bot.PendingUpgrade, error) {
-		ups, err := pending(s)
-		for i := range ups {
-			for j := range 30 {
-				ups[i].Diff.Added = append(ups[i].Diff.Added, bot.Permission{Value: fmt.Sprintf("Contoso.Permission%d.Chat", j), Type: "application"})
-			}
-		}
-		return ups, err
+	var perms []bot.Permission
+	for j := range 30 {
+		perms = append(perms, bot.Permission{Value: fmt.Sprintf("Contoso.Permission%d.Chat", j), Type: "application"})
+	}
+	for i := range apps {
+		f.graph.publish(i, "ZGVmNQ==", "2.0.0", perms...)
 	}
 	f.say("check")
 	if len(f.conn.replies) < 2 {

@@ -71,7 +71,7 @@ func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		}
 		t.CardAction = &v
 		if h, ok := r.verbs[v.Action.Verb]; ok {
-			return h(ctx, t)
+			return h(WithCommand(ctx, v.Action.Verb), t)
 		}
 		return InvokeError(http.StatusBadRequest, "NotSupported", fmt.Sprintf("unknown card action %q", v.Action.Verb)), nil
 	}

@@ -1,12 +1,14 @@
-// Package graph answers the bot's questions to Microsoft Graph, app-only:
-// which Teams apps are installed where, what the tenant catalog publishes,
-// how their resource-specific consent (RSC) permissions differ, who owns a
-// chat or team, and it performs the upgrade. Every call goes through
-// msgraph-sdk-go's typed request builders and its middleware (retry with
-// Retry-After, redirects, compression).
+// Package graph reads and writes Microsoft Graph for the bot, app-only:
+// which Teams apps are installed where with their consented resource-specific
+// consent (RSC) permissions, the tenant catalog's definitions of given apps,
+// who is in a chat or team, and the upgrade action. It decides nothing (what
+// is behind, whether to upgrade: package bot does); it translates Graph's
+// errors into bot's. Every call goes through msgraph-sdk-go's typed request
+// builders and its middleware (retry with Retry-After, redirects).
 package graph
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,11 +20,15 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	abstractions "github.com/microsoft/kiota-abstractions-go"
 	kauth "github.com/microsoft/kiota-authentication-azure-go"
 	khttp "github.com/microsoft/kiota-http-go"
 	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
 	msgraphcore "github.com/microsoftgraph/msgraph-sdk-go-core"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upgradeapprovals/bot/bot"
 )
 
 // BaseURLs are Graph's v1.0 endpoints per BOT_CLOUD.
@@ -49,24 +55,22 @@ type Options struct {
 	Timeout time.Duration
 	// MaxRetries bounds the SDK's retries on 429, 503 and 504. Default 3.
 	MaxRetries int
-	// CatalogTTL is how long a catalog definition is cached for cards. The
-	// upgrade itself always reads the catalog afresh. Default 5 min.
-	CatalogTTL time.Duration
 	// Registerer, if set, gets upgradebot_graph_request_duration_seconds.
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Now defaults to time.Now.
-	Now func() time.Time
 }
+
+// registerPageErrors registers Graph's error type with the page iterator
+// once per process: the SDK's registry is process-wide.
+var registerPageErrors sync.Once
 
 // Client is a Microsoft Graph client for the bot. It is safe for concurrent use.
 type Client struct {
-	opts    Options
-	scope   string
-	hosts   []string
-	http    *http.Client
-	catalog *catalogCache
+	opts  Options
+	scope string
+	hosts []string
+	http  *http.Client
 
 	mu      sync.Mutex
 	tenants map[string]*msgraph.GraphServiceClient
@@ -93,15 +97,19 @@ func New(opts Options) (*Client, error) {
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 3
 	}
-	if opts.CatalogTTL <= 0 {
-		opts.CatalogTTL = 5 * time.Minute
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+
+	registerPageErrors.Do(func() {
+		// Pages after the first are fetched by msgraph-sdk-go-core's page
+		// iterator, which maps Graph's error body only through this
+		// registry; without it their errors would lose Graph's code and
+		// message.
+		_ = msgraphcore.RegisterError(msgraphcore.PageIteratorErrorRegistryKey, abstractions.ErrorMappings{
+			"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue,
+		})
+	})
 
 	var transport http.RoundTripper = opts.Transport
 	if opts.Registerer != nil {
@@ -142,7 +150,6 @@ func New(opts Options) (*Client, error) {
 			Transport: khttp.NewCustomTransportWithParentTransport(transport, all...),
 			Timeout:   opts.Timeout,
 		},
-		catalog: newCatalogCache(opts.CatalogTTL, opts.Now),
 		tenants: map[string]*msgraph.GraphServiceClient{},
 	}, nil
 }
@@ -175,10 +182,13 @@ func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
 	return g, nil
 }
 
-// metricsTransport times every HTTP exchange with Graph, retries included.
+// metricsTransport times every HTTP exchange with Graph, retries included,
+// and counts them per command (bot.WithCommand), so that a request budget
+// per command can be watched.
 type metricsTransport struct {
-	next http.RoundTripper
-	hist *prometheus.HistogramVec
+	next  http.RoundTripper
+	hist  *prometheus.HistogramVec
+	count *prometheus.CounterVec
 }
 
 func newMetricsTransport(reg prometheus.Registerer, next http.RoundTripper) *metricsTransport {
@@ -187,8 +197,12 @@ func newMetricsTransport(reg prometheus.Registerer, next http.RoundTripper) *met
 		Help:    "Microsoft Graph HTTP requests, by method and status (0: no response).",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"method", "status"})
-	reg.MustRegister(h)
-	return &metricsTransport{next: next, hist: h}
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "upgradebot_graph_requests_total",
+		Help: "Microsoft Graph HTTP requests, retries included, by the command that caused them (check, approve, …; none: untagged).",
+	}, []string{"command"})
+	reg.MustRegister(h, c)
+	return &metricsTransport{next: next, hist: h, count: c}
 }
 
 func (t *metricsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -199,6 +213,7 @@ func (t *metricsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		status = resp.StatusCode
 	}
 	t.hist.WithLabelValues(r.Method, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+	t.count.WithLabelValues(cmp.Or(bot.CommandFrom(r.Context()), "none")).Inc()
 	return resp, err
 }
 

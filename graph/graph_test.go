@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -95,16 +96,17 @@ func seedPolls(tn *graphtest.Tenant) {
 
 func chat() bot.Scope { return bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: tenantID} }
 
-func TestInstallationsFollowNextLink(t *testing.T) {
+func TestInstalledReadsDefinitionAndConsentInOnePagedRequest(t *testing.T) {
 	e := newEnv(t)
 	e.tenant.PageSize = 1
 	seedPolls(e.tenant)
 	e.tenant.AddApp(graphtest.App{ID: "11111111-aaaa-4000-8000-000000000000", DisplayName: "Tasks",
 		Definitions: []graphtest.Definition{{Version: "3.0"}}})
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{chatRead, settings})
+	// Consented set as an older client wrote it, capitalised.
+	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "Application"}, settings})
 	e.tenant.Install(graphtest.Chat, chatID, "11111111-aaaa-4000-8000-000000000000", "3.0", nil)
 
-	ins, err := e.client.Installations(context.Background(), chat())
+	ins, err := e.client.Installed(context.Background(), chat())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,81 +116,109 @@ func TestInstallationsFollowNextLink(t *testing.T) {
 	if ins[0].Definition.Version != "1.0.0" || ins[0].DistributionMethod != "organization" || ins[0].TeamsAppID != pollsID {
 		t.Errorf("first installation %+v", ins[0])
 	}
+	want := []bot.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}, {Value: "ChatSettings.Read.Chat", Type: "application"}}
+	if !reflect.DeepEqual(ins[0].Consented, want) || ins[1].Consented != nil {
+		t.Errorf("consented %+v and %+v", ins[0].Consented, ins[1].Consented)
+	}
 	calls := e.tenant.Calls()
-	if len(calls) != 2 || calls[1].Query.Get("$skiptoken") != "1" {
+	if len(calls) != 2 || calls[0].Query.Get("$skiptoken") != "" || calls[1].Query.Get("$skiptoken") != "1" {
 		t.Fatalf("calls %+v, want two pages", calls)
 	}
-	if got := calls[0].Query.Get("$expand"); got != "teamsApp,teamsAppDefinition" {
-		t.Errorf("$expand %q", got)
-	}
-	if !strings.HasPrefix(calls[0].Authorization, "Bearer aad-token-") {
-		t.Errorf("Authorization %q", calls[0].Authorization)
+	for _, c := range calls {
+		if got := c.Query.Get("$expand"); got != "teamsApp,teamsAppDefinition" {
+			t.Errorf("$expand %q", got)
+		}
+		if got := c.Query.Get("$select"); got != "id,consentedPermissionSet" {
+			t.Errorf("$select %q", got)
+		}
+		if !strings.HasPrefix(c.Authorization, "Bearer aad-token-") {
+			t.Errorf("Authorization %q", c.Authorization)
+		}
 	}
 	if reqs := e.aad.Requests(); len(reqs) != 1 || reqs[0].Scope != e.srv.URL+"/.default" || reqs[0].Tenant != tenantID {
 		t.Errorf("token requests %+v", reqs)
 	}
 }
 
-func TestCatalogPicksNewestPublished(t *testing.T) {
+func TestInstallationReadsOneAfresh(t *testing.T) {
 	e := newEnv(t)
+	seedPolls(e.tenant)
+	iid := e.tenant.Install(graphtest.User, userID, pollsID, "1.1.0", []graphtest.Permission{chatRead, meetingRead})
+	in, err := e.client.Installation(context.Background(), bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, iid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.ID != iid || in.Definition.Version != "1.1.0" || in.TeamsAppID != pollsID || len(in.Consented) != 2 {
+		t.Errorf("installation %+v", in)
+	}
+	if c := e.tenant.Calls(); len(c) != 1 || c[0].Path != "/users/"+userID+"/teamwork/installedApps/"+iid {
+		t.Errorf("calls %+v", c)
+	}
+	_, err = e.client.Installation(context.Background(), chat(), "bm9wZQ==")
+	if !errors.Is(err, bot.ErrNotFound) {
+		t.Errorf("unknown installation: %v, want not_found", err)
+	}
+}
+
+func TestDefinitionsOfExactlyTheGivenAppsInOneRequest(t *testing.T) {
+	e := newEnv(t)
+	e.tenant.PageSize = 2
 	e.tenant.AddApp(graphtest.App{ID: pollsID, DisplayName: "Polls", Definitions: []graphtest.Definition{
 		{Version: "1.9.0"},
 		{Version: "1.10.0", RSC: []graphtest.Permission{meetingRead}},
 		{Version: "2.0.0", State: "submitted"},
-		{Version: "1.11.0", State: "rejected"},
 	}})
-	d, err := e.client.CatalogDefinition(context.Background(), tenantID, pollsID)
+	for _, id := range []string{"a1", "a2", "a3", "not-asked"} {
+		e.tenant.AddApp(graphtest.App{ID: id, DisplayName: id, Definitions: []graphtest.Definition{{Version: "1.0"}}})
+	}
+	e.tenant.AddApp(graphtest.App{ID: "o'hara", DisplayName: "Quoted", Definitions: []graphtest.Definition{{Version: "1.0"}}})
+
+	defs, err := e.client.Definitions(context.Background(), tenantID, []string{pollsID, "a1", "a2", "a3", "o'hara", "unknown"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Version != "1.10.0" || d.PublishingState != "published" {
-		t.Errorf("picked %s (%s), want published 1.10.0", d.Version, d.PublishingState)
+	byApp := map[string][]bot.AppDefinition{}
+	for _, d := range defs {
+		byApp[d.TeamsAppID] = append(byApp[d.TeamsAppID], d)
 	}
-	if want := []bot.Permission{{Value: "ChannelMeeting.ReadBasic.Group", Type: "delegated"}}; !reflect.DeepEqual(d.Permissions, want) {
-		t.Errorf("permissions %+v", d.Permissions)
+	if len(byApp) != 5 || len(byApp[pollsID]) != 3 || byApp["not-asked"] != nil || byApp["o'hara"] == nil {
+		t.Fatalf("definitions by app %+v", byApp)
 	}
-	if f := e.tenant.Calls()[0].Query.Get("$filter"); f != "id eq '"+pollsID+"'" {
+	p := byApp[pollsID]
+	if p[1].Version != "1.10.0" || p[1].PublishingState != "published" || p[2].PublishingState != "submitted" {
+		t.Errorf("polls definitions %+v", p)
+	}
+	if want := []bot.Permission{{Value: "ChannelMeeting.ReadBasic.Group", Type: "delegated"}}; !reflect.DeepEqual(p[1].Permissions, want) {
+		t.Errorf("permissions %+v", p[1].Permissions)
+	}
+	calls := e.tenant.Calls()
+	if len(calls) != 3 { // five apps, two a page
+		t.Fatalf("%d requests, want 3 pages of one request", len(calls))
+	}
+	if f := calls[0].Query.Get("$filter"); f != "id in ('"+pollsID+"','a1','a2','a3','o''hara','unknown')" {
 		t.Errorf("$filter %q", f)
 	}
-	if _, err := e.client.CatalogDefinition(context.Background(), tenantID, "not-in-catalog"); !errors.Is(err, bot.ErrNotFound) {
-		t.Errorf("unknown app: %v, want not_found", err)
+	if defs, err := e.client.Definitions(context.Background(), tenantID, nil); err != nil || defs != nil || len(e.tenant.Calls()) != 3 {
+		t.Errorf("no apps: %v %v, %d requests", defs, err, len(e.tenant.Calls()))
 	}
 }
 
-func TestPendingUpgradeDiff(t *testing.T) {
+func TestCatalogIsNeverStale(t *testing.T) {
 	e := newEnv(t)
 	seedPolls(e.tenant)
-	// Consented set as an older client wrote it, capitalised.
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{
-		{Value: "ChatMessage.Read.Chat", Type: "Application"}, settings})
-	ups, err := e.client.PendingUpgrades(context.Background(), chat())
-	if err != nil {
-		t.Fatal(err)
+	newest := func() string {
+		defs, err := e.client.Definitions(context.Background(), tenantID, []string{pollsID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bot.NewestPublished(defs)[pollsID].Version
 	}
-	if len(ups) != 1 {
-		t.Fatalf("%d pending upgrades, want 1", len(ups))
+	if v := newest(); v != "1.1.0" {
+		t.Fatalf("newest %s", v)
 	}
-	u := ups[0]
-	if u.Installation.Definition.Version != "1.0.0" || u.Target.Version != "1.1.0" {
-		t.Errorf("versions %s → %s", u.Installation.Definition.Version, u.Target.Version)
-	}
-	want := bot.PermissionDiff{
-		Added:   []bot.Permission{{Value: "ChannelMeeting.ReadBasic.Group", Type: "delegated"}},
-		Removed: []bot.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}},
-		Kept:    []bot.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}},
-	}
-	if !reflect.DeepEqual(u.Diff, want) {
-		t.Errorf("diff\n got %+v\nwant %+v", u.Diff, want)
-	}
-}
-
-func TestUpToDateAppsAreNotPending(t *testing.T) {
-	e := newEnv(t)
-	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.1.0", []graphtest.Permission{chatRead, meetingRead})
-	ups, err := e.client.PendingUpgrades(context.Background(), chat())
-	if err != nil || len(ups) != 0 {
-		t.Fatalf("pending %+v, err %v; want none", ups, err)
+	e.tenant.Publish(pollsID, graphtest.Definition{Version: "1.2.0"})
+	if v := newest(); v != "1.2.0" {
+		t.Errorf("a version published a moment ago is hidden: newest %s", v)
 	}
 }
 
@@ -206,6 +236,25 @@ func upgradeBody(t *testing.T, tn *graphtest.Tenant) (string, map[string]any) {
 	}
 	t.Fatal("no upgrade call")
 	return "", nil
+}
+
+// pending returns what the bot would offer in scope: the first installation
+// behind the catalog.
+func pending(t *testing.T, c *graph.Client, scope bot.Scope) bot.PendingUpgrade {
+	t.Helper()
+	ins, err := c.Installed(context.Background(), scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := c.Definitions(context.Background(), scope.TenantID, []string{pollsID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := bot.Behind(ins, defs)
+	if len(ups) != 1 {
+		t.Fatalf("pending %+v", ups)
+	}
+	return ups[0]
 }
 
 func TestUpgradeEveryScope(t *testing.T) {
@@ -226,11 +275,8 @@ func TestUpgradeEveryScope(t *testing.T) {
 				{Version: "1.0.0"}, {Version: "1.1.0", RSC: []graphtest.Permission{meetingRead}},
 			}})
 			iid := e.tenant.Install(tc.kind, tc.scope.ID, pollsID, "1.0.0", nil)
-			ups, err := e.client.PendingUpgrades(context.Background(), tc.scope)
-			if err != nil || len(ups) != 1 {
-				t.Fatalf("pending %+v, err %v", ups, err)
-			}
-			if err := e.client.Upgrade(context.Background(), ups[0]); err != nil {
+			u := pending(t, e.client, tc.scope)
+			if err := e.client.Upgrade(context.Background(), u.Installation, u.Target.Permissions); err != nil {
 				t.Fatal(err)
 			}
 			path, body := upgradeBody(t, e.tenant)
@@ -254,53 +300,12 @@ func TestUpgradeWithoutRSCSendsNoConsentSet(t *testing.T) {
 	e := newEnv(t)
 	e.tenant.AddApp(graphtest.App{ID: pollsID, DisplayName: "Polls", Definitions: []graphtest.Definition{{Version: "1.0"}, {Version: "1.2"}}})
 	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0", nil)
-	ups, _ := e.client.PendingUpgrades(context.Background(), chat())
-	if len(ups) != 1 {
-		t.Fatalf("pending %+v", ups)
-	}
-	if err := e.client.Upgrade(context.Background(), ups[0]); err != nil {
+	u := pending(t, e.client, chat())
+	if err := e.client.Upgrade(context.Background(), u.Installation, u.Target.Permissions); err != nil {
 		t.Fatal(err)
 	}
 	if _, body := upgradeBody(t, e.tenant); body["consentedPermissionSet"] != nil {
 		t.Errorf("body %v carries a consent set for an app without RSC", body)
-	}
-}
-
-func TestUpgradeRefusesWhenCatalogMovedOn(t *testing.T) {
-	e := newEnv(t)
-	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{chatRead, settings})
-	ups, _ := e.client.PendingUpgrades(context.Background(), chat())
-	// The admin publishes 1.2.0 with more permissions after the card went out.
-	e.tenant.Publish(pollsID, graphtest.Definition{Version: "1.2.0", RSC: []graphtest.Permission{chatRead, meetingRead, settings}})
-	err := e.client.Upgrade(context.Background(), ups[0])
-	if !errors.Is(err, bot.ErrConflict) || !errors.Is(err, bot.ErrSuperseded) {
-		t.Fatalf("err %v, want conflict/superseded", err)
-	}
-	for _, c := range e.tenant.Calls() {
-		if c.Method == http.MethodPost {
-			t.Fatal("upgraded to a definition nobody approved")
-		}
-	}
-}
-
-func TestUpgradeNeverRunsTwice(t *testing.T) {
-	e := newEnv(t)
-	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{chatRead, settings})
-	ups, _ := e.client.PendingUpgrades(context.Background(), chat())
-	if err := e.client.Upgrade(context.Background(), ups[0]); err != nil {
-		t.Fatal(err)
-	}
-	e.tenant.ResetCalls()
-	err := e.client.Upgrade(context.Background(), ups[0])
-	if !errors.Is(err, bot.ErrAlreadyUpgraded) {
-		t.Fatalf("second upgrade: %v, want already upgraded", err)
-	}
-	for _, c := range e.tenant.Calls() {
-		if c.Method == http.MethodPost {
-			t.Fatal("a second upgrade was posted")
-		}
 	}
 }
 
@@ -355,7 +360,7 @@ func TestErrorsAreTypedAndNameWhatToDo(t *testing.T) {
 			e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
 			tc.fault.Path = "/installedApps"
 			e.tenant.Fail(tc.fault)
-			_, err := e.client.Installations(context.Background(), chat())
+			_, err := e.client.Installed(context.Background(), chat())
 			if !errors.Is(err, tc.is) {
 				t.Fatalf("err %v, want %v", err, tc.is)
 			}
@@ -370,17 +375,38 @@ func TestErrorsAreTypedAndNameWhatToDo(t *testing.T) {
 	}
 }
 
+func TestErrorOnALaterPageKeepsGraphsCodeAndMessage(t *testing.T) {
+	e := newEnv(t)
+	e.tenant.PageSize = 1
+	seedPolls(e.tenant)
+	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+	e.tenant.Install(graphtest.Chat, chatID, "a1", "1.0", nil)
+	// Only the second page fails: the SDK's page iterator fetches it.
+	e.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("$skiptoken") != "" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"error":{"code":"Forbidden","message":"Missing scope permissions on the request."}}`)
+			return
+		}
+		e.tenant.ServeHTTP(w, r)
+	})
+	_, err := e.client.Installed(context.Background(), chat())
+	var ae *graph.APIError
+	if !errors.Is(err, bot.ErrForbidden) || !errors.As(err, &ae) || ae.Code != "Forbidden" ||
+		ae.Message != "Missing scope permissions on the request." || !strings.Contains(err.Error(), "ReadWriteAndConsentForChat") {
+		t.Fatalf("err %v (%+v)", err, ae)
+	}
+}
+
 func TestThrottledThenSucceedsHonouringRetryAfter(t *testing.T) {
 	e := newEnv(t)
 	seedPolls(e.tenant)
 	iid := e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{chatRead, settings})
-	ups, err := e.client.PendingUpgrades(context.Background(), chat())
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := pending(t, e.client, chat())
 	e.tenant.Fail(graphtest.Fault{Method: http.MethodPost, Path: "/upgrade", Status: 429, Code: "TooManyRequests", RetryAfter: "1"})
 	e.tenant.ResetCalls()
-	if err := e.client.Upgrade(context.Background(), ups[0]); err != nil {
+	if err := e.client.Upgrade(context.Background(), u.Installation, u.Target.Permissions); err != nil {
 		t.Fatal(err)
 	}
 	var posts int
@@ -408,8 +434,12 @@ func TestMembersAndGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 3 || !ms[0].IsOwner() || ms[1].IsOwner() || ms[2].Roles == nil || len(ms[2].Roles) != 0 {
+	// Three members, two a page: the third comes only by following the link.
+	if len(ms) != 3 || ms[2].UserID != "u-member" || !ms[0].IsOwner() || ms[1].IsOwner() || ms[2].Roles == nil || len(ms[2].Roles) != 0 {
 		t.Fatalf("members %+v", ms)
+	}
+	if calls := e.tenant.Calls(); len(calls) != 2 || calls[1].Path != "/chats/"+chatID+"/members" || calls[1].Query.Get("$skiptoken") != "2" {
+		t.Errorf("calls %+v, want two pages", calls)
 	}
 	if ms[0].Email != "megan@contoso.com" || ms[1].Email != "" || ms[0].TenantID != tenantID {
 		t.Errorf("member fields %+v", ms)
@@ -432,22 +462,26 @@ func TestMembersAndGroups(t *testing.T) {
 	}
 }
 
-// rewrite sends requests for a national cloud's Graph host to the fake.
-type rewrite struct{ to *url.URL }
-
-func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.URL.Scheme, req.URL.Host = r.to.Scheme, r.to.Host
-	return http.DefaultTransport.RoundTrip(req)
-}
-
 func TestNationalCloudsUseTheirHostAndAudience(t *testing.T) {
-	for cloudName, base := range graph.BaseURLs {
-		t.Run(cloudName, func(t *testing.T) {
+	for _, tc := range []struct{ cloud, host string }{
+		{"public", "graph.microsoft.com"},
+		{"usgov", "graph.microsoft.us"},
+		{"usgovdod", "dod-graph.microsoft.us"},
+		{"china", "microsoftgraph.chinacloudapi.cn"},
+	} {
+		t.Run(tc.cloud, func(t *testing.T) {
+			base := graph.BaseURLs[tc.cloud]
+			if base != "https://"+tc.host+"/v1.0" {
+				t.Fatalf("BOT_CLOUD=%s uses Graph at %q, want https://%s/v1.0", tc.cloud, base, tc.host)
+			}
 			tn := graphtest.New()
-			srv := httptest.NewServer(tn)
+			var hosts []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hosts = append(hosts, r.Host)
+				tn.ServeHTTP(w, r)
+			}))
 			defer srv.Close()
-			tn.BaseURL = strings.TrimSuffix(base, "/v1.0")
+			tn.BaseURL = "https://" + tc.host
 			e := newEnv(t, func(o *graph.Options) {
 				o.BaseURL = base
 				o.Transport = rewrite{to: must(url.Parse(srv.URL))}
@@ -455,18 +489,31 @@ func TestNationalCloudsUseTheirHostAndAudience(t *testing.T) {
 			e.tenant = tn
 			seedPolls(e.tenant)
 			e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
-			if _, err := e.client.Installations(context.Background(), chat()); err != nil {
+			if _, err := e.client.Installed(context.Background(), chat()); err != nil {
 				t.Fatal(err)
 			}
-			host := must(url.Parse(base)).Host
-			if reqs := e.aad.Requests(); len(reqs) != 1 || reqs[0].Scope != "https://"+host+"/.default" {
-				t.Errorf("token requests %+v, want audience https://%s/.default", reqs, host)
+			if len(hosts) != 1 || hosts[0] != tc.host {
+				t.Errorf("requests went to %v, want %s", hosts, tc.host)
 			}
-			if c := e.tenant.Calls()[0]; !strings.HasPrefix(c.Authorization, "Bearer ") {
-				t.Error("no bearer token sent to the cloud's Graph host")
+			if reqs := e.aad.Requests(); len(reqs) != 1 || reqs[0].Scope != "https://"+tc.host+"/.default" {
+				t.Errorf("token requests %+v, want audience https://%s/.default", reqs, tc.host)
+			}
+			if c := e.tenant.Calls(); len(c) != 1 || !strings.HasPrefix(c[0].Authorization, "Bearer aad-token-") {
+				t.Errorf("calls %+v: no bearer token sent to the cloud's Graph host", c)
 			}
 		})
 	}
+}
+
+// rewrite sends requests for a national cloud's Graph host to the fake,
+// keeping the Host header the client meant.
+type rewrite struct{ to *url.URL }
+
+func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Host = req.URL.Host
+	req.URL.Scheme, req.URL.Host = r.to.Scheme, r.to.Host
+	return http.DefaultTransport.RoundTrip(req)
 }
 
 func must[T any](v T, err error) T {
@@ -481,9 +528,41 @@ func TestGraphLatencyMetric(t *testing.T) {
 	e := newEnv(t, func(o *graph.Options) { o.Registerer = reg })
 	seedPolls(e.tenant)
 	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
-	e.client.Installations(context.Background(), chat())
-	mfs, _ := reg.Gather()
-	if len(mfs) != 1 || mfs[0].GetName() != "upgradebot_graph_request_duration_seconds" || mfs[0].GetMetric()[0].GetHistogram().GetSampleCount() != 1 {
-		t.Errorf("metrics %v", mfs)
+	if _, err := e.client.Installed(bot.WithCommand(context.Background(), "check"), chat()); err != nil {
+		t.Fatal(err)
+	}
+	e.tenant.Fail(graphtest.Fault{Path: "/installedApps", Status: 404, Code: "NotFound"})
+	if _, err := e.client.Installed(bot.WithCommand(context.Background(), "check"), chat()); !errors.Is(err, bot.ErrNotFound) {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := e.client.Definitions(context.Background(), tenantID, []string{pollsID}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"GET 200": 2, "GET 404": 1}
+	got := map[string]uint64{}
+	counts := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch mf.GetName() {
+			case "upgradebot_graph_request_duration_seconds":
+				got[labels["method"]+" "+labels["status"]] += m.GetHistogram().GetSampleCount()
+			case "upgradebot_graph_requests_total":
+				counts[labels["command"]] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("observed %v, want %v", got, want)
+	}
+	if want := map[string]float64{"check": 2, "none": 1}; !reflect.DeepEqual(counts, want) {
+		t.Errorf("requests per command %v, want %v", counts, want)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 
+	"github.com/microsoft/kiota-abstractions-go/serialization"
+	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
+	msgraphcore "github.com/microsoftgraph/msgraph-sdk-go-core"
 	"github.com/microsoftgraph/msgraph-sdk-go/chats"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/teams"
@@ -35,87 +38,71 @@ func scopeWords(k bot.ScopeKind) string {
 	return "chat"
 }
 
-// page is one page of a Graph collection.
-type page[T any] interface {
-	GetValue() []T
-	GetOdataNextLink() *string
-}
-
-// collect follows @odata.nextLink until the last page.
-func collect[T any, P page[T]](get func(nextLink string) (P, error)) ([]T, error) {
-	var all []T
-	next := ""
-	for {
-		p, err := get(next)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, p.GetValue()...)
-		link := p.GetOdataNextLink()
-		if link == nil || *link == "" {
-			return all, nil
-		}
-		next = *link
+// all reads every page of a collection, following @odata.nextLink with
+// msgraph-sdk-go-core's page iterator. first is the first page; next builds
+// the following ones.
+func all[T any](ctx context.Context, g *msgraph.GraphServiceClient, first any, next serialization.ParsableFactory) ([]T, error) {
+	it, err := msgraphcore.NewPageIterator[T](first, g.GetAdapter(), next)
+	if err != nil {
+		return nil, err
 	}
+	var items []T
+	err = it.Iterate(ctx, func(v T) bool {
+		items = append(items, v)
+		return true
+	})
+	return items, err
 }
 
 var (
+	// The installed definition and the app come through $expand; the
+	// consented RSC set appears only when selected. Graph returns expanded
+	// properties whatever $select says, so one request reads all three.
 	installationExpand = []string{"teamsApp", "teamsAppDefinition"}
-	// consentedPermissionSet appears only when selected.
-	consentSelect = []string{"id", "consentedPermissionSet"}
+	installationSelect = []string{"id", "consentedPermissionSet"}
 )
 
-// Installations lists the apps installed in scope, with their app and
-// installed definition.
-func (c *Client) Installations(ctx context.Context, scope bot.Scope) ([]bot.Installation, error) {
+// Installed lists the apps installed in scope with their app, installed
+// definition and consented RSC permissions: one request (and one per extra
+// page) however many apps there are.
+func (c *Client) Installed(ctx context.Context, scope bot.Scope) ([]bot.Installation, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(scope.TenantID)
 	if err != nil {
 		return nil, err
 	}
-	op := "list apps in " + scopeWords(scope.Kind)
 	var items []models.TeamsAppInstallationable
 	switch scope.Kind {
 	case bot.ScopeChat:
-		b := g.Chats().ByChatId(scope.ID).InstalledApps()
-		items, err = collect(func(next string) (models.TeamsAppInstallationCollectionResponseable, error) {
-			if next != "" {
-				return b.WithUrl(next).Get(ctx, nil)
-			}
-			return b.Get(ctx, &chats.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
-				QueryParameters: &chats.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand},
-			})
+		var first models.TeamsAppInstallationCollectionResponseable
+		first, err = g.Chats().ByChatId(scope.ID).InstalledApps().Get(ctx, &chats.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
+			QueryParameters: &chats.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
+		if err == nil {
+			items, err = all[models.TeamsAppInstallationable](ctx, g, first, models.CreateTeamsAppInstallationCollectionResponseFromDiscriminatorValue)
+		}
 	case bot.ScopeTeam:
-		b := g.Teams().ByTeamId(scope.ID).InstalledApps()
-		items, err = collect(func(next string) (models.TeamsAppInstallationCollectionResponseable, error) {
-			if next != "" {
-				return b.WithUrl(next).Get(ctx, nil)
-			}
-			return b.Get(ctx, &teams.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
-				QueryParameters: &teams.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand},
-			})
+		var first models.TeamsAppInstallationCollectionResponseable
+		first, err = g.Teams().ByTeamId(scope.ID).InstalledApps().Get(ctx, &teams.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
+			QueryParameters: &teams.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
+		if err == nil {
+			items, err = all[models.TeamsAppInstallationable](ctx, g, first, models.CreateTeamsAppInstallationCollectionResponseFromDiscriminatorValue)
+		}
 	case bot.ScopeUser:
-		b := g.Users().ByUserId(scope.ID).Teamwork().InstalledApps()
-		var us []models.UserScopeTeamsAppInstallationable
-		us, err = collect(func(next string) (models.UserScopeTeamsAppInstallationCollectionResponseable, error) {
-			if next != "" {
-				return b.WithUrl(next).Get(ctx, nil)
-			}
-			return b.Get(ctx, &users.ItemTeamworkInstalledAppsRequestBuilderGetRequestConfiguration{
-				QueryParameters: &users.ItemTeamworkInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand},
-			})
+		var first models.UserScopeTeamsAppInstallationCollectionResponseable
+		first, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().Get(ctx, &users.ItemTeamworkInstalledAppsRequestBuilderGetRequestConfiguration{
+			QueryParameters: &users.ItemTeamworkInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
-		for _, u := range us {
-			items = append(items, u)
+		if err == nil {
+			items, err = all[models.TeamsAppInstallationable](ctx, g, first, models.CreateUserScopeTeamsAppInstallationCollectionResponseFromDiscriminatorValue)
 		}
 	default:
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
 	}
 	if err != nil {
-		return nil, translate(err, op, installationPermission(scope.Kind))
+		return nil, translate(err, "list apps in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
 	}
 	out := make([]bot.Installation, 0, len(items))
 	for _, it := range items {
@@ -124,42 +111,39 @@ func (c *Client) Installations(ctx context.Context, scope bot.Scope) ([]bot.Inst
 	return out, nil
 }
 
-// ConsentedPermissions returns the RSC permissions the installation has
-// consented to. Graph returns them only through $select.
-func (c *Client) ConsentedPermissions(ctx context.Context, scope bot.Scope, installationID string) ([]bot.Permission, error) {
-	it, err := c.installation(ctx, scope, installationID, consentSelect, nil)
-	if err != nil {
-		return nil, translate(err, "read consented permissions in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
-	}
-	return permissions(it.GetConsentedPermissionSet()), nil
-}
-
-// installation reads one installation with the given $select and $expand.
-func (c *Client) installation(ctx context.Context, scope bot.Scope, id string, sel, expand []string) (models.TeamsAppInstallationable, error) {
+// Installation reads one installation afresh with its app, installed
+// definition and consented RSC permissions.
+func (c *Client) Installation(ctx context.Context, scope bot.Scope, id string) (bot.Installation, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(scope.TenantID)
 	if err != nil {
-		return nil, err
+		return bot.Installation{}, err
 	}
+	var it models.TeamsAppInstallationable
 	switch scope.Kind {
 	case bot.ScopeChat:
-		return g.Chats().ByChatId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).Get(ctx,
+		it, err = g.Chats().ByChatId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).Get(ctx,
 			&chats.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
-				QueryParameters: &chats.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: sel, Expand: expand},
+				QueryParameters: &chats.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
 	case bot.ScopeTeam:
-		return g.Teams().ByTeamId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).Get(ctx,
+		it, err = g.Teams().ByTeamId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).Get(ctx,
 			&teams.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
-				QueryParameters: &teams.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: sel, Expand: expand},
+				QueryParameters: &teams.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
 	case bot.ScopeUser:
-		return g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().ByUserScopeTeamsAppInstallationId(id).Get(ctx,
+		it, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().ByUserScopeTeamsAppInstallationId(id).Get(ctx,
 			&users.ItemTeamworkInstalledAppsUserScopeTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
-				QueryParameters: &users.ItemTeamworkInstalledAppsUserScopeTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: sel, Expand: expand},
+				QueryParameters: &users.ItemTeamworkInstalledAppsUserScopeTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
+	default:
+		return bot.Installation{}, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
 	}
-	return nil, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
+	if err != nil {
+		return bot.Installation{}, translate(err, "read an app in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
+	}
+	return toInstallation(scope, it), nil
 }
 
 func toInstallation(scope bot.Scope, it models.TeamsAppInstallationable) bot.Installation {

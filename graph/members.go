@@ -26,22 +26,16 @@ func (c *Client) Members(ctx context.Context, scope bot.Scope) ([]bot.Member, er
 	switch scope.Kind {
 	case bot.ScopeChat:
 		op, permission = "list chat members", "ChatMember.Read.All"
-		b := g.Chats().ByChatId(scope.ID).Members()
-		items, err = collect(func(next string) (models.ConversationMemberCollectionResponseable, error) {
-			if next != "" {
-				return b.WithUrl(next).Get(ctx, nil)
-			}
-			return b.Get(ctx, nil)
-		})
+		var first models.ConversationMemberCollectionResponseable
+		if first, err = g.Chats().ByChatId(scope.ID).Members().Get(ctx, nil); err == nil {
+			items, err = all[models.ConversationMemberable](ctx, g, first, models.CreateConversationMemberCollectionResponseFromDiscriminatorValue)
+		}
 	case bot.ScopeTeam:
 		op, permission = "list team members", "TeamMember.Read.All"
-		b := g.Teams().ByTeamId(scope.ID).Members()
-		items, err = collect(func(next string) (models.ConversationMemberCollectionResponseable, error) {
-			if next != "" {
-				return b.WithUrl(next).Get(ctx, nil)
-			}
-			return b.Get(ctx, nil)
-		})
+		var first models.ConversationMemberCollectionResponseable
+		if first, err = g.Teams().ByTeamId(scope.ID).Members().Get(ctx, nil); err == nil {
+			items, err = all[models.ConversationMemberable](ctx, g, first, models.CreateConversationMemberCollectionResponseFromDiscriminatorValue)
+		}
 	default:
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: a %s scope has no members", scope.Kind)
 	}

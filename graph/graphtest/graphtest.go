@@ -91,7 +91,8 @@ type installation struct {
 
 // Tenant is the fake tenant. Its zero value is not usable; call New.
 type Tenant struct {
-	// PageSize splits installation and member lists into pages; 0: one page.
+	// PageSize splits installation, member and catalog lists into pages;
+	// 0: one page.
 	PageSize int
 	// BaseURL starts @odata.context and @odata.nextLink; set it to the
 	// server's address (httptest.Server.URL) so the SDK can follow pages.
@@ -504,10 +505,11 @@ func (t *Tenant) catalog(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	filter := q.Get("$filter")
 	var apps []*App
-	if rest, ok := strings.CutPrefix(filter, "id eq '"); ok && strings.HasSuffix(rest, "'") {
-		id := strings.ReplaceAll(strings.TrimSuffix(rest, "'"), "''", "'")
-		if a, ok := t.apps[id]; ok {
-			apps = append(apps, a)
+	if ids, ok := idFilter(filter); ok {
+		for _, id := range ids {
+			if a, ok := t.apps[id]; ok {
+				apps = append(apps, a)
+			}
 		}
 	} else if filter != "" {
 		writeError(w, http.StatusBadRequest, "BadRequest", "Invalid filter clause", "")
@@ -516,6 +518,7 @@ func (t *Tenant) catalog(w http.ResponseWriter, r *http.Request) {
 		for _, a := range t.apps {
 			apps = append(apps, a)
 		}
+		slices.SortFunc(apps, func(a, b *App) int { return strings.Compare(a.ID, b.ID) })
 	}
 	expand := q.Get("$expand")
 	items := make([]any, 0, len(apps))
@@ -532,7 +535,57 @@ func (t *Tenant) catalog(w http.ResponseWriter, r *http.Request) {
 		}
 		items = append(items, m)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": t.context("appCatalogs/teamsApps(appDefinitions())"), "value": items})
+	t.writePage(w, r, "appCatalogs/teamsApps(appDefinitions())", items)
+}
+
+// idFilter reads the filters "id eq 'a'" and "id in ('a','b')".
+func idFilter(f string) ([]string, bool) {
+	if rest, ok := strings.CutPrefix(f, "id eq "); ok {
+		ids, ok := literals(rest)
+		return ids, ok && len(ids) == 1
+	}
+	rest, ok := strings.CutPrefix(f, "id in (")
+	if !ok || !strings.HasSuffix(rest, ")") {
+		return nil, false
+	}
+	return literals(strings.TrimSuffix(rest, ")"))
+}
+
+// literals reads comma-separated OData string literals, which double
+// their quotes.
+func literals(s string) ([]string, bool) {
+	var out []string
+	for {
+		s = strings.TrimSpace(s)
+		if !strings.HasPrefix(s, "'") {
+			return nil, false
+		}
+		var b strings.Builder
+		i := 1
+		for ; ; i++ {
+			if i >= len(s) {
+				return nil, false
+			}
+			if s[i] == '\'' {
+				if i+1 < len(s) && s[i+1] == '\'' {
+					b.WriteByte('\'')
+					i++
+					continue
+				}
+				break
+			}
+			b.WriteByte(s[i])
+		}
+		out = append(out, b.String())
+		s = strings.TrimSpace(s[i+1:])
+		if s == "" {
+			return out, true
+		}
+		if s[0] != ',' {
+			return nil, false
+		}
+		s = s[1:]
+	}
 }
 
 func (t *Tenant) listMembers(kind string) http.HandlerFunc {
