@@ -36,7 +36,7 @@ func redisURL() string {
 
 // newStore returns a Store on real Redis under a prefix of its own, removed
 // when the test ends.
-func newStore(t *testing.T, opts state.Options) (*state.Store, redis.UniversalClient) {
+func newStore(t testing.TB, opts state.Options) (*state.Store, redis.UniversalClient) {
 	t.Helper()
 	rdb, closeFn, err := state.Connect(context.Background(), redisURL(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
