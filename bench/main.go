@@ -1,0 +1,528 @@
+// Command bench measures the bot under load beside a botbuilder (Node) peer,
+// on one machine in one run, against local fakes only: a channel that signs
+// tokens with a local key and serves its OpenID metadata, an Entra ID token
+// endpoint, a connector, a Microsoft Graph tenant with injectable latency,
+// and a Redis of its own behind a proxy that counts round trips. Everything
+// listens on loopback. Run it from the repository root:
+//
+//	go run ./bench
+//
+// It builds the bot, installs the peer's npm packages
+// (bench/peer-js, lockfile committed), runs each work unit for at most -n
+// activities and -duration, and prints a Markdown report with ratios
+// ours/peer. See bench/RESULTS.md.
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/upgradeapprovals/bot/bot/bottest"
+	"github.com/upgradeapprovals/bot/cards"
+	"github.com/upgradeapprovals/bot/graph/graphtest"
+)
+
+const (
+	appID  = "00000000-0000-0000-0000-0000000be4c4"
+	tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	owner  = "11111111-1111-1111-1111-111111111111"
+)
+
+type options struct {
+	n            int
+	duration     time.Duration
+	concurrency  int
+	graphC       int
+	graphLatency time.Duration
+	apps         int
+	approvals    int
+	peer         bool
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 4000, "at most this many activities per work unit")
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "at most this long per work unit")
+	flag.IntVar(&o.concurrency, "c", 32, "concurrent requests for help")
+	flag.IntVar(&o.graphC, "graph-c", 4, "concurrent requests for check and approve, which wait on Graph")
+	flag.DurationVar(&o.graphLatency, "graph-latency", 30*time.Millisecond, "latency the fake Graph adds to every request")
+	flag.IntVar(&o.apps, "apps", 20, "apps installed in the chat of the check unit")
+	flag.IntVar(&o.approvals, "approvals", 300, "approvals prepared for the approve unit")
+	flag.BoolVar(&o.peer, "peer", true, "also run the botbuilder (Node) peer")
+	flag.Parse()
+	tb := &runTB{}
+	defer tb.close()
+	if err := run(tb, o); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// result is one work unit's measurements on one bot.
+type result struct {
+	unit, bot     string
+	n             int
+	errors        int
+	elapsed       time.Duration
+	p50, p99      time.Duration
+	cpu           time.Duration
+	peakRSS       int64
+	mallocs       float64 // -1: unknown
+	graphRequests int64
+	redisTrips    int64
+}
+
+func (r result) throughput() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+func (r result) cpuPerActivity() float64 {
+	return float64(r.cpu.Microseconds()) / 1000 / float64(r.n)
+}
+
+func run(tb *runTB, o options) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "bench", "peer-js", "package.json")); err != nil {
+		return errors.New("run from the repository root: go run ./bench")
+	}
+	work, err := os.MkdirTemp("", "upgradebot-bench-")
+	if err != nil {
+		return err
+	}
+	tb.Cleanup(func() { os.RemoveAll(work) })
+
+	// The Dockerfile's CGO_ENABLED=0, -trimpath and -tags change every
+	// package's build cache key, so a build with them compiles
+	// msgraph-sdk-go again (many minutes on a small machine); none of them
+	// changes how the code runs.
+	fmt.Fprintln(os.Stderr, "bench: building the bot (go build -ldflags \"-s -w\")")
+	botBin := filepath.Join(work, "upgradebot")
+	build := exec.Command("go", "build", "-ldflags", "-s -w", "-o", botBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	if o.peer && !peerInstalled(filepath.Join(root, "bench", "peer-js")) {
+		fmt.Fprintln(os.Stderr, "bench: installing the peer's npm packages (npm ci)")
+		npm := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+		npm.Dir = filepath.Join(root, "bench", "peer-js")
+		npm.Stdout, npm.Stderr = os.Stderr, os.Stderr
+		if err := npm.Run(); err != nil {
+			return fmt.Errorf("npm ci in bench/peer-js: %w", err)
+		}
+	}
+
+	// The fakes.
+	channel := bottest.NewChannel(tb, appID)
+	aad := bottest.NewAAD(tb)
+	connector := bottest.NewConnector(tb)
+	channel.ServiceURL = connector.URL()
+	tenantFake := graphtest.New()
+	var graphRequests atomic.Int64
+	latency := o.graphLatency
+	graphSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		graphRequests.Add(1)
+		time.Sleep(latency)
+		tenantFake.ServeHTTP(w, r)
+	}))
+	tb.Cleanup(graphSrv.Close)
+	tenantFake.BaseURL = graphSrv.URL
+	certFile := filepath.Join(work, "aad.pem")
+	if err := writeCert(certFile, aad); err != nil {
+		return err
+	}
+
+	redisAddr, err := startRedis(tb, work)
+	if err != nil {
+		return err
+	}
+	proxy, err := startRedisProxy(redisAddr)
+	if err != nil {
+		return err
+	}
+	tb.Cleanup(proxy.Close)
+
+	helpCard := filepath.Join(work, "help.json")
+	c, err := cards.New()
+	if err != nil {
+		return err
+	}
+	raw, _ := json.Marshal(c.Help("en-US"))
+	if err := os.WriteFile(helpCard, raw, 0o600); err != nil {
+		return err
+	}
+
+	common := []string{
+		"MicrosoftAppId=" + appID, "MicrosoftAppPassword=bench secret", "MicrosoftAppTenantId=" + tenant,
+		"MicrosoftAppType=SingleTenant", "BOT_OPENID_METADATA_URL=" + channel.MetadataURL(),
+		"AZURE_AUTHORITY_HOST=" + aad.AuthorityHost(), "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+	}
+
+	// Our bot.
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	ours := exec.Command(botBin)
+	ours.Env = append(slices.Clone(common), "PORT="+strconv.Itoa(port), "HOST=127.0.0.1", "SSL_CERT_FILE="+certFile,
+		"GRAPH_BASE_URL="+graphSrv.URL+"/v1.0", "REDIS_URL=redis://"+proxy.Addr()+"/0", "REDIS_PREFIX=bench:")
+	logs := &bytes.Buffer{}
+	ours.Stdout, ours.Stderr = io.Discard, &lockedWriter{w: logs}
+	start := time.Now()
+	if err := ours.Start(); err != nil {
+		return err
+	}
+	tb.Cleanup(func() { stop(ours) })
+	oursURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitReady(oursURL+"/readyz", 20*time.Second); err != nil {
+		return fmt.Errorf("our bot: %w\n%s", err, logs)
+	}
+	coldStart := time.Since(start)
+
+	g := &loadGen{channel: channel, connector: connector, tb: tb, o: o, concurrency: o.concurrency}
+	measure := func(unit, name, url string, pid int, acts func(i int) map[string]any, n int, bodyCheck func([]byte) bool) (result, error) {
+		r := result{unit: unit, bot: name, mallocs: -1}
+		cpu0, _ := cpuTime(pid)
+		m0, okM := mallocs(url)
+		g0, t0 := graphRequests.Load(), proxy.RoundTrips()
+		lat, errs, elapsed := g.run(url, acts, n, bodyCheck)
+		cpu1, _ := cpuTime(pid)
+		if m1, ok := mallocs(url); ok && okM {
+			r.mallocs = (m1 - m0) / float64(len(lat))
+		}
+		r.n, r.errors, r.elapsed, r.cpu = len(lat), errs, elapsed, cpu1-cpu0
+		r.graphRequests, r.redisTrips = graphRequests.Load()-g0, proxy.RoundTrips()-t0
+		r.peakRSS, _ = peakRSS(pid)
+		slices.Sort(lat)
+		if len(lat) > 0 {
+			r.p50, r.p99 = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
+		}
+		if r.errors > 0 {
+			return r, fmt.Errorf("%s on %s: %d of %d activities failed\n%s", unit, name, r.errors, r.n+r.errors, tail(logs.String(), 2000))
+		}
+		return r, nil
+	}
+
+	var results []result
+	helpAct := func(i int) map[string]any {
+		return g.message(fmt.Sprintf("help-%d", i), "19:bench-help@thread.v2", "help")
+	}
+	g.warm(oursURL, helpAct)
+	fmt.Fprintln(os.Stderr, "bench: help on our bot")
+	r, err := measure("help", "ours", oursURL, ours.Process.Pid, helpAct, o.n, nil)
+	if err != nil {
+		return err
+	}
+	results = append(results, r)
+
+	// check: a chat with o.apps installed apps, one of them behind.
+	const checkChat = "19:bench-check@thread.v2"
+	seedChat(tenantFake, checkChat, o.apps, 0)
+	fmt.Fprintf(os.Stderr, "bench: check on our bot (%d installed apps, Graph latency %s)\n", o.apps, o.graphLatency)
+	g.concurrency = o.graphC
+	checkAct := func(i int) map[string]any { return g.message(fmt.Sprintf("check-%d", i), checkChat, "check") }
+	if r, err = measure("check", "ours", oursURL, ours.Process.Pid, checkAct, min(o.n, 2000), nil); err != nil {
+		return err
+	}
+	results = append(results, r)
+
+	// approve: one pending upgrade in each of o.approvals chats, each
+	// checked first so that its card (and approval) exists.
+	fmt.Fprintf(os.Stderr, "bench: preparing %d approvals\n", o.approvals)
+	ids, err := g.prepareApprovals(oursURL, tenantFake, o.approvals)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "bench: approve on our bot")
+	approveAct := func(i int) map[string]any { return g.approve(fmt.Sprintf("approve-%d", i), ids[i]) }
+	if r, err = measure("approve", "ours", oursURL, ours.Process.Pid, approveAct, len(ids),
+		func(b []byte) bool { return bytes.Contains(b, []byte("was upgraded")) }); err != nil {
+		return err
+	}
+	results = append(results, r)
+
+	var peerResult *result
+	var peerStart time.Duration
+	if o.peer {
+		peerPort, err := freePort()
+		if err != nil {
+			return err
+		}
+		peer := exec.Command("node", filepath.Join(root, "bench", "peer-js", "index.js"))
+		peer.Env = append(slices.Clone(common), "PORT="+strconv.Itoa(peerPort), "HELP_CARD="+helpCard,
+			"NODE_EXTRA_CA_CERTS="+certFile, "NODE_ENV=production")
+		peerLogs := &bytes.Buffer{}
+		peer.Stdout, peer.Stderr = io.Discard, &lockedWriter{w: peerLogs}
+		t := time.Now()
+		if err := peer.Start(); err != nil {
+			return err
+		}
+		tb.Cleanup(func() { stop(peer) })
+		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+		g.concurrency = o.concurrency
+		if err := waitReady(peerURL+"/readyz", 20*time.Second); err != nil {
+			return fmt.Errorf("peer: %w\n%s", err, peerLogs)
+		}
+		peerStart = time.Since(t)
+		g.warm(peerURL, helpAct)
+		fmt.Fprintln(os.Stderr, "bench: help on the botbuilder peer")
+		pr, err := measure("help", "peer", peerURL, peer.Process.Pid, func(i int) map[string]any {
+			return g.message(fmt.Sprintf("peer-help-%d", i), "19:bench-help@thread.v2", "help")
+		}, o.n, nil)
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, tail(peerLogs.String(), 2000))
+		}
+		peerResult = &pr
+	}
+	report(os.Stdout, o, results, peerResult, coldStart, peerStart)
+	return nil
+}
+
+// seedChat installs n apps in chat, the first one behind the catalog when
+// behind is 0 (apps of other chats are shared through their ids).
+func seedChat(t *graphtest.Tenant, chat string, n, seed int) {
+	for i := range n {
+		id := fmt.Sprintf("a0000000-0000-4000-8000-%06d%06d", seed, i)
+		defs := []graphtest.Definition{{Version: "1.0.0", RSC: []graphtest.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}}}}
+		if i == 0 {
+			defs = append(defs, graphtest.Definition{Version: "1.1.0", ShortDescription: "A newer version",
+				RSC: []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
+		}
+		t.AddApp(graphtest.App{ID: id, DisplayName: fmt.Sprintf("App %d", i), Definitions: defs})
+		t.Install(graphtest.Chat, chat, id, "1.0.0", []graphtest.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}})
+	}
+	t.AddMembers(graphtest.Chat, chat, graphtest.Member{UserID: owner, DisplayName: "Megan Bowen", TenantID: tenant, Roles: []string{"owner"}})
+}
+
+func report(w io.Writer, o options, rs []result, peer *result, cold, peerCold time.Duration) {
+	fmt.Fprintf(w, "Machine: %s/%s, %d CPUs (%s), Go %s, Node %s. Load: help with %d concurrent requests, check and approve with %d; at most %d activities or %s per unit; Graph latency %s, %d apps installed in the check chat.\n\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel(), runtime.Version(), nodeVersion(), o.concurrency, o.graphC, o.n, o.duration, o.graphLatency, o.apps)
+	fmt.Fprintln(w, "| unit | bot | activities | throughput (/s) | p50 | p99 | bot CPU ms / activity | peak RSS | allocs / activity | Graph requests / activity | Redis round trips / activity |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	all := slices.Clone(rs)
+	if peer != nil {
+		all = append(all, *peer)
+	}
+	for _, r := range all {
+		allocs := "—"
+		if r.mallocs >= 0 {
+			allocs = fmt.Sprintf("%.0f", r.mallocs)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %s | %s | %.2f | %.1f MiB | %s | %.2f | %.2f |\n", r.unit, r.bot, r.n,
+			r.throughput(), ms(r.p50), ms(r.p99), r.cpuPerActivity(), float64(r.peakRSS)/(1<<20), allocs,
+			float64(r.graphRequests)/float64(r.n), float64(r.redisTrips)/float64(r.n))
+	}
+	fmt.Fprintf(w, "\nCold start to /readyz: ours %s", ms(cold))
+	if peer != nil {
+		fmt.Fprintf(w, ", peer %s", ms(peerCold))
+	}
+	fmt.Fprintln(w)
+	for _, r := range rs {
+		if r.unit == "check" {
+			fmt.Fprintf(w, "\ncheck p99 = %.1f Graph round trips of %s (target ≤ 3)\n", float64(r.p99)/float64(o.graphLatency), o.graphLatency)
+		}
+	}
+	if peer == nil {
+		return
+	}
+	help := rs[0]
+	fmt.Fprintln(w, "\n| help, ours/peer | ratio | target |")
+	fmt.Fprintln(w, "| --- | ---: | --- |")
+	fmt.Fprintf(w, "| throughput | %s | ≥ 6× |\n", ratio(help.throughput()/peer.throughput()))
+	fmt.Fprintf(w, "| bot CPU per activity | %s (peer/ours %s) | ≤ 1/7 (peer/ours ≥ 7×) |\n",
+		ratio(help.cpuPerActivity()/peer.cpuPerActivity()), ratio(peer.cpuPerActivity()/help.cpuPerActivity()))
+	fmt.Fprintf(w, "| peak RSS | %s (peer/ours %s) | ≤ 1/6 (peer/ours ≥ 6×) |\n",
+		ratio(float64(help.peakRSS)/float64(peer.peakRSS)), ratio(float64(peer.peakRSS)/float64(help.peakRSS)))
+	fmt.Fprintf(w, "| p99 latency | %s | |\n", ratio(float64(help.p99)/float64(peer.p99)))
+}
+
+func ratio(f float64) string {
+	if f >= 10 {
+		return fmt.Sprintf("%.0f×", f)
+	}
+	return fmt.Sprintf("%.2f×", f)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func nodeVersion() string {
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return "absent"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func cpuModel() string {
+	raw, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+// mallocs reads go_memstats_mallocs_total from the bot's /metrics; the peer
+// has none.
+func mallocs(base string) (float64, bool) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false
+	}
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_mallocs_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// writeCert writes the Entra ID fake's certificate where the child
+// processes can trust it (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS).
+func writeCert(file string, aad *bottest.AAD) error {
+	u, err := url.Parse(aad.AuthorityHost())
+	if err != nil {
+		return err
+	}
+	// Only to read the certificate of our own fake on loopback.
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var buf bytes.Buffer
+	for _, c := range conn.ConnectionState().PeerCertificates {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return os.WriteFile(file, buf.Bytes(), 0o600)
+}
+
+// peerInstalled reports whether node_modules holds the botbuilder version
+// the lockfile names, so that npm ci runs only when needed.
+func peerInstalled(dir string) bool {
+	var lock struct {
+		Packages map[string]struct {
+			Version string `json:"version"`
+		} `json:"packages"`
+	}
+	var installed struct {
+		Version string `json:"version"`
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	if err != nil || json.Unmarshal(raw, &lock) != nil {
+		return false
+	}
+	raw, err = os.ReadFile(filepath.Join(dir, "node_modules", "botbuilder", "package.json"))
+	if err != nil || json.Unmarshal(raw, &installed) != nil {
+		return false
+	}
+	want := lock.Packages["node_modules/botbuilder"].Version
+	return want != "" && installed.Version == want
+}
+
+// startRedis runs a redis-server of the bench's own on a free loopback port,
+// so that only the bot's round trips are counted.
+func startRedis(tb *runTB, dir string) (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("redis-server (apt-get install redis-server): %w", err)
+	}
+	tb.Cleanup(func() { stop(cmd) })
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "", errors.New("bench: redis-server did not start")
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitReady(url string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %s", url, limit)
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
