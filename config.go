@@ -10,7 +10,6 @@ import (
 
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
-	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/state"
 )
 
@@ -143,7 +142,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.AuthorityHost, err = urlVar(env, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
 		return c, err
 	}
-	if c.GraphBaseURL, err = urlVar(env, "GRAPH_BASE_URL", graph.BaseURLs[cloud.Name]); err != nil {
+	if c.GraphBaseURL, err = urlVar(env, "GRAPH_BASE_URL", cloud.GraphBaseURL); err != nil {
 		return c, err
 	}
 

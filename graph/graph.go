@@ -31,17 +31,13 @@ import (
 	"github.com/upgradeapprovals/bot/bot"
 )
 
-// BaseURLs are Graph's v1.0 endpoints per BOT_CLOUD.
-var BaseURLs = map[string]string{
-	"public":   "https://graph.microsoft.com/v1.0",
-	"usgov":    "https://graph.microsoft.us/v1.0",
-	"usgovdod": "https://dod-graph.microsoft.us/v1.0",
-	"china":    "https://microsoftgraph.chinacloudapi.cn/v1.0",
-}
+// DefaultBaseURL is Graph v1.0 in the public cloud; the national clouds'
+// are in botframework.Cloud.GraphBaseURL.
+const DefaultBaseURL = "https://graph.microsoft.com/v1.0"
 
 // Options configures a Client. Zero values take the documented defaults.
 type Options struct {
-	// BaseURL is Graph's v1.0 root. Default BaseURLs["public"].
+	// BaseURL is Graph's v1.0 root. Default DefaultBaseURL.
 	BaseURL string
 	// Credential returns the app's credential for a tenant: Graph is asked
 	// as the tenant the chat or team lives in. Required.
@@ -82,7 +78,7 @@ func New(opts Options) (*Client, error) {
 		return nil, errors.New("graph: Options.Credential is required")
 	}
 	if opts.BaseURL == "" {
-		opts.BaseURL = BaseURLs["public"]
+		opts.BaseURL = DefaultBaseURL
 	}
 	u, err := url.Parse(opts.BaseURL)
 	if err != nil || u.Host == "" {

@@ -23,6 +23,9 @@ type Cloud struct {
 	AuthorityHost string
 	// MultiTenantAuthority is the tenant a MultiTenant bot gets tokens from.
 	MultiTenantAuthority string
+	// GraphBaseURL is Microsoft Graph v1.0 in this cloud, which the same
+	// app registration calls; kept here so one table names every endpoint.
+	GraphBaseURL string
 }
 
 // Clouds by BOT_CLOUD name. US Gov DoD bots use the Azure Government Bot
@@ -35,6 +38,7 @@ var clouds = map[string]Cloud{
 		TokenScope:           "https://api.botframework.com/.default",
 		AuthorityHost:        "https://login.microsoftonline.com/",
 		MultiTenantAuthority: "botframework.com",
+		GraphBaseURL:         "https://graph.microsoft.com/v1.0",
 	},
 	"usgov": {
 		Name:                 "usgov",
@@ -43,6 +47,7 @@ var clouds = map[string]Cloud{
 		TokenScope:           "https://api.botframework.us/.default",
 		AuthorityHost:        "https://login.microsoftonline.us/",
 		MultiTenantAuthority: "MicrosoftServices.onmicrosoft.us",
+		GraphBaseURL:         "https://graph.microsoft.us/v1.0",
 	},
 	"usgovdod": {
 		Name:                 "usgovdod",
@@ -51,6 +56,7 @@ var clouds = map[string]Cloud{
 		TokenScope:           "https://api.botframework.us/.default",
 		AuthorityHost:        "https://login.microsoftonline.us/",
 		MultiTenantAuthority: "MicrosoftServices.onmicrosoft.us",
+		GraphBaseURL:         "https://dod-graph.microsoft.us/v1.0",
 	},
 	"china": {
 		Name:                 "china",
@@ -59,6 +65,7 @@ var clouds = map[string]Cloud{
 		TokenScope:           "https://api.botframework.azure.cn/.default",
 		AuthorityHost:        "https://login.chinacloudapi.cn/",
 		MultiTenantAuthority: "microsoftservices.partner.onmschina.cn",
+		GraphBaseURL:         "https://microsoftgraph.chinacloudapi.cn/v1.0",
 	},
 }
 
