@@ -186,18 +186,10 @@ func run(tb *runTB, o options) error {
 	ours := exec.Command(botBin)
 	ours.Env = append(slices.Clone(common), "PORT="+strconv.Itoa(port), "HOST=127.0.0.1", "SSL_CERT_FILE="+certFile,
 		"GRAPH_BASE_URL="+graphSrv.URL+"/v1.0", "REDIS_URL=redis://"+proxy.Addr()+"/0", "REDIS_PREFIX=bench:")
-	logs := &bytes.Buffer{}
-	ours.Stdout, ours.Stderr = io.Discard, &lockedWriter{w: logs}
-	start := time.Now()
-	if err := ours.Start(); err != nil {
+	oursURL, coldStart, logs, err := launch(tb, "our bot", port, ours)
+	if err != nil {
 		return err
 	}
-	tb.Cleanup(func() { stop(ours) })
-	oursURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitReady(oursURL+"/readyz", 20*time.Second); err != nil {
-		return fmt.Errorf("our bot: %w\n%s", err, logs)
-	}
-	coldStart := time.Since(start)
 
 	g := &loadGen{channel: channel, connector: connector, tb: tb, o: o, concurrency: o.concurrency}
 	measure := func(unit, name, url string, pid int, acts func(i int) map[string]any, n int, bodyCheck func([]byte) bool) (result, error) {
@@ -271,19 +263,12 @@ func run(tb *runTB, o options) error {
 		peer := exec.Command("node", filepath.Join(root, "bench", "peer-js", "index.js"))
 		peer.Env = append(slices.Clone(common), "PORT="+strconv.Itoa(peerPort), "HELP_CARD="+helpCard,
 			"NODE_EXTRA_CA_CERTS="+certFile, "NODE_ENV=production")
-		peerLogs := &bytes.Buffer{}
-		peer.Stdout, peer.Stderr = io.Discard, &lockedWriter{w: peerLogs}
-		t := time.Now()
-		if err := peer.Start(); err != nil {
+		var peerURL string
+		var peerLogs *lockedWriter
+		if peerURL, peerStart, peerLogs, err = launch(tb, "peer", peerPort, peer); err != nil {
 			return err
 		}
-		tb.Cleanup(func() { stop(peer) })
-		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 		g.concurrency = o.concurrency
-		if err := waitReady(peerURL+"/readyz", 20*time.Second); err != nil {
-			return fmt.Errorf("peer: %w\n%s", err, peerLogs)
-		}
-		peerStart = time.Since(t)
 		g.warm(peerURL, helpAct)
 		fmt.Fprintln(os.Stderr, "bench: help on the botbuilder peer")
 		pr, err := measure("help", "peer", peerURL, peer.Process.Pid, func(i int) map[string]any {
@@ -516,13 +501,37 @@ func tail(s string, n int) string {
 	return s
 }
 
+// launch starts a bot process listening on port and waits for its /readyz;
+// it returns the bot's URL, the time from start to ready, and its log.
+func launch(tb *runTB, name string, port int, cmd *exec.Cmd) (string, time.Duration, *lockedWriter, error) {
+	logs := &lockedWriter{}
+	cmd.Stdout, cmd.Stderr = io.Discard, logs
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return "", 0, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	tb.Cleanup(func() { stop(cmd) })
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitReady(url+"/readyz", 20*time.Second); err != nil {
+		return "", 0, nil, fmt.Errorf("%s: %w\n%s", name, err, tail(logs.String(), 4000))
+	}
+	return url, time.Since(start), logs, nil
+}
+
+// lockedWriter keeps a child process's log.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.buf.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
