@@ -135,11 +135,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, bad("BOT_CLOUD", "unknown value %q (want public, usgov, usgovdod or china)", env("BOT_CLOUD"))
 	}
 	c.Cloud = cloud
-	if c.OpenIDMetadataURL, err = urlVar(env, "BOT_OPENID_METADATA_URL", cloud.OpenIDMetadataURL); err != nil {
+	// Signing keys and the bot's own tokens come from these: plain http
+	// would let anyone on the path swap them (loopback fakes excepted).
+	if c.OpenIDMetadataURL, err = secureURLVar(env, "BOT_OPENID_METADATA_URL", cloud.OpenIDMetadataURL); err != nil {
 		return c, err
 	}
 	c.CustomAuthority = env("AZURE_AUTHORITY_HOST") != ""
-	if c.AuthorityHost, err = urlVar(env, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
+	if c.AuthorityHost, err = secureURLVar(env, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
 		return c, err
 	}
 	if c.GraphBaseURL, err = urlVar(env, "GRAPH_BASE_URL", cloud.GraphBaseURL); err != nil {
@@ -165,6 +167,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.AllowedTenants = []string{c.AppTenantID}
 	}
 
+	// Last, so a deployment missing more than this hears about the rest first.
+	if c.AppID != "" && c.RedisURL == "" {
+		return c, bad("REDIS_URL", "required when MicrosoftAppId is set: the embedded Redis is lost on restart and "+
+			"not shared between replicas, so it is for local runs only")
+	}
+
 	approvers := list(env("BOT_APPROVERS"))
 	if len(approvers) == 0 {
 		approvers = []string{"owners"}
@@ -183,6 +191,17 @@ func urlVar(env func(string) string, name, def string) (string, error) {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return "", bad(name, "%q is not an absolute http(s) URL", v)
+	}
+	return v, nil
+}
+
+func secureURLVar(env func(string) string, name, def string) (string, error) {
+	v, err := urlVar(env, name, def)
+	if err != nil {
+		return "", err
+	}
+	if err := botframework.CheckSecureURL(v); err != nil {
+		return "", bad(name, "%q must be https (plain http only on loopback)", v)
 	}
 	return v, nil
 }

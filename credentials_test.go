@@ -28,6 +28,7 @@ func token(t *testing.T, env map[string]string) bottest.TokenRequest {
 	env["MicrosoftAppId"] = testAppID
 	env["MicrosoftAppTenantId"] = testTenant
 	env["MicrosoftAppType"] = "SingleTenant"
+	env["REDIS_URL"] = redisURL()
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestWorkloadIdentityCredential(t *testing.T) {
 func TestMissingCertificateFileIsAnError(t *testing.T) {
 	cfg, err := loadConfig(func(k string) string {
 		return map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppTenantId": testTenant, "MicrosoftAppType": "SingleTenant",
-			"MicrosoftAppCertificatePath": "/nonexistent/bot.pem"}[k]
+			"MicrosoftAppCertificatePath": "/nonexistent/bot.pem", "REDIS_URL": redisURL()}[k]
 	})
 	if err != nil {
 		t.Fatal(err)

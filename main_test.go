@@ -251,6 +251,8 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"PORT": "http"}, "PORT"},
 		{map[string]string{"BOT_CLOUD": "mars"}, "BOT_CLOUD"},
 		{map[string]string{"GRAPH_BASE_URL": "graph.local"}, "GRAPH_BASE_URL"},
+		{map[string]string{"BOT_OPENID_METADATA_URL": "http://login.botframework.com/v1/.well-known/openidconfiguration"}, "BOT_OPENID_METADATA_URL"},
+		{map[string]string{"AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com/"}, "AZURE_AUTHORITY_HOST"},
 		{map[string]string{"BOT_ALLOWED_TENANTS": "contoso.com"}, "BOT_ALLOWED_TENANTS"},
 		{map[string]string{"BOT_APPROVERS": "everyone"}, "BOT_APPROVERS"},
 		{map[string]string{"HOST": "0.0.0.0"}, "HOST"}, // no app id: auth is off, so no public bind
@@ -281,7 +283,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	cfg, err = loadConfig(func(k string) string {
 		return map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x", "MicrosoftAppType": "SingleTenant",
-			"MicrosoftAppTenantId": testTenant, "BOT_CLOUD": "usgovdod"}[k]
+			"MicrosoftAppTenantId": testTenant, "BOT_CLOUD": "usgovdod", "REDIS_URL": redisURL()}[k]
 	})
 	if err != nil {
 		t.Fatal(err)

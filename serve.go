@@ -66,11 +66,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 			Issuer:            cfg.Cloud.Issuer,
 			OpenIDMetadataURL: cfg.OpenIDMetadataURL,
 			AllowedTenants:    cfg.AllowedTenants,
+			Logger:            logger,
 		})
 		if err != nil {
 			return err
 		}
-		go loadKeys(ctx, verifier, logger)
+		// /readyz says not ready until the first load succeeds.
+		go verifier.Run(ctx)
 		if cred, err = newCredentials(cfg, d.azureTransport).connector(); err != nil {
 			return err
 		}
@@ -150,23 +152,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		return err
 	}
 	return nil
-}
-
-// loadKeys fetches the channel's signing keys at start, retrying until it
-// succeeds; /readyz reports not ready until then.
-func loadKeys(ctx context.Context, v *botframework.Verifier, logger *slog.Logger) {
-	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
-		err := v.Load(ctx)
-		if err == nil {
-			return
-		}
-		logger.Warn("cannot load Bot Framework signing keys; retrying", "err", err, "retry_in", wait.String())
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
 }
 
 // healthcheck is the container's HEALTHCHECK: the image has no shell or curl.

@@ -73,6 +73,9 @@ func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.Uni
 		if err != nil {
 			return nil, nil, fmt.Errorf("state: start embedded redis: %w", err)
 		}
+		// miniredis counts TTLs down only when told to; without this no key
+		// would ever expire in local runs.
+		mr.ClockTTL(true)
 		logger.Warn("REDIS_URL is not set: using an embedded in-process Redis; " +
 			"approvals and conversation references are LOST on restart and NOT shared between replicas")
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{mr.Addr()}})

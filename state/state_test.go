@@ -242,3 +242,32 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// The embedded Redis of local runs must expire keys like a real one, or
+// claims, locks and approvals would live forever there.
+func TestEmbeddedRedisExpiresKeys(t *testing.T) {
+	rdb, closeFn, err := state.Connect(context.Background(), "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "k", "v", 200*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := rdb.Exists(ctx, "k").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ttl, _ := rdb.PTTL(ctx, "k").Result()
+			t.Fatalf("a key set with a 200 ms TTL still exists after 5 s (PTTL %v)", ttl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

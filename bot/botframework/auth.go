@@ -7,7 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -36,7 +40,11 @@ const (
 	ReasonServiceURL      = "service_url"
 	ReasonTenant          = "tenant"
 	ReasonKeysUnavailable = "keys_unavailable"
+	ReasonChannel         = "channel" // authenticated, but not from Microsoft Teams (403)
 )
+
+// ChannelMSTeams is the only channel whose activities reach the bot.
+const ChannelMSTeams = "msteams"
 
 // AuthError is why a request was not authenticated.
 type AuthError struct {
@@ -66,10 +74,18 @@ type VerifierOptions struct {
 	// AllowedTenants lists the Entra tenants whose activities are accepted.
 	// Empty accepts any tenant.
 	AllowedTenants []string
-	// HTTPClient fetches the metadata and keys. Default: a client with a 10 s timeout.
+	// HTTPClient fetches the metadata and keys. Default: a client that
+	// follows no redirect to a plain http URL.
 	HTTPClient *http.Client
 	// RefreshInterval is how often keys are fetched again. Default 24 h.
 	RefreshInterval time.Duration
+	// FetchTimeout bounds one fetch of the metadata and keys together, and so
+	// the longest a request waits for keys: well under the 15 s after which
+	// Teams gives up. Default 5 s.
+	FetchTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff of Run after a failed fetch.
+	// Defaults 1 s and 5 min.
+	RetryMin, RetryMax time.Duration
 	// UnknownKeyInterval is the least time between two fetches caused by a
 	// token signed with an unknown kid, so garbage tokens cannot hammer the
 	// metadata endpoint. Default 1 min.
@@ -78,6 +94,8 @@ type VerifierOptions struct {
 	Leeway time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 // Verifier authenticates requests from the Bot Framework channel: an RS256
@@ -90,13 +108,34 @@ type Verifier struct {
 	parser *jwt.Parser
 }
 
-// NewVerifier returns a Verifier. Keys are fetched on first use or by Load.
+// NewVerifier returns a Verifier. Keys are fetched by Run, or on first use.
+// The metadata URL must be https (http only on loopback, for tests).
 func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	if opts.AppID == "" || opts.Issuer == "" || opts.OpenIDMetadataURL == "" {
 		return nil, errors.New("botframework: AppID, Issuer and OpenIDMetadataURL are required")
 	}
+	if err := CheckSecureURL(opts.OpenIDMetadataURL); err != nil {
+		return nil, fmt.Errorf("botframework: OpenIDMetadataURL: %w", err)
+	}
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		opts.HTTPClient = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("too many redirects")
+			}
+			return CheckSecureURL(req.URL.String())
+		}}
+	}
+	if opts.FetchTimeout <= 0 {
+		opts.FetchTimeout = 5 * time.Second
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = time.Second
+	}
+	if opts.RetryMax < opts.RetryMin {
+		opts.RetryMax = max(5*time.Minute, opts.RetryMin)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = 24 * time.Hour
@@ -113,11 +152,15 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	v := &Verifier{
 		opts: opts,
 		keys: &keySet{
-			metadataURL: opts.OpenIDMetadataURL,
-			client:      opts.HTTPClient,
-			maxAge:      opts.RefreshInterval,
-			unknownKID:  rate.NewLimiter(rate.Every(opts.UnknownKeyInterval), 1),
-			now:         opts.Now,
+			metadataURL:  opts.OpenIDMetadataURL,
+			client:       opts.HTTPClient,
+			maxAge:       opts.RefreshInterval,
+			fetchTimeout: opts.FetchTimeout,
+			retryMin:     opts.RetryMin,
+			retryMax:     opts.RetryMax,
+			unknownKID:   rate.NewLimiter(rate.Every(opts.UnknownKeyInterval), 1),
+			now:          opts.Now,
+			logger:       opts.Logger,
 		},
 		parser: jwt.NewParser(
 			jwt.WithIssuer(opts.Issuer),
@@ -130,8 +173,13 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	return v, nil
 }
 
-// Load fetches the signing keys now.
+// Load fetches the signing keys now, waiting at most FetchTimeout.
 func (v *Verifier) Load(ctx context.Context) error { return v.keys.refresh(ctx) }
+
+// Run keeps the signing keys fresh until ctx ends: it loads them, refreshes
+// them every RefreshInterval and, when a fetch fails, retries with backoff
+// while requests are verified with the last good keys.
+func (v *Verifier) Run(ctx context.Context) { v.keys.run(ctx) }
 
 // Ready reports whether signing keys are loaded.
 func (v *Verifier) Ready() bool { return v.keys.loaded() }
@@ -223,18 +271,32 @@ func (v *Verifier) VerifyActivity(c *Claims, a *bot.Activity) error {
 // to keyfunc/jwkset because those drop the non-standard "endorsements"
 // member of each key, which the channel check needs; jwkset still parses the
 // keys themselves.
+//
+// Requests never wait on a fetch longer than fetchTimeout, and only when
+// they cannot be answered otherwise (no keys yet, or an unknown kid): stale
+// keys keep being served while Run refreshes them in the background.
 type keySet struct {
-	metadataURL string
-	client      *http.Client
-	maxAge      time.Duration
-	unknownKID  *rate.Limiter
-	now         func() time.Time
+	metadataURL  string
+	client       *http.Client
+	maxAge       time.Duration
+	fetchTimeout time.Duration
+	retryMin     time.Duration
+	retryMax     time.Duration
+	unknownKID   *rate.Limiter
+	now          func() time.Time
+	logger       *slog.Logger
 
-	refreshMu sync.Mutex // one fetch at a time
+	flightMu sync.Mutex
+	flight   *fetchCall // the fetch in progress, shared by everyone who needs it
 
 	mu       sync.RWMutex
 	keys     map[string]signingKey
 	loadedAt time.Time
+}
+
+type fetchCall struct {
+	done chan struct{}
+	err  error
 }
 
 type signingKey struct {
@@ -248,29 +310,37 @@ func (ks *keySet) loaded() bool {
 	return len(ks.keys) > 0
 }
 
-func (ks *keySet) get(kid string) (signingKey, bool, bool) {
+func (ks *keySet) fresh() bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return !ks.loadedAt.IsZero() && ks.now().Sub(ks.loadedAt) < ks.maxAge
+}
+
+func (ks *keySet) get(kid string) (signingKey, bool) {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
 	k, ok := ks.keys[kid]
-	fresh := !ks.loadedAt.IsZero() && ks.now().Sub(ks.loadedAt) < ks.maxAge
-	return k, ok, fresh
+	return k, ok
 }
 
 func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
-	k, ok, fresh := ks.get(kid)
-	if !fresh {
-		// Stale or never loaded: fetch; on failure keep serving what we have.
-		if err := ks.refreshIfStale(ctx); err != nil && !ks.loaded() {
+	if !ks.loaded() {
+		// Nothing to serve yet (the background load has not succeeded):
+		// this request may wait for one bounded fetch.
+		if err := ks.refresh(ctx); err != nil && !ks.loaded() {
 			return signingKey{}, authError(ReasonKeysUnavailable, err)
 		}
-		k, ok, _ = ks.get(kid)
+	} else if !ks.fresh() {
+		// Stale: serve the last good keys and refresh behind the request.
+		ks.start()
 	}
+	k, ok := ks.get(kid)
 	if !ok && ks.unknownKID.Allow() {
 		// Keys rotate: an unknown kid may be a new key.
 		if err := ks.refresh(ctx); err != nil {
 			return signingKey{}, authError(ReasonKeysUnavailable, err)
 		}
-		k, ok, _ = ks.get(kid)
+		k, ok = ks.get(kid)
 	}
 	if !ok {
 		return signingKey{}, authError(ReasonUnknownKey, fmt.Errorf("kid %q", kid))
@@ -278,22 +348,68 @@ func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
 	return k, nil
 }
 
-// refreshIfStale fetches the keys unless another request just did: when
-// they go stale, concurrent requests queue on refreshMu and only the first
-// fetches.
-func (ks *keySet) refreshIfStale(ctx context.Context) error {
-	ks.refreshMu.Lock()
-	defer ks.refreshMu.Unlock()
-	if _, _, fresh := ks.get(""); fresh {
-		return nil
+// start begins a fetch unless one is in progress, and returns it. The fetch
+// runs detached from any request, bounded by fetchTimeout, so a caller that
+// gives up does not cancel it for the others.
+func (ks *keySet) start() *fetchCall {
+	ks.flightMu.Lock()
+	defer ks.flightMu.Unlock()
+	if ks.flight != nil {
+		return ks.flight
 	}
-	return ks.fetch(ctx)
+	c := &fetchCall{done: make(chan struct{})}
+	ks.flight = c
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ks.fetchTimeout)
+		defer cancel()
+		c.err = ks.fetch(ctx)
+		ks.flightMu.Lock()
+		ks.flight = nil
+		ks.flightMu.Unlock()
+		close(c.done)
+	}()
+	return c
 }
 
+// refresh fetches the keys, joining a fetch in progress, and waits for it
+// no longer than ctx allows.
 func (ks *keySet) refresh(ctx context.Context) error {
-	ks.refreshMu.Lock()
-	defer ks.refreshMu.Unlock()
-	return ks.fetch(ctx)
+	c := ks.start()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run keeps the keys fresh until ctx ends: it fetches them now, then every
+// maxAge; after a failure it retries with exponential backoff and jitter
+// (retryMin doubling up to retryMax) while the last good keys keep serving.
+func (ks *keySet) run(ctx context.Context) {
+	backoff := ks.retryMin
+	for {
+		var wait time.Duration
+		if err := ks.refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait = backoff + rand.N(backoff/2+1)
+			backoff = min(2*backoff, ks.retryMax)
+			ks.logger.WarnContext(ctx, "cannot fetch the Bot Framework signing keys; serving the last good ones",
+				"err", err, "keys_loaded", ks.loaded(), "retry_in", wait.String())
+		} else {
+			backoff = ks.retryMin
+			wait = ks.maxAge
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (ks *keySet) fetch(ctx context.Context) error {
@@ -305,6 +421,9 @@ func (ks *keySet) fetch(ctx context.Context) error {
 	}
 	if meta.JWKSURI == "" {
 		return errors.New("openid metadata has no jwks_uri")
+	}
+	if err := CheckSecureURL(meta.JWKSURI); err != nil {
+		return fmt.Errorf("openid metadata: jwks_uri: %w", err)
 	}
 	var raw json.RawMessage
 	if err := ks.getJSON(ctx, meta.JWKSURI, &raw); err != nil {
@@ -335,6 +454,36 @@ func (ks *keySet) getJSON(ctx context.Context, url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+}
+
+// CheckSecureURL accepts an absolute https URL, or http on a loopback host
+// (local fakes in tests). Signing keys and tokens fetched over plain http
+// could be swapped by anyone on the path.
+func CheckSecureURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopbackHost(u.Hostname()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not an https URL", raw)
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func parseJWKS(raw []byte) (map[string]signingKey, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -89,6 +90,16 @@ func (s *server) authenticate(c *gin.Context) {
 }
 
 func (s *server) reject(c *gin.Context, err error) {
+	status := http.StatusUnauthorized
+	var ae *AuthError
+	if errors.As(err, &ae) && ae.Reason == ReasonKeysUnavailable {
+		// Our fault, not the caller's: 503 makes Teams deliver it again.
+		status = http.StatusServiceUnavailable
+	}
+	s.refuse(c, status, err)
+}
+
+func (s *server) refuse(c *gin.Context, status int, err error) {
 	reason := ReasonMalformed
 	var ae *AuthError
 	if errors.As(err, &ae) {
@@ -96,7 +107,7 @@ func (s *server) reject(c *gin.Context, err error) {
 	}
 	s.opts.Metrics.observeAuthRejection(reason)
 	s.opts.Logger.WarnContext(c.Request.Context(), "request refused", "reason", reason, "err", err)
-	c.AbortWithStatus(http.StatusUnauthorized)
+	c.AbortWithStatus(status)
 }
 
 func (s *server) messages(c *gin.Context) {
@@ -116,6 +127,15 @@ func (s *server) messages(c *gin.Context) {
 	if err := json.Unmarshal(body, &a); err != nil || a.Type == "" {
 		s.opts.Metrics.observeActivity("", "malformed")
 		c.AbortWithStatus(http.StatusBadRequest)
+		return
+	}
+	// Only Teams vouches for who is talking: on Web Chat, Direct Line and
+	// the Emulator the client picks its own from.aadObjectId, tenant and
+	// channelData, so it could claim to be a chat owner. Refuse them before
+	// anything is read from or written to Redis or Graph. Local runs are no
+	// exception: the Agents Playground sends msteams.
+	if a.ChannelID != ChannelMSTeams {
+		s.refuse(c, http.StatusForbidden, authError(ReasonChannel, fmt.Errorf("channel %q is not msteams", a.ChannelID)))
 		return
 	}
 	if s.opts.Verifier != nil {
