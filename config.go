@@ -152,7 +152,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.RedisURL != "" {
 		if _, err := state.ParseURL(c.RedisURL); err != nil {
 			return c, bad("REDIS_URL", "%v (want redis://[user:password@]host:port/db or rediss://…, with cluster=true for a cluster)",
-				redactURL(strings.TrimPrefix(err.Error(), "state: REDIS_URL: ")))
+				strings.TrimPrefix(err.Error(), "state: REDIS_URL: "))
 		}
 	}
 	c.RedisPrefix = env("REDIS_PREFIX")
@@ -223,13 +223,6 @@ func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
-
-// userinfo matches the credentials part of a URL.
-var userinfo = regexp.MustCompile(`://[^/@\s"]*@`)
-
-// redactURL keeps credentials in REDIS_URL out of error messages, even when
-// the URL is too broken to parse.
-func redactURL(msg string) string { return userinfo.ReplaceAllString(msg, "://xxxxx@") }
 
 // addr is the listen address.
 func (c config) addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }

@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 )
 
@@ -36,7 +35,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		logger := slog.New(slog.NewJSONHandler(stderr, nil))
+		logger := newLogger(stderr)
 		if err := serve(ctx, cfg, logger, deps{}); err != nil {
 			logger.Error("bot stopped", "err", err)
 			return 1

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -41,7 +40,7 @@ func sandboxCommand(ctx context.Context, getenv func(string) string, stderr io.W
 		fmt.Fprintln(stderr, "sandbox: unset MicrosoftAppId: the sandbox runs without authentication, against a fake tenant")
 		return 2
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	logger := newLogger(stderr)
 	tenant := seedSandbox()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

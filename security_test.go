@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -95,4 +99,49 @@ func TestAppIDWithoutRedisURLRefusesToStart(t *testing.T) {
 	if _, err := loadConfig(func(string) string { return "" }); err != nil {
 		t.Fatalf("local run refused: %v", err)
 	}
+}
+
+// go-redis logs some trouble itself (a TTL below its resolution, pool and
+// cluster problems); those lines must join the JSON stream, not break it.
+func TestRedisLogLinesAreJSON(t *testing.T) {
+	var buf syncBuffer
+	newLogger(&buf)
+	opts, err := redis.ParseURL(redisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	key := fmt.Sprintf("test:logs:%d", time.Now().UnixNano())
+	defer rdb.Del(context.Background(), key)
+	if err := rdb.Set(context.Background(), key, "v", 500*time.Microsecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "truncating to 1ms") {
+		t.Fatalf("go-redis's warning is not in the process log: %q", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("log line is not JSON: %q", line)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

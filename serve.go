@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
@@ -34,6 +35,14 @@ type deps struct {
 	// graphCredential, when set, is the Graph credential for every tenant
 	// (the sandbox's fake tenant), even without an app id.
 	graphCredential azcore.TokenCredential
+}
+
+// newLogger returns the process's JSON logger and routes go-redis's own log
+// lines through it (go-redis keeps its logger in a global: only main sets it).
+func newLogger(w io.Writer) *slog.Logger {
+	logger := slog.New(slog.NewJSONHandler(w, nil))
+	redis.SetLogger(state.RedisLogger{Logger: logger})
+	return logger
 }
 
 // shutdownGrace bounds how long in-flight requests may take after SIGTERM.
@@ -105,8 +114,9 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		installations, catalog, directory = g, g, g
 	}
 
+	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Hosts: cfg.Cloud.ServiceURLHosts, Records: store})
 	connector, err := botframework.NewConnector(botframework.ConnectorOptions{
-		Credential: cred, Scope: cfg.Cloud.TokenScope, Trust: store, Metrics: metrics, Logger: logger,
+		Credential: cred, Scope: cfg.Cloud.TokenScope, Trust: trust, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -119,7 +129,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		return err
 	}
 	handler, err := botframework.NewServer(botframework.ServerOptions{
-		Bot: b, Verifier: verifier, Trust: store, Ready: store.Ping, Gatherer: reg, Metrics: metrics, Logger: logger,
+		Bot: b, Verifier: verifier, Trust: trust, Ready: store.Ping, Gatherer: reg, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		return err

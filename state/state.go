@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -89,35 +88,6 @@ func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.Uni
 	return rdb, rdb.Close, nil
 }
 
-// ParseURL reads REDIS_URL: redis://[user:password@]host:port/db, or
-// rediss:// for TLS. A Redis Cluster is named by cluster=true, or by more
-// seed nodes as addr parameters:
-// rediss://:key@host:6380?cluster=true, redis://h1:6379?addr=h2:6379&addr=h3:6379.
-// Every key one operation touches shares a {hash tag}, so a cluster works.
-func ParseURL(rawURL string) (*redis.UniversalOptions, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("state: REDIS_URL: %w", err)
-	}
-	q := u.Query()
-	if q.Get("cluster") == "true" || len(q["addr"]) > 0 {
-		q.Del("cluster")
-		u.RawQuery = q.Encode()
-		c, err := redis.ParseClusterURL(u.String())
-		if err != nil {
-			return nil, fmt.Errorf("state: REDIS_URL: %w", err)
-		}
-		return &redis.UniversalOptions{Addrs: c.Addrs, Username: c.Username, Password: c.Password,
-			TLSConfig: c.TLSConfig, IsClusterMode: true}, nil
-	}
-	o, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("state: REDIS_URL: %w", err)
-	}
-	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password,
-		DB: o.DB, TLSConfig: o.TLSConfig}, nil
-}
-
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
@@ -194,25 +164,32 @@ func (s *Store) Release(ctx context.Context, key string) error {
 	return nil
 }
 
-func (s *Store) serviceURLKey() string { return s.opts.Prefix + "serviceurls" }
+func (s *Store) serviceURLKey(conversationID string) string {
+	return s.opts.Prefix + "svc:{" + conversationID + "}"
+}
 
-// TrustServiceURL records a service URL that arrived on an authenticated
-// activity.
-func (s *Store) TrustServiceURL(ctx context.Context, serviceURL string) error {
-	if err := s.rdb.SAdd(ctx, s.serviceURLKey(), serviceURL).Err(); err != nil {
+// TrustServiceURL records the service URL that arrived on an authenticated
+// activity of the conversation, for ReferenceTTL. One key per conversation:
+// no single key sits on every request's path.
+func (s *Store) TrustServiceURL(ctx context.Context, conversationID, serviceURL string) error {
+	if err := s.rdb.Set(ctx, s.serviceURLKey(conversationID), serviceURL, s.opts.ReferenceTTL).Err(); err != nil {
 		return unavailable("trust service url", err)
 	}
 	return nil
 }
 
 // IsTrustedServiceURL reports whether serviceURL arrived on an authenticated
-// activity, so the bot's token is never sent anywhere else.
-func (s *Store) IsTrustedServiceURL(ctx context.Context, serviceURL string) (bool, error) {
-	ok, err := s.rdb.SIsMember(ctx, s.serviceURLKey(), serviceURL).Result()
+// activity of the conversation, so the bot's token is never sent anywhere
+// else.
+func (s *Store) IsTrustedServiceURL(ctx context.Context, conversationID, serviceURL string) (bool, error) {
+	got, err := s.rdb.Get(ctx, s.serviceURLKey(conversationID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
 	if err != nil {
 		return false, unavailable("check service url", err)
 	}
-	return ok, nil
+	return got == serviceURL, nil
 }
 
 func unavailable(op string, err error) error {

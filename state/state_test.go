@@ -153,15 +153,39 @@ func TestClaimExpires(t *testing.T) {
 	}
 }
 
-func TestServiceURLTrust(t *testing.T) {
-	s, _ := newStore(t, state.Options{})
+// A service URL is trusted for the conversation it arrived in, under that
+// conversation's own key (its own Cluster slot), for ReferenceTTL.
+func TestServiceURLTrustIsPerConversation(t *testing.T) {
+	s, rdb := newStore(t, state.Options{ReferenceTTL: time.Hour})
 	ctx := context.Background()
-	if ok, _ := s.IsTrustedServiceURL(ctx, "https://smba.trafficmanager.net/amer/"); ok {
+	const u = "https://connector.contoso.example/amer/"
+	if ok, _ := s.IsTrustedServiceURL(ctx, "19:a@thread.v2", u); ok {
 		t.Error("trusted before any activity")
 	}
-	s.TrustServiceURL(ctx, "https://smba.trafficmanager.net/amer/")
-	if ok, _ := s.IsTrustedServiceURL(ctx, "https://smba.trafficmanager.net/amer/"); !ok {
+	if err := s.TrustServiceURL(ctx, "19:a@thread.v2", u); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.IsTrustedServiceURL(ctx, "19:a@thread.v2", u); !ok {
 		t.Error("not trusted after an authenticated activity")
+	}
+	if ok, _ := s.IsTrustedServiceURL(ctx, "19:b@thread.v2", u); ok {
+		t.Error("trusted for a conversation it never arrived in")
+	}
+	if ok, _ := s.IsTrustedServiceURL(ctx, "19:a@thread.v2", "https://evil.example/"); ok {
+		t.Error("another URL trusted for the conversation")
+	}
+	keys, _ := rdb.Keys(ctx, "*19:a@thread.v2*").Result()
+	var found bool
+	for _, k := range keys {
+		if strings.Contains(k, "svc:{19:a@thread.v2}") {
+			found = true
+			if ttl := rdb.TTL(ctx, k).Val(); ttl <= 0 || ttl > time.Hour {
+				t.Errorf("%s TTL %v, want ReferenceTTL", k, ttl)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no per-conversation key among %v", keys)
 	}
 }
 

@@ -52,7 +52,7 @@ type memTrust struct {
 	urls map[string]bool
 }
 
-func (m *memTrust) TrustServiceURL(ctx context.Context, u string) error {
+func (m *memTrust) TrustServiceURL(ctx context.Context, conversationID, u string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.urls == nil {
@@ -62,7 +62,7 @@ func (m *memTrust) TrustServiceURL(ctx context.Context, u string) error {
 	return nil
 }
 
-func (m *memTrust) IsTrustedServiceURL(ctx context.Context, u string) (bool, error) {
+func (m *memTrust) IsTrustedServiceURL(ctx context.Context, conversationID, u string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.urls[u], nil
@@ -140,7 +140,7 @@ func TestValidTokenIsAccepted(t *testing.T) {
 	if f.bot.count() != 1 {
 		t.Fatalf("bot got %d activities, want 1", f.bot.count())
 	}
-	if ok, _ := f.trust.IsTrustedServiceURL(context.Background(), svcURL); !ok {
+	if ok, _ := f.trust.IsTrustedServiceURL(context.Background(), "19:abc@thread.v2", svcURL); !ok {
 		t.Error("the service URL of an authenticated activity is not trusted")
 	}
 }
@@ -257,7 +257,7 @@ func TestRejections(t *testing.T) {
 			if got := rejections(t, f.reg, tc.reason); got != 1 {
 				t.Errorf("auth rejection metric for %q = %v, want 1", tc.reason, got)
 			}
-			if ok, _ := f.trust.IsTrustedServiceURL(context.Background(), a["serviceUrl"].(string)); ok {
+			if ok, _ := f.trust.IsTrustedServiceURL(context.Background(), "19:abc@thread.v2", a["serviceUrl"].(string)); ok {
 				t.Error("a rejected activity's service URL became trusted")
 			}
 		})

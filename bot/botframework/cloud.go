@@ -26,6 +26,9 @@ type Cloud struct {
 	// GraphBaseURL is Microsoft Graph v1.0 in this cloud, which the same
 	// app registration calls; kept here so one table names every endpoint.
 	GraphBaseURL string
+	// ServiceURLHosts are Teams' connector hosts in this cloud: service URLs
+	// on them are trusted without a per-conversation record.
+	ServiceURLHosts []string
 }
 
 // Clouds by BOT_CLOUD name. US Gov DoD bots use the Azure Government Bot
@@ -39,6 +42,7 @@ var clouds = map[string]Cloud{
 		AuthorityHost:        "https://login.microsoftonline.com/",
 		MultiTenantAuthority: "botframework.com",
 		GraphBaseURL:         "https://graph.microsoft.com/v1.0",
+		ServiceURLHosts:      []string{"smba.trafficmanager.net", "smba.infra.gcc.teams.microsoft.com"},
 	},
 	"usgov": {
 		Name:                 "usgov",
@@ -48,6 +52,7 @@ var clouds = map[string]Cloud{
 		AuthorityHost:        "https://login.microsoftonline.us/",
 		MultiTenantAuthority: "MicrosoftServices.onmicrosoft.us",
 		GraphBaseURL:         "https://graph.microsoft.us/v1.0",
+		ServiceURLHosts:      []string{"smba.infra.gov.teams.microsoft.us"},
 	},
 	"usgovdod": {
 		Name:                 "usgovdod",
@@ -57,6 +62,7 @@ var clouds = map[string]Cloud{
 		AuthorityHost:        "https://login.microsoftonline.us/",
 		MultiTenantAuthority: "MicrosoftServices.onmicrosoft.us",
 		GraphBaseURL:         "https://dod-graph.microsoft.us/v1.0",
+		ServiceURLHosts:      []string{"smba.infra.dod.teams.microsoft.us"},
 	},
 	"china": {
 		Name:                 "china",
@@ -66,6 +72,8 @@ var clouds = map[string]Cloud{
 		AuthorityHost:        "https://login.chinacloudapi.cn/",
 		MultiTenantAuthority: "microsoftservices.partner.onmschina.cn",
 		GraphBaseURL:         "https://microsoftgraph.chinacloudapi.cn/v1.0",
+		// No published connector host: every service URL gets a
+		// per-conversation record.
 	},
 }
 

@@ -8,26 +8,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/infracloudio/msbotbuilder-go/schema"
 
 	"github.com/upgradeapprovals/bot/bot"
 )
-
-// ServiceURLTrust remembers the service URLs that arrived on authenticated
-// activities. The connector sends the bot's token to no other URL.
-type ServiceURLTrust interface {
-	TrustServiceURL(ctx context.Context, serviceURL string) error
-	IsTrustedServiceURL(ctx context.Context, serviceURL string) (bool, error)
-}
 
 // ConnectorOptions configures a Connector.
 type ConnectorOptions struct {
@@ -40,9 +34,13 @@ type ConnectorOptions struct {
 	Trust ServiceURLTrust
 	// HTTPClient defaults to a client with a 30 s timeout.
 	HTTPClient *http.Client
-	// MaxRetries bounds retries on 429, 502, 503 and 504. Default 3.
+	// MaxRetries bounds retries of one call. Default 3.
 	MaxRetries int
-	// MaxRetryWait caps one wait, whatever Retry-After says. Default 10 s.
+	// RetryDelay is the first backoff when the connector sends no
+	// Retry-After; it doubles on each retry. Default 800 ms.
+	RetryDelay time.Duration
+	// MaxRetryWait caps one wait; a Retry-After beyond it is not waited
+	// for. Default 10 s.
 	MaxRetryWait time.Duration
 	// Metrics may be nil.
 	Metrics *Metrics
@@ -50,9 +48,19 @@ type ConnectorOptions struct {
 	Logger *slog.Logger
 }
 
-// Connector calls the Bot Framework connector REST API (v3).
+// Connector calls the Bot Framework connector REST API (v3) through
+// azcore's pipeline: bearer token, Retry-After, backoff.
+//
+// A POST creates a message: retrying it after the connector may have
+// acted would post it twice, so a POST is retried only when it certainly
+// did not take effect (429 with Retry-After, connection refused) — never
+// on 502, 503, 504 or a broken connection. A PUT (update) is idempotent and
+// is retried on those too.
 type Connector struct {
-	opts ConnectorOptions
+	opts     ConnectorOptions
+	pipeline runtime.Pipeline
+	retry    policy.RetryOptions // for PUTs and GETs
+	post     policy.RetryOptions // for POSTs
 }
 
 // NewConnector returns a Connector.
@@ -69,13 +77,41 @@ func NewConnector(opts ConnectorOptions) (*Connector, error) {
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 3
 	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = 800 * time.Millisecond
+	}
 	if opts.MaxRetryWait <= 0 {
 		opts.MaxRetryWait = 10 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Connector{opts: opts}, nil
+	c := &Connector{opts: opts}
+	c.retry = policy.RetryOptions{
+		MaxRetries: int32(opts.MaxRetries), RetryDelay: opts.RetryDelay, MaxRetryDelay: opts.MaxRetryWait,
+		StatusCodes: []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+	}
+	c.post = c.retry
+	c.post.ShouldRetry = postMayRetry
+	var perRetry []policy.Policy
+	if opts.Credential != nil {
+		// Trust (CheckSecureURL) lets only https, or http on loopback for
+		// local fakes, reach the pipeline.
+		perRetry = append(perRetry, runtime.NewBearerTokenPolicy(opts.Credential, []string{opts.Scope},
+			&policy.BearerTokenOptions{InsecureAllowCredentialWithHTTP: true}))
+	}
+	c.pipeline = runtime.NewPipeline("upgradebot/connector", "v1", runtime.PipelineOptions{PerRetry: perRetry},
+		&policy.ClientOptions{Transport: opts.HTTPClient, Retry: c.retry, Telemetry: policy.TelemetryOptions{Disabled: true}})
+	return c, nil
+}
+
+// postMayRetry reports whether a POST certainly did not take effect.
+func postMayRetry(resp *http.Response, err error) bool {
+	if err != nil {
+		// Refused before a byte of the request was read.
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	return resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != ""
 }
 
 // outgoing is the activity the bot sends. It is its own type because
@@ -136,47 +172,6 @@ func (c *Connector) Update(ctx context.Context, ref bot.ConversationRef, activit
 	return c.do(ctx, "update", ref, http.MethodPut, conversationPath(ref.ConversationID, activityID), body, nil)
 }
 
-// Delete removes a message the bot posted.
-func (c *Connector) Delete(ctx context.Context, ref bot.ConversationRef, activityID string) error {
-	return c.do(ctx, "delete", ref, http.MethodDelete, conversationPath(ref.ConversationID, activityID), nil, nil)
-}
-
-// Member is a conversation member as Teams returns it.
-type Member struct {
-	ID                string `json:"id"`
-	Name              string `json:"name,omitempty"`
-	AADObjectID       string `json:"aadObjectId,omitempty"`
-	Email             string `json:"email,omitempty"`
-	UserPrincipalName string `json:"userPrincipalName,omitempty"`
-	TenantID          string `json:"tenantId,omitempty"`
-	UserRole          string `json:"userRole,omitempty"`
-}
-
-// MembersPage is one page of conversation members.
-type MembersPage struct {
-	Members           []Member `json:"members"`
-	ContinuationToken string   `json:"continuationToken,omitempty"`
-}
-
-// Members returns one page of the conversation's members; pass the previous
-// page's ContinuationToken to get the next one.
-func (c *Connector) Members(ctx context.Context, ref bot.ConversationRef, pageSize int, continuationToken string) (MembersPage, error) {
-	q := url.Values{}
-	if pageSize > 0 {
-		q.Set("pageSize", strconv.Itoa(pageSize))
-	}
-	if continuationToken != "" {
-		q.Set("continuationToken", continuationToken)
-	}
-	p := "/v3/conversations/" + url.PathEscape(ref.ConversationID) + "/pagedmembers"
-	if len(q) > 0 {
-		p += "?" + q.Encode()
-	}
-	var page MembersPage
-	err := c.do(ctx, "members", ref, http.MethodGet, p, nil, &page)
-	return page, err
-}
-
 func conversationPath(conversationID, activityID string) string {
 	p := "/v3/conversations/" + url.PathEscape(conversationID) + "/activities"
 	if activityID != "" {
@@ -193,100 +188,48 @@ func (c *Connector) do(ctx context.Context, op string, ref bot.ConversationRef, 
 	if ref.ServiceURL == "" || ref.ConversationID == "" {
 		return bot.Errorf(bot.CodeInvalid, "botframework: %s: the conversation reference has no service URL or conversation id", op)
 	}
-	trusted, err := c.opts.Trust.IsTrustedServiceURL(ctx, ref.ServiceURL)
+	trusted, err := c.opts.Trust.IsTrustedServiceURL(ctx, ref.ConversationID, ref.ServiceURL)
 	if err != nil {
 		return err
 	}
 	if !trusted {
-		return bot.Errorf(bot.CodeForbidden, "botframework: %s: service URL %q never arrived on an authenticated activity", op, ref.ServiceURL)
+		return bot.Errorf(bot.CodeForbidden, "botframework: %s: service URL %q never arrived on an authenticated activity of this conversation", op, ref.ServiceURL)
 	}
 	endpoint := strings.TrimRight(ref.ServiceURL, "/") + path
 
-	var body []byte
+	retry := c.retry
+	if method == http.MethodPost {
+		retry = c.post
+	}
+	req, err := runtime.NewRequest(policy.WithRetryOptions(ctx, retry), method, endpoint)
+	if err != nil {
+		return fmt.Errorf("botframework: %s: %w", op, err)
+	}
 	if in != nil {
-		if body, err = json.Marshal(in); err != nil {
+		body, err := json.Marshal(in)
+		if err != nil {
 			return fmt.Errorf("botframework: %s: encode: %w", op, err)
 		}
+		if err := req.SetBody(streaming.NopCloser(bytes.NewReader(body)), "application/json; charset=utf-8"); err != nil {
+			return fmt.Errorf("botframework: %s: %w", op, err)
+		}
 	}
-	for attempt := 0; ; attempt++ {
-		var resp *http.Response
-		resp, err = c.send(ctx, method, endpoint, body)
-		if err != nil {
-			return &bot.Error{Code: bot.CodeUnavailable, Message: "botframework: " + op + ": connector unreachable", Err: err}
-		}
-		status = resp.StatusCode
-		if retryable(status) && attempt < c.opts.MaxRetries {
-			wait := c.retryWait(resp.Header.Get("Retry-After"), attempt)
-			drain(resp)
-			c.opts.Logger.WarnContext(ctx, "connector call retried", "op", op, "status", status, "wait", wait.String())
-			select {
-			case <-ctx.Done():
-				return &bot.Error{Code: bot.CodeUnavailable, Message: "botframework: " + op + ": gave up waiting to retry", Err: ctx.Err()}
-			case <-time.After(wait):
-			}
-			continue
-		}
-		defer resp.Body.Close()
-		if status/100 != 2 {
-			return connectorError(op, resp)
-		}
-		if out != nil && status != http.StatusNoContent {
-			// Teams sometimes answers 201/202 with an empty body.
-			if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("botframework: %s: decode: %w", op, err)
-			}
-		}
-		return nil
-	}
-}
-
-func (c *Connector) send(ctx context.Context, method, endpoint string, body []byte) (*http.Response, error) {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, endpoint, r)
+	resp, err := c.pipeline.Do(req)
 	if err != nil {
-		return nil, err
+		return &bot.Error{Code: bot.CodeUnavailable, Message: "botframework: " + op + ": connector unreachable", Err: err}
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	defer resp.Body.Close()
+	status = resp.StatusCode
+	if status/100 != 2 {
+		return connectorError(op, resp)
 	}
-	if c.opts.Credential != nil {
-		// azidentity caches tokens and renews them before they expire.
-		tok, err := c.opts.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.opts.Scope}})
-		if err != nil {
-			return nil, fmt.Errorf("get token: %w", err)
+	if out != nil && status != http.StatusNoContent {
+		// Teams sometimes answers 201/202 with an empty body.
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("botframework: %s: decode: %w", op, err)
 		}
-		req.Header.Set("Authorization", "Bearer "+tok.Token)
 	}
-	return c.opts.HTTPClient.Do(req)
-}
-
-func retryable(status int) bool {
-	switch status {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
-	}
-	return false
-}
-
-// retryWait honours Retry-After (seconds, possibly fractional, or an HTTP
-// date) and otherwise backs off exponentially with jitter.
-func (c *Connector) retryWait(retryAfter string, attempt int) time.Duration {
-	if secs, err := strconv.ParseFloat(retryAfter, 64); err == nil && secs >= 0 {
-		return min(time.Duration(secs*float64(time.Second)), c.opts.MaxRetryWait)
-	}
-	if t, err := http.ParseTime(retryAfter); err == nil {
-		return min(max(time.Until(t), 0), c.opts.MaxRetryWait)
-	}
-	base := 200 * time.Millisecond << attempt
-	return min(base+rand.N(base), c.opts.MaxRetryWait)
-}
-
-func drain(resp *http.Response) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	return nil
 }
 
 func connectorError(op string, resp *http.Response) error {
@@ -297,19 +240,7 @@ func connectorError(op string, resp *http.Response) error {
 		} `json:"error"`
 	}
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&env)
-	code := bot.CodeInternal
-	switch resp.StatusCode {
-	case http.StatusBadRequest:
-		code = bot.CodeInvalid
-	case http.StatusUnauthorized, http.StatusForbidden:
-		code = bot.CodeForbidden
-	case http.StatusNotFound:
-		code = bot.CodeNotFound
-	case http.StatusConflict, http.StatusPreconditionFailed:
-		code = bot.CodeConflict
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		code = bot.CodeUnavailable
-	}
+	code := CodeOf(resp.StatusCode)
 	msg := fmt.Sprintf("botframework: %s: connector answered %s", op, resp.Status)
 	if env.Error.Code != "" || env.Error.Message != "" {
 		msg += fmt.Sprintf(" (%s: %s)", env.Error.Code, env.Error.Message)

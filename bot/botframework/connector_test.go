@@ -3,8 +3,14 @@ package botframework_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +36,7 @@ func newConnector(t *testing.T, aad *bottest.AAD, trust *memTrust) *botframework
 		t.Fatal(err)
 	}
 	c, err := botframework.NewConnector(botframework.ConnectorOptions{
-		Credential: cred, Scope: "https://api.botframework.com/.default", Trust: trust,
+		Credential: cred, Scope: "https://api.botframework.com/.default", Trust: trust, RetryDelay: 10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +53,7 @@ func refTo(conn *bottest.Connector) bot.ConversationRef {
 
 func TestConnectorSendsWithBearerAndReturnsID(t *testing.T) {
 	aad, conn, trust := bottest.NewAAD(t), bottest.NewConnector(t), &memTrust{}
-	trust.TrustServiceURL(context.Background(), conn.URL())
+	trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
 	c := newConnector(t, aad, trust)
 
 	id, err := c.Reply(context.Background(), refTo(conn), "1700000000000", bot.Message{Text: "hi"})
@@ -82,9 +88,9 @@ func TestConnectorSendsWithBearerAndReturnsID(t *testing.T) {
 
 func TestConnectorRetriesThrottlingThenSucceeds(t *testing.T) {
 	aad, conn, trust := bottest.NewAAD(t), bottest.NewConnector(t), &memTrust{}
-	trust.TrustServiceURL(context.Background(), conn.URL())
+	trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
 	c := newConnector(t, aad, trust)
-	conn.FailNext(http.StatusTooManyRequests, http.StatusServiceUnavailable)
+	conn.FailNext(http.StatusTooManyRequests, http.StatusTooManyRequests)
 
 	id, err := c.Send(context.Background(), refTo(conn), bot.Message{Text: "hi"})
 	if err != nil {
@@ -98,13 +104,111 @@ func TestConnectorRetriesThrottlingThenSucceeds(t *testing.T) {
 	}
 }
 
-func TestConnectorGivesUpAfterBoundedRetries(t *testing.T) {
+// A 502, 503 or 504 to a POST may come after the connector posted the
+// message: retrying would post it twice. The caller hears "unavailable".
+func TestConnectorNeverRetriesAPostThatMayHaveTakenEffect(t *testing.T) {
+	for _, status := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusInternalServerError} {
+		aad, conn, trust := bottest.NewAAD(t), bottest.NewConnector(t), &memTrust{}
+		trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
+		c := newConnector(t, aad, trust)
+		conn.FailNext(status)
+		_, err := c.Send(context.Background(), refTo(conn), bot.Message{Text: "hi"})
+		if err == nil {
+			t.Errorf("%d: no error", status)
+		}
+		if n := len(conn.Calls()); n != 1 {
+			t.Errorf("POST answered %d was sent %d times, want once", status, n)
+		}
+	}
+	// 429 without Retry-After: the connector did not say it refused before
+	// acting, so no retry either.
 	aad, conn, trust := bottest.NewAAD(t), bottest.NewConnector(t), &memTrust{}
-	trust.TrustServiceURL(context.Background(), conn.URL())
+	trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
 	c := newConnector(t, aad, trust)
-	conn.FailNext(503, 503, 503, 503, 503, 503)
+	conn.RetryAfter("none")
+	conn.FailNext(http.StatusTooManyRequests)
+	if _, err := c.Reply(context.Background(), refTo(conn), "1", bot.Message{Text: "hi"}); !errors.Is(err, bot.ErrUnavailable) {
+		t.Errorf("429 without Retry-After: err %v, want unavailable", err)
+	}
+	if n := len(conn.Calls()); n != 1 {
+		t.Errorf("429 without Retry-After: %d calls, want 1", n)
+	}
+}
 
-	_, err := c.Send(context.Background(), refTo(conn), bot.Message{Text: "hi"})
+// A connection that breaks after the request went out may have posted the
+// message; a refused connection certainly did not.
+func TestConnectorRetriesAPostOnlyWhenTheConnectionWasRefused(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.Copy(io.Discard, r.Body)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close() // the request arrived; the answer never does
+		}
+	}))
+	defer srv.Close()
+	trust := &memTrust{}
+	ref := bot.ConversationRef{ConversationID: "19:abc@thread.v2", ServiceURL: srv.URL + "/", ChannelID: "msteams", BotID: "28:" + appID}
+	trust.TrustServiceURL(context.Background(), ref.ConversationID, ref.ServiceURL)
+	c, err := botframework.NewConnector(botframework.ConnectorOptions{Trust: trust, RetryDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(context.Background(), ref, bot.Message{Text: "hi"}); !errors.Is(err, bot.ErrUnavailable) {
+		t.Fatalf("err %v, want unavailable", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("a POST whose connection broke was sent %d times, want once", n)
+	}
+
+	// Refused first, then answered: retried, posted once.
+	conn := bottest.NewConnector(t)
+	trust.TrustServiceURL(context.Background(), ref.ConversationID, conn.URL())
+	refused := &refuseOnce{next: http.DefaultTransport}
+	c, err = botframework.NewConnector(botframework.ConnectorOptions{Trust: trust, RetryDelay: 10 * time.Millisecond,
+		HTTPClient: &http.Client{Transport: refused}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(context.Background(), refTo(conn), bot.Message{Text: "hi"}); err != nil {
+		t.Fatalf("after a refused connection: %v", err)
+	}
+	if n := len(conn.Calls()); n != 1 || refused.refusals.Load() != 1 {
+		t.Errorf("%d posts after %d refusals, want 1 after 1", n, refused.refusals.Load())
+	}
+}
+
+// refuseOnce fails the first request as a dial to a closed port does.
+type refuseOnce struct {
+	next     http.RoundTripper
+	refusals atomic.Int32
+}
+
+func (r *refuseOnce) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.refusals.CompareAndSwap(0, 1) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	return r.next.RoundTrip(req)
+}
+
+// Updating a card is idempotent: it is retried on 5xx, within bounds.
+func TestConnectorRetriesUpdatesAndGivesUpAfterBoundedRetries(t *testing.T) {
+	aad, conn, trust := bottest.NewAAD(t), bottest.NewConnector(t), &memTrust{}
+	trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
+	c := newConnector(t, aad, trust)
+	conn.FailNext(502, 503)
+	if err := c.Update(context.Background(), refTo(conn), "activity-1", bot.Message{Text: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(conn.Calls()); n != 3 {
+		t.Errorf("%d calls, want 3", n)
+	}
+
+	conn = bottest.NewConnector(t)
+	trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
+	conn.FailNext(503, 503, 503, 503, 503, 503)
+	err := c.Update(context.Background(), refTo(conn), "activity-1", bot.Message{Text: "x"})
 	if !errors.Is(err, bot.ErrUnavailable) {
 		t.Fatalf("err %v, want unavailable", err)
 	}
@@ -115,7 +219,7 @@ func TestConnectorGivesUpAfterBoundedRetries(t *testing.T) {
 
 func TestConnectorMapsClientErrors(t *testing.T) {
 	aad, conn, trust := bottest.NewAAD(t), bottest.NewConnector(t), &memTrust{}
-	trust.TrustServiceURL(context.Background(), conn.URL())
+	trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
 	c := newConnector(t, aad, trust)
 	conn.FailNext(http.StatusNotFound)
 	err := c.Update(context.Background(), refTo(conn), "activity-9", bot.Message{Text: "x"})
@@ -141,7 +245,7 @@ func TestConnectorRefusesUntrustedServiceURL(t *testing.T) {
 
 func TestConnectorHonoursRetryAfterAndContext(t *testing.T) {
 	conn, trust := bottest.NewConnector(t), &memTrust{}
-	trust.TrustServiceURL(context.Background(), conn.URL())
+	trust.TrustServiceURL(context.Background(), "19:abc@thread.v2", conn.URL())
 	c, err := botframework.NewConnector(botframework.ConnectorOptions{Trust: trust, MaxRetryWait: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -159,17 +263,5 @@ func TestConnectorHonoursRetryAfterAndContext(t *testing.T) {
 	}
 	if conn.Calls()[0].Authorization != "" {
 		t.Error("a connector without a credential sent an Authorization header")
-	}
-}
-
-func TestMembersPaging(t *testing.T) {
-	aad, conn, trust := bottest.NewAAD(t), bottest.NewConnector(t), &memTrust{}
-	trust.TrustServiceURL(context.Background(), conn.URL())
-	c := newConnector(t, aad, trust)
-	if _, err := c.Members(context.Background(), refTo(conn), 50, "tok en"); err != nil {
-		t.Fatal(err)
-	}
-	if p := conn.Calls()[0].Path; p != "/v3/conversations/19:abc@thread.v2/pagedmembers?continuationToken=tok+en&pageSize=50" {
-		t.Errorf("path %q", p)
 	}
 }

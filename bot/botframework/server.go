@@ -146,7 +146,7 @@ func (s *server) messages(c *gin.Context) {
 		}
 	}
 	if a.ServiceURL != "" {
-		if err := s.opts.Trust.TrustServiceURL(ctx, a.ServiceURL); err != nil {
+		if err := s.opts.Trust.TrustServiceURL(ctx, a.Conversation.ID, a.ServiceURL); err != nil {
 			s.fail(c, &a, err)
 			return
 		}
@@ -174,27 +174,11 @@ func (s *server) messages(c *gin.Context) {
 // fail answers a failed activity. The status tells the channel whether a
 // retry can help: 5xx for what may pass (Redis, the connector), 4xx otherwise.
 func (s *server) fail(c *gin.Context, a *bot.Activity, err error) {
-	status := statusOf(bot.ErrorCode(err))
+	status := HTTPStatus(bot.ErrorCode(err))
 	s.opts.Metrics.observeActivity(string(a.Type), "error")
 	s.opts.Logger.ErrorContext(c.Request.Context(), "activity failed",
 		"type", a.Type, "name", a.Name, "activity_id", a.ID, "status", status, "err", err)
 	c.AbortWithStatus(status)
-}
-
-var statusByCode = map[bot.Code]int{
-	bot.CodeInvalid:     http.StatusBadRequest,
-	bot.CodeNotFound:    http.StatusNotFound,
-	bot.CodeForbidden:   http.StatusForbidden,
-	bot.CodeConflict:    http.StatusConflict,
-	bot.CodeUnavailable: http.StatusServiceUnavailable,
-	bot.CodeInternal:    http.StatusInternalServerError,
-}
-
-func statusOf(code bot.Code) int {
-	if s, ok := statusByCode[code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
 }
 
 func (s *server) readyz(c *gin.Context) {

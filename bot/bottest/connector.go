@@ -52,7 +52,8 @@ func (c *Connector) FailNext(statuses ...int) {
 	c.failures = append(c.failures, statuses...)
 }
 
-// RetryAfter sets the Retry-After header of failures (default "0").
+// RetryAfter sets the Retry-After header of failures (default "0"; "none"
+// sends none).
 func (c *Connector) RetryAfter(v string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -110,10 +111,13 @@ func (c *Connector) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	time.Sleep(delay)
 	if status != 0 {
-		if retryAfter == "" {
-			retryAfter = "0"
+		switch retryAfter {
+		case "":
+			w.Header().Set("Retry-After", "0")
+		case "none":
+		default:
+			w.Header().Set("Retry-After", retryAfter)
 		}
-		w.Header().Set("Retry-After", retryAfter)
 		writeJSON(w, status, map[string]any{"error": map[string]string{"code": "ServiceError", "message": http.StatusText(status)}})
 		return
 	}
