@@ -129,7 +129,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		return err
 	}
 	handler, err := botframework.NewServer(botframework.ServerOptions{
-		Bot: b, Verifier: verifier, Trust: trust, Ready: store.Ping, Gatherer: reg, Metrics: metrics, Logger: logger,
+		Bot: b, Verifier: verifier, Trust: trust, Ready: store.Ready, Gatherer: reg, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		return err

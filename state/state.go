@@ -88,6 +88,25 @@ func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.Uni
 	return rdb, rdb.Close, nil
 }
 
+// Ready checks what requests need: every activity claims a key of its own,
+// spread over all the slots, so on a Redis Cluster every master must answer,
+// not just whichever node a PING lands on.
+func (s *Store) Ready(ctx context.Context) error {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			if err := m.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("master %s: %w", m.Options().Addr, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return unavailable("ready", err)
+		}
+		return nil
+	}
+	return s.Ping(ctx)
+}
+
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -187,7 +188,10 @@ func (s *server) readyz(c *gin.Context) {
 		return
 	}
 	if s.opts.Ready != nil {
-		if err := s.opts.Ready(c.Request.Context()); err != nil {
+		// A probe that hangs on a frozen Redis helps nobody: bound it.
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
 			c.String(http.StatusServiceUnavailable, "not ready: %v", err)
 			return
 		}
