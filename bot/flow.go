@@ -182,16 +182,7 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 // list members, Redis is down…) instead of Teams' generic error.
 func (b *Bot) invokeFailed(ctx context.Context, err error) *InvokeResponse {
 	b.opts.Logger.WarnContext(ctx, "card action failed", "err", err)
-	status := http.StatusInternalServerError
-	switch ErrorCode(err) {
-	case CodeForbidden:
-		status = http.StatusForbidden
-	case CodeNotFound:
-		status = http.StatusNotFound
-	case CodeUnavailable:
-		status = http.StatusServiceUnavailable
-	}
-	return InvokeError(status, string(ErrorCode(err)), err.Error())
+	return InvokeError(ErrorCode(err).HTTPStatus(), string(ErrorCode(err)), err.Error())
 }
 
 var errNotAllowed = errors.New("bot: not allowed to approve")

@@ -175,7 +175,7 @@ func (s *server) messages(c *gin.Context) {
 // fail answers a failed activity. The status tells the channel whether a
 // retry can help: 5xx for what may pass (Redis, the connector), 4xx otherwise.
 func (s *server) fail(c *gin.Context, a *bot.Activity, err error) {
-	status := HTTPStatus(bot.ErrorCode(err))
+	status := bot.ErrorCode(err).HTTPStatus()
 	s.opts.Metrics.observeActivity(string(a.Type), "error")
 	s.opts.Logger.ErrorContext(c.Request.Context(), "activity failed",
 		"type", a.Type, "name", a.Name, "activity_id", a.ID, "status", status, "err", err)
