@@ -156,7 +156,8 @@ func TestClaimExpires(t *testing.T) {
 // A service URL is trusted for the conversation it arrived in, under that
 // conversation's own key (its own Cluster slot), for ReferenceTTL.
 func TestServiceURLTrustIsPerConversation(t *testing.T) {
-	s, rdb := newStore(t, state.Options{ReferenceTTL: time.Hour})
+	prefix := fmt.Sprintf("test:svc:%d:", time.Now().UnixNano())
+	s, rdb := newStore(t, state.Options{Prefix: prefix, ReferenceTTL: time.Hour})
 	ctx := context.Background()
 	const u = "https://connector.contoso.example/amer/"
 	if ok, _ := s.IsTrustedServiceURL(ctx, "19:a@thread.v2", u); ok {
@@ -174,7 +175,7 @@ func TestServiceURLTrustIsPerConversation(t *testing.T) {
 	if ok, _ := s.IsTrustedServiceURL(ctx, "19:a@thread.v2", "https://evil.example/"); ok {
 		t.Error("another URL trusted for the conversation")
 	}
-	keys, _ := rdb.Keys(ctx, "*19:a@thread.v2*").Result()
+	keys, _ := rdb.Keys(ctx, prefix+"*").Result()
 	var found bool
 	for _, k := range keys {
 		if strings.Contains(k, "svc:{19:a@thread.v2}") {
