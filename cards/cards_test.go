@@ -140,31 +140,78 @@ func everyCard(t testing.TB) []named {
 	return out
 }
 
+// TestGolden compares every card the code builds with its golden file under
+// testdata/golden and fails on any difference, a missing file or a golden
+// file no card matches. Only -update rewrites them (go test ./cards -run
+// Golden -update): review the diff before committing it.
 func TestGolden(t *testing.T) {
+	dir := filepath.Join("testdata", "golden")
+	want := map[string]bool{}
 	for _, n := range everyCard(t) {
 		got, err := json.MarshalIndent(n.Card, "", "  ")
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, '\n')
-		path := filepath.Join("testdata", "golden", n.Name+".json")
+		path := filepath.Join(dir, n.Name+".json")
+		want[path] = true
+		old, err := os.ReadFile(path)
+		if bytes.Equal(got, old) {
+			continue
+		}
 		if *update {
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(path, got, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			t.Logf("rewrote %s", path)
 			continue
 		}
-		want, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatalf("%v (run go test ./cards -update to create it)", err)
+			t.Errorf("%s: %v (go test ./cards -run Golden -update creates it)", n.Name, err)
+			continue
 		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from %s; run go test ./cards -update and review the diff", n.Name, path)
+		t.Errorf("%s differs from %s at line %d:\n got: %s\nwant: %s\n(if the change is intended: go test ./cards -run Golden -update, and review the diff)",
+			n.Name, path, firstDiff(got, old), lineAt(got, firstDiff(got, old)), lineAt(old, firstDiff(got, old)))
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if want[f] {
+			continue
+		}
+		if *update {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("removed %s: no card matches it", f)
+			continue
+		}
+		t.Errorf("%s matches no card the code builds (go test ./cards -run Golden -update removes it)", f)
+	}
+}
+
+// firstDiff is the 1-based number of the first line where a and b differ.
+func firstDiff(a, b []byte) int {
+	la, lb := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
+	for i := range max(len(la), len(lb)) {
+		if i >= len(la) || i >= len(lb) || la[i] != lb[i] {
+			return i + 1
 		}
 	}
+	return 0
+}
+
+func lineAt(b []byte, n int) string {
+	lines := strings.Split(string(b), "\n")
+	if n < 1 || n > len(lines) {
+		return "(end of file)"
+	}
+	return strings.TrimSpace(lines[n-1])
 }
 
 // teamsMessageLimit is the largest message Teams accepts, card included.

@@ -210,10 +210,11 @@ func TestBadInputIsRefusedNamingTheField(t *testing.T) {
 // TestSchemaVersionIsTheNewest keeps SchemaVersion at the newest numbered
 // schema Microsoft ships in @microsoft/app-manifest.
 func TestSchemaVersionIsTheNewest(t *testing.T) {
-	dir := filepath.Join("..", "node_modules", "@microsoft", "app-manifest", "build", "json-schemas", "teams")
+	nodetest.Require(t, "@microsoft/app-manifest")
+	dir := filepath.Join(nodetest.Root(), "node_modules", "@microsoft", "app-manifest", "build", "json-schemas", "teams")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		nodetest.SkipOrFail(t, "@microsoft/app-manifest is not installed (run npm ci)")
+		t.Fatal(err)
 	}
 	newest := [2]int{}
 	re := regexp.MustCompile(`^v(\d+)\.(\d+)$`)

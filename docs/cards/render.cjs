@@ -1,6 +1,10 @@
 // Renders Adaptive Cards the way Teams shows them, with the official
 // adaptivecards renderer and a Teams-like host config, in headless Chromium.
 // Usage: node docs/cards/render.cjs <cards dir with *.json> <out dir for *.png>
+// Prints, as JSON, what a person would see of each card: its text and its
+// buttons (label, style, visibility, box within the screenshot).
+// `go test ./cards -run Browser -screenshots` renders the cards the code
+// builds into docs/cards with it.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -65,6 +69,7 @@ const css = `
     await page.addScriptTag({ path: path.join(modules, "markdown-it", "dist", "markdown-it.min.js") });
     await page.addScriptTag({ path: path.join(modules, "adaptivecards", "dist", "adaptivecards.min.js") });
     fs.mkdirSync(outDir, { recursive: true });
+    const report = [];
     const files = fs.readdirSync(cardsDir).filter((f) => f.endsWith(".json")).sort();
     for (const f of files) {
       const card = JSON.parse(fs.readFileSync(path.join(cardsDir, f), "utf8"));
@@ -87,8 +92,23 @@ const css = `
       }, [card, hostConfig]);
       if (problems.length) throw new Error(`${f}: ${problems.join("; ")}`);
       await page.locator("#card").screenshot({ path: path.join(outDir, f.replace(/\.json$/, ".png")) });
+      report.push(await page.evaluate((name) => {
+        const root = document.getElementById("card");
+        const origin = root.getBoundingClientRect();
+        const buttons = [...root.querySelectorAll("button")].map((b) => {
+          const r = b.getBoundingClientRect();
+          return {
+            label: (b.getAttribute("aria-label") || b.innerText).trim(),
+            style: b.classList.contains("style-positive") ? "positive" : b.classList.contains("style-destructive") ? "destructive" : "",
+            visible: r.width > 0 && r.height > 0 && getComputedStyle(b).visibility !== "hidden",
+            x: r.x - origin.x, y: r.y - origin.y, width: r.width, height: r.height,
+          };
+        });
+        return { name, text: root.innerText, buttons };
+      }, f.replace(/\.json$/, "")));
     }
-    console.log(`rendered ${files.length} cards to ${outDir}`);
+    console.error(`rendered ${files.length} cards to ${outDir}`);
+    process.stdout.write(JSON.stringify(report));
   } finally {
     await browser.close();
   }
