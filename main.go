@@ -4,9 +4,10 @@
 //
 // Usage:
 //
-//	upgradebot [serve]           run the bot (default)
+//	upgradebot                   the bot; without MicrosoftAppId, the sandbox
+//	upgradebot serve             the bot (without MicrosoftAppId: no Graph, loopback only)
 //	upgradebot manifest [flags]  write the Teams app package (see -h)
-//	upgradebot sandbox           run locally against a seeded fake Graph tenant
+//	upgradebot sandbox           run locally against a fake Graph tenant
 //	upgradebot healthcheck       exit 0 when the local bot answers /healthz
 package main
 
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -24,9 +26,17 @@ func main() {
 // run executes a subcommand and returns the process exit code: 0 on success,
 // 1 on a runtime failure, 2 on bad usage or configuration.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	cmd := "serve"
+	cmd := ""
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
+	}
+	if cmd == "" {
+		// README's first command: with no identity there is nothing real to
+		// serve, so show the product working against the sandbox's tenant.
+		cmd = "serve"
+		if strings.TrimSpace(getenv("MicrosoftAppId")) == "" {
+			cmd = "sandbox"
+		}
 	}
 	switch cmd {
 	case "serve":

@@ -32,9 +32,11 @@ type deps struct {
 	// azureTransport carries Entra ID token requests (a test trusts its
 	// fake authority's certificate here).
 	azureTransport *http.Client
-	// graphCredential, when set, is the Graph credential for every tenant
-	// (the sandbox's fake tenant), even without an app id.
-	graphCredential azcore.TokenCredential
+	// sandbox, set only by the sandbox command, is the one seam for its
+	// fake tenant: the Graph credential for every tenant (even without an
+	// app id), and a handler in front of the bot that adopts each new
+	// conversation into that tenant. Nil in production.
+	sandbox *sandbox
 }
 
 // newLogger returns the process's JSON logger and routes go-redis's own log
@@ -94,13 +96,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	var installations bot.Installations
 	var catalog bot.Catalog
 	var directory bot.Directory
-	if cfg.AppID != "" || d.graphCredential != nil {
+	if cfg.AppID != "" || d.sandbox != nil {
 		creds := newCredentials(cfg, d.azureTransport)
 		g, err := graph.New(graph.Options{
 			BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, Registerer: reg, Logger: logger,
 			Credential: func(tenant string) (azcore.TokenCredential, error) {
-				if d.graphCredential != nil {
-					return d.graphCredential, nil
+				if d.sandbox != nil {
+					return d.sandbox.credential(), nil
 				}
 				if cfg.AppType != appTypeMultiTenant || tenant == "" {
 					tenant = cfg.AppTenantID
@@ -128,8 +130,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
+	var activities botframework.ActivityHandler = b
+	if d.sandbox != nil {
+		activities = d.sandbox.handler(b)
+	}
 	handler, err := botframework.NewServer(botframework.ServerOptions{
-		Bot: b, Verifier: verifier, Trust: trust, Ready: store.Ready, Gatherer: reg, Metrics: metrics, Logger: logger,
+		Bot: activities, Verifier: verifier, Trust: trust, Ready: store.Ready, Gatherer: reg, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		return err

@@ -1,8 +1,11 @@
 // Drives Microsoft's M365 Agents Playground (a local Teams client) in
-// headless Chromium, in the personal chat. Each step is a message to type,
-// or "click:<button>" to press that button on the bot's last card; after
-// each it prints, as part of a JSON array, the text of the bot's answer
-// (for a click: the card as it was replaced).
+// headless Chromium, starting in the personal chat. Each step is a message
+// to type, "@<message>" to send it @mentioning the bot (named by $BOT_NAME),
+// as group chats and channels require, "click:<button>" to press that button
+// on the bot's last card, or "open:<conversation>" to switch to another
+// conversation (e.g. "open:Group Chat"). After each it prints, as part of a
+// JSON array, the text of the bot's answer (for a click: the card as it was
+// replaced; for open: the conversation's name).
 // Usage: node playground.cjs <playground url> <step>...
 "use strict";
 const { chromium } = require("playwright-core");
@@ -22,11 +25,21 @@ const { chromium } = require("playwright-core");
       return host === "127.0.0.1" || host === "localhost" ? r.continue() : r.abort();
     });
     await page.goto(url);
-    const box = page.locator('[data-lexical-editor="true"][contenteditable="true"]');
+    const box = page.locator('[data-lexical-editor="true"][contenteditable="true"]').first();
     await box.waitFor({ timeout: 30000 });
     const out = [];
     const cards = page.locator(".fai-OutputCard");
     for (const m of messages) {
+      if (m.startsWith("open:")) {
+        const name = m.slice("open:".length);
+        // The conversation list can sit outside the viewport's hit area.
+        await page.getByRole("treeitem", { name }).first().dispatchEvent("click");
+        // A conversation opened for the first time shows no bot message yet.
+        await page.waitForFunction(() => document.querySelectorAll(".fai-OutputCard").length === 0, null, { timeout: 10000 });
+        await box.waitFor({ timeout: 10000 });
+        out.push(name);
+        continue;
+      }
       if (m.startsWith("click:")) {
         const label = m.slice("click:".length);
         const card = cards.last();
@@ -38,7 +51,13 @@ const { chromium } = require("playwright-core");
       }
       const before = await cards.count();
       await box.click();
-      await box.type(m);
+      if (m.startsWith("@")) {
+        await box.type("@");
+        await page.getByText(process.env.BOT_NAME, { exact: true }).last().click();
+        await box.type(" " + m.slice(1));
+      } else {
+        await box.type(m);
+      }
       await page.keyboard.press("Enter");
       await cards.nth(before).waitFor({ timeout: 20000 });
       out.push(await cards.nth(before).innerText());

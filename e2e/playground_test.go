@@ -85,22 +85,21 @@ func buildBot(t *testing.T) string {
 	return binPath
 }
 
+// playgroundConfig is the Playground configuration with the sandbox's
+// pre-seeded ids; "" runs the Playground with its own defaults, as
+// `npx @microsoft/m365agentsplayground` without configuration does.
+const playgroundConfig = "playground.yml"
+
 // playground builds the bot, runs it with args, opens the M365 Agents
-// Playground on it and performs the steps (see playground.cjs); it returns
-// the bot's answer to each.
-func playground(t *testing.T, args []string, steps ...string) []string {
+// Playground on it (with config from testdata, or none) and performs the
+// steps (see playground.cjs); it returns the bot's answer to each.
+func playground(t *testing.T, args []string, config string, steps ...string) []string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
 	nodetest.Require(t, "@microsoft/m365agentsplayground", "playwright-core")
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		nodetest.SkipOrFail(t, "no Chromium at "+chromium)
-	}
+	chromium := nodetest.Chromium(t)
 	root := nodetest.Root()
 
 	// The bot, built once and run as a newcomer would: no configuration.
@@ -128,8 +127,15 @@ func playground(t *testing.T, args []string, steps ...string) []string {
 	// no outside connection.
 	pg := exec.Command("node", filepath.Join(root, "node_modules", "@microsoft", "m365agentsplayground", "cli.js"),
 		"start", "-e", botURL+"/api/messages", "-c", "msteams", "-p", fmt.Sprint(freePort(t)), "--disable-telemetry")
-	pg.Env = append(os.Environ(), "TEAMSAPPTESTER_BROWSER=none", "APPLICATION_INSIGHTS_NO_STATSBEAT=true",
-		"M365_AGENTS_PLAYGROUND_CONFIG_PATH="+filepath.Join(root, "e2e", "testdata", "playground.yml"))
+	// It writes devTools/m365agentsplayground.log into its working
+	// directory: keep that out of the tree.
+	pg.Dir = t.TempDir()
+	pg.Env = append(os.Environ(), "TEAMSAPPTESTER_BROWSER=none", "APPLICATION_INSIGHTS_NO_STATSBEAT=true")
+	botName := "Test Bot" // the Playground's default
+	if config != "" {
+		pg.Env = append(pg.Env, "M365_AGENTS_PLAYGROUND_CONFIG_PATH="+filepath.Join(root, "e2e", "testdata", config))
+		botName = "Upgrade Approvals"
+	}
 	pgOut := bufio.NewScanner(start(t, pg))
 	listening := regexp.MustCompile(`Listening on (\d+)`)
 	pgPort := make(chan string, 1)
@@ -151,7 +157,7 @@ func playground(t *testing.T, args []string, steps ...string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	drive := exec.CommandContext(ctx, "node", append([]string{filepath.Join(root, "e2e", "playground.cjs"), pgURL}, steps...)...)
-	drive.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(root, "node_modules"), "CHROMIUM="+chromium)
+	drive.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(root, "node_modules"), "CHROMIUM="+chromium, "BOT_NAME="+botName)
 	out, err := drive.Output()
 	if err != nil {
 		var stderr []byte
@@ -167,12 +173,13 @@ func playground(t *testing.T, args []string, steps ...string) []string {
 	return replies
 }
 
-func TestHelpInTheAgentsPlayground(t *testing.T) {
-	replies := playground(t, nil, "help", "check")
+// TestServeWithoutGraph runs `upgradebot serve` without an app identity:
+// it answers, and says plainly that it has no Graph access.
+func TestServeWithoutGraph(t *testing.T) {
+	replies := playground(t, []string{"serve"}, playgroundConfig, "help", "check")
 	if !strings.Contains(replies[0], "Upgrade Approvals") || !strings.Contains(replies[0], "List pending app upgrades here") {
 		t.Errorf("help showed %q", replies[0])
 	}
-	// Without an app identity there is no Graph; the bot says so plainly.
 	if !strings.Contains(replies[1], "Microsoft Graph access is not configured") {
 		t.Errorf("check showed %q", replies[1])
 	}
@@ -182,7 +189,7 @@ func TestHelpInTheAgentsPlayground(t *testing.T) {
 // client: the sandbox's fake tenant has Polls 1.0.0 installed in the
 // user's personal scope, and 1.1.0 in the catalog.
 func TestApproveInTheAgentsPlayground(t *testing.T) {
-	replies := playground(t, []string{"sandbox"}, "check", "click:Approve", "history")
+	replies := playground(t, []string{"sandbox"}, playgroundConfig, "check", "click:Approve", "history")
 	for _, want := range []string{"Polls", "1.0.0", "1.1.0", "High risk", "Read all messages in this chat", "You can approve."} {
 		if !strings.Contains(replies[0], want) {
 			t.Errorf("the pending card lacks %q:\n%s", want, replies[0])
@@ -193,5 +200,29 @@ func TestApproveInTheAgentsPlayground(t *testing.T) {
 	}
 	if !strings.Contains(replies[2], "Megan Bowen approved: Polls upgraded 1.0.0 → 1.1.0") {
 		t.Errorf("history shows:\n%s", replies[2])
+	}
+}
+
+// TestNewcomersFirstRun is README's first two lines: `go run .` with no
+// configuration at all and the Playground with none either. The sandbox
+// adopts the Playground's own user and chats: the whole flow works in the
+// personal chat, and the group chat has its pending upgrades too.
+func TestNewcomersFirstRun(t *testing.T) {
+	replies := playground(t, nil, "", "check", "click:Approve", "history", "open:Group Chat", "@check")
+	for _, want := range []string{"Polls", "1.0.0", "1.1.0", "You can approve."} {
+		if !strings.Contains(replies[0], want) {
+			t.Errorf("the pending card lacks %q:\n%s", want, replies[0])
+		}
+	}
+	if !strings.Contains(replies[1], "Polls was upgraded to 1.1.0") || !strings.Contains(replies[1], "Approved by Alex Wilber") {
+		t.Errorf("after Approve the card shows:\n%s", replies[1])
+	}
+	if !strings.Contains(replies[2], "Alex Wilber approved: Polls upgraded 1.0.0 → 1.1.0") {
+		t.Errorf("history shows:\n%s", replies[2])
+	}
+	for _, want := range []string{"Polls", "Tasks", "Whiteboard"} {
+		if !strings.Contains(replies[4], want) {
+			t.Errorf("check in the group chat lacks %q:\n%s", want, replies[4])
+		}
 	}
 }

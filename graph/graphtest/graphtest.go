@@ -178,6 +178,23 @@ func (t *Tenant) Installed(kind, scopeID, installationID string) (string, []Perm
 	return "", nil
 }
 
+// Knows reports whether a scope (kind Chat, Team or User) has any
+// installation or member: whether Graph would find it.
+func (t *Tenant) Knows(kind, scopeID string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, installed := t.scopes[kind+"/"+scopeID]
+	_, members := t.members[kind+"/"+scopeID]
+	return installed || members
+}
+
+// Members returns a chat's or team's members.
+func (t *Tenant) Members(kind, scopeID string) []Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.members[kind+"/"+scopeID])
+}
+
 // AddMembers adds members to a chat or team.
 func (t *Tenant) AddMembers(kind, scopeID string, ms ...Member) {
 	t.mu.Lock()

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upgradeapprovals/bot/bot/bottest"
+	"github.com/upgradeapprovals/bot/graph/graphtest"
+)
+
+// Ids as the M365 Agents Playground sends them without a configuration:
+// nothing the sandbox was seeded with.
+const (
+	pgTenant = "00000000-0000-0000-0000-0000000000001"
+	pgUser   = "00000000-0000-0000-0000-0000000000020"
+	pgOther  = "00000000-0000-0000-0000-0000000000021"
+	pgBot    = "00000000-0000-0000-0000-00000000000011"
+	pgChat   = "33eec705-51c2-4dd0-91d2-14e9d6784066"
+)
+
+// sandboxHarness runs the bot as the sandbox command does (no app id, its
+// fake tenant behind the sandbox seam) on real Redis, with a recording
+// connector standing in for the Playground.
+type sandboxHarness struct {
+	sb        *sandbox
+	connector *bottest.Connector
+	url       string
+}
+
+func newSandboxHarness(t *testing.T) *sandboxHarness {
+	t.Helper()
+	h := &sandboxHarness{sb: newSandbox(slog.New(slog.NewTextHandler(io.Discard, nil))), connector: bottest.NewConnector(t)}
+	stopGraph, err := h.sb.listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopGraph)
+	env := map[string]string{"REDIS_URL": redisURL(), "REDIS_PREFIX": fmt.Sprintf("test:sandbox:%d:", time.Now().UnixNano())}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.GraphBaseURL = h.sb.tenant.BaseURL + "/v1.0"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.url = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps{listener: ln, sandbox: h.sb})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return h
+}
+
+// activity is shaped as the Playground's: ids from its defaults, no token.
+func (h *sandboxHarness) activity(typ, conversationType, conversationID string, from map[string]any, text string) map[string]any {
+	a := map[string]any{
+		"type": typ, "id": fmt.Sprint(time.Now().UnixNano()), "channelId": "msteams", "serviceUrl": h.connector.URL(), "locale": "en-US",
+		"from":         from,
+		"recipient":    map[string]any{"id": pgBot, "name": "Test Bot"},
+		"conversation": map[string]any{"id": conversationID, "conversationType": conversationType, "tenantId": pgTenant},
+		"channelData":  map[string]any{"tenant": map[string]any{"id": pgTenant}},
+	}
+	if text != "" {
+		a["text"] = text
+	}
+	if conversationType != "personal" && typ == "message" {
+		a["text"] = "<at>Test Bot</at> " + text
+		a["entities"] = []any{map[string]any{"type": "mention", "text": "<at>Test Bot</at>", "mentioned": map[string]any{"id": pgBot, "name": "Test Bot"}}}
+	}
+	return a
+}
+
+func (h *sandboxHarness) post(t *testing.T, a map[string]any) (int, string) {
+	t.Helper()
+	b, _ := json.Marshal(a)
+	resp, err := http.Post(h.url+"/api/messages", "application/json", strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+// approvalIDs lists the ids of the single approvals a card carries.
+func approvalIDs(t *testing.T, call bottest.ConnectorCall) []string {
+	t.Helper()
+	b, _ := json.Marshal(call.Activity["attachments"])
+	var ids []string
+	for _, m := range strings.Split(string(b), `"approvalId":"`)[1:] {
+		id := m[:strings.IndexByte(m, '"')]
+		if strings.HasPrefix(id, "apr_") && (len(ids) == 0 || ids[len(ids)-1] != id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func TestSandboxAdoptsWhateverTalksToIt(t *testing.T) {
+	h := newSandboxHarness(t)
+	alex := map[string]any{"id": "user-id-0", "name": "Alex Wilber", "aadObjectId": pgUser}
+	lynne := map[string]any{"id": "user-id-1", "name": "Lynne Robbins", "aadObjectId": pgOther}
+
+	// A personal chat: the user's own scope gets Polls behind the catalog.
+	if code, _ := h.post(t, h.activity("message", "personal", "aacbaebb-4c4a-4107-88fa-11d30be08601", alex, "check")); code != http.StatusOK {
+		t.Fatalf("check: status %d", code)
+	}
+	card, _ := json.Marshal(h.connector.WaitCalls(t, 1)[0].Activity)
+	for _, want := range []string{"Polls", "1.0.0", "1.1.0", "You can approve."} {
+		if !strings.Contains(string(card), want) {
+			t.Errorf("personal check lacks %q: %s", want, card)
+		}
+	}
+
+	// A group chat, first seen through Alex: Alex owns it.
+	if code, _ := h.post(t, h.activity("message", "groupChat", pgChat, alex, "check")); code != http.StatusOK {
+		t.Fatalf("group check: status %d", code)
+	}
+	list := h.connector.WaitCalls(t, 2)[1]
+	b, _ := json.Marshal(list.Activity)
+	for _, want := range []string{"Polls", "Tasks", "Whiteboard"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("group check lacks %q: %s", want, b)
+		}
+	}
+	ids := approvalIDs(t, list)
+	if len(ids) == 0 {
+		t.Fatalf("no approval in %s", b)
+	}
+	ms := h.sb.tenant.Members(graphtest.Chat, pgChat)
+	if len(ms) != 1 || ms[0].UserID != pgUser || len(ms[0].Roles) != 1 || ms[0].Roles[0] != "owner" || ms[0].TenantID != pgTenant {
+		t.Errorf("group chat members after first sight: %+v", ms)
+	}
+
+	// Lynne speaks later: she becomes a member, not an owner, and cannot approve.
+	approve := func(from map[string]any) (int, string) {
+		a := h.activity("invoke", "groupChat", pgChat, from, "")
+		a["name"], a["replyToId"] = "adaptiveCard/action", "activity-1"
+		a["value"] = map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": ids[0]}}}
+		return h.post(t, a)
+	}
+	if code, body := approve(lynne); code != http.StatusOK || !strings.Contains(body, "can't approve") {
+		t.Errorf("a member's Approve: %d %s", code, body)
+	}
+	ms = h.sb.tenant.Members(graphtest.Chat, pgChat)
+	if len(ms) != 2 || ms[1].UserID != pgOther || len(ms[1].Roles) != 0 {
+		t.Errorf("members after Lynne spoke: %+v", ms)
+	}
+	if code, body := approve(alex); code != http.StatusOK || !strings.Contains(body, "was upgraded to") {
+		t.Errorf("the owner's Approve: %d %s", code, body)
+	}
+}
