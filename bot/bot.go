@@ -133,10 +133,19 @@ func (t *Turn) Reply(ctx context.Context, m Message) (string, error) {
 // after remembering the conversation it came from. On error the claim on the
 // activity is released so that the channel's redelivery is handled again.
 func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) {
+	ref := a.Reference(b.opts.Now())
+	saveRef := ref.ConversationID != "" && ref.ServiceURL != ""
 	key := ""
 	if a.ID != "" && a.Conversation.ID != "" {
 		key = a.Conversation.ID + "|" + a.ID
-		first, err := b.opts.Activities.Claim(ctx, key)
+		var first bool
+		var err error
+		if rc, ok := b.opts.Activities.(ReferenceClaimer); ok && saveRef {
+			first, err = rc.ClaimAndSaveReference(ctx, key, ref)
+			saveRef = false
+		} else {
+			first, err = b.opts.Activities.Claim(ctx, key)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -145,7 +154,7 @@ func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) 
 			return nil, nil
 		}
 	}
-	resp, err := b.handle(ctx, a)
+	resp, err := b.handle(ctx, a, ref, saveRef)
 	if err != nil && key != "" {
 		if rerr := b.opts.Activities.Release(ctx, key); rerr != nil {
 			b.opts.Logger.WarnContext(ctx, "cannot release activity claim", "activity_id", a.ID, "err", rerr)
@@ -154,9 +163,15 @@ func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) 
 	return resp, err
 }
 
-func (b *Bot) handle(ctx context.Context, a *Activity) (*InvokeResponse, error) {
-	ref := a.Reference(b.opts.Now())
-	if ref.ConversationID != "" && ref.ServiceURL != "" {
+// ReferenceClaimer is an ActivityLog that claims an activity and saves its
+// conversation's reference in one round trip, as every activity needs both;
+// Handle uses it when the ActivityLog offers it.
+type ReferenceClaimer interface {
+	ClaimAndSaveReference(ctx context.Context, key string, ref ConversationRef) (bool, error)
+}
+
+func (b *Bot) handle(ctx context.Context, a *Activity, ref ConversationRef, saveRef bool) (*InvokeResponse, error) {
+	if saveRef {
 		if err := b.opts.Conversations.SaveReference(ctx, ref); err != nil {
 			return nil, err
 		}
