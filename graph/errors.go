@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"time"
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
@@ -17,11 +15,10 @@ import (
 // message (either may be empty: Graph sends 403 UnknownError with no
 // message), and what an admin can do about it.
 type APIError struct {
-	Op         string        // what the bot was doing, e.g. "upgrade app in chat"
-	Status     int           // HTTP status; 0 when no response arrived
-	Code       string        // Graph's error.code
-	Message    string        // Graph's error.message
-	RetryAfter time.Duration // from Retry-After on 429/503, when given
+	Op      string // what the bot was doing, e.g. "upgrade app in chat"
+	Status  int    // HTTP status; 0 when no response arrived
+	Code    string // Graph's error.code
+	Message string // Graph's error.message
 	// Permission is the Graph application permission that grants Op, named
 	// on 403 so the admin knows what to grant.
 	Permission string
@@ -53,19 +50,20 @@ func translate(err error, op, permission string) error {
 			ae.Code = deref(main.GetCode())
 			ae.Message = deref(main.GetMessage())
 		}
-		ae.RetryAfter = retryAfter(odata.ResponseHeaders)
 	case errors.As(err, &api):
 		ae.Status = api.ResponseStatusCode
 		ae.Message = api.Message
-		ae.RetryAfter = retryAfter(api.ResponseHeaders)
 	default:
 		return &bot.Error{Code: bot.CodeUnavailable, Message: "graph: " + op + ": Microsoft Graph unreachable", Err: err}
 	}
-	code, hint := classify(ae)
+	code, hint := codeAndHint(ae)
 	return &bot.Error{Code: code, Message: ae.Error() + hint, Err: ae}
 }
 
-func classify(e *APIError) (bot.Code, string) {
+// codeAndHint maps a Graph failure to the domain's code and what an admin
+// can do about it. (Retry-After needs no parsing here: the SDK's retry
+// handler honours it before an error gets this far.)
+func codeAndHint(e *APIError) (bot.Code, string) {
 	switch {
 	case e.Status == http.StatusBadRequest:
 		return bot.CodeInvalid, ""
@@ -89,18 +87,6 @@ func classify(e *APIError) (bot.Code, string) {
 		return bot.CodeUnavailable, ""
 	}
 	return bot.CodeInternal, ""
-}
-
-func retryAfter(h *abstractions.ResponseHeaders) time.Duration {
-	if h == nil {
-		return 0
-	}
-	for _, v := range h.Get("Retry-After") {
-		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
-			return time.Duration(secs * float64(time.Second))
-		}
-	}
-	return 0
 }
 
 func deref(s *string) string {
