@@ -99,6 +99,21 @@ func (h *sandboxHarness) post(t *testing.T, a map[string]any) (int, string) {
 	return resp.StatusCode, string(out)
 }
 
+// reply waits for the bot's first message to a conversation.
+func (h *sandboxHarness) reply(t *testing.T, conversation string) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, c := range h.connector.Calls() {
+			if c.Method == http.MethodPost && strings.Contains(c.Path, "/v3/conversations/"+conversation+"/") {
+				b, _ := json.Marshal(c.Activity)
+				return string(b)
+			}
+		}
+	}
+	t.Fatalf("no reply in %s", conversation)
+	return ""
+}
+
 // approvalIDs lists the ids of the single approvals a card carries.
 func approvalIDs(t *testing.T, call bottest.ConnectorCall) []string {
 	t.Helper()
@@ -165,5 +180,23 @@ func TestSandboxAdoptsWhateverTalksToIt(t *testing.T) {
 	}
 	if code, body := approve(alex); code != http.StatusOK || !strings.Contains(body, "was upgraded to") {
 		t.Errorf("the owner's Approve: %d %s", code, body)
+	}
+
+	// A meeting chat and a team's channel are adopted the same way.
+	meeting := h.activity("message", "groupChat", "19:meeting_NjQ4ZTAw@thread.v2", lynne, "check")
+	channel := h.activity("message", "channel", "team-id", alex, "check")
+	channel["channelData"] = map[string]any{"tenant": map[string]any{"id": pgTenant},
+		"team": map[string]any{"id": "team-id", "name": "My Team", "aadGroupId": "00000000-0000-0000-0000-000000000031"}}
+	for _, a := range []map[string]any{meeting, channel} {
+		conversation := a["conversation"].(map[string]any)["id"].(string)
+		if code, _ := h.post(t, a); code != http.StatusOK {
+			t.Fatalf("check in %s: status %d", conversation, code)
+		}
+		if reply := h.reply(t, conversation); !strings.Contains(reply, "Whiteboard") {
+			t.Errorf("check in %s lacks the pending upgrades: %q", conversation, reply)
+		}
+	}
+	if ms := h.sb.tenant.Members(graphtest.Team, "00000000-0000-0000-0000-000000000031"); len(ms) != 1 || ms[0].UserID != pgUser || ms[0].Roles[0] != "owner" {
+		t.Errorf("team members: %+v", ms)
 	}
 }

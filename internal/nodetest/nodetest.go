@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,9 +84,14 @@ func SkipOrFail(tb testing.TB, msg string) {
 	if InCI() {
 		tb.Fatal("CANNOT RUN under CI: " + msg)
 	}
-	// Loud on purpose: go test prints skips only with -v, so say it on
-	// stderr too, where a plain run shows it.
-	fmt.Fprintf(os.Stderr, "\n*** %s SKIPPED: %s ***\n\n", tb.Name(), msg)
+	// Loud on purpose: go test shows a passing package's output (skips
+	// included) only with -v, so tell the terminal directly when there is one.
+	w := io.Writer(os.Stderr)
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		w = tty
+	}
+	fmt.Fprintf(w, "\n*** %s SKIPPED: %s ***\n\n", tb.Name(), msg)
 	tb.Skip("SKIPPING: " + msg)
 }
 
