@@ -33,7 +33,8 @@ func ParseURL(rawURL string) (*redis.UniversalOptions, error) {
 }
 
 // redactSecret removes what looks like rawURL's credentials from msg, as a
-// last line of defence for messages that quote parts of the URL.
+// last line of defence for messages that quote parts of the URL; when a
+// piece of the password still shows, only a generic message is left.
 func redactSecret(msg, rawURL string) string {
 	_, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
@@ -44,9 +45,18 @@ func redactSecret(msg, rawURL string) string {
 		return msg
 	}
 	info := rest[:at]
-	for _, secret := range []string{info, url.PathEscape(info), strings.SplitN(info, ":", 2)[len(strings.SplitN(info, ":", 2))-1]} {
-		if len(secret) >= 3 {
-			msg = strings.ReplaceAll(msg, secret, "xxxxx")
+	secret := info
+	if _, pass, ok := strings.Cut(info, ":"); ok {
+		secret = pass
+	}
+	for _, s := range []string{info, url.PathEscape(info), secret} {
+		if len(s) >= 3 {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
+	for i := 0; i+4 <= len(secret); i++ {
+		if strings.Contains(msg, secret[i:i+4]) {
+			return "cannot be parsed (percent-encode unusual characters in the password)"
 		}
 	}
 	return msg
