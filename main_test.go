@@ -43,6 +43,7 @@ type harness struct {
 	url       string
 	stop      context.CancelFunc
 	done      chan error
+	tune      func(*deps) // adjusts serve's seams before start
 }
 
 func newHarness(t *testing.T) *harness {
@@ -80,7 +81,11 @@ func (h *harness) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop, h.done = cancel, make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { h.done <- serve(ctx, cfg, logger, deps{listener: ln, azureTransport: h.aad.Client()}) }()
+	d := deps{listener: ln, azureTransport: h.aad.Client()}
+	if h.tune != nil {
+		h.tune(&d)
+	}
+	go func() { h.done <- serve(ctx, cfg, logger, d) }()
 	t.Cleanup(func() { h.shutdown(t) })
 }
 

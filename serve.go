@@ -37,6 +37,10 @@ type deps struct {
 	// app id), and a handler in front of the bot that adopts each new
 	// conversation into that tenant. Nil in production.
 	sandbox *sandbox
+	// tune adjusts the bot's options (fault tests shorten its waits), and
+	// reaperInterval the reaper's; zero: production values.
+	tune           func(*bot.Options)
+	reaperInterval time.Duration
 }
 
 // newLogger returns the process's JSON logger and routes go-redis's own log
@@ -49,6 +53,9 @@ func newLogger(w io.Writer) *slog.Logger {
 
 // shutdownGrace bounds how long in-flight requests may take after SIGTERM.
 const shutdownGrace = 10 * time.Second
+
+// reaperInterval is how often the reaper looks for interrupted upgrades.
+const reaperInterval = 15 * time.Second
 
 func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -123,13 +130,26 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
-	b, err := bot.New(bot.Options{
+	bopts := bot.Options{
 		Connector: connector, Conversations: store, Activities: store, Approvals: store,
 		Installations: installations, Catalog: catalog, Directory: directory, Approvers: cfg.Approvers, Logger: logger,
-	})
+	}
+	if d.tune != nil {
+		d.tune(&bopts)
+	}
+	b, err := bot.New(bopts)
 	if err != nil {
 		return err
 	}
+	// One replica at a time reconciles upgrades whose replica died mid-call.
+	reaperDone := make(chan struct{})
+	every := reaperInterval
+	if d.reaperInterval > 0 {
+		every = d.reaperInterval
+	}
+	go func() { defer close(reaperDone); b.RunReaper(ctx, store, every) }()
+	defer func() { <-reaperDone }()
+
 	var activities botframework.ActivityHandler = b
 	if d.sandbox != nil {
 		activities = d.sandbox.handler(b)
@@ -163,6 +183,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	// Upgrades outlive their invokes; let them record their outcome before
+	// Redis closes.
+	dctx, dcancel := context.WithTimeout(context.Background(), b.DrainTimeout())
+	defer dcancel()
+	if err := b.Drain(dctx); err != nil {
+		logger.Warn("shutdown: upgrades still running are left to the reaper", "err", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err

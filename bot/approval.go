@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -41,19 +42,79 @@ type Approval struct {
 	Conversation ConversationRef `json:"conversation"`
 	// CardActivityID is the message showing this approval, updated for
 	// everyone when it is decided.
-	CardActivityID string    `json:"cardActivityId,omitempty"`
-	Locale         string    `json:"locale,omitempty"`
-	CreatedAt      time.Time `json:"createdAt"`
-	ExpiresAt      time.Time `json:"expiresAt"`
-	DecidedBy      *Person   `json:"decidedBy,omitempty"`
-	DecidedAt      time.Time `json:"decidedAt,omitzero"`
+	CardActivityID string `json:"cardActivityId,omitempty"`
+	// OtherCards show the same approval elsewhere (another channel of the
+	// team asked too); they are updated with it.
+	OtherCards []PostedCard `json:"otherCards,omitempty"`
+	Locale     string       `json:"locale,omitempty"`
+	CreatedAt  time.Time    `json:"createdAt"`
+	ExpiresAt  time.Time    `json:"expiresAt"`
+	DecidedBy  *Person      `json:"decidedBy,omitempty"`
+	DecidedAt  time.Time    `json:"decidedAt,omitzero"`
 	// Problem is why the upgrade failed, with what an admin can do.
 	Problem string `json:"problem,omitempty"`
+	// ClaimToken names the upgrade claim while upgrading: only its holder
+	// may record the outcome.
+	ClaimToken string `json:"claimToken,omitempty"`
+	// UpgradeSentAt is set just before Graph's upgrade is called: without
+	// it an interrupted claim certainly never reached Graph.
+	UpgradeSentAt time.Time `json:"upgradeSentAt,omitzero"`
 }
 
-// OpenKey identifies "the same request": one installation, one target.
-func (a Approval) OpenKey() string {
-	return a.Conversation.ConversationID + "|" + a.Upgrade.Installation.ID + "|" + a.Upgrade.Target.ID
+// PostedCard is a message showing an approval.
+type PostedCard struct {
+	Conversation ConversationRef `json:"conversation"`
+	ActivityID   string          `json:"activityId"`
+}
+
+// maxOtherCards bounds the cards one approval keeps true.
+const maxOtherCards = 20
+
+// OpenKey identifies "the same request": one installation (in one tenant)
+// and one target version. There is at most one open approval per OpenKey,
+// whichever conversation or channel thread asked, so a team installation
+// seen from several channels gets one approval, and a proactive post finds
+// the approval a check already opened (and the other way round).
+type OpenKey struct {
+	TenantID       string
+	InstallationID string
+	TargetVersion  string
+}
+
+func (k OpenKey) String() string {
+	return k.TenantID + "|" + k.InstallationID + "|" + k.TargetVersion
+}
+
+// OpenKey is the approval's open key.
+func (a Approval) OpenKey() OpenKey {
+	tenant := a.Upgrade.Installation.Scope.TenantID
+	if tenant == "" {
+		tenant = a.Conversation.TenantID
+	}
+	return OpenKey{TenantID: strings.ToLower(tenant), InstallationID: a.Upgrade.Installation.ID,
+		TargetVersion: strings.TrimSpace(a.Upgrade.Target.Version)}
+}
+
+// BelongsTo reports whether the approval may be acted on from ref: the same
+// tenant and the same installation scope (a team's channels share the team's
+// installation; a chat and a personal scope are their own), and, outside
+// teams, the same conversation. Approval and batch ids travel in card data
+// that anyone can copy, so an id from elsewhere is treated as unknown.
+func (a Approval) BelongsTo(ref ConversationRef) bool {
+	scope := a.Upgrade.Installation.Scope
+	if ref.Scope == nil || ref.TenantID == "" || !strings.EqualFold(ref.TenantID, a.OpenKey().TenantID) {
+		return false
+	}
+	if ref.Scope.Kind != scope.Kind || !strings.EqualFold(ref.Scope.ID, scope.ID) {
+		return false
+	}
+	return scope.Kind == ScopeTeam || baseConversation(ref.ConversationID) == baseConversation(a.Conversation.ConversationID)
+}
+
+// baseConversation drops a channel thread's ";messageid=…" suffix.
+func baseConversation(id string) string {
+	base, _, _ := strings.Cut(id, ";")
+	return base
 }
 
 // NewApprovalID returns an opaque, unguessable id.
@@ -78,15 +139,21 @@ type AuditEvent struct {
 
 // ApprovalStore keeps approvals, batches and the audit trail.
 type ApprovalStore interface {
-	// OpenApproval returns the open (pending or failed) approval with a's
-	// OpenKey, or stores a as new. created reports which.
+	// OpenApproval returns the approval open under a.OpenKey() — pending,
+	// failed (it may be retried), upgrading or upgraded — or stores a under
+	// a new id (a.ID is ignored) and returns it with created true. It is
+	// atomic across replicas: racing opens of one key return one approval.
 	OpenApproval(ctx context.Context, a Approval) (stored Approval, created bool, err error)
+	// OpenApprovalFor returns the approval open under k, or CodeNotFound.
+	// Whoever posts cards unasked uses it to never post a second request.
+	OpenApprovalFor(ctx context.Context, k OpenKey) (Approval, error)
 	// Approval returns an approval, or an error with CodeNotFound.
 	Approval(ctx context.Context, id string) (Approval, error)
 	// Transition applies change to the approval atomically if its status is
 	// one of from; otherwise it returns the approval as it is and an error
 	// with CodeConflict.
 	Transition(ctx context.Context, id string, from []ApprovalStatus, change func(*Approval)) (Approval, error)
+	Claims
 	// SaveBatch remembers approval ids under a new batch id ("approve all").
 	SaveBatch(ctx context.Context, ids []string) (string, error)
 	// Batch returns the approval ids of a batch, or CodeNotFound.
@@ -96,6 +163,41 @@ type ApprovalStore interface {
 	// Audit returns up to n events of a conversation, newest first.
 	Audit(ctx context.Context, conversationID string, n int) ([]AuditEvent, error)
 }
+
+// Claims are the upgrade claims on approvals: who may call Graph's upgrade
+// for an approval, decided in the store, never from a copy read before.
+type Claims interface {
+	// ClaimUpgrade moves a pending or failed approval to upgrading for who,
+	// under a new ClaimToken and a lease that expires in the store after
+	// lease. Of concurrent claims exactly one wins; the others get the
+	// approval as it stands and CodeConflict.
+	ClaimUpgrade(ctx context.Context, id string, who Person, at time.Time, lease time.Duration) (Approval, error)
+	// TakeOverClaim gives an upgrading approval whose lease has expired (its
+	// replica died or hung) a new ClaimToken and lease, so one reconciler
+	// finishes it. A live lease, or any other status, is CodeConflict.
+	TakeOverClaim(ctx context.Context, id string, lease time.Duration) (Approval, error)
+	// Amend applies change to an upgrading approval if token is still its
+	// ClaimToken, keeping the claim; otherwise CodeConflict.
+	Amend(ctx context.Context, id, token string, change func(*Approval)) (Approval, error)
+	// Settle applies change (the outcome) to an upgrading approval if token
+	// is still its ClaimToken, and ends the claim; otherwise CodeConflict.
+	Settle(ctx context.Context, id, token string, change func(*Approval)) (Approval, error)
+	// ExpiredClaims lists up to n upgrading approvals whose lease has expired.
+	ExpiredClaims(ctx context.Context, n int) ([]string, error)
+}
+
+// Leases elect one replica for background work: a lease is held by one
+// holder until it expires or the holder renews it.
+type Leases interface {
+	// HoldLease takes the lease name for holder, or renews it if holder
+	// holds it, for ttl. It reports whether holder now holds it.
+	HoldLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+}
+
+// ErrUpgradeUncertain is in the chain of an Installations.Upgrade error
+// when the upgrade may have taken effect anyway: Graph answered 5xx, or the
+// answer was lost. The installation is then read back, never upgraded again.
+var ErrUpgradeUncertain = errors.New("the upgrade may have taken effect")
 
 // ApproverPolicy says who may approve (BOT_APPROVERS). Anyone a rule
 // allows may approve; with no rule, nobody but the personal scope's user.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/infracloudio/msbotbuilder-go/schema"
@@ -58,6 +59,17 @@ type Options struct {
 	Approvers ApproverPolicy
 	// ApprovalTTL is how long a request stays open. Default 7 days.
 	ApprovalTTL time.Duration
+	// InvokeWait is how long a card action waits for Graph's upgrade before
+	// it answers "upgrading…" (Teams gives up on an invoke after about 15 s);
+	// the upgrade goes on and updates the card when it ends. Default 8 s.
+	InvokeWait time.Duration
+	// UpgradeTimeout bounds one upgrade call to Graph, retries included.
+	// An upgrade claim's lease outlives it by a margin, after which the
+	// reaper reconciles the claim. Default 60 s.
+	UpgradeTimeout time.Duration
+	// Parallel bounds how many upgrades of one "approve all" run at once.
+	// Default 4.
+	Parallel int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -69,6 +81,9 @@ type Bot struct {
 	opts   Options
 	router *Router
 	cards  *cards.Cards
+	// inflight counts decisions still running after their invoke was
+	// answered; Drain waits for them before the store goes away.
+	inflight sync.WaitGroup
 }
 
 // New returns a Bot. Connector, Conversations, Activities and Approvals are
@@ -82,6 +97,15 @@ func New(opts Options) (*Bot, error) {
 	}
 	if opts.ApprovalTTL <= 0 {
 		opts.ApprovalTTL = 7 * 24 * time.Hour
+	}
+	if opts.InvokeWait <= 0 {
+		opts.InvokeWait = 8 * time.Second
+	}
+	if opts.UpgradeTimeout <= 0 {
+		opts.UpgradeTimeout = time.Minute
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 4
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -136,7 +160,12 @@ func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) 
 	ref := a.Reference(b.opts.Now())
 	saveRef := ref.ConversationID != "" && ref.ServiceURL != ""
 	key := ""
-	if a.ID != "" && a.Conversation.ID != "" {
+	// Invokes are not deduplicated: Teams waits for their answer, so a
+	// redelivered card action must get one, and every card action is
+	// idempotent through the approval's own state (one claim wins). A
+	// dedupe claim left behind by a failure would otherwise swallow the
+	// redelivery of an approval.
+	if a.ID != "" && a.Conversation.ID != "" && a.Type != "invoke" {
 		key = a.Conversation.ID + "|" + a.ID
 		var first bool
 		var err error
@@ -154,13 +183,29 @@ func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) 
 			return nil, nil
 		}
 	}
+	if key != "" {
+		// A panic (recovered further up as a 500) must not leave the claim
+		// behind, or Teams' redelivery would be dropped as a duplicate.
+		defer func() {
+			if p := recover(); p != nil {
+				b.release(ctx, key, a.ID)
+				panic(p)
+			}
+		}()
+	}
 	resp, err := b.handle(ctx, a, ref, saveRef)
 	if err != nil && key != "" {
-		if rerr := b.opts.Activities.Release(ctx, key); rerr != nil {
-			b.opts.Logger.WarnContext(ctx, "cannot release activity claim", "activity_id", a.ID, "err", rerr)
-		}
+		b.release(ctx, key, a.ID)
 	}
 	return resp, err
+}
+
+func (b *Bot) release(ctx context.Context, key, activityID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := b.opts.Activities.Release(ctx, key); err != nil {
+		b.opts.Logger.WarnContext(ctx, "cannot release activity claim", "activity_id", activityID, "err", err)
+	}
 }
 
 // ReferenceClaimer is an ActivityLog that claims an activity and saves its

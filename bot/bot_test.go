@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
 )
@@ -20,11 +21,15 @@ type fakeConnector struct {
 	sends   []bot.Message
 	updates map[string]bot.Message // by activity id
 	err     error
+	panics  bool // Reply panics, as a bug would
 }
 
 func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string, m bot.Message) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.panics {
+		panic("connector bug")
+	}
 	if f.err != nil {
 		return "", f.err
 	}
@@ -49,6 +54,12 @@ func (f *fakeConnector) Update(_ context.Context, _ bot.ConversationRef, id stri
 	return nil
 }
 
+func (f *fakeConnector) update(id string) bot.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.updates[id]
+}
+
 // memState is an in-memory ConversationStore, ActivityLog and
 // ApprovalStore (the Redis one is tested in state/).
 type memState struct {
@@ -56,26 +67,131 @@ type memState struct {
 	refs      map[string]bot.ConversationRef
 	claims    map[string]bool
 	approvals map[string]bot.Approval
-	open      map[string]string
+	open      map[bot.OpenKey]string
 	batches   map[string][]string
 	audit     map[string][]bot.AuditEvent
+	leases    map[string]time.Time // claim leases by approval id
+	down      error                // every approval call fails with it
 }
 
 func newMemState() *memState {
 	return &memState{refs: map[string]bot.ConversationRef{}, claims: map[string]bool{}, approvals: map[string]bot.Approval{},
-		open: map[string]string{}, batches: map[string][]string{}, audit: map[string][]bot.AuditEvent{}}
+		open: map[bot.OpenKey]string{}, batches: map[string][]string{}, audit: map[string][]bot.AuditEvent{},
+		leases: map[string]time.Time{}}
+}
+
+func stillOpen(s bot.ApprovalStatus) bool {
+	return s != bot.StatusRejected && s != bot.StatusExpired && s != bot.StatusSuperseded
 }
 
 func (m *memState) OpenApproval(_ context.Context, a bot.Approval) (bot.Approval, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if id, ok := m.open[a.OpenKey()]; ok {
-		if e := m.approvals[id]; e.Status == bot.StatusPending || e.Status == bot.StatusFailed {
+		if e := m.approvals[id]; stillOpen(e.Status) {
 			return e, false, nil
 		}
 	}
+	a.ID = bot.NewApprovalID()
 	m.approvals[a.ID], m.open[a.OpenKey()] = a, a.ID
 	return a, true, nil
+}
+
+func (m *memState) OpenApprovalFor(_ context.Context, k bot.OpenKey) (bot.Approval, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.approvals[m.open[k]]; ok && stillOpen(e.Status) {
+		return e, nil
+	}
+	return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "no open approval")
+}
+
+func (m *memState) update(id string, f func(a *bot.Approval) error) (bot.Approval, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down != nil {
+		return bot.Approval{}, m.down
+	}
+	a, ok := m.approvals[id]
+	if !ok {
+		return a, bot.Errorf(bot.CodeNotFound, "no approval")
+	}
+	if err := f(&a); err != nil {
+		return a, err
+	}
+	m.approvals[id] = a
+	return a, nil
+}
+
+func (m *memState) ClaimUpgrade(_ context.Context, id string, who bot.Person, at time.Time, lease time.Duration) (bot.Approval, error) {
+	return m.update(id, func(a *bot.Approval) error {
+		if a.Status != bot.StatusPending && a.Status != bot.StatusFailed {
+			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
+		}
+		a.Status, a.DecidedBy, a.DecidedAt, a.Problem, a.ClaimToken = bot.StatusUpgrading, &who, at, "", bot.NewApprovalID()
+		m.leases[id] = time.Now().Add(lease)
+		return nil
+	})
+}
+
+func (m *memState) TakeOverClaim(_ context.Context, id string, lease time.Duration) (bot.Approval, error) {
+	return m.update(id, func(a *bot.Approval) error {
+		if a.Status != bot.StatusUpgrading || time.Now().Before(m.leases[id]) {
+			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
+		}
+		a.ClaimToken = bot.NewApprovalID()
+		m.leases[id] = time.Now().Add(lease)
+		return nil
+	})
+}
+
+func (m *memState) Amend(_ context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
+	return m.update(id, func(a *bot.Approval) error {
+		if a.Status != bot.StatusUpgrading || a.ClaimToken != token {
+			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
+		}
+		change(a)
+		return nil
+	})
+}
+
+func (m *memState) Settle(_ context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
+	return m.update(id, func(a *bot.Approval) error {
+		if a.Status != bot.StatusUpgrading || a.ClaimToken != token {
+			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
+		}
+		change(a)
+		a.ClaimToken = ""
+		delete(m.leases, id)
+		return nil
+	})
+}
+
+func (m *memState) ExpiredClaims(context.Context, int) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id, until := range m.leases {
+		if time.Now().After(until) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func (m *memState) status(id string) bot.ApprovalStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.approvals[id].Status
+}
+
+// expireLeases makes every claim's lease run out now.
+func (m *memState) expireLeases() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id := range m.leases {
+		m.leases[id] = time.Now().Add(-time.Second)
+	}
 }
 
 func (m *memState) Approval(_ context.Context, id string) (bot.Approval, error) {
@@ -89,18 +205,13 @@ func (m *memState) Approval(_ context.Context, id string) (bot.Approval, error) 
 }
 
 func (m *memState) Transition(_ context.Context, id string, from []bot.ApprovalStatus, change func(*bot.Approval)) (bot.Approval, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a, ok := m.approvals[id]
-	if !ok {
-		return a, bot.Errorf(bot.CodeNotFound, "no approval")
-	}
-	if !slices.Contains(from, a.Status) {
-		return a, bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
-	}
-	change(&a)
-	m.approvals[id] = a
-	return a, nil
+	return m.update(id, func(a *bot.Approval) error {
+		if !slices.Contains(from, a.Status) {
+			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
+		}
+		change(a)
+		return nil
+	})
 }
 
 func (m *memState) SaveBatch(_ context.Context, ids []string) (string, error) {
@@ -281,6 +392,26 @@ func TestFailedActivityIsHandledOnRedelivery(t *testing.T) {
 	}
 	if len(conn.replies) != 1 {
 		t.Errorf("%d replies after redelivery, want 1", len(conn.replies))
+	}
+}
+
+func TestPanicReleasesTheActivityClaim(t *testing.T) {
+	conn, st := &fakeConnector{panics: true}, newMemState()
+	b := newBot(t, conn, st)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the handler's panic was swallowed")
+			}
+		}()
+		b.Handle(context.Background(), decode(t, groupMessage))
+	}()
+	conn.panics = false
+	if _, err := b.Handle(context.Background(), decode(t, groupMessage)); err != nil {
+		t.Fatal(err)
+	}
+	if len(conn.replies) != 1 {
+		t.Errorf("%d replies after the redelivery of a panicked activity, want 1", len(conn.replies))
 	}
 }
 

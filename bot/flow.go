@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/upgradeapprovals/bot/cards"
 )
@@ -107,20 +106,26 @@ func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error
 func (b *Bot) open(ctx context.Context, ref ConversationRef, u PendingUpgrade, locale string) (Approval, error) {
 	now := b.opts.Now().UTC()
 	a, _, err := b.opts.Approvals.OpenApproval(ctx, Approval{
-		ID: NewApprovalID(), Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
+		Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
 		CreatedAt: now, ExpiresAt: now.Add(b.opts.ApprovalTTL),
 	})
 	return a, err
 }
 
 // post shows one approval's card and remembers the message, so deciding
-// updates it for everyone.
+// updates it for everyone; an approval already shown elsewhere keeps both.
 func (b *Bot) post(ctx context.Context, t *Turn, a Approval) error {
 	id, err := t.Reply(ctx, CardMessage(b.cardFor(a, t.Activity.Locale)))
 	if err != nil || id == "" {
 		return err
 	}
-	_, err = b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) { a.CardActivityID = id })
+	_, err = b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) {
+		if a.CardActivityID == "" {
+			a.CardActivityID = id
+		} else if len(a.OtherCards) < maxOtherCards {
+			a.OtherCards = append(a.OtherCards, PostedCard{Conversation: t.Ref, ActivityID: id})
+		}
+	})
 	return err
 }
 
@@ -161,28 +166,21 @@ func (t *Turn) person() Person {
 	return Person{ID: f.ID, AADObjectID: f.AadObjectID, Name: f.Name}
 }
 
-// onDecide handles approve, reject and retry: the approver's decision.
-func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	a, resp := b.loadApproval(ctx, t)
-	if resp != nil {
-		return resp, nil
-	}
-	verb := t.CardAction.Action.Verb
-	a, err := b.decide(ctx, a, t.person(), verb == cards.VerbReject)
-	if errors.Is(err, errNotAllowed) {
-		return b.notAllowed(a, t.Activity.Locale), nil
-	}
-	if err != nil {
-		return b.invokeFailed(ctx, err), nil
-	}
-	return InvokeCard(b.cardFor(a, t.Activity.Locale)), nil
-}
-
 // invokeFailed shows the clicker why nothing happened (Graph refused to
-// list members, Redis is down…) instead of Teams' generic error.
+// list members…) instead of Teams' generic error.
 func (b *Bot) invokeFailed(ctx context.Context, err error) *InvokeResponse {
 	b.opts.Logger.WarnContext(ctx, "card action failed", "err", err)
 	return InvokeError(ErrorCode(err).HTTPStatus(), string(ErrorCode(err)), err.Error())
+}
+
+// storeFailed answers a failed read or write of the store: unavailable is
+// an error (503, and Teams delivers the action again), anything else is
+// shown to the clicker.
+func (b *Bot) storeFailed(ctx context.Context, err error) (*InvokeResponse, error) {
+	if ErrorCode(err) == CodeUnavailable {
+		return nil, err
+	}
+	return b.invokeFailed(ctx, err), nil
 }
 
 var errNotAllowed = errors.New("bot: not allowed to approve")
@@ -191,143 +189,6 @@ var errNotAllowed = errors.New("bot: not allowed to approve")
 func (b *Bot) notAllowed(a Approval, locale string) *InvokeResponse {
 	return InvokeCard(b.cards.Outcome(cards.Outcome{Locale: locale, Kind: cards.OutcomeNotAllowed,
 		App: appView(a.Upgrade), Place: placeOf(a.Conversation), Approvers: b.approverView(&a.Upgrade.Installation.Scope)}))
-}
-
-// decide applies one approver's decision and returns the approval as it then
-// stands. A decided approval is returned unchanged, so double clicks and
-// redeliveries are harmless: only one claim wins, and Upgrade refuses to
-// upgrade twice.
-func (b *Bot) decide(ctx context.Context, a Approval, who Person, reject bool) (Approval, error) {
-	if !a.open(b.opts.Now()) {
-		return a, nil
-	}
-	if b.opts.Now().After(a.ExpiresAt) {
-		return b.finish(ctx, a, []ApprovalStatus{StatusPending, StatusFailed}, StatusExpired, nil, "")
-	}
-	ok, err := b.mayApprove(ctx, a, who)
-	if err != nil {
-		return a, err
-	}
-	if !ok {
-		return a, errNotAllowed
-	}
-	if reject {
-		return b.finish(ctx, a, []ApprovalStatus{StatusPending, StatusFailed}, StatusRejected, &who, "")
-	}
-	// Teams waits about 15 s for the invoke and may hang up first; the
-	// upgrade and its record must finish regardless, so they run on a
-	// context of their own. Everyone sees the result through the card update.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upgradeTimeout)
-	defer cancel()
-	claimed, err := b.opts.Approvals.Transition(ctx, a.ID, a.claimableFrom(b.opts.Now()), func(c *Approval) {
-		c.Status, c.DecidedBy, c.DecidedAt, c.Problem = StatusUpgrading, &who, b.opts.Now().UTC(), ""
-	})
-	if ErrorCode(err) == CodeConflict {
-		return claimed, nil // someone else was first
-	}
-	if err != nil {
-		return a, err
-	}
-	uerr := b.upgrade(ctx, claimed.Upgrade)
-	status, problem := StatusUpgraded, ""
-	switch {
-	case errors.Is(uerr, ErrAlreadyUpgraded):
-		status = StatusUpToDate
-	case errors.Is(uerr, ErrSuperseded):
-		status = StatusSuperseded
-	case uerr != nil:
-		status, problem = StatusFailed, uerr.Error()
-		b.opts.Logger.WarnContext(ctx, "upgrade failed", "approval", a.ID, "err", uerr)
-	}
-	done, err := b.finish(ctx, claimed, []ApprovalStatus{StatusUpgrading}, status, &who, problem)
-	if err == nil && status == StatusSuperseded {
-		b.reopen(ctx, done)
-	}
-	return done, err
-}
-
-// open reports whether an approval can still be decided. An upgrade claim
-// that never finished (its replica died mid-call) opens again after a while.
-func (a Approval) open(now time.Time) bool {
-	return a.Status == StatusPending || a.Status == StatusFailed ||
-		(a.Status == StatusUpgrading && now.Sub(a.DecidedAt) > staleClaim)
-}
-
-// upgradeTimeout bounds one upgrade with its Graph retries; staleClaim is
-// how long an upgrade may look in flight before another approver may try
-// again (its replica may have died).
-const (
-	upgradeTimeout = 2 * time.Minute
-	staleClaim     = 5 * time.Minute
-)
-
-func (a Approval) claimableFrom(now time.Time) []ApprovalStatus {
-	from := []ApprovalStatus{StatusPending, StatusFailed}
-	if a.Status == StatusUpgrading && now.Sub(a.DecidedAt) > staleClaim {
-		from = append(from, StatusUpgrading)
-	}
-	return from
-}
-
-// finish records the outcome, writes the history and updates the card for
-// everyone in the conversation.
-func (b *Bot) finish(ctx context.Context, a Approval, from []ApprovalStatus, status ApprovalStatus, who *Person, problem string) (Approval, error) {
-	now := b.opts.Now().UTC()
-	done, err := b.opts.Approvals.Transition(ctx, a.ID, from, func(c *Approval) {
-		c.Status, c.DecidedAt, c.Problem = status, now, problem
-		if who != nil {
-			c.DecidedBy = who
-		}
-	})
-	if ErrorCode(err) == CodeConflict {
-		return done, nil
-	}
-	if err != nil {
-		return a, err
-	}
-	actor := ""
-	if who != nil {
-		actor = who.Name
-	}
-	in := done.Upgrade
-	if err := b.opts.Approvals.AppendAudit(ctx, done.Conversation.ConversationID, AuditEvent{At: now, Status: status,
-		Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version, To: in.Target.Version,
-		ApprovalID: done.ID}); err != nil {
-		b.opts.Logger.WarnContext(ctx, "cannot record history", "approval", done.ID, "err", err)
-	}
-	if done.CardActivityID != "" {
-		// The clicker gets the new card in the invoke response; everyone
-		// else through an update of the message.
-		if err := b.opts.Connector.Update(ctx, done.Conversation, done.CardActivityID, CardMessage(b.cardFor(done, done.Locale))); err != nil {
-			b.opts.Logger.WarnContext(ctx, "cannot update the card for everyone", "approval", done.ID, "err", err)
-		}
-	}
-	return done, nil
-}
-
-// reopen posts a new request when the catalog moved on since approval.
-func (b *Bot) reopen(ctx context.Context, old Approval) {
-	ups, err := b.pendingUpgrades(ctx, old.Upgrade.Installation.Scope)
-	if err != nil {
-		b.opts.Logger.WarnContext(ctx, "cannot renew a superseded request", "approval", old.ID, "err", err)
-		return
-	}
-	for _, u := range ups {
-		if u.Installation.ID != old.Upgrade.Installation.ID {
-			continue
-		}
-		a, err := b.open(ctx, old.Conversation, u, old.Locale)
-		if err == nil {
-			var id string
-			id, err = b.opts.Connector.Send(ctx, old.Conversation, CardMessage(b.cardFor(a, old.Locale)))
-			if err == nil && id != "" {
-				_, err = b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) { a.CardActivityID = id })
-			}
-		}
-		if err != nil {
-			b.opts.Logger.WarnContext(ctx, "cannot post the renewed request", "approval", old.ID, "err", err)
-		}
-	}
 }
 
 // mayApprove applies the approver policy. Owners count only from our own
@@ -368,61 +229,42 @@ func (b *Bot) mayApprove(ctx context.Context, a Approval, who Person) (bool, err
 
 // loadApproval finds the approval a card action names, or the answer to
 // give when there is none.
-func (b *Bot) loadApproval(ctx context.Context, t *Turn) (Approval, *InvokeResponse) {
+// A store that cannot answer is an error (503: Teams delivers the action
+// again), not an answer.
+func (b *Bot) loadApproval(ctx context.Context, t *Turn) (Approval, *InvokeResponse, error) {
 	if b.opts.Installations == nil {
-		return Approval{}, InvokeError(http.StatusServiceUnavailable, "NotConfigured", b.cards.Sentence(t.Activity.Locale, cards.SentenceNoGraph, nil))
+		return Approval{}, InvokeError(http.StatusServiceUnavailable, "NotConfigured", b.cards.Sentence(t.Activity.Locale, cards.SentenceNoGraph, nil)), nil
 	}
 	a, err := b.opts.Approvals.Approval(ctx, t.approvalID())
+	if err == nil && !a.BelongsTo(t.Ref) {
+		b.opts.Logger.WarnContext(ctx, "card action names an approval from elsewhere", "approval", a.ID,
+			"conversation", t.Ref.ConversationID, "tenant", t.Ref.TenantID)
+		err = Errorf(CodeNotFound, "bot: approval %s is not from here", a.ID)
+	}
+	if ErrorCode(err) == CodeUnavailable {
+		return Approval{}, nil, err
+	}
 	if err != nil {
 		if ErrorCode(err) != CodeNotFound {
 			b.opts.Logger.WarnContext(ctx, "cannot read approval", "err", err)
 		}
-		return Approval{}, InvokeError(http.StatusNotFound, "NotFound", b.cards.Sentence(t.Activity.Locale, cards.SentenceUnknownAction, nil))
+		return Approval{}, b.unknownAction(t), nil
 	}
-	return a, nil
+	return a, nil, nil
+}
+
+func (b *Bot) unknownAction(t *Turn) *InvokeResponse {
+	return InvokeError(http.StatusNotFound, "NotFound", b.cards.Sentence(t.Activity.Locale, cards.SentenceUnknownAction, nil))
 }
 
 // onRefresh answers Teams' automatic refresh, and onReview shows one
 // approval from a list: both with the approval's card as it stands.
 func (b *Bot) onRefresh(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	a, resp := b.loadApproval(ctx, t)
-	if resp != nil {
-		return resp, nil
+	a, resp, err := b.loadApproval(ctx, t)
+	if resp != nil || err != nil {
+		return resp, err
 	}
 	return InvokeCard(b.cardFor(a, t.Activity.Locale)), nil
-}
-
-// onApproveAll decides every approval of a list, then shows what is left.
-func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	locale := t.Activity.Locale
-	if b.opts.Installations == nil {
-		return InvokeError(http.StatusServiceUnavailable, "NotConfigured", b.cards.Sentence(locale, cards.SentenceNoGraph, nil)), nil
-	}
-	ids, err := b.opts.Approvals.Batch(ctx, t.approvalID())
-	if err != nil {
-		return InvokeError(http.StatusNotFound, "NotFound", b.cards.Sentence(locale, cards.SentenceUnknownAction, nil)), nil
-	}
-	var left []Approval
-	for _, id := range ids {
-		a, err := b.opts.Approvals.Approval(ctx, id)
-		if err != nil {
-			continue
-		}
-		a, err = b.decide(ctx, a, t.person(), false)
-		if errors.Is(err, errNotAllowed) {
-			return b.notAllowed(a, locale), nil
-		}
-		if err != nil {
-			return b.invokeFailed(ctx, err), nil
-		}
-		if a.open(b.opts.Now()) {
-			left = append(left, a)
-		}
-	}
-	if len(left) == 0 {
-		return InvokeCard(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: placeOf(t.Ref)})), nil
-	}
-	return InvokeCard(b.cards.PendingList(b.listView(t, left, ""))), nil
 }
 
 // onSubmit handles the Action.Submit twins, sent by clients without
@@ -459,6 +301,9 @@ func (b *Bot) onSubmit(ctx context.Context, t *Turn, verb, approvalID string) er
 func (b *Bot) cardFor(a Approval, locale string) cards.Card {
 	place, app := placeOf(a.Conversation), appView(a.Upgrade)
 	kind, decided := outcomeKind[a.Status]
+	if a.Status == StatusUpgrading {
+		kind, decided = cards.OutcomeUpgrading, true
+	}
 	if !decided {
 		return b.cards.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: a.ID, App: app,
 			Diff: diffView(a.Upgrade.Diff), Place: place, Approvers: b.approverView(&a.Upgrade.Installation.Scope),

@@ -28,7 +28,7 @@ type fakeGraph struct {
 	apps       []string                     // installed app names; inst-i runs app-i
 	versions   map[string]string            // installation id → installed version
 	catalog    []bot.AppDefinition          // every definition of every app
-	upgrade    func(bot.Installation) error // fails the upgrade POST when set
+	upgrade    func(bot.Installation) error // runs first in the upgrade POST; an error fails it
 	upgrades   []bot.Installation
 	members    []bot.Member
 	membersErr error
@@ -92,7 +92,9 @@ func (g *fakeGraph) Upgrade(ctx context.Context, in bot.Installation, _ []bot.Pe
 	fail := g.upgrade
 	g.mu.Unlock()
 	if fail != nil {
-		return fail(in)
+		if err := fail(in); err != nil {
+			return err
+		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -199,16 +201,48 @@ func (f *flow) say(text string) {
 // the invoke response body.
 func (f *flow) click(verb, id, aad string) string {
 	f.t.Helper()
-	resp, err := f.bot.Handle(context.Background(), f.activity(map[string]any{
+	return f.clickIn(nil, verb, id, aad)
+}
+
+// clickIn clicks from another conversation (nil: the group chat).
+func (f *flow) clickIn(conversation map[string]any, verb, id, aad string) string {
+	f.t.Helper()
+	a := map[string]any{
 		"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1",
 		"from":  map[string]any{"id": "29:" + aad, "aadObjectId": aad, "name": "User " + aad[:4]},
 		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": verb, "data": map[string]any{"approvalId": id}}},
-	}))
+	}
+	if conversation != nil {
+		a["conversation"] = conversation
+	}
+	resp, err := f.bot.Handle(context.Background(), f.activity(a))
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	b, _ := json.Marshal(resp.Body)
 	return string(b)
+}
+
+// withOptions rebuilds the bot with changed options.
+func (f *flow) withOptions(change func(*bot.Options)) *bot.Bot {
+	f.t.Helper()
+	o := bot.Options{Connector: f.conn, Conversations: f.state, Activities: f.state, Approvals: f.state,
+		Installations: f.graph, Catalog: f.graph, Directory: f.graph, Approvers: bot.ApproverPolicy{Owners: true}, Now: func() time.Time { return f.now }}
+	change(&o)
+	b, err := bot.New(o)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+func (f *flow) drain() {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.bot.Drain(ctx); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 func (f *flow) onlyApproval() bot.Approval {
@@ -381,11 +415,17 @@ func TestCheckWithSeveralAppsAndApproveAll(t *testing.T) {
 	for id := range f.state.batches {
 		batch = id
 	}
-	if resp := f.click("approveAll", batch, owner); !strings.Contains(resp, "All apps in this chat are up to date") {
+	// The answer comes at once, every app upgrading…; the list card then
+	// shows each outcome.
+	if resp := f.click("approveAll", batch, owner); strings.Count(resp, "⏳ Upgrading") != 2 {
 		t.Errorf("response %s", resp)
 	}
+	f.drain()
 	if f.graph.upgradeCount() != 2 {
 		t.Errorf("%d upgrades, want 2", f.graph.upgradeCount())
+	}
+	if u := cardText(t, f.conn.update("reply-1")); strings.Count(u, "was upgraded to 1.1.0") != 2 {
+		t.Errorf("the list was not updated with both outcomes: %s", u)
 	}
 }
 
@@ -421,8 +461,9 @@ func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
 
 func TestPersonalScopeUserApprovesTheirOwn(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	personal := map[string]any{"id": "a:1personal", "conversationType": "personal", "tenantId": tenant}
 	_, err := f.bot.Handle(context.Background(), f.activity(map[string]any{"type": "message", "text": "check",
-		"conversation": map[string]any{"id": "a:1personal", "conversationType": "personal", "tenantId": tenant}}))
+		"conversation": personal}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,10 +471,10 @@ func TestPersonalScopeUserApprovesTheirOwn(t *testing.T) {
 	if a.Upgrade.Installation.Scope.Kind != bot.ScopeUser || a.Upgrade.Installation.Scope.ID != owner {
 		t.Fatalf("scope %+v", a.Upgrade.Installation.Scope)
 	}
-	if resp := f.click("approve", a.ID, member); !strings.Contains(resp, "can't approve") {
-		t.Errorf("another user approved someone's personal app: %s", resp)
+	if resp := f.clickIn(personal, "approve", a.ID, member); !strings.Contains(resp, "no longer known") {
+		t.Errorf("another user acted on someone's personal app: %s", resp)
 	}
-	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "was upgraded") {
+	if resp := f.clickIn(personal, "approve", a.ID, owner); !strings.Contains(resp, "was upgraded") {
 		t.Errorf("the user could not approve their own: %s", resp)
 	}
 }
@@ -500,5 +541,285 @@ func TestApproverCheckFailureIsShownToTheClicker(t *testing.T) {
 	}
 	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusPending {
 		t.Error("the approval moved although the approver could not be checked")
+	}
+}
+
+func TestApprovalFromAnotherConversationOrTenantIsUnknown(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	a := f.onlyApproval()
+	unknown := f.click("approve", "apr_nope", owner)
+	for name, conv := range map[string]map[string]any{
+		"another chat":    {"id": "19:other@thread.v2", "conversationType": "groupChat", "tenantId": tenant},
+		"another tenant":  {"id": chatID, "conversationType": "groupChat", "tenantId": "99999999-9999-9999-9999-999999999999"},
+		"a personal chat": {"id": "a:1personal", "conversationType": "personal", "tenantId": tenant},
+	} {
+		if resp := f.clickIn(conv, "approve", a.ID, owner); resp != unknown {
+			t.Errorf("%s: %s, want the same answer as an unknown id: %s", name, resp, unknown)
+		}
+		if resp := f.clickIn(conv, "refresh", a.ID, owner); resp != unknown {
+			t.Errorf("%s: refresh showed %s", name, resp)
+		}
+	}
+	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusPending {
+		t.Fatalf("an action from elsewhere changed the approval")
+	}
+
+	g := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	g.say("check")
+	var batch string
+	for id := range g.state.batches {
+		batch = id
+	}
+	other := map[string]any{"id": "19:other@thread.v2", "conversationType": "groupChat", "tenantId": tenant}
+	if resp := g.clickIn(other, "approveAll", batch, owner); !strings.Contains(resp, "no longer known") {
+		t.Errorf("approve all from another chat: %s", resp)
+	}
+	g.drain()
+	if g.graph.upgradeCount() != 0 {
+		t.Errorf("%d upgrades from a batch of another chat", g.graph.upgradeCount())
+	}
+}
+
+func TestOneApprovalPerTeamInstallationAcrossChannels(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	team := func(channel string) map[string]any {
+		return map[string]any{"type": "message", "text": "check",
+			"conversation": map[string]any{"id": channel, "conversationType": "channel", "tenantId": tenant},
+			"channelData":  map[string]any{"team": map[string]any{"id": "19:team@thread.tacv2", "aadGroupId": "team-group"}}}
+	}
+	for _, ch := range []string{"19:general@thread.tacv2;messageid=1", "19:random@thread.tacv2;messageid=2"} {
+		if _, err := f.bot.Handle(context.Background(), f.activity(team(ch))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := f.onlyApproval() // one approval for the team's one installation
+	// An owner in the other channel can act on it: same team, same installation.
+	click := f.activity(map[string]any{
+		"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-2",
+		"conversation": map[string]any{"id": "19:random@thread.tacv2;messageid=2", "conversationType": "channel", "tenantId": tenant},
+		"channelData":  map[string]any{"team": map[string]any{"id": "19:team@thread.tacv2", "aadGroupId": "team-group"}},
+		"value":        map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": a.ID}}},
+	})
+	out, err := f.bot.Handle(context.Background(), click)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(out.Body); !strings.Contains(string(b), "was upgraded") {
+		t.Errorf("approve from another channel of the team: %s", b)
+	}
+	// Both channels' cards show the outcome.
+	for _, id := range []string{"reply-1", "reply-2"} {
+		if u := cardText(t, f.conn.update(id)); !strings.Contains(u, "was upgraded") {
+			t.Errorf("card %s after the upgrade: %s", id, u)
+		}
+	}
+}
+
+func TestCheckDuringUpgradeOpensNoSecondApproval(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	release := make(chan struct{})
+	f.graph.upgrade = func(bot.Installation) error { <-release; return nil }
+	f.say("check")
+	a := f.onlyApproval()
+	click := f.activity(map[string]any{"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1",
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": a.ID}}}})
+	done := make(chan error)
+	go func() { _, err := f.bot.Handle(context.Background(), click); done <- err }()
+	for f.state.status(a.ID) != bot.StatusUpgrading {
+		time.Sleep(time.Millisecond)
+	}
+	f.say("check")
+	if n := len(f.state.approvals); n != 1 {
+		t.Errorf("check during the upgrade: %d approvals, want 1", n)
+	}
+	if c := cardText(t, f.conn.replies[len(f.conn.replies)-1]); !strings.Contains(c, "Upgrading Polls") {
+		t.Errorf("check during the upgrade shows %s, want the upgrading card", c)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSlowUpgradeAnswersStillWorkingThenUpdatesTheCard(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.bot = f.withOptions(func(o *bot.Options) { o.InvokeWait = 50 * time.Millisecond })
+	release := make(chan struct{})
+	f.graph.upgrade = func(bot.Installation) error { <-release; return nil }
+	f.say("check")
+	a := f.onlyApproval()
+	resp := f.click("approve", a.ID, owner)
+	if !strings.Contains(resp, "Still working") || strings.Contains(resp, `"verb":"approve"`) {
+		t.Fatalf("slow upgrade answered %s, want the upgrading card without buttons", resp)
+	}
+	// Clicking again while it runs changes nothing and says the same.
+	if again := f.click("approve", a.ID, owner); !strings.Contains(again, "Still working") {
+		t.Errorf("second click: %s", again)
+	}
+	close(release)
+	f.drain()
+	if f.graph.upgradeCount() != 1 {
+		t.Errorf("%d upgrades, want 1", f.graph.upgradeCount())
+	}
+	if u := cardText(t, f.conn.update("reply-1")); !strings.Contains(u, "was upgraded to 1.1.0") {
+		t.Errorf("card after the upgrade: %s", u)
+	}
+}
+
+func TestReaperFinishesAnUpgradeWhoseRecordWasLost(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.bot = f.withOptions(func(o *bot.Options) { o.UpgradeTimeout = time.Second })
+	f.say("check")
+	a := f.onlyApproval()
+	// Graph answers 204, then Redis is gone before the outcome is written
+	// (as if the replica died there).
+	f.graph.upgrade = func(bot.Installation) error {
+		f.state.mu.Lock()
+		f.state.down = bot.Errorf(bot.CodeUnavailable, "state: redis unavailable")
+		f.state.mu.Unlock()
+		return nil
+	}
+	f.click("approve", a.ID, owner)
+	f.drain()
+	f.state.mu.Lock()
+	f.state.down = nil
+	f.state.mu.Unlock()
+	if got := f.onlyApproval(); got.Status != bot.StatusUpgrading {
+		t.Fatalf("status %s, want upgrading (the record was lost)", got.Status)
+	}
+	// Nothing to do while the claim's lease lives.
+	if n, err := f.bot.Reap(context.Background()); n != 0 || err != nil {
+		t.Fatalf("reaped %d (%v) while the lease lives", n, err)
+	}
+	f.state.expireLeases()
+	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
+		t.Fatalf("reaped %d, %v; want 1", n, err)
+	}
+	if got := f.onlyApproval(); got.Status != bot.StatusUpgraded || got.DecidedBy == nil || got.DecidedBy.AADObjectID != owner {
+		t.Errorf("after reaping: %+v", got)
+	}
+	if f.graph.upgradeCount() != 1 {
+		t.Errorf("%d upgrade calls, want exactly 1 (the reaper reads, never upgrades)", f.graph.upgradeCount())
+	}
+	if u := cardText(t, f.conn.update("reply-1")); !strings.Contains(u, "was upgraded to 1.1.0") {
+		t.Errorf("card after reaping: %s", u)
+	}
+	if n, _ := f.bot.Reap(context.Background()); n != 0 {
+		t.Errorf("reaped again: %d", n)
+	}
+}
+
+func TestReaperUpgradesAClaimThatNeverReachedGraph(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	a := f.onlyApproval()
+	// A replica claims, then dies before calling Graph.
+	if _, err := f.state.ClaimUpgrade(context.Background(), a.ID, bot.Person{Name: "Megan", AADObjectID: owner}, f.now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if resp := f.click("refresh", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") {
+		t.Errorf("an upgrading approval shows %s", resp)
+	}
+	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") || f.graph.upgradeCount() != 0 {
+		t.Errorf("approve during the claim: %s, %d upgrades", resp, f.graph.upgradeCount())
+	}
+	f.state.expireLeases()
+	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
+		t.Fatalf("reaped %d, %v", n, err)
+	}
+	if got := f.onlyApproval(); got.Status != bot.StatusUpgraded || got.DecidedBy.Name != "Megan" {
+		t.Errorf("after reaping: %s by %+v", got.Status, got.DecidedBy)
+	}
+	if f.graph.upgradeCount() != 1 {
+		t.Errorf("%d upgrades, want 1", f.graph.upgradeCount())
+	}
+}
+
+func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	a := f.onlyApproval()
+	// The replica marked the upgrade as sent and died: Graph may or may
+	// not have received it, and it shows the old version.
+	c, err := f.state.ClaimUpgrade(context.Background(), a.ID, bot.Person{Name: "Megan", AADObjectID: owner}, f.now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.state.Amend(context.Background(), a.ID, c.ClaimToken, func(a *bot.Approval) { a.UpgradeSentAt = f.now })
+	f.state.expireLeases()
+	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
+		t.Fatalf("reaped %d, %v", n, err)
+	}
+	got := f.onlyApproval()
+	if got.Status != bot.StatusFailed || !strings.Contains(got.Problem, "still runs version 1.0.0") {
+		t.Errorf("after reaping: %s %q", got.Status, got.Problem)
+	}
+	if f.graph.upgradeCount() != 0 {
+		t.Errorf("the reaper upgraded %d times", f.graph.upgradeCount())
+	}
+	if resp := f.click("retry", a.ID, owner); !strings.Contains(resp, "was upgraded") {
+		t.Errorf("retry after reaping: %s", resp)
+	}
+}
+
+func TestApproveAllRunsBoundedInParallel(t *testing.T) {
+	apps := make([]string, 10)
+	for i := range apps {
+		apps[i] = fmt.Sprintf("App %d", i)
+	}
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
+	f.bot = f.withOptions(func(o *bot.Options) { o.Parallel = 3 })
+	var mu sync.Mutex
+	running, peak := 0, 0
+	f.graph.upgrade = func(bot.Installation) error {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil
+	}
+	f.say("check")
+	var batch string
+	for id := range f.state.batches {
+		batch = id
+	}
+	start := time.Now()
+	resp := f.click("approveAll", batch, owner)
+	if took := time.Since(start); took > 200*time.Millisecond || strings.Count(resp, "Upgrading") != 10 {
+		t.Errorf("approve all answered after %s with %s", took, resp)
+	}
+	f.drain()
+	if f.graph.upgradeCount() != 10 || peak > 3 || peak < 2 {
+		t.Errorf("%d upgrades, at most %d at once; want 10, at most 3", f.graph.upgradeCount(), peak)
+	}
+	if u := cardText(t, f.conn.update("reply-1")); strings.Count(u, "was upgraded") != 10 {
+		t.Errorf("final list: %s", u)
+	}
+}
+
+func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	a := f.onlyApproval()
+	invoke := f.activity(map[string]any{
+		"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1",
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": a.ID}}},
+	})
+	for i := range 3 { // Teams gave up waiting and delivers the same invoke again
+		resp, err := f.bot.Handle(context.Background(), invoke)
+		if err != nil || resp == nil {
+			t.Fatalf("delivery %d: %v %v", i, resp, err)
+		}
+		if b, _ := json.Marshal(resp.Body); !strings.Contains(string(b), "was upgraded") {
+			t.Errorf("delivery %d answered %s", i, b)
+		}
+	}
+	if f.graph.upgradeCount() != 1 {
+		t.Errorf("%d upgrades, want 1", f.graph.upgradeCount())
 	}
 }

@@ -91,6 +91,13 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 		"outcome-superseded": c.Outcome(outcome(cards.OutcomeSuperseded)),
 		"outcome-uptodate":   c.Outcome(outcome(cards.OutcomeUpToDate)),
 		"outcome-notallowed": c.Outcome(outcome(cards.OutcomeNotAllowed)),
+		"outcome-upgrading":  c.Outcome(outcome(cards.OutcomeUpgrading)),
+		"list-upgrading": c.PendingList(cards.PendingList{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners,
+			Items: []cards.PendingItem{
+				{ApprovalID: "apr_1", App: polls, Diff: pollsDiff, Status: cards.OutcomeUpgrading},
+				{ApprovalID: "apr_2", App: cards.App{Name: "Tasks", FromVersion: "3.0", ToVersion: "3.1"}, Status: cards.OutcomeUpgraded},
+				{ApprovalID: "apr_3", App: cards.App{Name: "Whiteboard", FromVersion: "1.9.0", ToVersion: "1.10.0"}, Status: cards.OutcomeFailed},
+			}}),
 		"list-pending": c.PendingList(cards.PendingList{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners, BatchID: "bat_91xk",
 			Items: []cards.PendingItem{
 				{ApprovalID: "apr_1", App: polls, Diff: pollsDiff},

@@ -10,6 +10,9 @@ type PendingItem struct {
 	ApprovalID string
 	App        App
 	Diff       Diff
+	// Status, once decided ("approve all" shows each upgrade as it goes),
+	// replaces the Review button with how the item stands.
+	Status OutcomeKind
 }
 
 // PendingList is the answer to "check" when upgrades are pending.
@@ -33,7 +36,13 @@ func (c *Cards) PendingList(l PendingList) Card {
 			text(t.T("UpgradeFromTo", map[string]any{"From": it.App.FromVersion, "To": it.App.ToVersion})),
 		}
 		app = append(app, c.diffSections(t, it.Diff, fmt.Sprint(i), true)...)
-		app = append(app, Element{Type: "ActionSet", Actions: []Action{execute(t.T("Review"), VerbReview, it.ApprovalID, "")}})
+		if it.Status == "" {
+			app = append(app, Element{Type: "ActionSet", Actions: []Action{execute(t.T("Review"), VerbReview, it.ApprovalID, "")}})
+		} else {
+			data := map[string]any{"App": it.App.Name, "From": it.App.FromVersion, "To": it.App.ToVersion}
+			app = append(app, container(outcomeStyle[it.Status], Element{Type: "TextBlock", Weight: "Bolder", Wrap: true,
+				Text: t.T("Outcome_"+string(it.Status)+"_Title", data)}))
+		}
 		section := container("emphasis", app...)
 		section.Separator, section.Spacing = true, "Large"
 		body = append(body, section)

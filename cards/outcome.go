@@ -6,6 +6,7 @@ import "time"
 type OutcomeKind string
 
 const (
+	OutcomeUpgrading  OutcomeKind = "upgrading" // approved; Graph's upgrade is in flight
 	OutcomeUpgraded   OutcomeKind = "upgraded"
 	OutcomeRejected   OutcomeKind = "rejected"
 	OutcomeFailed     OutcomeKind = "failed"
@@ -33,7 +34,7 @@ type Outcome struct {
 }
 
 var outcomeStyle = map[OutcomeKind]string{
-	OutcomeUpgraded: "good", OutcomeRejected: "default", OutcomeFailed: "attention", OutcomeExpired: "default",
+	OutcomeUpgrading: "accent", OutcomeUpgraded: "good", OutcomeRejected: "default", OutcomeFailed: "attention", OutcomeExpired: "default",
 	OutcomeSuperseded: "warning", OutcomeUpToDate: "good", OutcomeNotAllowed: "warning",
 }
 
@@ -66,6 +67,11 @@ func (c *Cards) Outcome(o Outcome) Card {
 		}
 	case OutcomeNotAllowed:
 		status = append(status, text(t.T(whoMayApprove(o.Approvers, o.Place))))
+	case OutcomeUpgrading:
+		if o.By != "" && !o.At.IsZero() {
+			status = append(status, text(t.T("Outcome_upgraded_By", data)))
+		}
+		status = append(status, text(t.T("Outcome_upgrading_Body", data)))
 	default:
 		status = append(status, text(t.T("Outcome_"+string(o.Kind)+"_Body", data)))
 	}

@@ -2,10 +2,15 @@ package state
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,11 +27,52 @@ type approvalRecord struct {
 	bot.Approval
 }
 
-// Each approval is one key, so a transition is a WATCH/MULTI on one slot.
-func (s *Store) approvalKey(id string) string { return s.opts.Prefix + "approval:{" + id + "}" }
-func (s *Store) openKey(k string) string      { return s.opts.Prefix + "open:{" + k + "}" }
-func (s *Store) batchKey(id string) string    { return s.opts.Prefix + "batch:{" + id + "}" }
-func (s *Store) auditKey(conv string) string  { return s.opts.Prefix + "audit:{" + conv + "}" }
+// Keys. An approval, its open key and its claim lease share one {hash tag}
+// (derived from the open key and carried in the approval id), so opening
+// and claiming are single-slot scripts and transactions on a Redis Cluster.
+func (s *Store) approvalKey(id string) string {
+	return s.opts.Prefix + "approval:{" + slotTag(id) + "}:" + id
+}
+func (s *Store) claimKey(id string) string {
+	return s.opts.Prefix + "claim:{" + slotTag(id) + "}:" + id
+}
+func (s *Store) openKey(k bot.OpenKey) string {
+	return s.opts.Prefix + "open:{" + openTag(k) + "}:" + k.String()
+}
+func (s *Store) batchKey(id string) string   { return s.opts.Prefix + "batch:{" + id + "}" }
+func (s *Store) auditKey(conv string) string { return s.opts.Prefix + "audit:{" + conv + "}" }
+
+// claimIndexShards spread the index of upgrading approvals over several
+// keys (slots), read only by the reaper.
+const claimIndexShards = 8
+
+func (s *Store) claimIndexKey(shard int) string {
+	return s.opts.Prefix + "claims:{" + strconv.Itoa(shard) + "}"
+}
+func (s *Store) claimIndexOf(id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return s.claimIndexKey(int(h.Sum32() % claimIndexShards))
+}
+
+// Approval ids are "apr_" + an 8-hex-digit slot tag + 24 random hex digits.
+const tagLen = 8
+
+func openTag(k bot.OpenKey) string {
+	sum := sha256.Sum256([]byte(k.String()))
+	return hex.EncodeToString(sum[:])[:tagLen]
+}
+
+func newApprovalID(k bot.OpenKey) string {
+	return "apr_" + openTag(k) + bot.NewApprovalID()[4:]
+}
+
+func slotTag(id string) string {
+	if len(id) == 4+tagLen+24 && strings.HasPrefix(id, "apr_") {
+		return id[4 : 4+tagLen]
+	}
+	return id
+}
 
 // approvalTTL keeps a decided approval readable (cards, history) for a while
 // after it expires.
@@ -34,55 +80,82 @@ func (s *Store) approvalTTL(a bot.Approval) time.Duration {
 	return max(time.Until(a.ExpiresAt), 0) + s.opts.ApprovalRetention
 }
 
-// OpenApproval returns the open approval for the same installation and
-// target, or stores a. Replicas racing to open the same one agree through
-// SET NX on the open key.
-func (s *Store) OpenApproval(ctx context.Context, a bot.Approval) (bot.Approval, bool, error) {
-	openKey := s.openKey(a.OpenKey())
-	for range 3 {
-		id, err := s.rdb.Get(ctx, openKey).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return bot.Approval{}, false, unavailable("read open approval", err)
-		}
-		if id != "" {
-			existing, err := s.Approval(ctx, id)
-			if err == nil && (existing.Status == bot.StatusPending || existing.Status == bot.StatusFailed) &&
-				time.Now().Before(existing.ExpiresAt) {
-				return existing, false, nil
-			}
-			if err != nil && bot.ErrorCode(err) != bot.CodeNotFound {
-				return bot.Approval{}, false, err
-			}
-			// Decided, expired or gone: a new request replaces it.
-			if err := s.rdb.Del(ctx, openKey).Err(); err != nil {
-				return bot.Approval{}, false, unavailable("clear open approval", err)
-			}
-		}
-		if err := s.putApproval(ctx, a); err != nil {
-			return bot.Approval{}, false, err
-		}
-		ok, err := s.rdb.SetNX(ctx, openKey, a.ID, time.Until(a.ExpiresAt)).Result()
-		if err != nil {
-			return bot.Approval{}, false, unavailable("open approval", err)
-		}
-		if ok {
-			return a, true, nil
-		}
-		// Another replica opened one first: drop ours, use theirs.
-		s.rdb.Del(ctx, s.approvalKey(a.ID))
-	}
-	return bot.Approval{}, false, bot.Errorf(bot.CodeConflict, "state: could not open an approval for %s", a.OpenKey())
-}
+// openScript returns the approval open under KEYS[1] unless it was
+// rejected, expired or superseded (or is gone), and otherwise stores the new
+// one (KEYS[2]) and points the open key at it. One script: replicas racing
+// to open the same key agree, and nothing can slip between read and write.
+// ARGV: new id, new record, approval ttl ms, open ttl ms, approval key prefix.
+var openScript = redis.NewScript(`
+local id = redis.call('GET', KEYS[1])
+if id then
+  local rec = redis.call('GET', ARGV[5] .. id)
+  if rec then
+    local ok, a = pcall(cjson.decode, rec)
+    if ok and a.status ~= 'rejected' and a.status ~= 'expired' and a.status ~= 'superseded' then
+      return {0, rec}
+    end
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+return {1, ARGV[2]}
+`)
 
-func (s *Store) putApproval(ctx context.Context, a bot.Approval) error {
+// OpenApproval returns the approval open under a.OpenKey(), or stores a
+// under a new id.
+func (s *Store) OpenApproval(ctx context.Context, a bot.Approval) (bot.Approval, bool, error) {
+	k := a.OpenKey()
+	a.ID = newApprovalID(k)
 	b, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 	if err != nil {
-		return fmt.Errorf("state: encode approval: %w", err)
+		return bot.Approval{}, false, fmt.Errorf("state: encode approval: %w", err)
 	}
-	if err := s.rdb.Set(ctx, s.approvalKey(a.ID), b, s.approvalTTL(a)).Err(); err != nil {
-		return unavailable("save approval", err)
+	openTTL := time.Until(a.ExpiresAt)
+	if openTTL <= 0 {
+		return bot.Approval{}, false, bot.Errorf(bot.CodeInvalid, "state: approval for %s expires before it opens", k)
 	}
-	return nil
+	res, err := openScript.Run(ctx, s.rdb, []string{s.openKey(k), s.approvalKey(a.ID)},
+		a.ID, b, s.approvalTTL(a).Milliseconds(), openTTL.Milliseconds(),
+		s.opts.Prefix+"approval:{"+openTag(k)+"}:").Slice()
+	if err != nil {
+		return bot.Approval{}, false, unavailable("open approval", err)
+	}
+	created, _ := res[0].(int64)
+	rec, _ := res[1].(string)
+	stored, err := decodeApproval(a.ID, []byte(rec))
+	if err != nil {
+		return bot.Approval{}, false, err
+	}
+	return stored, created == 1, nil
+}
+
+// OpenApprovalFor returns the approval open under k, or bot.CodeNotFound.
+func (s *Store) OpenApprovalFor(ctx context.Context, k bot.OpenKey) (bot.Approval, error) {
+	id, err := s.rdb.Get(ctx, s.openKey(k)).Result()
+	if errors.Is(err, redis.Nil) {
+		return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no open approval for %s", k)
+	}
+	if err != nil {
+		return bot.Approval{}, unavailable("read open approval", err)
+	}
+	a, err := s.Approval(ctx, id)
+	if err != nil {
+		return a, err
+	}
+	switch a.Status {
+	case bot.StatusRejected, bot.StatusExpired, bot.StatusSuperseded:
+		return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no open approval for %s", k)
+	}
+	return a, nil
+}
+
+// boundWaits keeps a Redis that hangs (frozen, partitioned) from holding a
+// request past Teams' patience: every command gives up within about 3 s
+// (one retry included), so the bot answers 503 and Teams redelivers later.
+func boundWaits(o *redis.UniversalOptions) {
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 1500*time.Millisecond, 1500*time.Millisecond, 1500*time.Millisecond
+	o.PoolTimeout = 2 * time.Second
+	o.MaxRetries = 1
 }
 
 func decodeApproval(id string, b []byte) (bot.Approval, error) {
@@ -111,7 +184,125 @@ func (s *Store) Approval(ctx context.Context, id string) (bot.Approval, error) {
 // Transition changes an approval atomically: WATCH the key, check the
 // status, write in MULTI; a concurrent writer makes it retry.
 func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalStatus, change func(*bot.Approval)) (bot.Approval, error) {
-	key := s.approvalKey(id)
+	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+		if !slices.Contains(from, a.Status) {
+			return lease{}, errConflict
+		}
+		change(a)
+		return lease{}, nil
+	})
+}
+
+// ClaimUpgrade claims a pending or failed approval for an upgrade.
+func (s *Store) ClaimUpgrade(ctx context.Context, id string, who bot.Person, at time.Time, ttl time.Duration) (bot.Approval, error) {
+	// Indexed first: a replica that dies right after claiming leaves a claim
+	// the reaper can find. A stale index entry is harmless.
+	if err := s.indexClaim(ctx, id, ttl); err != nil {
+		return bot.Approval{}, err
+	}
+	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+		if a.Status != bot.StatusPending && a.Status != bot.StatusFailed {
+			return lease{}, errConflict
+		}
+		a.Status, a.DecidedBy, a.DecidedAt, a.Problem = bot.StatusUpgrading, &who, at.UTC(), ""
+		a.ClaimToken = newToken()
+		return lease{set: a.ClaimToken, ttl: ttl}, nil
+	})
+}
+
+// TakeOverClaim takes an upgrading approval whose lease expired.
+// Its index entry stays listed until the takeover succeeds, when it moves
+// to the new lease's end.
+func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration) (bot.Approval, error) {
+	a, err := s.update(ctx, id, func(a *bot.Approval, leased bool) (lease, error) {
+		if a.Status != bot.StatusUpgrading || leased {
+			return lease{}, errConflict
+		}
+		a.ClaimToken = newToken()
+		return lease{set: a.ClaimToken, ttl: ttl}, nil
+	})
+	switch {
+	case err == nil:
+		if err := s.indexClaim(ctx, id, ttl); err != nil {
+			return bot.Approval{}, err
+		}
+	case errors.Is(err, bot.ErrNotFound) || (errors.Is(err, bot.ErrConflict) && a.Status != bot.StatusUpgrading):
+		s.unindexClaim(ctx, id) // settled or gone: nothing left to reap
+	}
+	return a, err
+}
+
+// Amend changes an upgrading approval held by token, keeping the claim.
+func (s *Store) Amend(ctx context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
+	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
+			return lease{}, errConflict
+		}
+		change(a)
+		return lease{}, nil
+	})
+}
+
+// Settle records the outcome of the claim named by token.
+func (s *Store) Settle(ctx context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
+	a, err := s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
+			return lease{}, errConflict
+		}
+		change(a)
+		a.ClaimToken = ""
+		return lease{clear: true}, nil
+	})
+	if err == nil {
+		s.unindexClaim(ctx, id)
+	}
+	return a, err
+}
+
+// ExpiredClaims lists upgrading approvals whose lease has expired (and a few
+// stale index entries, which TakeOverClaim clears).
+func (s *Store) ExpiredClaims(ctx context.Context, n int) ([]string, error) {
+	var ids []string
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	for shard := range claimIndexShards {
+		got, err := s.rdb.ZRangeByScore(ctx, s.claimIndexKey(shard), &redis.ZRangeBy{Min: "-inf", Max: now, Count: int64(n)}).Result()
+		if err != nil {
+			return nil, unavailable("list expired claims", err)
+		}
+		ids = append(ids, got...)
+	}
+	return ids[:min(n, len(ids))], nil
+}
+
+func (s *Store) indexClaim(ctx context.Context, id string, ttl time.Duration) error {
+	at := float64(time.Now().Add(ttl).UnixMilli())
+	if err := s.rdb.ZAdd(ctx, s.claimIndexOf(id), redis.Z{Score: at, Member: id}).Err(); err != nil {
+		return unavailable("index claim", err)
+	}
+	return nil
+}
+
+func (s *Store) unindexClaim(ctx context.Context, id string) {
+	s.rdb.ZRem(ctx, s.claimIndexOf(id), id) // best effort: the reaper skips what is not upgrading
+}
+
+func newToken() string { return bot.NewApprovalID()[4:] }
+
+// lease is what an update does to the approval's claim lease.
+type lease struct {
+	set   string // a new token to hold for ttl
+	ttl   time.Duration
+	clear bool
+}
+
+var errConflict = errors.New("state: conflict")
+
+// update reads the approval and whether its claim lease is held, lets decide
+// change it, and writes both in one MULTI under WATCH: a concurrent writer
+// makes it start again from a fresh read. decide returning errConflict
+// leaves everything as it is and returns the approval with CodeConflict.
+func (s *Store) update(ctx context.Context, id string, decide func(a *bot.Approval, leased bool) (lease, error)) (bot.Approval, error) {
+	key, claim := s.approvalKey(id), s.claimKey(id)
 	var result bot.Approval
 	var conflict bool
 	txf := func(tx *redis.Tx) error {
@@ -126,17 +317,30 @@ func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalSt
 		if err != nil {
 			return &bot.Error{Code: bot.CodeInternal, Message: err.Error(), Err: err}
 		}
-		result, conflict = a, !slices.Contains(from, a.Status)
-		if conflict {
+		leased, err := tx.Exists(ctx, claim).Result()
+		if err != nil {
+			return unavailable("read claim", err)
+		}
+		result = a
+		l, err := decide(&a, leased == 1)
+		if conflict = errors.Is(err, errConflict); conflict {
 			return nil
 		}
-		change(&a)
+		if err != nil {
+			return err
+		}
 		nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 		if err != nil {
 			return &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, key, nb, s.approvalTTL(a))
+			switch {
+			case l.set != "":
+				p.Set(ctx, claim, l.set, l.ttl)
+			case l.clear:
+				p.Del(ctx, claim)
+			}
 			return nil
 		})
 		if err == nil {
@@ -145,7 +349,8 @@ func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalSt
 		return err
 	}
 	for range 10 {
-		err := s.rdb.Watch(ctx, txf, key)
+		conflict = false
+		err := s.rdb.Watch(ctx, txf, key, claim)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
 		}
@@ -154,7 +359,7 @@ func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalSt
 			return bot.Approval{}, err
 		}
 		if err != nil { // the connection, from WATCH or EXEC
-			return bot.Approval{}, unavailable("transition approval", err)
+			return bot.Approval{}, unavailable("update approval", err)
 		}
 		if conflict {
 			return result, &bot.Error{Code: bot.CodeConflict, Message: fmt.Sprintf("state: approval %s is %s", id, result.Status)}
@@ -163,6 +368,25 @@ func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalSt
 	}
 	return bot.Approval{}, bot.Errorf(bot.CodeConflict, "state: approval %s keeps changing", id)
 }
+
+// HoldLease takes or renews the lease name for holder: a singleton for
+// background work across replicas.
+func (s *Store) HoldLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	ok, err := holdLeaseScript.Run(ctx, s.rdb, []string{s.opts.Prefix + "lease:{" + name + "}"}, holder, ttl.Milliseconds()).Bool()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, unavailable("hold lease", err)
+	}
+	return ok, nil
+}
+
+var holdLeaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`)
 
 // SaveBatch stores approval ids under a new batch id.
 func (s *Store) SaveBatch(ctx context.Context, ids []string) (string, error) {

@@ -13,14 +13,17 @@ import (
 	"github.com/upgradeapprovals/bot/state"
 )
 
+const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
 func approval() bot.Approval {
 	now := time.Now().UTC()
 	return bot.Approval{
-		ID: bot.NewApprovalID(), Status: bot.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
-		Conversation: bot.ConversationRef{ConversationID: "19:abc@thread.v2"},
+		Status: bot.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+		Conversation: bot.ConversationRef{ConversationID: "19:general@thread.tacv2;messageid=1", TenantID: tenant},
 		Upgrade: bot.PendingUpgrade{
-			Installation: bot.Installation{ID: "inst", DisplayName: "Polls", Definition: bot.AppDefinition{Version: "1.0.0"}},
-			Target:       bot.AppDefinition{ID: "def-1.1.0", Version: "1.1.0"},
+			Installation: bot.Installation{ID: "inst", DisplayName: "Polls", Definition: bot.AppDefinition{Version: "1.0.0"},
+				Scope: bot.Scope{Kind: bot.ScopeTeam, ID: "team-1", TenantID: tenant}},
+			Target: bot.AppDefinition{ID: "def-1.1.0", Version: "1.1.0"},
 		},
 	}
 }
@@ -36,18 +39,158 @@ func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
 	if err != nil || created || again.ID != first.ID {
 		t.Fatalf("second check opened %s (created %v), want the open %s", again.ID, created, first.ID)
 	}
-	// A different target is a different request.
+	// Another channel thread of the same team asks about the same
+	// installation: the same request, not one per conversation.
+	thread := approval()
+	thread.Conversation.ConversationID = "19:random@thread.tacv2;messageid=7"
+	if o, created, _ := s.OpenApproval(ctx, thread); created || o.ID != first.ID {
+		t.Errorf("another channel of the team opened %s (created %v), want %s", o.ID, created, first.ID)
+	}
+	if o, err := s.OpenApprovalFor(ctx, first.OpenKey()); err != nil || o.ID != first.ID {
+		t.Errorf("OpenApprovalFor: %s %v", o.ID, err)
+	}
+	// A different target version is a different request.
 	other := approval()
-	other.Upgrade.Target.ID = "def-1.2.0"
+	other.Upgrade.Target.ID, other.Upgrade.Target.Version = "def-1.2.0", "1.2.0"
 	if o, created, _ := s.OpenApproval(ctx, other); !created || o.ID == first.ID {
 		t.Error("a new catalog version reused the old request")
 	}
-	// Once decided, a new check opens a new request.
-	if _, err := s.Transition(ctx, first.ID, []bot.ApprovalStatus{bot.StatusPending}, func(a *bot.Approval) { a.Status = bot.StatusRejected }); err != nil {
+	// While the upgrade is in flight, check finds the same approval.
+	if _, err := s.ClaimUpgrade(ctx, first.ID, bot.Person{Name: "Megan"}, time.Now(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if o, created, _ := s.OpenApproval(ctx, approval()); created || o.ID != first.ID || o.Status != bot.StatusUpgrading {
+		t.Errorf("check during the upgrade opened %s (%s, created %v), want the upgrading %s", o.ID, o.Status, created, first.ID)
+	}
+	if _, err := s.Transition(ctx, first.ID, []bot.ApprovalStatus{bot.StatusUpgrading}, func(a *bot.Approval) { a.Status = bot.StatusRejected }); err != nil {
+		t.Fatal(err)
+	}
+	// Once rejected, a new check opens a new request.
 	if n, created, _ := s.OpenApproval(ctx, approval()); !created || n.ID == first.ID {
 		t.Error("a rejected request was reopened instead of replaced")
+	}
+}
+
+func TestRacingOpensAgreeAcrossReplicas(t *testing.T) {
+	a, b := replicas(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var created atomic.Int32
+	ids := make([]string, 24)
+	for i := range ids {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, c, err := s.OpenApproval(ctx, approval())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if c {
+				created.Add(1)
+			}
+			ids[i] = got.ID
+		}()
+	}
+	wg.Wait()
+	if created.Load() != 1 {
+		t.Errorf("%d approvals created, want 1", created.Load())
+	}
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("replicas disagree on the open approval: %v", ids)
+		}
+	}
+}
+
+func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
+	a, b := replicas(t)
+	ctx := context.Background()
+	ap, _, err := a.OpenApproval(ctx, approval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{Name: "Megan"}, time.Now(), 300*time.Millisecond)
+	if err != nil || claim.ClaimToken == "" || claim.Status != bot.StatusUpgrading {
+		t.Fatalf("claim %+v %v", claim, err)
+	}
+	// While the lease lives nobody takes over, and nothing is listed.
+	if _, err := b.TakeOverClaim(ctx, ap.ID, time.Minute); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("takeover of a live claim: %v, want conflict", err)
+	}
+	if ids, _ := b.ExpiredClaims(ctx, 10); len(ids) != 0 {
+		t.Errorf("expired claims %v while the lease lives", ids)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if ids, err := b.ExpiredClaims(ctx, 10); err != nil || len(ids) != 1 || ids[0] != ap.ID {
+		t.Fatalf("expired claims %v %v, want %s", ids, err, ap.ID)
+	}
+	var wins atomic.Int32
+	tokens := make(chan string, 16)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.TakeOverClaim(ctx, ap.ID, time.Minute)
+			switch {
+			case err == nil:
+				wins.Add(1)
+				tokens <- got.ClaimToken
+			case !errors.Is(err, bot.ErrConflict):
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(tokens)
+	if wins.Load() != 1 {
+		t.Fatalf("%d takeovers won, want exactly 1", wins.Load())
+	}
+	winner := <-tokens
+	// The first claimant, back from the dead, can no longer record anything.
+	if _, err := a.Settle(ctx, ap.ID, claim.ClaimToken, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("the old claim settled: %v", err)
+	}
+	done, err := b.Settle(ctx, ap.ID, winner, func(x *bot.Approval) { x.Status = bot.StatusUpgraded })
+	if err != nil || done.Status != bot.StatusUpgraded || done.ClaimToken != "" {
+		t.Fatalf("settle by the takeover: %+v %v", done, err)
+	}
+	if _, err := b.Settle(ctx, ap.ID, winner, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("settled twice: %v", err)
+	}
+	if ids, _ := b.ExpiredClaims(ctx, 10); len(ids) != 0 {
+		t.Errorf("a settled claim is still listed: %v", ids)
+	}
+	// A decided approval cannot be claimed again.
+	if _, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{}, time.Now(), time.Minute); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("claim of an upgraded approval: %v", err)
+	}
+}
+
+func TestLeaseHasOneHolder(t *testing.T) {
+	a, b := replicas(t)
+	ctx := context.Background()
+	if ok, err := a.HoldLease(ctx, "reaper", "one", 300*time.Millisecond); !ok || err != nil {
+		t.Fatalf("first holder: %v %v", ok, err)
+	}
+	if ok, _ := b.HoldLease(ctx, "reaper", "two", time.Second); ok {
+		t.Error("two holders at once")
+	}
+	if ok, _ := a.HoldLease(ctx, "reaper", "one", 300*time.Millisecond); !ok {
+		t.Error("the holder could not renew")
+	}
+	time.Sleep(400 * time.Millisecond)
+	if ok, _ := b.HoldLease(ctx, "reaper", "two", time.Second); !ok {
+		t.Error("an expired lease was not taken over")
 	}
 }
 

@@ -84,6 +84,7 @@ func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.Uni
 	if err != nil {
 		return nil, nil, err
 	}
+	boundWaits(opts)
 	rdb := redis.NewUniversalClient(opts)
 	return rdb, rdb.Close, nil
 }

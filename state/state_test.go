@@ -28,6 +28,9 @@ var (
 
 // redisURL is the real Redis the tests use: REDIS_URL, or the local one.
 func redisURL() string {
+	if testRedis != "" {
+		return testRedis
+	}
 	if u := os.Getenv("REDIS_URL"); u != "" {
 		return u
 	}

@@ -1,0 +1,463 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/upgradeapprovals/bot/cards"
+)
+
+// recordTimeout bounds each write after Graph has answered: the outcome,
+// the history line and the card update each get their own, so that a slow
+// step (or Teams hanging up on the invoke) cannot cost the next one.
+const recordTimeout = 5 * time.Second
+
+// claimLease is how long an upgrade claim is untouchable: the upgrade call
+// and a quarter more for recording it. Past it, the reaper reconciles.
+func (b *Bot) claimLease() time.Duration { return b.opts.UpgradeTimeout + b.opts.UpgradeTimeout/4 }
+
+// decidable reports whether an approver can still act on the approval.
+func (a Approval) decidable() bool { return a.Status == StatusPending || a.Status == StatusFailed }
+
+// onDecide handles approve, reject and retry: the approver's decision. An
+// approval upgrades in the background; the clicker gets its outcome if
+// Graph answers within InvokeWait, else the "upgrading…" card, which the
+// outcome then replaces for everyone.
+func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	a, resp, err := b.loadApproval(ctx, t)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	locale := t.Activity.Locale
+	who := t.person()
+	if !a.decidable() {
+		return InvokeCard(b.cardFor(a, locale)), nil // double clicks and redeliveries change nothing
+	}
+	ok, err := b.mayApprove(ctx, a, who)
+	if err != nil {
+		return b.invokeFailed(ctx, err), nil
+	}
+	if !ok {
+		return b.notAllowed(a, locale), nil
+	}
+	var claimed bool
+	deadline := time.Now().Add(b.opts.UpgradeTimeout) // set before the claim: it ends inside the lease
+	if t.CardAction.Action.Verb == cards.VerbReject {
+		a, err = b.conclude(ctx, a, StatusRejected, &who)
+	} else {
+		a, claimed, err = b.claim(ctx, a, who)
+	}
+	if err != nil {
+		return b.storeFailed(ctx, err)
+	}
+	if !claimed {
+		return InvokeCard(b.cardFor(a, locale)), nil
+	}
+	if d, ok := b.goUpgrade(ctx, a, deadline, t.Ref, t.Activity.ReplyToID).wait(ctx, b.opts.InvokeWait); ok {
+		return InvokeCard(b.cardFor(d, locale)), nil
+	}
+	return InvokeCard(b.cardFor(a, locale)), nil // upgrading…, "still working"
+}
+
+// claim expires an approval past its time, or claims it for an upgrade:
+// of concurrent clicks (on any replica) exactly one claim wins.
+func (b *Bot) claim(ctx context.Context, a Approval, who Person) (Approval, bool, error) {
+	now := b.opts.Now()
+	if now.After(a.ExpiresAt) {
+		a, err := b.conclude(ctx, a, StatusExpired, nil)
+		return a, false, err
+	}
+	c, err := b.opts.Approvals.ClaimUpgrade(ctx, a.ID, who, now, b.claimLease())
+	if ErrorCode(err) == CodeConflict {
+		return c, false, nil // someone else was first
+	}
+	if err != nil {
+		return a, false, err
+	}
+	return c, true, nil
+}
+
+// conclude records a decision that needs no Graph call: a reject, an expiry.
+func (b *Bot) conclude(ctx context.Context, a Approval, status ApprovalStatus, who *Person) (Approval, error) {
+	now := b.opts.Now().UTC()
+	done, err := b.opts.Approvals.Transition(ctx, a.ID, []ApprovalStatus{StatusPending, StatusFailed}, func(c *Approval) {
+		c.Status, c.DecidedAt, c.Problem = status, now, ""
+		if who != nil {
+			c.DecidedBy = who
+		}
+	})
+	if ErrorCode(err) == CodeConflict {
+		return done, nil
+	}
+	if err != nil {
+		return a, err
+	}
+	b.publish(ctx, done)
+	return done, nil
+}
+
+// goUpgrade upgrades a claimed approval in the background, counted for
+// Drain. The invoke waits on the returned handoff for the outcome; if it
+// stops waiting first, the outcome updates the clicked card (alsoID, when
+// it is not the approval's own card, which settle updates anyway).
+func (b *Bot) goUpgrade(ctx context.Context, c Approval, deadline time.Time, ref ConversationRef, alsoID string) *handoff {
+	h := &handoff{ready: make(chan struct{})}
+	ctx = context.WithoutCancel(ctx)
+	b.inflight.Add(1)
+	go func() {
+		defer b.inflight.Done()
+		d := b.runUpgrade(ctx, c, deadline)
+		h.mu.Lock()
+		abandoned := h.abandoned
+		h.result = d
+		close(h.ready)
+		h.mu.Unlock()
+		if abandoned && alsoID != "" && !d.showsOn(alsoID) {
+			b.updateCard(ctx, ref, alsoID, b.cardFor(d, d.Locale), d.ID)
+		}
+	}()
+	return h
+}
+
+// showsOn reports whether activityID is one of the approval's cards.
+func (a Approval) showsOn(activityID string) bool {
+	return a.CardActivityID == activityID || slices.ContainsFunc(a.OtherCards, func(c PostedCard) bool { return c.ActivityID == activityID })
+}
+
+// handoff passes a background upgrade's outcome to the invoke waiting for
+// it, or records that nobody waits any more.
+type handoff struct {
+	mu        sync.Mutex
+	ready     chan struct{}
+	result    Approval
+	abandoned bool
+}
+
+// wait returns the outcome if it comes before timeout or ctx ends.
+func (h *handoff) wait(ctx context.Context, timeout time.Duration) (Approval, bool) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-h.ready:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.ready:
+		return h.result, true
+	default:
+		h.abandoned = true
+		return Approval{}, false
+	}
+}
+
+// runUpgrade calls Graph's upgrade for a claim and records the outcome. The
+// call ends by deadline, which falls inside the claim's lease, so nobody
+// reconciles a claim whose Graph call may still be running.
+func (b *Bot) runUpgrade(ctx context.Context, c Approval, deadline time.Time) Approval {
+	sent := b.opts.Now().UTC()
+	// The mark must be true: Graph is called only once it is written. A
+	// write that fails may still have landed, so it is retried (Redis
+	// may be back) while there is time left to call Graph.
+	err := b.retryStore(ctx, time.Until(deadline)/2, func(ctx context.Context) error {
+		_, err := b.opts.Approvals.Amend(ctx, c.ID, c.ClaimToken, func(a *Approval) { a.UpgradeSentAt = sent })
+		return err
+	})
+	if err != nil {
+		// No Graph call without the mark: the reaper upgrades a claim that
+		// certainly never reached Graph, once its lease ends.
+		b.opts.Logger.WarnContext(ctx, "cannot mark the upgrade as sent; leaving it to the reaper", "approval", c.ID, "err", err)
+		return c
+	}
+	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	uerr := b.upgrade(gctx, c.Upgrade)
+	cancel()
+	if errors.Is(uerr, ErrUpgradeUncertain) && b.upgradeTook(ctx, c.Upgrade) {
+		b.opts.Logger.WarnContext(ctx, "the upgrade failed but took effect", "approval", c.ID, "err", uerr)
+		uerr = nil
+	}
+	status, problem := StatusUpgraded, ""
+	switch {
+	case errors.Is(uerr, ErrAlreadyUpgraded):
+		status = StatusUpToDate
+	case errors.Is(uerr, ErrSuperseded):
+		status = StatusSuperseded
+	case uerr != nil:
+		status, problem = StatusFailed, uerr.Error()
+		b.opts.Logger.WarnContext(ctx, "upgrade failed", "approval", c.ID, "err", uerr)
+	}
+	return b.settle(ctx, c, status, problem)
+}
+
+// upgradeTook reads the installation back, a few times (Graph may briefly
+// show the old version), to learn whether an upgrade whose answer was a 5xx
+// or was lost took effect: it is never sent again to find out.
+func (b *Bot) upgradeTook(ctx context.Context, u PendingUpgrade) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UpgradeTimeout)
+	defer cancel()
+	pause := min(2*time.Second, b.opts.UpgradeTimeout/10)
+	for i := range 3 {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(pause):
+			}
+		}
+		in, err := b.opts.Installations.Installation(ctx, u.Installation.Scope, u.Installation.ID)
+		if err == nil && CompareVersions(in.Definition.Version, u.Target.Version) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// settle records the outcome of a claim, then its history line and card.
+// If the record cannot be written (Redis is down for half the upgrade
+// timeout) the claim stays upgrading and the reaper reconciles it from
+// Graph once its lease ends.
+func (b *Bot) settle(ctx context.Context, c Approval, status ApprovalStatus, problem string) Approval {
+	now := b.opts.Now().UTC()
+	var done Approval
+	failed := false // a write failed: a later conflict may be our own write having landed
+	err := b.retryStore(ctx, b.opts.UpgradeTimeout/2, func(ctx context.Context) error {
+		var err error
+		done, err = b.opts.Approvals.Settle(ctx, c.ID, c.ClaimToken, func(a *Approval) {
+			a.Status, a.DecidedAt, a.Problem = status, now, problem
+		})
+		failed = failed || ErrorCode(err) == CodeUnavailable
+		return err
+	})
+	if ErrorCode(err) == CodeConflict {
+		if !failed || done.Status != status || !done.DecidedAt.Equal(now) {
+			return done // settled by someone else: the reaper after our lease ended
+		}
+		err = nil // our write landed though its answer was lost
+	}
+	if err != nil {
+		b.opts.Logger.ErrorContext(ctx, "cannot record an upgrade's outcome; the reaper will reconcile it",
+			"approval", c.ID, "outcome", status, "err", err)
+		return c
+	}
+	b.publish(ctx, done)
+	if status == StatusSuperseded {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UpgradeTimeout)
+		b.reopen(rctx, done)
+		cancel()
+	}
+	return done
+}
+
+// retryStore runs f, each attempt with its own deadline, again while it
+// fails with CodeUnavailable, for up to total.
+func (b *Bot) retryStore(ctx context.Context, total time.Duration, f func(context.Context) error) error {
+	ctx = context.WithoutCancel(ctx)
+	end := time.Now().Add(total)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		actx, cancel := context.WithTimeout(ctx, recordTimeout)
+		err := f(actx)
+		cancel()
+		if ErrorCode(err) != CodeUnavailable || time.Now().Add(wait).After(end) {
+			return err
+		}
+		time.Sleep(wait)
+	}
+}
+
+// publish writes the history line and updates the approval's card for
+// everyone, each step with its own deadline.
+func (b *Bot) publish(ctx context.Context, done Approval) {
+	ctx = context.WithoutCancel(ctx)
+	actor := ""
+	if done.DecidedBy != nil {
+		actor = done.DecidedBy.Name
+	}
+	in := done.Upgrade
+	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	err := b.opts.Approvals.AppendAudit(hctx, done.Conversation.ConversationID, AuditEvent{At: done.DecidedAt,
+		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
+		To: in.Target.Version, ApprovalID: done.ID})
+	cancel()
+	if err != nil {
+		b.opts.Logger.WarnContext(ctx, "cannot record history", "approval", done.ID, "err", err)
+	}
+	if done.CardActivityID != "" {
+		b.updateCard(ctx, done.Conversation, done.CardActivityID, b.cardFor(done, done.Locale), done.ID)
+	}
+	for _, c := range done.OtherCards {
+		b.updateCard(ctx, c.Conversation, c.ActivityID, b.cardFor(done, c.Conversation.Locale), done.ID)
+	}
+}
+
+func (b *Bot) updateCard(ctx context.Context, ref ConversationRef, activityID string, card cards.Card, approvalID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := b.opts.Connector.Update(ctx, ref, activityID, CardMessage(card)); err != nil {
+		b.opts.Logger.WarnContext(ctx, "cannot update the card for everyone", "approval", approvalID, "err", err)
+	}
+}
+
+// reopen posts a new request when the catalog moved on since approval.
+func (b *Bot) reopen(ctx context.Context, old Approval) {
+	ups, err := b.pendingUpgrades(ctx, old.Upgrade.Installation.Scope)
+	if err != nil {
+		b.opts.Logger.WarnContext(ctx, "cannot renew a superseded request", "approval", old.ID, "err", err)
+		return
+	}
+	for _, u := range ups {
+		if u.Installation.ID != old.Upgrade.Installation.ID {
+			continue
+		}
+		a, err := b.open(ctx, old.Conversation, u, old.Locale)
+		if err == nil && a.Status == StatusPending && a.CardActivityID == "" {
+			var id string
+			id, err = b.opts.Connector.Send(ctx, old.Conversation, CardMessage(b.cardFor(a, old.Locale)))
+			if err == nil && id != "" {
+				_, err = b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) { a.CardActivityID = id })
+			}
+		}
+		if err != nil {
+			b.opts.Logger.WarnContext(ctx, "cannot post the renewed request", "approval", old.ID, "err", err)
+		}
+	}
+}
+
+// onApproveAll approves every open approval of a list at once. Teams waits
+// only about 15 s for the answer, so it claims them all, answers at once
+// with the list showing each as upgrading…, and upgrades them in the
+// background, at most Parallel at a time, updating the list as each ends.
+func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	locale := t.Activity.Locale
+	if b.opts.Installations == nil {
+		return InvokeError(http.StatusServiceUnavailable, "NotConfigured", b.cards.Sentence(locale, cards.SentenceNoGraph, nil)), nil
+	}
+	ids, err := b.opts.Approvals.Batch(ctx, t.approvalID())
+	if ErrorCode(err) == CodeUnavailable {
+		return nil, err
+	}
+	if err != nil {
+		return b.unknownAction(t), nil
+	}
+	var list []Approval
+	for _, id := range ids {
+		a, err := b.opts.Approvals.Approval(ctx, id)
+		if ErrorCode(err) == CodeNotFound {
+			continue // long gone
+		}
+		if err != nil {
+			return b.storeFailed(ctx, err)
+		}
+		if !a.BelongsTo(t.Ref) {
+			b.opts.Logger.WarnContext(ctx, "approve all names a batch from elsewhere", "batch", t.approvalID(),
+				"conversation", t.Ref.ConversationID, "tenant", t.Ref.TenantID)
+			return b.unknownAction(t), nil
+		}
+		list = append(list, a)
+	}
+	who := t.person()
+	// Every approval of a batch is in this one place: one approver check
+	// covers them all, and it comes before anything is claimed.
+	for _, a := range list {
+		if !a.decidable() {
+			continue
+		}
+		ok, err := b.mayApprove(ctx, a, who)
+		if err != nil {
+			return b.invokeFailed(ctx, err), nil
+		}
+		if !ok {
+			return b.notAllowed(a, locale), nil
+		}
+		break
+	}
+	deadline := time.Now().Add(b.opts.UpgradeTimeout)
+	var claimed []int
+	for i, a := range list {
+		if !a.decidable() {
+			continue
+		}
+		c, ok, err := b.claim(ctx, a, who)
+		if err != nil {
+			b.opts.Logger.WarnContext(ctx, "approve all: cannot claim", "approval", a.ID, "err", err)
+			continue
+		}
+		list[i] = c
+		if ok {
+			claimed = append(claimed, i)
+		}
+	}
+	if len(claimed) == 0 && !slices.ContainsFunc(list, Approval.decidable) {
+		return InvokeCard(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: placeOf(t.Ref)})), nil
+	}
+	answer := b.cards.PendingList(b.statusList(t, list))
+	if len(claimed) > 0 {
+		b.goUpgradeAll(ctx, t, slices.Clone(list), claimed, deadline)
+	}
+	return InvokeCard(answer), nil
+}
+
+// goUpgradeAll runs the claimed upgrades of a list, Parallel at a time,
+// and updates the list card (the message the click came from) as each ends.
+func (b *Bot) goUpgradeAll(ctx context.Context, t *Turn, list []Approval, claimed []int, deadline time.Time) {
+	ctx = context.WithoutCancel(ctx)
+	view := *t // the turn outlives its request only as copies
+	act := *t.Activity
+	view.Activity = &act
+	sem := make(chan struct{}, b.opts.Parallel)
+	var mu sync.Mutex
+	b.inflight.Add(len(claimed))
+	for _, i := range claimed {
+		go func() {
+			defer b.inflight.Done()
+			sem <- struct{}{}
+			d := b.runUpgrade(ctx, list[i], deadline)
+			<-sem
+			if act.ReplyToID == "" {
+				return
+			}
+			// One update at a time, so an older list never overwrites a newer one.
+			mu.Lock()
+			defer mu.Unlock()
+			list[i] = d
+			b.updateCard(ctx, view.Ref, act.ReplyToID, b.cards.PendingList(b.statusList(&view, list)), d.ID)
+		}()
+	}
+}
+
+// statusList is a list of approvals showing how each stands.
+func (b *Bot) statusList(t *Turn, list []Approval) cards.PendingList {
+	v := b.listView(t, list, "")
+	for i, a := range list {
+		switch {
+		case a.Status == StatusUpgrading:
+			v.Items[i].Status = cards.OutcomeUpgrading
+		case !a.decidable() || a.Status == StatusFailed:
+			v.Items[i].Status = outcomeKind[a.Status]
+		}
+	}
+	return v
+}
+
+// Drain waits until the decisions still running after their invoke was
+// answered have ended, or ctx ends. Call it after the HTTP server stopped
+// and before the store closes.
+func (b *Bot) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { b.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("bot: decisions still running: %w", ctx.Err())
+	}
+}
+
+// DrainTimeout is how long Drain may need: one upgrade and its records.
+func (b *Bot) DrainTimeout() time.Duration { return b.opts.UpgradeTimeout + 3*recordTimeout }

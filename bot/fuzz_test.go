@@ -1,0 +1,94 @@
+package bot_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/upgradeapprovals/bot/bot"
+)
+
+// FuzzCompareVersions checks that version comparison is a total order (and
+// that a release ignores trailing zero parts), whatever the strings: catalogs hold
+// free-form versions, and "the newest" must not depend on listing order.
+// Seeds: testdata/fuzz/FuzzCompareVersions.
+func FuzzCompareVersions(f *testing.F) {
+	f.Add("1.10.0", "1.9.0", "1.9")
+	f.Add("1.0.0-beta", "1.0.0-alpha", "1.0.0")
+	f.Add("10", "2a", "3")
+	f.Add(" 1.2 ", "01.2.0", "1..2")
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		sign := func(x, y string) int { return bot.CompareVersions(x, y) }
+		if sign(a, a) != 0 {
+			t.Fatalf("%q != itself", a)
+		}
+		if sign(a, b) != -sign(b, a) {
+			t.Fatalf("compare(%q, %q) = %d but compare(%q, %q) = %d", a, b, sign(a, b), b, a, sign(b, a))
+		}
+		if sign(a, b) <= 0 && sign(b, c) <= 0 && sign(a, c) > 0 {
+			t.Fatalf("not transitive: %q <= %q <= %q but %q > %q", a, b, c, a, c)
+		}
+		if sign(a, b) == 0 && sign(a, c) != sign(b, c) {
+			t.Fatalf("%q == %q but they compare differently with %q", a, b, c)
+		}
+		// A plain release (no pre-release or build part) is unchanged by
+		// a trailing zero part.
+		if r := strings.TrimSpace(a); !strings.ContainsAny(r, "-+ ") && sign(r, r+".0") != 0 {
+			t.Fatalf("%q != %q", r, r+".0")
+		}
+	})
+}
+
+// FuzzCardAction sends any value as a card action (an Action.Execute
+// invoke, and the Action.Submit twin as a message) to a bot with one open
+// approval; "$ID" in the value stands for its id. Nothing may panic or
+// fail: a malformed action is answered with a 4xx invoke error, a valid one
+// with a card. Seeds: testdata/fuzz/FuzzCardAction.
+func FuzzCardAction(f *testing.F) {
+	f.Add([]byte(`{"action":{"type":"Action.Execute","verb":"approve","data":{"approvalId":"$ID"}}}`))
+	f.Add([]byte(`{"action":{"type":"Action.Execute","verb":"approveAll","data":{"approvalId":"bat_0"}}}`))
+	f.Add([]byte(`{"verb":"reject","approvalId":"$ID"}`))
+	f.Add([]byte(`{"action":{"verb":"refresh","data":"$ID"}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, value []byte) {
+		fl := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+		fl.say("check")
+		var id string
+		for k := range fl.state.approvals {
+			id = k
+		}
+		value = bytes.ReplaceAll(value, []byte("$ID"), []byte(id))
+		raw := json.RawMessage(value)
+		if !json.Valid(value) {
+			raw, _ = json.Marshal(string(value))
+		}
+		invoke := fl.activity(map[string]any{"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1"})
+		invoke.Value = raw
+		resp, err := fl.bot.Handle(context.Background(), invoke)
+		if err != nil {
+			t.Fatalf("invoke with value %s: %v", value, err)
+		}
+		if resp == nil || resp.Status != 200 {
+			t.Fatalf("invoke with value %s answered %+v", value, resp)
+		}
+		body, _ := json.Marshal(resp.Body)
+		var r struct {
+			StatusCode int    `json:"statusCode"`
+			Type       string `json:"type"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || r.StatusCode >= 500 || !strings.HasPrefix(r.Type, "application/vnd.microsoft.") {
+			t.Fatalf("invoke with value %s answered %s", value, body)
+		}
+		submit := fl.activity(map[string]any{"type": "message", "replyToId": "reply-1"})
+		submit.Value = raw
+		if _, err := fl.bot.Handle(context.Background(), submit); err != nil {
+			t.Fatalf("submit with value %s: %v", value, err)
+		}
+		fl.drain()
+		if n := fl.graph.upgradeCount(); n > 2 {
+			t.Fatalf("%d upgrades for 2 apps", n)
+		}
+	})
+}

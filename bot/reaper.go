@@ -1,0 +1,95 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Reap reconciles upgrade claims whose lease has ended: their replica died
+// or hung between claiming and recording the outcome (perhaps after Graph's
+// 204). A claim that certainly never reached Graph (not marked as sent) is
+// upgraded now: the approver approved and nobody called Graph. Any other is
+// never sent again — a second POST could double an upgrade whose first one
+// took: the reaper reads the installation and records what Graph shows,
+// upgraded if it runs the target version, failed (with Retry) if not, and
+// updates the card. It returns how many it settled.
+func (b *Bot) Reap(ctx context.Context) (int, error) {
+	if b.opts.Installations == nil {
+		return 0, nil
+	}
+	ids, err := b.opts.Approvals.ExpiredClaims(ctx, 100)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		c, err := b.opts.Approvals.TakeOverClaim(ctx, id, b.claimLease())
+		switch ErrorCode(err) {
+		case "":
+		case CodeConflict, CodeNotFound:
+			continue // alive, settled meanwhile, or gone
+		default:
+			return n, err
+		}
+		if b.reconcile(ctx, c) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (b *Bot) reconcile(ctx context.Context, c Approval) bool {
+	if c.UpgradeSentAt.IsZero() {
+		b.opts.Logger.InfoContext(ctx, "upgrading an approval whose replica stopped before calling Graph", "approval", c.ID)
+		return b.runUpgrade(ctx, c, time.Now().Add(b.opts.UpgradeTimeout)).Status != StatusUpgrading
+	}
+	u := c.Upgrade
+	gctx, cancel := context.WithTimeout(ctx, b.opts.UpgradeTimeout)
+	in, err := b.opts.Installations.Installation(gctx, u.Installation.Scope, u.Installation.ID)
+	cancel()
+	status, problem := StatusUpgraded, ""
+	switch {
+	case err == nil && CompareVersions(in.Definition.Version, u.Target.Version) >= 0:
+	case err == nil:
+		status = StatusFailed
+		problem = fmt.Sprintf("the upgrade was interrupted before Microsoft Graph confirmed it, and %s still runs version %s; select Retry to upgrade it",
+			u.Installation.DisplayName, in.Definition.Version)
+	case ErrorCode(err) == CodeNotFound:
+		status, problem = StatusFailed, err.Error()
+	default:
+		// Graph cannot tell now: the new lease ends and a later pass retries.
+		b.opts.Logger.WarnContext(ctx, "cannot reconcile an interrupted upgrade yet", "approval", c.ID, "err", err)
+		return false
+	}
+	b.opts.Logger.InfoContext(ctx, "reconciled an interrupted upgrade", "approval", c.ID, "outcome", status)
+	b.settle(ctx, c, status, problem)
+	return true
+}
+
+// ReaperLease names the lease that makes one replica the reaper.
+const ReaperLease = "reaper"
+
+// RunReaper runs Reap every interval on whichever replica holds the reaper
+// lease, until ctx ends. A claim is thus reconciled within its lease plus
+// about two intervals of its replica dying.
+func (b *Bot) RunReaper(ctx context.Context, leases Leases, every time.Duration) {
+	holder := NewApprovalID()[4:]
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		held, err := leases.HoldLease(ctx, ReaperLease, holder, 3*every)
+		if err == nil && held {
+			if n, err := b.Reap(ctx); err != nil {
+				b.opts.Logger.WarnContext(ctx, "reaper pass failed", "err", err)
+			} else if n > 0 {
+				b.opts.Logger.InfoContext(ctx, "reaper settled interrupted upgrades", "count", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
