@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +69,9 @@ func TestWebChatCannotImpersonateAnOwner(t *testing.T) {
 			}
 		}
 	}
-	if keys := keysUnder(t, h.env["REDIS_PREFIX"]); len(keys) != 0 {
+	// The reaper's lease is background work, not the activities'.
+	keys := slices.DeleteFunc(keysUnder(t, h.env["REDIS_PREFIX"]), func(k string) bool { return strings.HasSuffix(k, "lease:{reaper}") })
+	if len(keys) != 0 {
 		t.Errorf("refused activities wrote to Redis: %v", keys)
 	}
 	if calls := h.graph.Calls(); len(calls) != 0 {
