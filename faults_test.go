@@ -416,3 +416,71 @@ func TestKilledBetweenGraphsAnswerAndTheRecordIsReconciled(t *testing.T) {
 		return false
 	})
 }
+
+// Three bot replicas on a real three-master Redis Cluster: approvals are
+// opened and claimed across slots without CROSSSLOT or MOVED errors, each
+// installation is upgraded once however many replicas get the click, and
+// the bots work again after a master restarts.
+func TestThreeReplicasOnRedisCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	first := newHarness(t)
+	first.env["REDIS_URL"] = c.URL()
+	first.tune = quick
+	chats := seedChats(first, 6)
+	bots := []*harness{first}
+	for range 2 {
+		bots = append(bots, &harness{channel: first.channel, aad: first.aad, connector: first.connector, graph: first.graph,
+			env: first.env, tune: quick})
+	}
+	for _, h := range bots {
+		h.start(t)
+	}
+	for i, chat := range chats {
+		h := bots[i%3]
+		if code := h.post(t, h.in(h.message(fmt.Sprint("check-", i), "check"), chat)); code != http.StatusOK {
+			t.Fatalf("check in %s on replica %d: %d", chat, i%3, code)
+		}
+	}
+	posted := cards(t, first.connector.WaitCalls(t, len(chats)))
+	var wg sync.WaitGroup
+	for i, chat := range chats {
+		for r, h := range bots {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, body := h.exchange(t, h.approve(fmt.Sprint("approve-", i, "-", r), chat, posted[chat][1], posted[chat][0]))
+				if code != http.StatusOK {
+					t.Errorf("approve in %s on replica %d: %d %s", chat, r, code, body)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	st := storeOf(t, first)
+	for _, chat := range chats {
+		eventually(t, 20*time.Second, "approval in "+chat+" settles", func() bool {
+			a, err := st.Approval(context.Background(), posted[chat][0])
+			return err == nil && a.Status == bot.StatusUpgraded
+		})
+	}
+	for path, n := range upgradePosts(first.graph) {
+		if n != 1 {
+			t.Errorf("%s: %d upgrade POSTs, want 1", path, n)
+		}
+	}
+	if n := len(upgradePosts(first.graph)); n != len(chats) {
+		t.Errorf("%d installations upgraded, want %d", n, len(chats))
+	}
+
+	// A master restarts; afterwards every replica answers again.
+	c.Nodes[1].Restart()
+	c.WaitHealthy(t)
+	for r, h := range bots {
+		for i, chat := range chats {
+			id := fmt.Sprint("after-", r, "-", i)
+			eventually(t, 20*time.Second, "replica answers after the restart", func() bool {
+				return h.post(t, h.in(h.message(id, "help"), chat)) == http.StatusOK
+			})
+		}
+	}
+}
