@@ -1,7 +1,7 @@
 // Package redistest runs real redis-server processes for fault tests: a
 // server on a spare loopback port that a test can kill, restart, freeze and
 // thaw, and a Redis Cluster of such servers. Tests that need it skip, loudly,
-// when redis-server is not installed (.ci/run installs it).
+// when redis-server is not installed, and fail under CI (.ci/run installs it).
 package redistest
 
 import (
@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/upgradeapprovals/bot/internal/nodetest"
 )
 
 // Server is one redis-server process. It keeps its data in an append-only
@@ -37,12 +39,12 @@ func Binaries(tb testing.TB) (server, cli string) {
 	tb.Helper()
 	server, err := exec.LookPath("redis-server")
 	if err != nil {
-		tb.Skip("SKIPPED: redis-server is not installed, so the Redis fault and cluster tests cannot run " +
+		nodetest.SkipOrFail(tb, "redis-server is not installed, so the Redis fault and cluster tests cannot run "+
 			"(apt-get install redis-server; .ci/run does)")
 	}
 	cli, err = exec.LookPath("redis-cli")
 	if err != nil {
-		tb.Skip("SKIPPED: redis-cli is not installed (apt-get install redis-server; .ci/run does)")
+		nodetest.SkipOrFail(tb, "redis-cli is not installed (apt-get install redis-server; .ci/run does)")
 	}
 	return server, cli
 }
