@@ -326,9 +326,16 @@ func TestRefreshOnlyForUpTo60Approvers(t *testing.T) {
 	}
 }
 
+// Simplified Chinese in any spelling gets Chinese; Traditional Chinese and
+// every other language get English.
 func TestLocaleFallsBackToEnglish(t *testing.T) {
 	c := newCards(t)
-	for locale, want := range map[string]string{"zh-cn": "聊天所有者可以批准", "zh-CN": "聊天所有者可以批准", "fr-FR": "Chat owners can approve", "": "Chat owners can approve", "zh-TW": "Chat owners can approve"} {
+	const zh, en = "聊天所有者可以批准", "Chat owners can approve"
+	for locale, want := range map[string]string{
+		"zh-CN": zh, "zh-cn": zh, "zh-Hans": zh, "zh": zh, "zh-SG": zh, "zh-Hans-HK": zh,
+		"zh-TW": en, "zh-HK": en, "zh-MO": en, "zh-Hant": en, "zh-Hant-CN": en,
+		"en-US": en, "en-GB": en, "fr-FR": en, "ja-JP": en, "": en, "not a locale": en,
+	} {
 		b, _ := json.Marshal(c.Pending(cards.PendingUpgrade{Locale: locale, App: polls, Approvers: cards.ApproversOwners, Place: cards.PlaceChat}))
 		if !strings.Contains(string(b), want) {
 			t.Errorf("locale %q: card lacks %q", locale, want)

@@ -94,18 +94,27 @@ type tr struct {
 	lang string // the matched locale, one of Locales
 }
 
-// tr picks the catalogue for a Teams locale ("en-US", "zh-cn", …). Chinese
-// in Simplified script gets zh-CN; Traditional Chinese (zh-TW, zh-HK) gets
-// English rather than a script its readers did not choose.
-func (c *Cards) tr(locale string) tr {
-	tag := language.Make(locale)
-	lang := "en"
-	base, _ := tag.Base()
-	script, _ := tag.Script() // inferred when not explicit: zh-TW → Hant
-	if base.String() == "zh" && script.String() == "Hans" {
-		lang = "zh-CN"
+// matcher matches a Teams locale ("en-US", "zh-cn", …) to one of Locales.
+var matcher = language.NewMatcher(localeTags())
+
+func localeTags() []language.Tag {
+	tags := make([]language.Tag, len(Locales))
+	for i, l := range Locales {
+		tags[i] = language.MustParse(l)
 	}
-	return tr{c: c, lang: lang}
+	return tags
+}
+
+// tr picks the catalogue for a Teams locale. Only a confident match counts:
+// the matcher offers Simplified Chinese to Traditional Chinese readers
+// (zh-TW, zh-HK) with low confidence, and they get English rather than a
+// script they did not choose.
+func (c *Cards) tr(locale string) tr {
+	_, i, confidence := matcher.Match(language.Make(locale))
+	if confidence < language.High {
+		i = 0
+	}
+	return tr{c: c, lang: Locales[i]}
 }
 
 func (t tr) message(id string) *i18n.Message {
