@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -60,10 +59,6 @@ func bad(name, format string, args ...any) error {
 	return &configError{Var: name, Msg: fmt.Sprintf(format, args...)}
 }
 
-var (
-	guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-)
-
 func loadConfig(getenv func(string) string) (config, error) {
 	var c config
 	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
@@ -88,10 +83,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.CertificatePassword = getenv("MicrosoftAppCertificatePassword")
 	c.FederatedTokenFile = env("AZURE_FEDERATED_TOKEN_FILE")
 	hasSecret := c.AppPassword != "" || c.CertificatePath != "" || c.FederatedTokenFile != ""
-	if c.AppID != "" && !guidPattern.MatchString(c.AppID) {
+	if c.AppID != "" && !bot.IsEntraID(c.AppID) {
 		return c, bad("MicrosoftAppId", "%q is not a GUID", c.AppID)
 	}
-	if c.AppTenantID != "" && !guidPattern.MatchString(c.AppTenantID) {
+	if c.AppTenantID != "" && !bot.IsEntraID(c.AppTenantID) {
 		return c, bad("MicrosoftAppTenantId", "%q is not a GUID", c.AppTenantID)
 	}
 	switch c.AppType {
@@ -159,7 +154,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 	c.AllowedTenants = list(env("BOT_ALLOWED_TENANTS"))
 	for _, t := range c.AllowedTenants {
-		if !guidPattern.MatchString(t) {
+		if !bot.IsEntraID(t) {
 			return c, bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID)", t)
 		}
 	}

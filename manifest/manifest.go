@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/upgradeapprovals/bot/bot"
 )
 
 // SchemaVersion is the Teams manifest schema the package declares: the
@@ -68,7 +70,6 @@ func invalid(field, format string, args ...any) error {
 }
 
 var (
-	guid    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	version = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	hexRGB  = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
 	token   = regexp.MustCompile(`\$\{\w+\}`)
@@ -192,13 +193,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BotID == "" {
 		return o, invalid("bot id", "required: the Azure Bot's Microsoft App ID (MicrosoftAppId)")
 	}
-	if !guid.MatchString(o.BotID) {
+	if !bot.IsEntraID(o.BotID) {
 		return o, invalid("bot id", "%q is not a GUID", o.BotID)
 	}
 	if o.AppID == "" {
 		o.AppID = o.BotID
 	}
-	if !guid.MatchString(o.AppID) {
+	if !bot.IsEntraID(o.AppID) {
 		return o, invalid("app id", "%q is not a GUID", o.AppID)
 	}
 	if o.Version == "" {
