@@ -18,22 +18,18 @@ const InvokeAdaptiveCardAction = "adaptiveCard/action"
 // activity nobody handles gets 200 and is ignored: Teams keeps adding types
 // and actions, and rejecting them only makes it retry.
 type Router struct {
-	types   map[string]Handler
-	invokes map[string]Handler
-	verbs   map[string]Handler
+	types map[string]Handler
+	verbs map[string]Handler
 }
 
 // NewRouter returns an empty router.
 func NewRouter() *Router {
-	return &Router{types: map[string]Handler{}, invokes: map[string]Handler{}, verbs: map[string]Handler{}}
+	return &Router{types: map[string]Handler{}, verbs: map[string]Handler{}}
 }
 
 // OnType registers h for an activity type other than invoke. It panics on a
 // duplicate registration, which is a programming error.
 func (r *Router) OnType(activityType string, h Handler) { register(r.types, "type", activityType, h) }
-
-// OnInvoke registers h for an invoke name.
-func (r *Router) OnInvoke(name string, h Handler) { register(r.invokes, "invoke", name, h) }
 
 // OnVerb registers h for the verb of an adaptiveCard/action invoke.
 func (r *Router) OnVerb(verb string, h Handler) { register(r.verbs, "verb", verb, h) }
@@ -75,25 +71,14 @@ func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		}
 		return InvokeError(http.StatusBadRequest, "NotSupported", fmt.Sprintf("unknown card action %q", v.Action.Verb)), nil
 	}
-	if h, ok := r.invokes[a.Name]; ok {
-		return h(ctx, t)
-	}
 	return &InvokeResponse{Status: http.StatusOK}, nil
 }
 
 // Universal Actions response types.
 const (
-	ResponseTypeMessage = "application/vnd.microsoft.activity.message"
-	ResponseTypeCard    = "application/vnd.microsoft.card.adaptive"
-	ResponseTypeError   = "application/vnd.microsoft.error"
+	ResponseTypeCard  = "application/vnd.microsoft.card.adaptive"
+	ResponseTypeError = "application/vnd.microsoft.error"
 )
-
-// InvokeMessage answers an Action.Execute with a message Teams shows as a toast.
-func InvokeMessage(text string) *InvokeResponse {
-	return &InvokeResponse{Status: http.StatusOK, Body: map[string]any{
-		"statusCode": http.StatusOK, "type": ResponseTypeMessage, "value": text,
-	}}
-}
 
 // InvokeCard answers an Action.Execute with a card that replaces the one clicked.
 func InvokeCard(card any) *InvokeResponse {

@@ -246,10 +246,6 @@ func (s *syncBuffer) String() string {
 	return string(s.b)
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
-}
-
 func TestParseURL(t *testing.T) {
 	o, err := state.ParseURL("rediss://:s3cret@cache.contoso.net:6380/2")
 	if err != nil || o.IsClusterMode || len(o.Addrs) != 1 || o.Addrs[0] != "cache.contoso.net:6380" || o.DB != 2 ||

@@ -14,6 +14,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/bot/bottest"
 )
 
 func TestBodyOverLimitIs413(t *testing.T) {
@@ -52,7 +53,7 @@ func TestMalformedJSONWithoutTokenIs401(t *testing.T) {
 
 func TestInvokeResponseIsWrittenSynchronously(t *testing.T) {
 	f := newFixture(t)
-	f.bot.resp = bot.InvokeMessage("Upgrade approved")
+	f.bot.resp = bot.InvokeCard(map[string]any{"type": "AdaptiveCard", "version": "1.5"})
 	a := activity()
 	a["type"] = "invoke"
 	a["name"] = "adaptiveCard/action"
@@ -65,7 +66,8 @@ func TestInvokeResponseIsWrittenSynchronously(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
 		t.Fatalf("body %q: %v", w.Body.String(), err)
 	}
-	if body["statusCode"] != float64(200) || body["type"] != "application/vnd.microsoft.activity.message" || body["value"] != "Upgrade approved" {
+	card, _ := body["value"].(map[string]any)
+	if body["statusCode"] != float64(200) || body["type"] != "application/vnd.microsoft.card.adaptive" || card["type"] != "AdaptiveCard" {
 		t.Errorf("invoke response %v", body)
 	}
 }
@@ -131,14 +133,49 @@ func TestProbesAndMetrics(t *testing.T) {
 	}
 }
 
+// /readyz says 503 until the signing keys are loaded, then 200: a replica
+// that could not verify a single token takes no traffic.
 func TestReadyzWaitsForSigningKeys(t *testing.T) {
+	ch := bottest.NewChannel(t, appID)
+	v, err := botframework.NewVerifier(botframework.VerifierOptions{AppID: appID, Issuer: ch.Issuer, OpenIDMetadataURL: ch.MetadataURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := botframework.NewServer(botframework.ServerOptions{Bot: &recorder{}, Trust: &memTrust{}, Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyz := func() int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return w.Code
+	}
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before the keys are loaded: %d, want 503", code)
+	}
+	if err := v.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if code := readyz(); code != http.StatusOK {
+		t.Errorf("/readyz with the keys loaded: %d, want 200", code)
+	}
+}
+
+// Keys that cannot be fetched keep the replica out of rotation.
+func TestReadyzStaysDownWhenKeysCannotBeFetched(t *testing.T) {
 	v, err := botframework.NewVerifier(botframework.VerifierOptions{
 		AppID: appID, Issuer: "https://api.botframework.com", OpenIDMetadataURL: "http://127.0.0.1:1/none",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, _ := botframework.NewServer(botframework.ServerOptions{Bot: &recorder{}, Trust: &memTrust{}, Verifier: v})
+	h, err := botframework.NewServer(botframework.ServerOptions{Bot: &recorder{}, Trust: &memTrust{}, Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Load(context.Background()); err == nil {
+		t.Fatal("keys loaded from a closed port")
+	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if w.Code != http.StatusServiceUnavailable {
