@@ -80,12 +80,46 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// TestCIBuildsLikeTheDockerfile: the binary whose size CI reports is built
+// by a command of .ci/run, not merely named in a comment, with the
+// Dockerfile's flags.
 func TestCIBuildsLikeTheDockerfile(t *testing.T) {
 	b, err := os.ReadFile(".ci/run")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), dockerBuildFlags) {
-		t.Errorf(".ci/run does not build with the Dockerfile's flags %q", dockerBuildFlags)
+	builds := releaseBuilds(string(b))
+	if len(builds) != 1 {
+		t.Fatalf(".ci/run runs %d release builds %q, want one built with %q", len(builds), builds, dockerBuildFlags)
+	}
+	stages := parseDockerfile(t)
+	docker := releaseBuilds(strings.Join(stages[0].instructions["run"], "\n"))
+	if len(docker) != 1 {
+		t.Fatalf("the Dockerfile runs %d release builds %q, want one", len(docker), docker)
+	}
+}
+
+// releaseBuilds returns the shell commands of script, comments left out,
+// that run the release build with dockerBuildFlags.
+func releaseBuilds(script string) []string {
+	var builds []string
+	for _, line := range strings.Split(script, "\n") {
+		if i := strings.Index(line, "#"); i >= 0 && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+			line = line[:i] // a shell comment: # at a word's start
+		}
+		if strings.Contains(line, dockerBuildFlags) {
+			builds = append(builds, strings.TrimSpace(line))
+		}
+	}
+	return builds
+}
+
+func TestReleaseBuildsIgnoresComments(t *testing.T) {
+	script := "# " + dockerBuildFlags + " -o x .\n  # " + dockerBuildFlags + "\necho done # " + dockerBuildFlags + "\n"
+	if got := releaseBuilds(script); len(got) != 0 {
+		t.Errorf("builds found in comments and other text: %q", got)
+	}
+	if got := releaseBuilds("set -e\n" + dockerBuildFlags + ` -o "$bin" .` + "\n"); len(got) != 1 {
+		t.Errorf("the build command is not found: %q", got)
 	}
 }
