@@ -449,8 +449,8 @@ func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
 	listed := 0
 	for _, r := range f.conn.replies {
 		c := cardText(t, r)
-		if len(c) > 28*1024 {
-			t.Errorf("a card of %d bytes is over Teams' limit", len(c))
+		if len(c) > bot.MaxCardBytes {
+			t.Errorf("a card of %d bytes is over the %d the bot keeps under Teams' limit", len(c), bot.MaxCardBytes)
 		}
 		listed += strings.Count(c, `{"type":"Action.Execute","title":"Review","verb":"review"`)
 	}

@@ -149,10 +149,19 @@ func TestClaimIsOncePerActivityAcrossReplicas(t *testing.T) {
 func TestClaimExpires(t *testing.T) {
 	s, _ := newStore(t, state.Options{ActivityTTL: 50 * time.Millisecond})
 	ctx := context.Background()
-	s.Claim(ctx, "k")
-	time.Sleep(120 * time.Millisecond)
-	if ok, _ := s.Claim(ctx, "k"); !ok {
-		t.Error("the claim outlived its TTL")
+	if ok, err := s.Claim(ctx, "k"); !ok || err != nil {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if ok, _ := s.Claim(ctx, "k"); ok {
+		t.Fatal("a claimed activity was claimed again within its TTL")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, _ := s.Claim(ctx, "k"); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the claim outlived its 50 ms TTL by 5 s")
+		}
 	}
 }
 
