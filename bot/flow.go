@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -182,8 +181,6 @@ func (b *Bot) storeFailed(ctx context.Context, err error) (*InvokeResponse, erro
 	}
 	return b.invokeFailed(ctx, err), nil
 }
-
-var errNotAllowed = errors.New("bot: not allowed to approve")
 
 // notAllowed answers, to the clicker alone, who may approve instead.
 func (b *Bot) notAllowed(a Approval, locale string) *InvokeResponse {
