@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -207,9 +206,6 @@ type ApproverPolicy struct {
 	Users  []string // these Entra users
 }
 
-// entraID is an Entra object id.
-var entraID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // ParseApproverPolicy reads entries such as "owners", "group:<id>",
 // "user:<id>", where ids are Entra object ids.
 func ParseApproverPolicy(entries []string) (ApproverPolicy, error) {
@@ -219,9 +215,9 @@ func ParseApproverPolicy(entries []string) (ApproverPolicy, error) {
 		switch {
 		case kind == "owners" && id == "":
 			p.Owners = true
-		case kind == "group" && entraID.MatchString(id):
+		case kind == "group" && IsEntraID(id):
 			p.Groups = append(p.Groups, id)
-		case kind == "user" && entraID.MatchString(id):
+		case kind == "user" && IsEntraID(id):
 			p.Users = append(p.Users, strings.ToLower(id))
 		default:
 			return p, fmt.Errorf("%q is not a policy entry (want owners, group:<entra-group-id> or user:<entra-user-id>)", e)
