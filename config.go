@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
@@ -44,6 +45,12 @@ type config struct {
 	RedisPrefix    string             // REDIS_PREFIX, default "upgradebot:"
 	AllowedTenants []string           // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
 	Approvers      bot.ApproverPolicy // BOT_APPROVERS, default "owners"
+
+	Proactive     bool          // BOT_PROACTIVE: on (default) or off, unprompted posts everywhere
+	ScanInterval  time.Duration // BOT_SCAN_INTERVAL: how often the catalog is read per tenant, default 15m
+	SweepInterval time.Duration // BOT_SWEEP_INTERVAL: how often every conversation is scanned, default 24h
+	RemindAfter   time.Duration // BOT_REMIND_AFTER: one reminder after, default 72h
+	ApprovalTTL   time.Duration // BOT_APPROVAL_TTL: a request expires after, default 168h
 }
 
 // configError names the variable at fault, so the one line an operator
@@ -175,7 +182,46 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.Approvers, err = bot.ParseApproverPolicy(approvers); err != nil {
 		return c, bad("BOT_APPROVERS", "%v", err)
 	}
+
+	switch v := strings.ToLower(env("BOT_PROACTIVE")); v {
+	case "", "on":
+		c.Proactive = true
+	case "off":
+	default:
+		return c, bad("BOT_PROACTIVE", "unknown value %q (want on or off)", env("BOT_PROACTIVE"))
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+		def  time.Duration
+	}{
+		{"BOT_SCAN_INTERVAL", &c.ScanInterval, 15 * time.Minute},
+		{"BOT_SWEEP_INTERVAL", &c.SweepInterval, 24 * time.Hour},
+		{"BOT_REMIND_AFTER", &c.RemindAfter, 72 * time.Hour},
+		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
+	} {
+		if *d.dst, err = durationVar(env, d.name, d.def); err != nil {
+			return c, err
+		}
+	}
+	if c.RemindAfter >= c.ApprovalTTL {
+		return c, bad("BOT_REMIND_AFTER", "%s is not shorter than BOT_APPROVAL_TTL (%s): the reminder would come after expiry",
+			c.RemindAfter, c.ApprovalTTL)
+	}
 	return c, nil
+}
+
+// durationVar reads a positive Go duration such as 15m or 72h.
+func durationVar(env func(string) string, name string, def time.Duration) (time.Duration, error) {
+	v := env(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, bad(name, "%q is not a positive duration (e.g. 15m, 24h)", v)
+	}
+	return d, nil
 }
 
 func urlVar(env func(string) string, name, def string) (string, error) {

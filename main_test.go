@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot/bottest"
+	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/graph/graphtest"
 )
 
@@ -39,11 +40,13 @@ type harness struct {
 	aad       *bottest.AAD
 	connector *bottest.Connector
 	graph     *graphtest.Tenant
-	env       map[string]string
-	url       string
-	stop      context.CancelFunc
-	done      chan error
-	tune      func(*deps) // adjusts serve's seams before start
+	// sharedGraph is the Graph client of replicas started in this process.
+	sharedGraph *graph.Client
+	env         map[string]string
+	url         string
+	stop        context.CancelFunc
+	done        chan error
+	tune        func(*deps) // adjusts serve's seams before start
 }
 
 func newHarness(t *testing.T) *harness {
@@ -261,6 +264,11 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_ALLOWED_TENANTS": "contoso.com"}, "BOT_ALLOWED_TENANTS"},
 		{map[string]string{"BOT_APPROVERS": "everyone"}, "BOT_APPROVERS"},
 		{map[string]string{"HOST": "0.0.0.0"}, "HOST"}, // no app id: auth is off, so no public bind
+		{map[string]string{"BOT_PROACTIVE": "sometimes"}, "BOT_PROACTIVE"},
+		{map[string]string{"BOT_SCAN_INTERVAL": "15"}, "BOT_SCAN_INTERVAL"},
+		{map[string]string{"BOT_SWEEP_INTERVAL": "-1h"}, "BOT_SWEEP_INTERVAL"},
+		{map[string]string{"BOT_APPROVAL_TTL": "a week"}, "BOT_APPROVAL_TTL"},
+		{map[string]string{"BOT_REMIND_AFTER": "200h"}, "BOT_REMIND_AFTER"}, // after the default 168h expiry
 	} {
 		var stderr bytes.Buffer
 		code := run(context.Background(), nil, func(k string) string { return tc.env[k] }, &stderr)

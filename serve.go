@@ -41,6 +41,13 @@ type deps struct {
 	// reaperInterval the reaper's; zero: production values.
 	tune           func(*bot.Options)
 	reaperInterval time.Duration
+	// graph, when set, replaces the Graph client built from cfg: replicas
+	// in one test process share one, as msgraph-sdk-go keeps process-wide
+	// state that separate clients would race on.
+	graph *graph.Client
+	// reclaimAfter is how long a scan job may stay unacknowledged before
+	// another replica takes it over; default 1 minute.
+	reclaimAfter time.Duration
 }
 
 // newLogger returns the process's JSON logger and routes go-redis's own log
@@ -103,7 +110,11 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	var installations bot.Installations
 	var catalog bot.Catalog
 	var directory bot.Directory
-	if cfg.AppID != "" || d.sandbox != nil {
+	var orgCatalog bot.OrgCatalog
+	var grants bot.GrantChecker
+	if g := d.graph; g != nil {
+		installations, catalog, directory, orgCatalog, grants = g, g, g, g, g
+	} else if cfg.AppID != "" || d.sandbox != nil {
 		creds := newCredentials(cfg, d.azureTransport)
 		g, err := graph.New(graph.Options{
 			BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, Registerer: reg, Logger: logger,
@@ -120,7 +131,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		if err != nil {
 			return err
 		}
-		installations, catalog, directory = g, g, g
+		installations, catalog, directory, orgCatalog, grants = g, g, g, g, g
 	}
 
 	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Hosts: cfg.Cloud.ServiceURLHosts, Records: store})
@@ -130,9 +141,17 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
+	replica := replicaName()
+	queue, err := store.Queue(state.QueueOptions{Consumer: replica, ReclaimAfter: d.reclaimAfter})
+	if err != nil {
+		return err
+	}
 	bopts := bot.Options{
 		Connector: connector, Conversations: store, Activities: store, Approvals: store,
 		Installations: installations, Catalog: catalog, Directory: directory, Approvers: cfg.Approvers, Logger: logger,
+		Proactive: store, ProactiveOff: !cfg.Proactive,
+		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
+		Jobs: queue, Grants: grants,
 	}
 	if d.tune != nil {
 		d.tune(&bopts)
@@ -149,6 +168,11 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	}
 	go func() { defer close(reaperDone); b.RunReaper(ctx, store, every) }()
 	defer func() { <-reaperDone }()
+	stopBackground, err := background(ctx, cfg, b, store, queue, replica, orgCatalog, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopBackground()
 
 	var activities botframework.ActivityHandler = b
 	if d.sandbox != nil {

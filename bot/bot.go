@@ -57,7 +57,8 @@ type Options struct {
 	Directory     Directory
 	// Approvers is who may approve (BOT_APPROVERS).
 	Approvers ApproverPolicy
-	// ApprovalTTL is how long a request stays open. Default 7 days.
+	// ApprovalTTL is how long a request stays open (BOT_APPROVAL_TTL).
+	// Default 7 days.
 	ApprovalTTL time.Duration
 	// InvokeWait is how long a card action waits for Graph's upgrade before
 	// it answers "upgrading…" (Teams gives up on an invoke after about 15 s);
@@ -70,6 +71,27 @@ type Options struct {
 	// Parallel bounds how many upgrades of one "approve all" run at once.
 	// Default 4.
 	Parallel int
+	// Proactive, when set, lets the bot act unprompted: welcome when added,
+	// forget when removed, post cards for new catalog versions (see
+	// ScanConversation) and keep every card true. Nil: it only answers.
+	Proactive ProactiveStore
+	// ProactiveOff stops unprompted posts everywhere (BOT_PROACTIVE=off);
+	// cards are still kept true.
+	ProactiveOff bool
+	// FollowEvery is how often a conversation with open cards is looked at
+	// again, so a card whose app was upgraded elsewhere is updated soon.
+	// Default 15 min (the serve command passes BOT_SCAN_INTERVAL).
+	FollowEvery time.Duration
+	// RemindAfter is when a pending request gets its one reminder
+	// (BOT_REMIND_AFTER). Default 72h.
+	RemindAfter time.Duration
+	// Jobs queues background work (the post-upgrade check); Grants reads
+	// what an upgrade actually granted. Without them nothing is verified.
+	Jobs   JobQueue
+	Grants GrantChecker
+	// ClaimStale is how long a proactive post may look in flight before
+	// another replica takes it over (its replica died). Default 2 min.
+	ClaimStale time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -107,6 +129,15 @@ func New(opts Options) (*Bot, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 4
 	}
+	if opts.RemindAfter <= 0 {
+		opts.RemindAfter = 72 * time.Hour
+	}
+	if opts.FollowEvery <= 0 {
+		opts.FollowEvery = 15 * time.Minute
+	}
+	if opts.ClaimStale <= 0 {
+		opts.ClaimStale = 2 * time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -118,10 +149,12 @@ func New(opts Options) (*Bot, error) {
 		return nil, fmt.Errorf("bot: %w", err)
 	}
 	b := &Bot{opts: opts, router: NewRouter(), cards: c}
+	if opts.Proactive != nil {
+		b.opts.Approvals = followedApprovals{ApprovalStore: opts.Approvals, b: b}
+	}
 	b.router.OnType("message", b.onMessage)
-	// conversationUpdate fires when the bot is first added; it cannot tell
-	// an upgrade (see installationUpdate), and Handle has already recorded
-	// the conversation, so the router's default (accept, do nothing) serves.
+	// Teams sends both when the bot is added; the welcome is deduped.
+	b.router.OnType("conversationUpdate", b.onConversationUpdate)
 	b.router.OnType("installationUpdate", b.onInstallationUpdate)
 	b.router.OnVerb(cards.VerbApprove, b.onDecide)
 	b.router.OnVerb(cards.VerbReject, b.onDecide)
@@ -239,6 +272,9 @@ func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	if t.Text == "" {
 		return nil, nil // an attachment without words
 	}
+	if on, ok := notificationsCommand(t.Text); ok {
+		return nil, b.setNotifications(ctx, t, on)
+	}
 	ctx = WithCommand(ctx, command(t.Text))
 	switch command(t.Text) {
 	case "check":
@@ -256,12 +292,4 @@ func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 // later, only for a single-attachment message.
 func CardMessage(card cards.Card) Message {
 	return Message{Attachments: []schema.Attachment{{ContentType: cards.ContentType, Content: card}}}
-}
-
-// installationUpdate actions are add, remove, add-upgrade, remove-upgrade and
-// lately a bare upgrade; unknown ones are accepted and logged.
-func (b *Bot) onInstallationUpdate(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	b.opts.Logger.InfoContext(ctx, "installation update", "action", t.Activity.Action,
-		"conversation_type", t.Ref.ConversationType, "tenant", t.Ref.TenantID)
-	return nil, nil
 }

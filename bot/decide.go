@@ -247,6 +247,9 @@ func (b *Bot) settle(ctx context.Context, c Approval, status ApprovalStatus, pro
 		return c
 	}
 	b.publish(ctx, done)
+	if status == StatusUpgraded {
+		b.queueVerify(ctx, done)
+	}
 	if status == StatusSuperseded {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UpgradeTimeout)
 		b.reopen(rctx, done)

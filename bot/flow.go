@@ -129,7 +129,7 @@ func (b *Bot) post(ctx context.Context, t *Turn, a Approval) error {
 }
 
 var allStatuses = []ApprovalStatus{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected,
-	StatusFailed, StatusExpired, StatusSuperseded, StatusUpToDate}
+	StatusFailed, StatusExpired, StatusSuperseded, StatusUpToDate, StatusUpgradedOutside}
 
 // history answers "history".
 func (b *Bot) history(ctx context.Context, t *Turn) error {
@@ -314,12 +314,14 @@ func (b *Bot) cardFor(a Approval, locale string) cards.Card {
 	if a.Status == StatusFailed {
 		o.Problem = a.Problem
 	}
+	o.Verification = verificationView(a.Verification)
 	return b.cards.Outcome(o)
 }
 
 var outcomeKind = map[ApprovalStatus]cards.OutcomeKind{
 	StatusUpgraded: cards.OutcomeUpgraded, StatusRejected: cards.OutcomeRejected, StatusFailed: cards.OutcomeFailed,
 	StatusExpired: cards.OutcomeExpired, StatusSuperseded: cards.OutcomeSuperseded, StatusUpToDate: cards.OutcomeUpToDate,
+	StatusUpgradedOutside: cards.OutcomeUpgradedOutside,
 }
 
 func appView(u PendingUpgrade) cards.App {

@@ -229,6 +229,12 @@ func (b *Bot) pendingUpgrades(ctx context.Context, scope Scope) ([]PendingUpgrad
 	if err != nil {
 		return nil, err
 	}
+	return b.behind(ctx, scope, installed)
+}
+
+// behind reads the catalog definitions of the installed apps and returns
+// the installations behind them.
+func (b *Bot) behind(ctx context.Context, scope Scope, installed []Installation) ([]PendingUpgrade, error) {
 	ids := make([]string, 0, len(installed))
 	for _, in := range installed {
 		if in.TeamsAppID != "" && !slices.Contains(ids, in.TeamsAppID) {

@@ -37,6 +37,22 @@ type Card struct {
 // MSTeams holds Teams-only card properties.
 type MSTeams struct {
 	Width string `json:"width,omitempty"` // "Full"
+	// Entities carries @mentions: Teams notifies each mentioned person.
+	Entities []Entity `json:"entities,omitempty"`
+}
+
+// Entity is a Teams mention inside a card: Text ("<at>Name</at>") appears
+// verbatim in a TextBlock.
+type Entity struct {
+	Type      string    `json:"type"` // "mention"
+	Text      string    `json:"text"`
+	Mentioned Mentioned `json:"mentioned"`
+}
+
+// Mentioned is who a mention names: an Entra object id or a "29:" id.
+type Mentioned struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // Refresh makes Teams fetch a personalised card for the listed users.

@@ -117,8 +117,25 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 			{At: requested.Add(-3 * time.Hour), Kind: cards.OutcomeSuperseded, App: "Polls", From: "0.9", To: "0.9.5"},
 			{At: requested.Add(-4 * time.Hour), Kind: cards.OutcomeUpToDate, Actor: "Megan Bowen", App: "Tasks", From: "2.9", To: "3.0"},
 		}}),
-		"history-empty": c.History(cards.History{Locale: locale}),
+		"history-empty":    c.History(cards.History{Locale: locale}),
+		"welcome":          c.Welcome(cards.Welcome{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners}),
+		"welcome-team":     c.Welcome(cards.Welcome{Locale: locale, Place: cards.PlaceTeam, Approvers: cards.ApproversGroup}),
+		"welcome-personal": c.Welcome(cards.Welcome{Locale: locale, Place: cards.PlacePersonal, Approvers: cards.ApproversSelf}),
+		"reminder": c.Reminder(cards.Reminder{Locale: locale, App: polls, Place: cards.PlaceChat, Approvers: cards.ApproversOwners,
+			People:      []cards.Approver{{ID: "11111111-1111-1111-1111-111111111111", Name: "Megan Bowen"}, {ID: "22222222-2222-2222-2222-222222222222", Name: "Alex Wilber"}},
+			RequestedAt: requested, ExpiresAt: requested.Add(7 * 24 * time.Hour)}),
+		"reminder-nobody": c.Reminder(cards.Reminder{Locale: locale, App: polls, Place: cards.PlaceTeam, Approvers: cards.ApproversGroup,
+			RequestedAt: requested, ExpiresAt: requested.Add(7 * 24 * time.Hour)}),
+		"outcome-upgradedoutside":   c.Outcome(outcome(cards.OutcomeUpgradedOutside)),
+		"outcome-upgraded-verified": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{})),
+		"outcome-upgraded-missing-grant": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{
+			Missing: []cards.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})),
 	}
+}
+
+func verified(o cards.Outcome, v *cards.Verification) cards.Outcome {
+	o.Verification = v
+	return o
 }
 
 func newCards(t testing.TB) *cards.Cards {

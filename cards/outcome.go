@@ -14,6 +14,9 @@ const (
 	OutcomeSuperseded OutcomeKind = "superseded" // the catalog changed; a new card follows
 	OutcomeUpToDate   OutcomeKind = "uptodate"   // already at the catalog version
 	OutcomeNotAllowed OutcomeKind = "notallowed" // the clicker may not approve
+	// OutcomeUpgradedOutside: someone upgraded the app another way (Teams'
+	// Update button, the admin center) while the request was open.
+	OutcomeUpgradedOutside OutcomeKind = "upgradedoutside"
 )
 
 // Outcome is the view of a finished (or refused) approval.
@@ -31,11 +34,15 @@ type Outcome struct {
 	// NotAllowed: who may approve instead.
 	Place     Place
 	Approvers ApproverPolicy
+	// Upgraded: whether the new version runs with exactly the consented
+	// permissions; nil until the bot has checked.
+	Verification *Verification
 }
 
 var outcomeStyle = map[OutcomeKind]string{
 	OutcomeUpgrading: "accent", OutcomeUpgraded: "good", OutcomeRejected: "default", OutcomeFailed: "attention", OutcomeExpired: "default",
 	OutcomeSuperseded: "warning", OutcomeUpToDate: "good", OutcomeNotAllowed: "warning",
+	OutcomeUpgradedOutside: "good",
 }
 
 // Outcome is the card that replaces a pending one when it is decided, or
@@ -82,6 +89,9 @@ func (c *Cards) Outcome(o Outcome) Card {
 		{Title: t.T("CatalogVersion"), Value: o.App.ToVersion},
 	}})
 	if o.Kind == OutcomeUpgraded {
+		if o.Verification != nil {
+			body = append(body, c.verification(t, o.Verification)...)
+		}
 		body = append(body, c.diffSections(t, o.Diff, o.ApprovalID, true)...)
 	}
 	card := newCard(t.cardLang(), body, actions...)

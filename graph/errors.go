@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
@@ -30,6 +31,13 @@ func (e *APIError) Error() string {
 		s += fmt.Sprintf(" (%s: %s)", e.Code, e.Message)
 	}
 	return s
+}
+
+// Throttled reports a 429 that outlasted the SDK's own retries (which
+// honour Retry-After), so a background job is delayed rather than dropped
+// (bot.Throttled); the wait is the job's to choose.
+func (e *APIError) Throttled() (time.Duration, bool) {
+	return 0, e.Status == http.StatusTooManyRequests
 }
 
 // translate turns an SDK error into a *bot.Error whose code callers test

@@ -173,10 +173,17 @@ func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
 		return nil, fmt.Errorf("graph: request adapter: %w", err)
 	}
 	adapter.SetBaseUrl(c.opts.BaseURL)
+	newClientMu.Lock()
 	g := msgraph.NewGraphServiceClient(adapter)
+	newClientMu.Unlock()
 	c.tenants[tenantID] = g
 	return g, nil
 }
+
+// newClientMu serialises msgraph.NewGraphServiceClient, which writes
+// process-wide serializer registries: two Clients (replicas in one test
+// process) creating tenant clients at once race there.
+var newClientMu sync.Mutex
 
 // metricsTransport times every HTTP exchange with Graph, retries included,
 // and counts them per command (bot.WithCommand), so that a request budget

@@ -6,7 +6,6 @@ package state
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -114,53 +113,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return unavailable("ping", err)
 	}
 	return nil
-}
-
-// Values carry a version so a rolling upgrade can read what the previous
-// release wrote.
-const referenceVersion = 1
-
-type referenceRecord struct {
-	V int `json:"v"`
-	bot.ConversationRef
-}
-
-// Keys that one operation touches share a {hash tag} so they live in one
-// Redis Cluster slot.
-func (s *Store) referenceKey(conversationID string) string {
-	return s.opts.Prefix + "ref:{" + conversationID + "}"
-}
-
-// SaveReference stores the conversation reference, renewing its TTL.
-func (s *Store) SaveReference(ctx context.Context, ref bot.ConversationRef) error {
-	b, err := json.Marshal(referenceRecord{V: referenceVersion, ConversationRef: ref})
-	if err != nil {
-		return fmt.Errorf("state: encode reference: %w", err)
-	}
-	if err := s.rdb.Set(ctx, s.referenceKey(ref.ConversationID), b, s.opts.ReferenceTTL).Err(); err != nil {
-		return unavailable("save reference", err)
-	}
-	return nil
-}
-
-// Reference returns the stored reference of a conversation, or an error with
-// bot.CodeNotFound.
-func (s *Store) Reference(ctx context.Context, conversationID string) (bot.ConversationRef, error) {
-	b, err := s.rdb.Get(ctx, s.referenceKey(conversationID)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return bot.ConversationRef{}, bot.Errorf(bot.CodeNotFound, "state: no conversation reference for %q", conversationID)
-	}
-	if err != nil {
-		return bot.ConversationRef{}, unavailable("read reference", err)
-	}
-	var rec referenceRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return bot.ConversationRef{}, fmt.Errorf("state: decode reference: %w", err)
-	}
-	if rec.V != referenceVersion {
-		return bot.ConversationRef{}, fmt.Errorf("state: reference version %d is not supported", rec.V)
-	}
-	return rec.ConversationRef, nil
 }
 
 func (s *Store) activityKey(key string) string { return s.opts.Prefix + "activity:{" + key + "}" }

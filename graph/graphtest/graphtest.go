@@ -103,6 +103,7 @@ type Tenant struct {
 	scopes  map[string][]*installation
 	members map[string][]Member
 	groups  map[string]map[string]bool
+	dropped map[string]bool // scope|permission grants that did not take
 	calls   []Call
 	faults  []*Fault
 	mux     *http.ServeMux
@@ -112,7 +113,7 @@ type Tenant struct {
 func New() *Tenant {
 	t := &Tenant{
 		apps: map[string]*App{}, scopes: map[string][]*installation{},
-		members: map[string][]Member{}, groups: map[string]map[string]bool{},
+		members: map[string][]Member{}, groups: map[string]map[string]bool{}, dropped: map[string]bool{},
 	}
 	m := http.NewServeMux()
 	for _, kind := range []string{Chat, Team} {
@@ -120,11 +121,13 @@ func New() *Tenant {
 		m.HandleFunc("GET /v1.0/"+kind+"/{scope}/installedApps/{id}", t.getInstallation(kind))
 		m.HandleFunc("POST /v1.0/"+kind+"/{scope}/installedApps/{id}/upgrade", t.upgrade(kind))
 		m.HandleFunc("GET /v1.0/"+kind+"/{scope}/members", t.listMembers(kind))
+		m.HandleFunc("GET /v1.0/"+kind+"/{scope}/permissionGrants", t.permissionGrants(kind))
 	}
 	m.HandleFunc("GET /v1.0/users/{scope}/teamwork/installedApps", t.listInstallations(User))
 	m.HandleFunc("GET /v1.0/users/{scope}/teamwork/installedApps/{id}", t.getInstallation(User))
 	m.HandleFunc("POST /v1.0/users/{scope}/teamwork/installedApps/{id}/upgrade", t.upgrade(User))
 	m.HandleFunc("POST /v1.0/users/{scope}/checkMemberGroups", t.checkMemberGroups)
+	m.HandleFunc("GET /v1.0/users/{scope}/permissionGrants", t.permissionGrants(User))
 	m.HandleFunc("GET /v1.0/appCatalogs/teamsApps", t.catalog)
 	t.mux = m
 	return t
@@ -528,14 +531,17 @@ func (t *Tenant) catalog(w http.ResponseWriter, r *http.Request) {
 				apps = append(apps, a)
 			}
 		}
+	} else if method, ok := strings.CutPrefix(filter, "distributionMethod eq '"); ok && strings.HasSuffix(method, "'") {
+		for _, a := range t.sortedApps() {
+			if a.DistributionMethod == strings.TrimSuffix(method, "'") {
+				apps = append(apps, a)
+			}
+		}
 	} else if filter != "" {
 		writeError(w, http.StatusBadRequest, "BadRequest", "Invalid filter clause", "")
 		return
 	} else {
-		for _, a := range t.apps {
-			apps = append(apps, a)
-		}
-		slices.SortFunc(apps, func(a, b *App) int { return strings.Compare(a.ID, b.ID) })
+		apps = t.sortedApps()
 	}
 	expand := q.Get("$expand")
 	items := make([]any, 0, len(apps))
@@ -603,6 +609,16 @@ func literals(s string) ([]string, bool) {
 		}
 		s = s[1:]
 	}
+}
+
+// sortedApps keeps catalog pages stable from one request to the next.
+func (t *Tenant) sortedApps() []*App {
+	apps := make([]*App, 0, len(t.apps))
+	for _, a := range t.apps {
+		apps = append(apps, a)
+	}
+	slices.SortFunc(apps, func(a, b *App) int { return strings.Compare(a.ID, b.ID) })
+	return apps
 }
 
 func (t *Tenant) listMembers(kind string) http.HandlerFunc {
@@ -701,4 +717,60 @@ func compareVersions(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// UpgradeOutside moves an installation to a version as Teams' own Update
+// button or the admin center would, consenting to that version's RSC set,
+// without the bot knowing.
+func (t *Tenant) UpgradeOutside(kind, scopeID, installationID, version string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, in := range t.scopes[kind+"/"+scopeID] {
+		if in.id == installationID {
+			_, d, _ := t.definitionFor(in.appID, version)
+			in.version, in.consented = version, slices.Clone(d.RSC)
+		}
+	}
+}
+
+// DropGrant makes a consented permission have no grant in force in a scope,
+// as when Teams' consent does not take after an upgrade.
+func (t *Tenant) DropGrant(kind, scopeID, permission string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropped[kind+"/"+scopeID+"|"+strings.ToLower(permission)] = true
+}
+
+// permissionGrants lists the RSC grants in force in a scope: each
+// installation's consented permissions, less the dropped ones, in Graph's
+// resourceSpecificPermissionGrant shape (permissionType capitalised).
+func (t *Tenant) permissionGrants(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		scope := kind + "/" + r.PathValue("scope")
+		ins, ok := t.scopes[scope]
+		if !ok {
+			writeError(w, http.StatusNotFound, "NotFound", "Not Found", "")
+			return
+		}
+		items := []any{}
+		for _, in := range ins {
+			for _, p := range in.consented {
+				if t.dropped[scope+"|"+strings.ToLower(p.Value)] {
+					continue
+				}
+				typ := "Application"
+				if strings.EqualFold(p.Type, "delegated") {
+					typ = "Delegated"
+				}
+				items = append(items, map[string]any{
+					"id":              base64.StdEncoding.EncodeToString([]byte(in.id + "|" + p.Value)),
+					"deletedDateTime": nil, "clientId": in.appID, "clientAppId": in.appID,
+					"resourceAppId": "00000003-0000-0000-c000-000000000000", "permissionType": typ, "permission": p.Value,
+				})
+			}
+		}
+		t.writePage(w, r, kind+"('"+url.PathEscape(r.PathValue("scope"))+"')/permissionGrants", items)
+	}
 }

@@ -1,0 +1,489 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/upgradeapprovals/bot/cards"
+)
+
+// StatusUpgradedOutside: the installation reached the target version another
+// way (Teams' Update button, the admin center, an approval elsewhere) while
+// the request was open.
+const StatusUpgradedOutside ApprovalStatus = "upgradedoutside"
+
+// ReferenceIndex is "where the bot is": the conversations it was added to,
+// per tenant. ConversationStore.SaveReference adds to it.
+type ReferenceIndex interface {
+	// Forget removes a conversation the bot was removed from.
+	Forget(ctx context.Context, ref ConversationRef) error
+	// Tenants lists the tenants the bot is in.
+	Tenants(ctx context.Context) ([]string, error)
+	// Conversations calls fn for each conversation of a tenant.
+	Conversations(ctx context.Context, tenantID string, fn func(conversationID string) error) error
+}
+
+// Followups remembers open approvals whose cards must be kept true after
+// they are posted (upgraded outside, reminded, expired), and when each
+// conversation next needs a look.
+type Followups interface {
+	Follow(ctx context.Context, a Approval, due time.Time) error
+	Unfollow(ctx context.Context, conversationID, approvalID string) error
+	Followed(ctx context.Context, conversationID string) ([]string, error)
+	// Due sets when a conversation next needs a look; earlier keeps an
+	// earlier time already set; a zero time clears it.
+	Due(ctx context.Context, tenantID, conversationID string, at time.Time, earlier bool) error
+	// DueConversations hands out up to n conversations due by now, and
+	// pushes each back by retry in case the look never happens.
+	DueConversations(ctx context.Context, tenantID string, now time.Time, retry time.Duration, n int) ([]string, error)
+}
+
+// PostLog makes unprompted posts happen once across replicas and restarts.
+type PostLog interface {
+	// ClaimPost grants posting the card for one installation and target
+	// once, ever; a claim older than stale never marked done may be taken
+	// over (its replica died mid-post).
+	ClaimPost(ctx context.Context, tenantID, installationID, targetID string, stale time.Duration) (bool, error)
+	PostDone(ctx context.Context, tenantID, installationID, targetID, approvalID string) error
+	ReleasePost(ctx context.Context, tenantID, installationID, targetID string) error
+	// ClaimReminder grants an approval's one reminder.
+	ClaimReminder(ctx context.Context, approvalID string, keep time.Duration) (bool, error)
+	ReleaseReminder(ctx context.Context, approvalID string) error
+}
+
+// Notifications is each conversation's quiet mode.
+type Notifications interface {
+	SetNotifications(ctx context.Context, conversationID string, on bool) error
+	NotificationsOn(ctx context.Context, conversationID string) (bool, error)
+}
+
+// ProactiveStore is everything the bot keeps to act unprompted.
+type ProactiveStore interface {
+	ReferenceIndex
+	Followups
+	PostLog
+	Notifications
+}
+
+// followedApprovals follows every approval opened, by "check" or by a scan,
+// so that its card is kept true afterwards.
+type followedApprovals struct {
+	ApprovalStore
+	b *Bot
+}
+
+func (f followedApprovals) OpenApproval(ctx context.Context, a Approval) (Approval, bool, error) {
+	stored, created, err := f.ApprovalStore.OpenApproval(ctx, a)
+	if err == nil && created {
+		due := earliest(f.b.nextLook(stored, false), stored.CreatedAt.Add(f.b.opts.FollowEvery))
+		if ferr := f.b.opts.Proactive.Follow(ctx, stored, due); ferr != nil {
+			f.b.opts.Logger.WarnContext(ctx, "cannot follow approval", "approval", stored.ID, "err", ferr)
+		}
+	}
+	return stored, created, err
+}
+
+// nextLook is when an open approval next needs attention: its reminder, or
+// its expiry.
+func (b *Bot) nextLook(a Approval, reminded bool) time.Time {
+	if remind := a.CreatedAt.Add(b.opts.RemindAfter); !reminded && remind.Before(a.ExpiresAt) {
+		return remind
+	}
+	return a.ExpiresAt
+}
+
+// installedKey dedupes the welcome: Teams sends both conversationUpdate and
+// installationUpdate when the bot is added.
+func installedKey(conversationID string) string { return "installed|" + conversationID }
+
+// onInstallationUpdate: add welcomes and posts what is pending; remove
+// forgets. The other actions (add-upgrade, remove-upgrade, upgrade and
+// whatever Teams adds) are accepted and logged.
+func (b *Bot) onInstallationUpdate(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	b.opts.Logger.InfoContext(ctx, "installation update", "action", t.Activity.Action,
+		"conversation_type", t.Ref.ConversationType, "tenant", t.Ref.TenantID)
+	switch t.Activity.Action {
+	case "add":
+		return nil, b.installed(ctx, t)
+	case "remove":
+		return nil, b.removed(ctx, t.Ref)
+	}
+	return nil, nil
+}
+
+// onConversationUpdate: the bot among membersAdded is an install,
+// among membersRemoved a removal.
+func (b *Bot) onConversationUpdate(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	for _, m := range t.Activity.MembersRemoved {
+		if m.ID == t.Activity.Recipient.ID {
+			return nil, b.removed(ctx, t.Ref)
+		}
+	}
+	for _, m := range t.Activity.MembersAdded {
+		if m.ID == t.Activity.Recipient.ID {
+			return nil, b.installed(ctx, t)
+		}
+	}
+	return nil, nil
+}
+
+// installed posts one welcome per installation, however many events Teams
+// sends for it, then the cards of what is pending.
+func (b *Bot) installed(ctx context.Context, t *Turn) error {
+	if b.opts.Proactive == nil {
+		return nil
+	}
+	first, err := b.opts.Activities.Claim(ctx, installedKey(t.Ref.ConversationID))
+	if err != nil || !first {
+		return err
+	}
+	locale := t.Activity.Locale
+	welcome := b.cards.Welcome(cards.Welcome{Locale: locale, Place: placeOf(t.Ref), Approvers: b.approverView(t.Ref.Scope)})
+	if _, err := b.opts.Connector.Send(ctx, t.Ref, CardMessage(welcome)); err != nil {
+		if rerr := b.opts.Activities.Release(ctx, installedKey(t.Ref.ConversationID)); rerr != nil {
+			b.opts.Logger.WarnContext(ctx, "cannot release the welcome claim", "err", rerr)
+		}
+		return err
+	}
+	if b.opts.Installations == nil || t.Ref.Scope == nil {
+		return nil
+	}
+	_, err = b.scan(ctx, t.Ref, true)
+	return err
+}
+
+// removed forgets the conversation and closes its open approvals, saying
+// why in their record. Nothing is posted: the bot can no longer post there.
+func (b *Bot) removed(ctx context.Context, ref ConversationRef) error {
+	if b.opts.Proactive == nil {
+		return nil
+	}
+	p := b.opts.Proactive
+	if err := p.Forget(ctx, ref); err != nil {
+		return err
+	}
+	if err := b.opts.Activities.Release(ctx, installedKey(ref.ConversationID)); err != nil {
+		return err
+	}
+	ids, err := p.Followed(ctx, ref.ConversationID)
+	if err != nil {
+		return err
+	}
+	now := b.opts.Now().UTC()
+	for _, id := range ids {
+		_, err := b.opts.Approvals.Transition(ctx, id, []ApprovalStatus{StatusPending, StatusFailed}, func(a *Approval) {
+			a.Status, a.DecidedAt, a.Problem = StatusExpired, now, "closed: the bot was removed from this conversation"
+		})
+		if err != nil && ErrorCode(err) != CodeConflict && ErrorCode(err) != CodeNotFound {
+			return err
+		}
+		if err := p.Unfollow(ctx, ref.ConversationID, id); err != nil {
+			return err
+		}
+	}
+	return p.Due(ctx, ref.TenantID, ref.ConversationID, time.Time{}, false)
+}
+
+// ScanResult is what one look at a conversation did.
+type ScanResult struct {
+	Posted   int // new approval cards
+	Updated  int // cards updated: upgraded outside, superseded, expired
+	Reminded int
+}
+
+// ScanConversation looks at one conversation the bot is in: it posts a card
+// for each pending upgrade never posted before, and keeps the cards it
+// follows true. A conversation the bot no longer knows is skipped.
+func (b *Bot) ScanConversation(ctx context.Context, j ScanJob) (ScanResult, error) {
+	if b.opts.Proactive == nil || b.opts.Installations == nil {
+		return ScanResult{}, nil
+	}
+	ref, err := b.opts.Conversations.Reference(ctx, j.ConversationID)
+	if ErrorCode(err) == CodeNotFound {
+		return ScanResult{}, nil
+	}
+	if err != nil {
+		return ScanResult{}, err
+	}
+	if ref.Scope == nil {
+		return ScanResult{}, nil
+	}
+	return b.scan(ctx, ref, false)
+}
+
+// postsOn reports whether the bot may post unprompted in a conversation.
+func (b *Bot) postsOn(ctx context.Context, conversationID string) (bool, error) {
+	if b.opts.ProactiveOff {
+		return false, nil
+	}
+	return b.opts.Proactive.NotificationsOn(ctx, conversationID)
+}
+
+func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (ScanResult, error) {
+	var res ScanResult
+	installed, err := b.opts.Installations.Installed(ctx, *ref.Scope)
+	if err != nil {
+		return res, err
+	}
+	ups, err := b.behind(ctx, *ref.Scope, installed)
+	if err != nil {
+		return res, err
+	}
+	on, err := b.postsOn(ctx, ref.ConversationID)
+	if err != nil {
+		return res, err
+	}
+	if on || install {
+		for _, u := range ups {
+			posted, err := b.postOnce(ctx, ref, u, install)
+			if err != nil {
+				return res, err
+			}
+			if posted {
+				res.Posted++
+			}
+		}
+	}
+	if err := b.followUp(ctx, ref, installed, ups, on, &res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// postOnce posts the card for one pending upgrade unless it was posted
+// before (here or in another conversation of the same installation) or an
+// approval is already open for it. Being added answers like "check" does
+// (force): what is pending gets a card unless one is open, and the post
+// counts as the one for that installation and target.
+func (b *Bot) postOnce(ctx context.Context, ref ConversationRef, u PendingUpgrade, force bool) (bool, error) {
+	p, tenant, inst, target := b.opts.Proactive, ref.TenantID, u.Installation.ID, u.Target.ID
+	ok, err := p.ClaimPost(ctx, tenant, inst, target, b.opts.ClaimStale)
+	if err != nil || !(ok || force) {
+		return false, err
+	}
+	posted, approvalID, err := b.postApproval(ctx, ref, u)
+	if err != nil {
+		if rerr := p.ReleasePost(ctx, tenant, inst, target); rerr != nil {
+			b.opts.Logger.WarnContext(ctx, "cannot release the post claim", "err", rerr)
+		}
+		return false, err
+	}
+	return posted, p.PostDone(ctx, tenant, inst, target, approvalID)
+}
+
+func (b *Bot) postApproval(ctx context.Context, ref ConversationRef, u PendingUpgrade) (bool, string, error) {
+	a, created, err := b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, ref.Locale))
+	if err != nil {
+		return false, "", err
+	}
+	if !created && a.CardActivityID != "" {
+		return false, a.ID, nil // someone's "check" showed it already
+	}
+	id, err := b.opts.Connector.Send(ctx, ref, CardMessage(b.cardFor(a, ref.Locale)))
+	if err != nil {
+		return false, "", err
+	}
+	if id != "" {
+		if _, err := b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) { a.CardActivityID = id }); err != nil {
+			return true, a.ID, err
+		}
+	}
+	b.opts.Logger.InfoContext(ctx, "proactive card posted", "approval", a.ID, "app", u.Installation.DisplayName,
+		"to", u.Target.Version, "conversation_type", ref.ConversationType)
+	return true, a.ID, nil
+}
+
+func (b *Bot) newApproval(ref ConversationRef, u PendingUpgrade, locale string) Approval {
+	now := b.opts.Now().UTC()
+	return Approval{Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
+		CreatedAt: now, ExpiresAt: now.Add(b.opts.ApprovalTTL)}
+}
+
+// followUp keeps the followed cards of a conversation true: expired ones
+// say so, ones upgraded elsewhere or superseded by a newer version say so,
+// and ones pending long get their one reminder.
+func (b *Bot) followUp(ctx context.Context, ref ConversationRef, installed []Installation, pending []PendingUpgrade, postsOn bool, res *ScanResult) error {
+	p := b.opts.Proactive
+	ids, err := p.Followed(ctx, ref.ConversationID)
+	if err != nil {
+		return err
+	}
+	now := b.opts.Now()
+	var next time.Time
+	for _, id := range ids {
+		a, err := b.opts.Approvals.Approval(ctx, id)
+		if ErrorCode(err) == CodeNotFound {
+			_ = p.Unfollow(ctx, ref.ConversationID, id)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if a.Status == StatusUpgrading {
+			next = earliest(next, now.Add(b.claimLease()))
+			continue
+		}
+		if a.Status != StatusPending && a.Status != StatusFailed {
+			if err := p.Unfollow(ctx, ref.ConversationID, id); err != nil {
+				return err
+			}
+			continue
+		}
+		closeAs, problem := ApprovalStatus(""), ""
+		switch i := slices.IndexFunc(pending, func(u PendingUpgrade) bool { return u.Installation.ID == a.Upgrade.Installation.ID }); {
+		case !now.Before(a.ExpiresAt):
+			closeAs = StatusExpired
+		case i >= 0 && pending[i].Target.ID != a.Upgrade.Target.ID:
+			closeAs = StatusSuperseded
+		case i < 0:
+			j := slices.IndexFunc(installed, func(in Installation) bool { return in.ID == a.Upgrade.Installation.ID })
+			switch {
+			case j < 0:
+				closeAs, problem = StatusExpired, "closed: the app is no longer installed here"
+			case CompareVersions(installed[j].Definition.Version, a.Upgrade.Target.Version) >= 0:
+				closeAs = StatusUpgradedOutside
+			}
+		}
+		if closeAs != "" {
+			if err := b.close(ctx, a, closeAs, problem); err != nil {
+				return err
+			}
+			res.Updated++
+			if err := p.Unfollow(ctx, ref.ConversationID, id); err != nil {
+				return err
+			}
+			continue
+		}
+		reminded := false
+		if !now.Before(a.CreatedAt.Add(b.opts.RemindAfter)) {
+			if postsOn && a.CardActivityID != "" {
+				sent, err := b.remind(ctx, a)
+				if err != nil {
+					return err
+				}
+				if sent {
+					res.Reminded++
+				}
+			}
+			reminded = true // quiet conversations are not reminded later either
+		}
+		next = earliest(next, earliest(b.nextLook(a, reminded), now.Add(b.opts.FollowEvery)))
+	}
+	return p.Due(ctx, ref.TenantID, ref.ConversationID, next, false)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// remind replies once under an approval's card, naming the approvers.
+func (b *Bot) remind(ctx context.Context, a Approval) (bool, error) {
+	p := b.opts.Proactive
+	ok, err := p.ClaimReminder(ctx, a.ID, time.Until(a.ExpiresAt)+b.opts.ApprovalTTL)
+	if err != nil || !ok {
+		return false, err
+	}
+	scope := a.Upgrade.Installation.Scope
+	r := cards.Reminder{Locale: a.Locale, App: appView(a.Upgrade), Place: placeOf(a.Conversation),
+		Approvers: b.approverView(&scope), People: b.approverPeople(ctx, scope),
+		RequestedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt}
+	if _, err := b.opts.Connector.Reply(ctx, a.Conversation, a.CardActivityID, CardMessage(b.cards.Reminder(r))); err != nil {
+		if rerr := p.ReleaseReminder(ctx, a.ID); rerr != nil {
+			b.opts.Logger.WarnContext(ctx, "cannot release the reminder claim", "err", rerr)
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// approverPeople names who may approve, for @mentions: the owners from our
+// tenant when owners approve. Without names (a group, Graph failing) the
+// reminder says who may approve in words.
+func (b *Bot) approverPeople(ctx context.Context, scope Scope) []cards.Approver {
+	if !b.opts.Approvers.Owners || scope.Kind == ScopeUser || b.opts.Directory == nil {
+		return nil
+	}
+	members, err := b.opts.Directory.Members(ctx, scope)
+	if err != nil {
+		b.opts.Logger.WarnContext(ctx, "cannot list approvers for a reminder", "err", err)
+		return nil
+	}
+	var out []cards.Approver
+	for _, m := range members {
+		if m.IsOwner() && m.DisplayName != "" && (scope.TenantID == "" || strings.EqualFold(m.TenantID, scope.TenantID)) {
+			out = append(out, cards.Approver{ID: m.UserID, Name: m.DisplayName})
+		}
+	}
+	return out
+}
+
+// notificationsCommand reads "notifications off" / "notifications on" and
+// their Chinese words.
+func notificationsCommand(text string) (on bool, ok bool) {
+	switch strings.ToLower(strings.Join(strings.Fields(strings.Trim(text, " .!?。！？/")), " ")) {
+	case "notifications off", "关闭通知":
+		return false, true
+	case "notifications on", "开启通知", "打开通知":
+		return true, true
+	}
+	return false, false
+}
+
+// setNotifications turns unprompted posts here on or off; only an approver
+// may.
+func (b *Bot) setNotifications(ctx context.Context, t *Turn, on bool) error {
+	locale := t.Activity.Locale
+	say := func(s cards.Sentence) error {
+		_, err := t.Reply(ctx, Message{Text: b.cards.Sentence(locale, s, nil)})
+		return err
+	}
+	if b.opts.Proactive == nil {
+		return say(cards.SentenceNotificationsUnavailable)
+	}
+	if t.Ref.Scope == nil {
+		return say(cards.SentenceNoScope)
+	}
+	if b.opts.Directory == nil && t.Ref.Scope.Kind != ScopeUser {
+		return say(cards.SentenceNoGraph)
+	}
+	ok, err := b.mayApprove(ctx, Approval{Upgrade: PendingUpgrade{Installation: Installation{Scope: *t.Ref.Scope}}}, t.person())
+	if err != nil {
+		return fmt.Errorf("bot: notifications: %w", err)
+	}
+	if !ok {
+		return say(cards.SentenceNotificationsNotAllowed)
+	}
+	if err := b.opts.Proactive.SetNotifications(ctx, t.Ref.ConversationID, on); err != nil {
+		return err
+	}
+	switch {
+	case on && b.opts.ProactiveOff:
+		return say(cards.SentenceNotificationsOnButOff)
+	case on:
+		return say(cards.SentenceNotificationsOn)
+	}
+	return say(cards.SentenceNotificationsOff)
+}
+
+// close records that an open approval ended without a decision (expired,
+// upgraded outside the bot, superseded) and updates its cards for everyone.
+func (b *Bot) close(ctx context.Context, a Approval, status ApprovalStatus, problem string) error {
+	now := b.opts.Now().UTC()
+	done, err := b.opts.Approvals.Transition(ctx, a.ID, []ApprovalStatus{StatusPending, StatusFailed}, func(c *Approval) {
+		c.Status, c.DecidedAt, c.Problem = status, now, problem
+	})
+	if ErrorCode(err) == CodeConflict {
+		return nil // decided meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	b.publish(ctx, done) // a superseded one's successor is posted by the scan itself
+	return nil
+}

@@ -1,0 +1,566 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/upgradeapprovals/bot/bot/bottest"
+	"github.com/upgradeapprovals/bot/graph"
+	"github.com/upgradeapprovals/bot/graph/graphtest"
+)
+
+const (
+	pollsAppID = "0d820ecd-def2-4297-adad-78056cde7c78"
+	ownerID    = "11111111-1111-1111-1111-111111111111"
+	chatID     = "19:abc@thread.v2"
+)
+
+// seedPolls installs Polls 1.0.0 in a chat whose catalog publishes 1.1.0
+// with one more RSC permission; Megan owns the chat.
+func seedPolls(h *harness, chat string) string {
+	h.graph.AddApp(graphtest.App{ID: pollsAppID, DisplayName: "Polls", Definitions: []graphtest.Definition{
+		{Version: "1.0.0"},
+		{Version: "1.1.0", RSC: []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}},
+	}})
+	iid := h.graph.Install(graphtest.Chat, chat, pollsAppID, "1.0.0", nil)
+	h.graph.AddMembers(graphtest.Chat, chat,
+		graphtest.Member{UserID: ownerID, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+	return iid
+}
+
+// event is an activity Teams sends about the bot itself in a group chat.
+func (h *harness) event(typ, id, chat string, extra map[string]any) map[string]any {
+	a := map[string]any{
+		"type": typ, "id": id, "channelId": "msteams", "serviceUrl": h.connector.URL(), "locale": "en-US",
+		"timestamp":    time.Now().UTC().Format(time.RFC3339),
+		"from":         map[string]any{"id": "29:1megan", "aadObjectId": ownerID, "name": "Megan Bowen"},
+		"recipient":    map[string]any{"id": "28:" + testAppID, "name": "Upgrade Approvals"},
+		"conversation": map[string]any{"id": chat, "conversationType": "groupChat", "tenantId": testTenant, "isGroup": true},
+		"channelData":  map[string]any{"tenant": map[string]any{"id": testTenant}},
+	}
+	for k, v := range extra {
+		a[k] = v
+	}
+	return a
+}
+
+func (h *harness) installEvents(chat string) []map[string]any {
+	bot := map[string]any{"id": "28:" + testAppID}
+	return []map[string]any{
+		h.event("conversationUpdate", "f:cu-"+chat, chat, map[string]any{"membersAdded": []any{bot}}),
+		h.event("installationUpdate", "f:iu-"+chat, chat, map[string]any{"action": "add"}),
+	}
+}
+
+// cardOf returns the Adaptive Card a connector call carries, as JSON text.
+func cardOf(c bottest.ConnectorCall) string {
+	b, _ := json.Marshal(c.Activity["attachments"])
+	return strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(string(b))
+}
+
+// approvalIDOf reads the approval id from a card's first action.
+func approvalIDOf(t *testing.T, c bottest.ConnectorCall) string {
+	t.Helper()
+	var att []struct {
+		Content struct {
+			Actions []struct {
+				Data struct {
+					ApprovalID string `json:"approvalId"`
+				} `json:"data"`
+			} `json:"actions"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal([]byte(cardOf(c)), &att); err != nil || len(att) != 1 || len(att[0].Content.Actions) == 0 {
+		t.Fatalf("not an approval card: %s", cardOf(c))
+	}
+	return att[0].Content.Actions[0].Data.ApprovalID
+}
+
+// settle waits for stray calls, then returns every call so far.
+func settle(h *harness) []bottest.ConnectorCall {
+	time.Sleep(300 * time.Millisecond)
+	return h.connector.Calls()
+}
+
+func TestInstallWelcomesOnceAndPostsWhatIsPending(t *testing.T) {
+	h := newHarness(t)
+	seedPolls(h, chatID)
+	h.start(t)
+
+	// Teams sends conversationUpdate and installationUpdate together.
+	var wg sync.WaitGroup
+	for _, ev := range h.installEvents(chatID) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code := h.post(t, ev); code != http.StatusOK {
+				t.Errorf("%s: status %d", ev["type"], code)
+			}
+		}()
+	}
+	wg.Wait()
+	calls := h.connector.WaitCalls(t, 2)
+	if calls = settle(h); len(calls) != 2 {
+		t.Fatalf("%d posts, want a welcome and one card: %+v", len(calls), calls)
+	}
+	welcome, card := calls[0], calls[1]
+	for _, c := range calls {
+		if c.Method != http.MethodPost || c.Path != "/v3/conversations/"+chatID+"/activities" {
+			t.Errorf("%s %s: want a new message in the chat", c.Method, c.Path)
+		}
+	}
+	if s := cardOf(welcome); !strings.Contains(s, "I'm Upgrade Approvals") || !strings.Contains(s, "Chat owners can approve.") ||
+		!strings.Contains(s, "notifications off") {
+		t.Errorf("first post is not the welcome: %s", s)
+	}
+	if s := cardOf(card); !strings.Contains(s, "Polls") || !strings.Contains(s, "Read all messages in this chat") {
+		t.Errorf("second post is not the pending card: %s", s)
+	}
+
+	// Teams redelivers the install after a restart: still nothing new.
+	h.shutdown(t)
+	h.start(t)
+	for _, ev := range h.installEvents(chatID) {
+		ev["id"] = ev["id"].(string) + "-again"
+		h.post(t, ev)
+	}
+	if calls := settle(h); len(calls) != 2 {
+		t.Fatalf("after a redelivered install: %d posts, want still 2", len(calls))
+	}
+}
+
+func TestRemoveForgetsAndClosesApprovalsWithoutPosting(t *testing.T) {
+	h := newHarness(t)
+	iid := seedPolls(h, chatID)
+	h.start(t)
+	h.post(t, h.installEvents(chatID)[1])
+	calls := h.connector.WaitCalls(t, 2)
+	approvalID := approvalIDOf(t, calls[1])
+
+	h.post(t, h.event("installationUpdate", "f:remove-1", chatID, map[string]any{"action": "remove"}))
+	if calls := settle(h); len(calls) != 2 {
+		t.Fatalf("removal posted %d messages, want none", len(calls)-2)
+	}
+
+	// A late click on the old card: the request is closed.
+	invoke := h.event("invoke", "1700000000100", chatID, map[string]any{"name": "adaptiveCard/action", "replyToId": "activity-2",
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
+			"data": map[string]any{"approvalId": approvalID}}}})
+	code, body := h.exchange(t, invoke)
+	if code != http.StatusOK || !strings.Contains(string(body), "This request has expired") {
+		t.Fatalf("approve after removal: %d %s", code, body)
+	}
+	if v, _ := h.graph.Installed(graphtest.Chat, chatID, iid); v != "1.0.0" {
+		t.Errorf("the app was upgraded after the bot was removed: %s", v)
+	}
+
+	// Added again: welcomed again, with a new request for what is pending.
+	for _, ev := range h.installEvents(chatID) {
+		ev["id"] = ev["id"].(string) + "-readd"
+		h.post(t, ev)
+	}
+	calls = settle(h)
+	var posts []string
+	for _, c := range calls[2:] {
+		if c.Method == http.MethodPost {
+			posts = append(posts, cardOf(c))
+		}
+	}
+	if len(posts) != 2 || !strings.Contains(posts[0], "I'm Upgrade Approvals") || !strings.Contains(posts[1], `"verb":"approve"`) ||
+		strings.Contains(posts[1], approvalID) {
+		t.Errorf("re-adding posted %q, want a welcome and a new request", posts)
+	}
+}
+
+// replica is one more bot process sharing the harness's Redis, Graph and
+// connector, as replicas behind Azure Bot Service do.
+type replica struct {
+	url  string
+	stop func()
+}
+
+func (h *harness) replica(t *testing.T, env map[string]string, reclaimAfter time.Duration) *replica {
+	t.Helper()
+	cfg, err := loadConfig(func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return h.env[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replicas in one process share a Graph client unless one has its own
+	// Graph (msgraph-sdk-go's process-wide state is not safe for several).
+	var g *graph.Client
+	if _, own := env["GRAPH_BASE_URL"]; !own {
+		if h.sharedGraph == nil {
+			creds := newCredentials(cfg, h.aad.Client())
+			h.sharedGraph, err = graph.New(graph.Options{BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID,
+				Credential: func(string) (azcore.TokenCredential, error) { return creds.forTenant(cfg.AppTenantID) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		g = h.sharedGraph
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- serve(ctx, cfg, logger, deps{listener: ln, azureTransport: h.aad.Client(), reclaimAfter: reclaimAfter, graph: g})
+	}()
+	var once sync.Once
+	r := &replica{url: "http://" + ln.Addr().String(), stop: func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Error("replica did not stop")
+			}
+		})
+	}}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *replica) post(t *testing.T, h *harness, body any) int {
+	t.Helper()
+	saved := h.url
+	h.url = r.url
+	defer func() { h.url = saved }()
+	return h.post(t, body)
+}
+
+// cardPosts returns the approval cards posted (not replies, not updates),
+// by conversation.
+func cardPosts(calls []bottest.ConnectorCall) map[string]int {
+	out := map[string]int{}
+	for _, c := range calls {
+		if c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/activities") && strings.Contains(cardOf(c), `"verb":"approve"`) {
+			out[strings.TrimSuffix(strings.TrimPrefix(c.Path, "/v3/conversations/"), "/activities")]++
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var proactiveChats = []string{"19:a@thread.v2", "19:b@thread.v2", "19:c@thread.v2", "19:d@thread.v2"}
+
+// seedTenant installs Polls 1.0.0 (the catalog's newest) in three chats and
+// nothing in the fourth, and adds the bot to all four through replica r.
+func seedTenant(t *testing.T, h *harness, r *replica) {
+	t.Helper()
+	h.graph.AddApp(graphtest.App{ID: pollsAppID, DisplayName: "Polls", Definitions: []graphtest.Definition{{Version: "1.0.0"}}})
+	for i, chat := range proactiveChats {
+		if i < 3 {
+			h.graph.Install(graphtest.Chat, chat, pollsAppID, "1.0.0", nil)
+		} else {
+			h.graph.Install(graphtest.Chat, chat, "11111111-0000-0000-0000-00000000000d", "2.0.0", nil)
+		}
+		h.graph.AddMembers(graphtest.Chat, chat,
+			graphtest.Member{UserID: ownerID, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+		if code := r.post(t, h, h.event("installationUpdate", "f:add-"+chat, chat, map[string]any{"action": "add"})); code != http.StatusOK {
+			t.Fatalf("install in %s: %d", chat, code)
+		}
+	}
+	if posts := cardPosts(h.connector.Calls()); len(posts) != 0 {
+		t.Fatalf("nothing is pending yet, but cards were posted: %v", posts)
+	}
+}
+
+func publishPolls11(h *harness) {
+	h.graph.Publish(pollsAppID, graphtest.Definition{Version: "1.1.0",
+		RSC: []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
+}
+
+func TestNewCatalogVersionPostsOneCardPerConversationAcrossThreeReplicas(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	var rs []*replica
+	for range 3 {
+		rs = append(rs, h.replica(t, nil, 0))
+	}
+	seedTenant(t, h, rs[0])
+	time.Sleep(1500 * time.Millisecond) // the watcher has read the catalog once
+
+	publishPolls11(h)
+	start := time.Now()
+	waitFor(t, 10*time.Second, "a card in each affected chat", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	t.Logf("cards posted %s after the catalog changed", time.Since(start).Round(10*time.Millisecond))
+	time.Sleep(3 * time.Second) // several more scan rounds on every replica
+	posts := cardPosts(h.connector.Calls())
+	for _, chat := range proactiveChats[:3] {
+		if posts[chat] != 1 {
+			t.Errorf("%s got %d cards, want exactly 1", chat, posts[chat])
+		}
+	}
+	if posts[proactiveChats[3]] != 0 {
+		t.Errorf("a chat without Polls got a card")
+	}
+
+	// Restarting every replica posts nothing again: "once" lives in Redis.
+	for _, r := range rs {
+		r.stop()
+	}
+	for range 3 {
+		h.replica(t, map[string]string{"BOT_SWEEP_INTERVAL": "1s"}, 0)
+	}
+	time.Sleep(3 * time.Second)
+	if again := cardPosts(h.connector.Calls()); len(again) != 3 || again[proactiveChats[0]] != 1 {
+		t.Errorf("after restarts and sweeps: %v, want still one card per chat", again)
+	}
+}
+
+// hangingGraph forwards to the fake tenant but never answers installation
+// listings: a replica using it hangs mid-job.
+type hangingGraph struct {
+	next http.Handler
+	hung chan struct{}
+}
+
+func (g *hangingGraph) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, "/installedApps") {
+		select {
+		case g.hung <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+func TestJobOfAKilledReplicaIsReclaimedAndPostedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	setup := h.replica(t, nil, 0)
+	seedTenant(t, h, setup)
+	time.Sleep(1500 * time.Millisecond)
+	setup.stop()
+
+	// The only replica now hangs on Graph in the middle of its scans.
+	hang := &hangingGraph{next: h.graph, hung: make(chan struct{}, 16)}
+	hangSrv := httptest.NewServer(hang)
+	t.Cleanup(hangSrv.Close)
+	doomed := h.replica(t, map[string]string{"GRAPH_BASE_URL": hangSrv.URL + "/v1.0"}, 0)
+	publishPolls11(h)
+	select {
+	case <-hang.hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the doomed replica never started a scan")
+	}
+	doomed.stop() // killed mid-job: its jobs stay unacknowledged
+	if posts := cardPosts(h.connector.Calls()); len(posts) != 0 {
+		t.Fatalf("cards posted before the reclaim: %v", posts)
+	}
+
+	const reclaimAfter = 2 * time.Second
+	h.replica(t, nil, reclaimAfter)
+	h.replica(t, nil, reclaimAfter)
+	waitFor(t, 30*time.Second, "the reclaimed jobs to post", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	time.Sleep(2 * reclaimAfter)
+	for chat, n := range cardPosts(h.connector.Calls()) {
+		if n != 1 {
+			t.Errorf("%s got %d cards, want 1", chat, n)
+		}
+	}
+}
+
+// cardIndex returns the position of the first approval card posted in a
+// chat, and the activity id the fake connector gave it.
+func cardIndex(t *testing.T, calls []bottest.ConnectorCall, chat string) (int, string) {
+	t.Helper()
+	for i, c := range calls {
+		if c.Method == http.MethodPost && c.Path == "/v3/conversations/"+chat+"/activities" && strings.Contains(cardOf(c), `"verb":"approve"`) {
+			return i, fmt.Sprintf("activity-%d", i+1)
+		}
+	}
+	t.Fatalf("no approval card in %s", chat)
+	return 0, ""
+}
+
+// callsTo returns the calls with this method and path.
+func callsTo(calls []bottest.ConnectorCall, method, path string) []bottest.ConnectorCall {
+	var out []bottest.ConnectorCall
+	for _, c := range calls {
+		if c.Method == method && c.Path == path {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestCardUpdatedWhenUpgradedOutsideTheBot(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"] = "1s" // a chat with an open card is looked at every scan interval
+	iid := seedPolls(h, chatID)
+	r := h.replica(t, nil, 0)
+	r.post(t, h, h.installEvents(chatID)[1])
+	h.connector.WaitCalls(t, 2)
+	_, cardID := cardIndex(t, h.connector.Calls(), chatID)
+
+	h.graph.UpgradeOutside(graphtest.Chat, chatID, iid, "1.1.0") // Teams' own Update button
+	path := "/v3/conversations/" + chatID + "/activities/" + cardID
+	waitFor(t, 10*time.Second, "the card to be updated", func() bool {
+		return len(callsTo(h.connector.Calls(), http.MethodPut, path)) > 0
+	})
+	time.Sleep(2500 * time.Millisecond) // more scans
+	puts := callsTo(h.connector.Calls(), http.MethodPut, path)
+	if len(puts) != 1 || !strings.Contains(cardOf(puts[0]), "already up to date (upgraded outside this bot)") {
+		t.Fatalf("updates of the card: %d, first %s", len(puts), cardOf(puts[0]))
+	}
+	if posts := cardPosts(h.connector.Calls()); posts[chatID] != 1 {
+		t.Errorf("%d approval cards, want the one", posts[chatID])
+	}
+}
+
+func TestReminderOnceThenExpiryUpdatesTheCard(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"], h.env["BOT_REMIND_AFTER"], h.env["BOT_APPROVAL_TTL"] = "1s", "1s", "5s"
+	seedPolls(h, chatID)
+	r := h.replica(t, nil, 0)
+	r.post(t, h, h.installEvents(chatID)[1])
+	h.connector.WaitCalls(t, 2)
+	_, cardID := cardIndex(t, h.connector.Calls(), chatID)
+	under := "/v3/conversations/" + chatID + "/activities/" + cardID
+
+	waitFor(t, 10*time.Second, "the reminder", func() bool { return len(callsTo(h.connector.Calls(), http.MethodPost, under)) > 0 })
+	reminder := callsTo(h.connector.Calls(), http.MethodPost, under)[0]
+	if reminder.Activity["replyToId"] != cardID {
+		t.Errorf("reminder replies to %v, want the card %s", reminder.Activity["replyToId"], cardID)
+	}
+	s := cardOf(reminder)
+	if !strings.Contains(s, "Reminder: Polls 1.1.0 is waiting for approval") || !strings.Contains(s, "<at>Megan Bowen</at>") ||
+		!strings.Contains(s, `"mentioned":{"id":"`+ownerID+`","name":"Megan Bowen"}`) {
+		t.Errorf("reminder %s does not @mention the owner", s)
+	}
+
+	waitFor(t, 15*time.Second, "the expiry", func() bool { return len(callsTo(h.connector.Calls(), http.MethodPut, under)) > 0 })
+	time.Sleep(2 * time.Second)
+	calls := h.connector.Calls()
+	if n := len(callsTo(calls, http.MethodPost, under)); n != 1 {
+		t.Errorf("%d reminders, want 1", n)
+	}
+	puts := callsTo(calls, http.MethodPut, under)
+	if len(puts) != 1 || !strings.Contains(cardOf(puts[0]), "This request has expired") {
+		t.Errorf("card updates %d: %v", len(puts), puts)
+	}
+}
+
+func TestUpgradeReportsAGrantThatDidNotTake(t *testing.T) {
+	h := newHarness(t)
+	seedPolls(h, chatID)
+	h.graph.DropGrant(graphtest.Chat, chatID, "ChatMessage.Read.Chat")
+	h.start(t)
+	h.post(t, h.message("1700000000200", "check"))
+	approvalID := approvalIDOf(t, h.connector.WaitCalls(t, 1)[0])
+
+	invoke := h.event("invoke", "1700000000201", chatID, map[string]any{"name": "adaptiveCard/action", "replyToId": "activity-1",
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
+			"data": map[string]any{"approvalId": approvalID}}}})
+	if code, body := h.exchange(t, invoke); code != http.StatusOK || !strings.Contains(string(body), "Polls was upgraded to 1.1.0") {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	path := "/v3/conversations/" + chatID + "/activities/activity-1"
+	waitFor(t, 30*time.Second, "the verification", func() bool {
+		for _, c := range callsTo(h.connector.Calls(), http.MethodPut, path) {
+			if strings.Contains(cardOf(c), "permissions in force do not match") {
+				return true
+			}
+		}
+		return false
+	})
+	puts := callsTo(h.connector.Calls(), http.MethodPut, path)
+	s := cardOf(puts[len(puts)-1])
+	for _, want := range []string{"This consented permission has no grant in force", "ChatMessage.Read.Chat",
+		"Remove the app here and add it again"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("verification card lacks %q: %s", want, s)
+		}
+	}
+	var grantsRead bool
+	for _, c := range h.graph.Calls() {
+		grantsRead = grantsRead || (c.Method == http.MethodGet && c.Path == "/chats/"+chatID+"/permissionGrants")
+	}
+	if !grantsRead {
+		t.Error("the chat's permissionGrants were not read")
+	}
+}
+
+func TestUpgradeWithEveryGrantInForceIsVerified(t *testing.T) {
+	h := newHarness(t)
+	seedPolls(h, chatID)
+	h.start(t)
+	h.post(t, h.message("1700000000300", "check"))
+	approvalID := approvalIDOf(t, h.connector.WaitCalls(t, 1)[0])
+	invoke := h.event("invoke", "1700000000301", chatID, map[string]any{"name": "adaptiveCard/action", "replyToId": "activity-1",
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
+			"data": map[string]any{"approvalId": approvalID}}}})
+	h.exchange(t, invoke)
+	path := "/v3/conversations/" + chatID + "/activities/activity-1"
+	waitFor(t, 30*time.Second, "the verification", func() bool {
+		for _, c := range callsTo(h.connector.Calls(), http.MethodPut, path) {
+			if strings.Contains(cardOf(c), "Verified: the new version runs with exactly the permissions that were consented") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestNotificationsOffStopsProactivePostsOnlyForApprovers(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	r := h.replica(t, nil, 0)
+	seedTenant(t, h, r)
+	quiet := proactiveChats[0]
+	say := func(id, from, text string) string {
+		m := h.message(id, text)
+		m["conversation"].(map[string]any)["id"] = quiet
+		m["from"] = map[string]any{"id": "29:1" + from, "aadObjectId": from, "name": from}
+		n := len(h.connector.Calls())
+		r.post(t, h, m)
+		return fmt.Sprint(h.connector.WaitCalls(t, n+1)[n].Activity["text"])
+	}
+	if got := say("1700000000400", "22222222-2222-2222-2222-222222222222", "notifications off"); !strings.Contains(got, "Only someone who can approve") {
+		t.Errorf("a non-owner turned notifications off: %q", got)
+	}
+	if got := say("1700000000401", ownerID, "关闭通知"); !strings.Contains(got, "Notifications are off") {
+		t.Errorf("owner: %q", got)
+	}
+	publishPolls11(h)
+	waitFor(t, 10*time.Second, "cards in the other chats", func() bool { return len(cardPosts(h.connector.Calls())) == 2 })
+	time.Sleep(2 * time.Second)
+	if posts := cardPosts(h.connector.Calls()); posts[quiet] != 0 {
+		t.Errorf("a quiet chat got %d cards", posts[quiet])
+	}
+}

@@ -1,0 +1,240 @@
+package state_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/state"
+)
+
+var (
+	_ bot.ProactiveStore = (*state.Store)(nil)
+	_ bot.JobQueue       = (*state.Queue)(nil)
+)
+
+func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	seen := time.Now().UTC().Truncate(time.Second)
+	ref := bot.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
+		ChannelID: "msteams", TenantID: tenant, BotID: "28:app", UpdatedAt: seen}
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	ref.UpdatedAt = seen.Add(time.Minute)
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Reference(ctx, ref.ConversationID); !got.UpdatedAt.Equal(seen) {
+		t.Errorf("an unchanged reference was rewritten (updated %s)", got.UpdatedAt)
+	}
+	ref.ServiceURL = "https://smba.trafficmanager.net/emea/"
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Reference(ctx, ref.ConversationID); got.ServiceURL != ref.ServiceURL {
+		t.Errorf("a changed reference was not written: %s", got.ServiceURL)
+	}
+	other := ref
+	other.ConversationID = "19:b@thread.v2"
+	if err := s.SaveReference(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if ts, _ := s.Tenants(ctx); len(ts) != 1 || ts[0] != tenant {
+		t.Errorf("tenants %v", ts)
+	}
+	convs := func() map[string]bool {
+		m := map[string]bool{}
+		if err := s.Conversations(ctx, tenant, func(id string) error { m[id] = true; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := convs(); len(m) != 2 || !m["19:a@thread.v2"] || !m["19:b@thread.v2"] {
+		t.Errorf("where the bot is: %v", m)
+	}
+	if err := s.Forget(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if m := convs(); len(m) != 1 || m["19:a@thread.v2"] {
+		t.Errorf("after forgetting: %v", m)
+	}
+	if _, err := s.Reference(ctx, ref.ConversationID); bot.ErrorCode(err) != bot.CodeNotFound {
+		t.Errorf("forgotten reference: %v", err)
+	}
+}
+
+func TestQueueHandsAnAbandonedJobToAnotherConsumer(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	dead, err := s.Queue(state.QueueOptions{Consumer: "dead", Shards: 1, Block: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive, _ := s.Queue(state.QueueOptions{Consumer: "alive", Shards: 1, Block: 50 * time.Millisecond, ReclaimAfter: 200 * time.Millisecond})
+	if _, ok, err := alive.Next(ctx); err != nil || ok {
+		t.Fatalf("empty queue: %v %v", ok, err)
+	}
+	if err := alive.Enqueue(ctx, bot.ScanJob{TenantID: tenant, ConversationID: "19:a@thread.v2", Reason: "sweep"}); err != nil {
+		t.Fatal(err)
+	}
+	j, ok, err := dead.Next(ctx)
+	if err != nil || !ok || j.ConversationID != "19:a@thread.v2" {
+		t.Fatalf("first delivery: %+v %v %v", j, ok, err)
+	}
+	// The consumer dies without acknowledging.
+	if _, ok, _ := alive.Next(ctx); ok {
+		t.Fatal("a job in flight was handed out again at once")
+	}
+	time.Sleep(300 * time.Millisecond)
+	j2, ok, err := alive.Next(ctx)
+	if err != nil || !ok || j2.ID != j.ID {
+		t.Fatalf("reclaim: %+v %v %v", j2, ok, err)
+	}
+	if st, _ := alive.Stats(ctx); st.Length != 1 || st.OldestAge <= 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if err := alive.Ack(ctx, j2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, ok, _ := alive.Next(ctx); ok {
+		t.Error("an acknowledged job came back")
+	}
+	if st, _ := alive.Stats(ctx); st.Length != 0 {
+		t.Errorf("stats after ack %+v", st)
+	}
+}
+
+func TestDelayedJobComesBackWhenDue(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	q, _ := s.Queue(state.QueueOptions{Consumer: "c", Shards: 2, Block: 20 * time.Millisecond})
+	if err := q.Enqueue(ctx, bot.ScanJob{TenantID: tenant, ConversationID: "19:a@thread.v2"}); err != nil {
+		t.Fatal(err)
+	}
+	next := func() (bot.Job, bool) {
+		for range 4 { // every shard, twice
+			if j, ok, err := q.Next(ctx); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				return j, true
+			}
+		}
+		return bot.Job{}, false
+	}
+	j, ok := next()
+	if !ok {
+		t.Fatal("no job")
+	}
+	j.Attempt = 3
+	if err := q.Delay(ctx, j, time.Now().Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := next(); ok {
+		t.Fatal("a delayed job ran early")
+	}
+	if st, _ := q.Stats(ctx); st.Length != 1 {
+		t.Errorf("a delayed job is not counted: %+v", st)
+	}
+	time.Sleep(2 * time.Second)
+	j2, ok := next()
+	if !ok || j2.Attempt != 3 || j2.ConversationID != j.ConversationID {
+		t.Fatalf("delayed job: %+v %v", j2, ok)
+	}
+}
+
+func TestLeaseIsHeldByOneAndFencesTheOldHolder(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	w := s.Watch()
+	t1, ok, err := w.Acquire(ctx, "a", time.Second)
+	if err != nil || !ok {
+		t.Fatalf("a: %v %v", ok, err)
+	}
+	if _, ok, _ := w.Acquire(ctx, "b", time.Second); ok {
+		t.Fatal("b took a held lease")
+	}
+	if again, ok, _ := w.Acquire(ctx, "a", time.Second); !ok || again != t1 {
+		t.Fatalf("renewal: %d %v, want token %d", again, ok, t1)
+	}
+	if err := w.SaveSweep(ctx, t1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// a stalls past its lease; b takes over with a higher token.
+	time.Sleep(1100 * time.Millisecond)
+	t2, ok, _ := w.Acquire(ctx, "b", time.Second)
+	if !ok || t2 <= t1 {
+		t.Fatalf("b after expiry: %d %v", t2, ok)
+	}
+	if holder, tok, _ := w.LeaseHolder(ctx); holder != "b" || tok != t2 {
+		t.Errorf("holder %s %d", holder, tok)
+	}
+	if err := w.SaveCatalog(ctx, t1, tenant, map[string]string{"app": "9.9"}); !errors.Is(err, bot.ErrLeaseLost) {
+		t.Errorf("the old holder's write: %v, want ErrLeaseLost", err)
+	}
+	if err := w.SaveCatalog(ctx, t2, tenant, map[string]string{"app": "1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if seen, known, _ := w.SeenCatalog(ctx, tenant); !known || seen["app"] != "1.1" {
+		t.Errorf("seen %v %v", seen, known)
+	}
+	if err := w.Release(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if holder, _, _ := w.LeaseHolder(ctx); holder != "b" {
+		t.Error("a released b's lease")
+	}
+}
+
+func TestPostClaimIsOnceUnlessAbandoned(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	claim := func(stale time.Duration) bool {
+		ok, err := s.ClaimPost(ctx, tenant, "inst", "def-1.1", stale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !claim(time.Minute) || claim(time.Minute) {
+		t.Fatal("claim is not once")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if !claim(10 * time.Millisecond) {
+		t.Fatal("an abandoned claim was not taken over")
+	}
+	if err := s.PostDone(ctx, tenant, "inst", "def-1.1", "apr_1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if claim(10 * time.Millisecond) {
+		t.Fatal("a posted card was claimed again")
+	}
+	if err := s.ReleasePost(ctx, tenant, "inst", "def-1.1"); err != nil || claim(time.Minute) {
+		t.Fatal("releasing a done post made it claimable")
+	}
+}
+
+func TestBudgetLimitsATenantPerSecond(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	b := s.Budget(4)
+	var waited time.Duration
+	for range 3 {
+		w, err := b.Take(ctx, tenant, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waited = max(waited, w)
+	}
+	if waited <= 0 || waited > time.Second+10*time.Millisecond {
+		t.Errorf("6 calls against 4 a second: wait %s", waited)
+	}
+	if w, _ := b.Take(ctx, "other-tenant", 2); w != 0 {
+		t.Error("one tenant's spending limited another")
+	}
+}
