@@ -29,6 +29,15 @@ const { chromium } = require("playwright-core");
     await box.waitFor({ timeout: 30000 });
     const out = [];
     const cards = page.locator(".fai-OutputCard");
+    // Opening the chat installs the bot, which welcomes and then posts what
+    // is pending: let that settle so each step's answer is told apart.
+    await cards.first().waitFor({ timeout: 15000 }).catch(() => {});
+    for (let n = await cards.count(), same = 0; same < 3; ) {
+      await page.waitForTimeout(500);
+      const now = await cards.count();
+      same = now === n ? same + 1 : 0;
+      n = now;
+    }
     for (const m of messages) {
       if (m.startsWith("open:")) {
         const name = m.slice("open:".length);
