@@ -2,8 +2,7 @@ package state
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,21 +13,27 @@ import (
 var _ bot.ReferenceClaimer = (*Store)(nil)
 
 // ClaimAndSaveReference is Claim and SaveReference in one pipelined round
-// trip, as every activity needs both. The reference is saved even when the
-// activity turns out to be a redelivery: it is the same conversation's.
+// trip, as every activity needs both: the claim and a read of the stored
+// reference, which is written (a second trip) only when new or changed.
+// The reference is saved even when the activity turns out to be a
+// redelivery: it is the same conversation's.
 func (s *Store) ClaimAndSaveReference(ctx context.Context, key string, ref bot.ConversationRef) (bool, error) {
-	b, err := json.Marshal(referenceRecord{V: referenceVersion, ConversationRef: ref})
-	if err != nil {
-		return false, fmt.Errorf("state: encode reference: %w", err)
-	}
 	var claim *redis.BoolCmd
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var stored *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		claim = p.SetNX(ctx, s.activityKey(key), time.Now().UTC().Format(time.RFC3339), s.opts.ActivityTTL)
-		p.Set(ctx, s.referenceKey(ref.ConversationID), b, s.opts.ReferenceTTL)
+		stored = p.Get(ctx, s.referenceKey(ref.ConversationID))
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, unavailable("claim activity and save reference", err)
+	}
+	if err := claim.Err(); err != nil {
+		return false, unavailable("claim activity", err)
+	}
+	old, rerr := stored.Bytes()
+	if err := s.saveChangedReference(ctx, ref, old, rerr); err != nil {
+		return false, err
 	}
 	return claim.Val(), nil
 }

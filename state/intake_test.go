@@ -51,6 +51,15 @@ func TestClaimAndSaveReferenceIsOneRoundTrip(t *testing.T) {
 	if err != nil || !first {
 		t.Fatalf("first delivery: %v %v", first, err)
 	}
+	// A conversation seen for the first time is also written and indexed;
+	// every later activity of it (the common case) is one pipeline.
+	hook.single.Store(0)
+	hook.pipelines.Store(0)
+	later := ref
+	later.UpdatedAt = ref.UpdatedAt.Add(time.Minute)
+	if first, err := s.ClaimAndSaveReference(ctx, "19:intake@thread.v2|2", later); err != nil || !first {
+		t.Fatalf("next activity: %v %v", first, err)
+	}
 	if hook.single.Load() != 0 || hook.pipelines.Load() != 1 {
 		t.Errorf("%d commands and %d pipelines, want one pipeline", hook.single.Load(), hook.pipelines.Load())
 	}

@@ -44,12 +44,25 @@ const referenceRefresh = 24 * time.Hour
 // (or a day old, to renew its TTL), and indexes it under its tenant. Most
 // activities change nothing, and then cost one read.
 func (s *Store) SaveReference(ctx context.Context, ref bot.ConversationRef) error {
-	old, err := s.Reference(ctx, ref.ConversationID)
-	switch {
-	case err == nil && sameReference(old, ref) && ref.UpdatedAt.Sub(old.UpdatedAt) < referenceRefresh:
-		return nil
-	case err != nil && bot.ErrorCode(err) == bot.CodeUnavailable:
-		return err
+	old, err := s.rdb.Get(ctx, s.referenceKey(ref.ConversationID)).Bytes()
+	return s.saveChangedReference(ctx, ref, old, err)
+}
+
+// saveChangedReference writes ref unless stored (the value read, with its
+// read error) already says the same.
+func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRef, stored []byte, readErr error) error {
+	if readErr != nil && !errors.Is(readErr, redis.Nil) {
+		return unavailable("read reference", readErr)
+	}
+	var old bot.ConversationRef
+	if readErr == nil {
+		var rec referenceRecord
+		if json.Unmarshal(stored, &rec) == nil && rec.V == referenceVersion {
+			old = rec.ConversationRef
+			if sameReference(old, ref) && ref.UpdatedAt.Sub(old.UpdatedAt) < referenceRefresh {
+				return nil
+			}
+		}
 	}
 	b, err := json.Marshal(referenceRecord{V: referenceVersion, ConversationRef: ref})
 	if err != nil {
