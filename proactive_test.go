@@ -564,3 +564,25 @@ func TestNotificationsOffStopsProactivePostsOnlyForApprovers(t *testing.T) {
 		t.Errorf("a quiet chat got %d cards", posts[quiet])
 	}
 }
+
+func TestNewCatalogVersionOnARedisCluster(t *testing.T) {
+	cl := startRedisCluster(t)
+	h := newHarness(t)
+	h.env["REDIS_URL"] = cl.url()
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	var rs []*replica
+	for range 3 {
+		rs = append(rs, h.replica(t, nil, 0))
+	}
+	seedTenant(t, h, rs[1])
+	time.Sleep(1500 * time.Millisecond)
+	publishPolls11(h)
+	waitFor(t, 15*time.Second, "a card in each affected chat", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	time.Sleep(3 * time.Second)
+	posts := cardPosts(h.connector.Calls())
+	for _, chat := range proactiveChats[:3] {
+		if posts[chat] != 1 {
+			t.Errorf("%s got %d cards on the cluster, want exactly 1", chat, posts[chat])
+		}
+	}
+}

@@ -29,15 +29,18 @@ const { chromium } = require("playwright-core");
     await box.waitFor({ timeout: 30000 });
     const out = [];
     const cards = page.locator(".fai-OutputCard");
-    // Opening the chat installs the bot, which welcomes and then posts what
-    // is pending: let that settle so each step's answer is told apart.
-    await cards.first().waitFor({ timeout: 15000 }).catch(() => {});
-    for (let n = await cards.count(), same = 0; same < 3; ) {
-      await page.waitForTimeout(500);
-      const now = await cards.count();
-      same = now === n ? same + 1 : 0;
-      n = now;
-    }
+    // Opening a chat installs the bot, which welcomes and then posts what is
+    // pending: let that settle so each step's answer is told apart.
+    const settle = async () => {
+      await cards.first().waitFor({ timeout: 15000 }).catch(() => {});
+      for (let n = await cards.count(), same = 0; same < 3; ) {
+        await page.waitForTimeout(500);
+        const now = await cards.count();
+        same = now === n ? same + 1 : 0;
+        n = now;
+      }
+    };
+    await settle();
     for (const m of messages) {
       if (m.startsWith("open:")) {
         const name = m.slice("open:".length);
@@ -46,6 +49,7 @@ const { chromium } = require("playwright-core");
         // A conversation opened for the first time shows no bot message yet.
         await page.waitForFunction(() => document.querySelectorAll(".fai-OutputCard").length === 0, null, { timeout: 10000 });
         await box.waitFor({ timeout: 10000 });
+        await settle();
         out.push(name);
         continue;
       }
@@ -62,7 +66,14 @@ const { chromium } = require("playwright-core");
       await box.click();
       if (m.startsWith("@")) {
         await box.type("@");
-        await page.getByText(process.env.BOT_NAME, { exact: true }).last().click();
+        // Pick the bot from the typeahead, not a bot message's author label.
+        const option = page.getByRole("option", { name: process.env.BOT_NAME });
+        await option.first().waitFor({ timeout: 5000 }).catch(() => {});
+        if (await option.count()) {
+          await option.first().click();
+        } else {
+          await page.getByText(process.env.BOT_NAME, { exact: true }).last().click();
+        }
         await box.type(" " + m.slice(1));
       } else {
         await box.type(m);
