@@ -264,7 +264,10 @@ func (b *Bot) postOnce(ctx context.Context, ref ConversationRef, u PendingUpgrad
 	if err != nil || !(ok || force) {
 		return false, err
 	}
-	posted, approvalID, err := b.postApproval(ctx, ref, u)
+	posted, approvalID, err := b.postApproval(ctx, ref, u, ok)
+	if !ok {
+		return posted, err // not our claim: leave it to its holder
+	}
 	if err != nil {
 		if rerr := p.ReleasePost(ctx, tenant, inst, target); rerr != nil {
 			b.opts.Logger.WarnContext(ctx, "cannot release the post claim", "err", rerr)
@@ -274,13 +277,17 @@ func (b *Bot) postOnce(ctx context.Context, ref ConversationRef, u PendingUpgrad
 	return posted, p.PostDone(ctx, tenant, inst, target, approvalID)
 }
 
-func (b *Bot) postApproval(ctx context.Context, ref ConversationRef, u PendingUpgrade) (bool, string, error) {
+// postApproval posts the card of the approval open for u, unless it is
+// already shown; claimed says this replica holds the post claim, else only
+// a request it opens itself is posted (a scan holding the claim may be
+// posting the open one right now).
+func (b *Bot) postApproval(ctx context.Context, ref ConversationRef, u PendingUpgrade, claimed bool) (bool, string, error) {
 	a, created, err := b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, ref.Locale))
 	if err != nil {
 		return false, "", err
 	}
-	if !created && a.CardActivityID != "" {
-		return false, a.ID, nil // someone's "check" showed it already
+	if !created && (a.CardActivityID != "" || !claimed) {
+		return false, a.ID, nil // someone's "check" or scan shows it
 	}
 	id, err := b.opts.Connector.Send(ctx, ref, CardMessage(b.cardFor(a, ref.Locale)))
 	if err != nil {
