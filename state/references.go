@@ -64,27 +64,28 @@ func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRe
 			}
 		}
 	}
+	// The tenant's index lives on another slot than the reference: if it
+	// cannot be written (a Redis Cluster master down), the activity still
+	// goes on, and a later one writes both.
+	if ref.TenantID != "" {
+		if old.TenantID != "" && old.TenantID != ref.TenantID {
+			s.rdb.SRem(ctx, s.whereKey(old.TenantID), ref.ConversationID)
+		}
+		added, err := s.rdb.SAdd(ctx, s.whereKey(ref.TenantID), ref.ConversationID).Result()
+		if err != nil {
+			return nil
+		}
+		if added > 0 && s.rdb.SAdd(ctx, s.tenantsKey(), ref.TenantID).Err() != nil {
+			s.rdb.SRem(ctx, s.whereKey(ref.TenantID), ref.ConversationID)
+			return nil
+		}
+	}
 	b, err := json.Marshal(referenceRecord{V: referenceVersion, ConversationRef: ref})
 	if err != nil {
 		return fmt.Errorf("state: encode reference: %w", err)
 	}
 	if err := s.rdb.Set(ctx, s.referenceKey(ref.ConversationID), b, s.opts.ReferenceTTL).Err(); err != nil {
 		return unavailable("save reference", err)
-	}
-	if ref.TenantID == "" {
-		return nil // nothing to scan it as: Graph is asked per tenant
-	}
-	if old.TenantID != "" && old.TenantID != ref.TenantID {
-		s.rdb.SRem(ctx, s.whereKey(old.TenantID), ref.ConversationID)
-	}
-	added, err := s.rdb.SAdd(ctx, s.whereKey(ref.TenantID), ref.ConversationID).Result()
-	if err != nil {
-		return unavailable("index reference", err)
-	}
-	if added > 0 {
-		if err := s.rdb.SAdd(ctx, s.tenantsKey(), ref.TenantID).Err(); err != nil {
-			return unavailable("index tenant", err)
-		}
 	}
 	return nil
 }
