@@ -62,7 +62,7 @@ func sandboxCommand(ctx context.Context, getenv func(string) string, stderr io.W
 (%s), authentication off, loopback only, state in memory. Nothing here talks to Microsoft.
 Any chat or team that talks to it gets apps behind the catalog, with you as its owner. In another terminal:
 
-    npx @microsoft/m365agentsplayground -e %s -c msteams
+    npx @microsoft/m365agentsplayground@0.2.28 -e %s -c msteams
 
 then send "check", press Approve, send "history". Set MicrosoftAppId (see README) to run the real bot.
 

@@ -48,7 +48,13 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	var claimed bool
 	deadline := time.Now().Add(b.opts.UpgradeTimeout) // set before the claim: it ends inside the lease
 	if t.CardAction.Action.Verb == cards.VerbReject {
-		a, err = b.conclude(ctx, a, StatusRejected, &who)
+		// A request past its time is expired, whoever rejects it: its
+		// record and history must not say an approver decided it.
+		if b.opts.Now().After(a.ExpiresAt) {
+			a, err = b.conclude(ctx, a, StatusExpired, nil)
+		} else {
+			a, err = b.conclude(ctx, a, StatusRejected, &who)
+		}
 	} else {
 		a, claimed, err = b.claim(ctx, a, who)
 	}
@@ -284,7 +290,7 @@ func (b *Bot) publish(ctx context.Context, done Approval) {
 	}
 	in := done.Upgrade
 	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	err := b.opts.Approvals.AppendAudit(hctx, done.Conversation.ConversationID, AuditEvent{At: done.DecidedAt,
+	err := b.opts.Approvals.AppendAudit(hctx, baseConversation(done.Conversation.ConversationID), AuditEvent{At: done.DecidedAt,
 		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
 		To: in.Target.Version, ApprovalID: done.ID})
 	cancel()

@@ -133,7 +133,8 @@ var allStatuses = []ApprovalStatus{StatusPending, StatusUpgrading, StatusUpgrade
 
 // history answers "history".
 func (b *Bot) history(ctx context.Context, t *Turn) error {
-	events, err := b.opts.Approvals.Audit(ctx, t.Ref.ConversationID, 10)
+	// A channel's threads (";messageid=…") share the channel's history.
+	events, err := b.opts.Approvals.Audit(ctx, baseConversation(t.Ref.ConversationID), 10)
 	if err != nil {
 		return err
 	}

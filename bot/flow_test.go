@@ -823,3 +823,43 @@ func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
 		t.Errorf("%d upgrades, want 1", f.graph.upgradeCount())
 	}
 }
+
+func TestExpiredRequestCannotBeRejected(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	a := f.onlyApproval()
+	f.now = f.now.Add(8 * 24 * time.Hour)
+	if resp := f.click("reject", a.ID, owner); !strings.Contains(resp, "expired") {
+		t.Errorf("response %s", resp)
+	}
+	if got := f.onlyApproval(); got.Status != bot.StatusExpired || got.DecidedBy != nil {
+		t.Errorf("a late reject recorded %s by %+v", got.Status, got.DecidedBy)
+	}
+}
+
+func TestHistoryInAChannelCoversEveryThread(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	in := func(thread string, m map[string]any) map[string]any {
+		m["conversation"] = map[string]any{"id": "19:general@thread.tacv2;messageid=" + thread, "conversationType": "channel", "tenantId": tenant}
+		m["channelData"] = map[string]any{"team": map[string]any{"id": "19:team@thread.tacv2", "aadGroupId": "team-group"}}
+		return m
+	}
+	handle := func(m map[string]any) *bot.InvokeResponse {
+		t.Helper()
+		resp, err := f.bot.Handle(context.Background(), f.activity(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	handle(in("1", map[string]any{"type": "message", "text": "check"}))
+	a := f.onlyApproval()
+	handle(in("1", map[string]any{"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1",
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": a.ID}}}}))
+	f.drain()
+	// A new post in the channel is a new thread: it still sees the decision.
+	handle(in("7", map[string]any{"type": "message", "text": "history"}))
+	if h := cardText(t, f.conn.replies[len(f.conn.replies)-1]); !strings.Contains(h, "**Polls** upgraded 1.0.0 → 1.1.0") {
+		t.Errorf("history in another thread of the channel: %s", h)
+	}
+}
