@@ -111,8 +111,9 @@ func TestInstallWelcomesOnceAndPostsWhatIsPending(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	calls := h.connector.WaitCalls(t, 2)
-	if calls = settle(h); len(calls) != 2 {
+	h.connector.WaitCalls(t, 2)
+	calls := settle(h)
+	if len(calls) != 2 {
 		t.Fatalf("%d posts, want a welcome and one card: %+v", len(calls), calls)
 	}
 	welcome, card := calls[0], calls[1]

@@ -72,7 +72,7 @@ func (c *Cards) Reminder(r Reminder) Card {
 		for _, p := range r.People[:min(len(r.People), maxMentions)] {
 			tag := "<at>" + p.Name + "</at>"
 			names = append(names, tag)
-			entities = append(entities, Entity{Type: "mention", Text: tag, Mentioned: Mentioned{ID: p.ID, Name: p.Name}})
+			entities = append(entities, Entity{Type: "mention", Text: tag, Mentioned: Mentioned(p)})
 		}
 		body = append(body, text(t.T("ReminderPeople", map[string]any{"Names": strings.Join(names, t.T("ListSeparator"))})))
 	} else {
