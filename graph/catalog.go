@@ -26,13 +26,18 @@ func (c *Client) Definitions(ctx context.Context, tenantID string, teamsAppIDs [
 	if len(teamsAppIDs) == 0 {
 		return nil, nil
 	}
+	return c.catalogDefinitions(ctx, tenantID, idIn(teamsAppIDs))
+}
+
+// catalogDefinitions reads every definition of the catalog apps filter
+// selects, paged, each with the app's id.
+func (c *Client) catalogDefinitions(ctx context.Context, tenantID, filter string) ([]bot.AppDefinition, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(tenantID)
 	if err != nil {
 		return nil, err
 	}
-	filter := idIn(teamsAppIDs)
 	first, err := g.AppCatalogs().TeamsApps().Get(ctx, &appcatalogs.TeamsAppsRequestBuilderGetRequestConfiguration{
 		QueryParameters: &appcatalogs.TeamsAppsRequestBuilderGetQueryParameters{Filter: &filter, Expand: definitionsExpand},
 	})
