@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,32 +65,21 @@ func TestGraphRequestBudgetPerCommand(t *testing.T) {
 	if code := h.post(t, h.message("1700000000021", "check")); code != http.StatusOK {
 		t.Fatalf("check: status %d", code)
 	}
-	card, _ := json.Marshal(h.connector.WaitCalls(t, 2)[1].Activity["attachments"])
-	if !strings.Contains(string(card), "App 7") || !strings.Contains(string(card), "1.1.0") {
+	posted := h.connector.WaitCalls(t, 2)[1]
+	if card := cardOf(posted); !strings.Contains(card, "App 7") || !strings.Contains(card, "1.1.0") {
 		t.Fatalf("the second check does not show the new version: %s", card)
 	}
 	if n := len(h.graph.Calls()); n != 2 {
 		t.Errorf("second check made %d Graph requests, want 2", n)
 	}
-	var att []struct {
-		Content struct {
-			Actions []struct {
-				Data struct {
-					ApprovalID string `json:"approvalId"`
-				} `json:"data"`
-			} `json:"actions"`
-		} `json:"content"`
-	}
-	if err := json.Unmarshal(card, &att); err != nil || len(att) != 1 || len(att[0].Content.Actions) == 0 {
-		t.Fatalf("card %s", card)
-	}
+	approvalID := approvalIDOf(t, posted)
 
 	h.graph.ResetCalls()
 	invoke := h.message("1700000000022", "")
 	delete(invoke, "text")
 	invoke["type"], invoke["name"], invoke["replyToId"] = "invoke", "adaptiveCard/action", "activity-2"
 	invoke["value"] = map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
-		"data": map[string]any{"approvalId": att[0].Content.Actions[0].Data.ApprovalID}}}
+		"data": map[string]any{"approvalId": approvalID}}}
 	if code, body := h.exchange(t, invoke); code != http.StatusOK || !strings.Contains(string(body), "was upgraded to 1.1.0") {
 		t.Fatalf("approve: %d %s", code, body)
 	}
