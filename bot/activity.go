@@ -178,10 +178,3 @@ type Message struct {
 	Summary     string
 	Locale      string
 }
-
-// InvokeResponse is the synchronous answer to an invoke activity: Teams waits
-// for it in the same HTTP response.
-type InvokeResponse struct {
-	Status int
-	Body   any
-}

@@ -172,7 +172,7 @@ type Turn struct {
 	Text string
 	// Ref is the conversation the activity came from.
 	Ref ConversationRef
-	// CardAction is set for adaptiveCard/action invokes.
+	// CardAction is set for a click on a card (invoke or submit).
 	CardAction *CardAction
 
 	conn Connector
@@ -259,15 +259,12 @@ func (b *Bot) handle(ctx context.Context, a *Activity, ref ConversationRef, save
 }
 
 func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	var submit struct {
-		Verb       string `json:"verb"`
-		ApprovalID string `json:"approvalId"`
-	}
+	var submit cards.SubmitData
 	if len(t.Activity.Value) > 0 && json.Unmarshal(t.Activity.Value, &submit) == nil && submit.Verb != "" {
-		if _, ok := b.router.verbs[submit.Verb]; ok {
-			ctx = WithCommand(ctx, submit.Verb)
+		if _, ok := b.router.verbs[submit.Verb]; !ok {
+			return nil, nil // a button of some other card
 		}
-		return nil, b.onSubmit(ctx, t, submit.Verb, submit.ApprovalID)
+		return nil, b.onSubmit(ctx, t, submit)
 	}
 	if t.Text == "" {
 		return nil, nil // an attachment without words

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/botframework"
 )
 
 // fakeConnector records what the bot writes.
@@ -423,14 +424,14 @@ func TestUnknownActivityTypesAndInvokesAreAccepted(t *testing.T) {
 		t.Errorf("messageReaction: %v %v", resp, err)
 	}
 	resp, err = b.Handle(context.Background(), decode(t, `{"type":"invoke","name":"task/fetch","id":"i1","conversation":{"id":"19:x"}}`))
-	if err != nil || resp == nil || resp.Status != 200 {
+	if err != nil || botframework.InvokeBody(resp) != nil {
 		t.Errorf("unknown invoke: %+v %v", resp, err)
 	}
 	resp, err = b.Handle(context.Background(), decode(t, `{"type":"invoke","name":"adaptiveCard/action","id":"i2","conversation":{"id":"19:x"},"value":{"action":{"type":"Action.Execute","verb":"nope"}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(resp.Body)
+	body, _ := json.Marshal(botframework.InvokeBody(resp))
 	if !strings.Contains(string(body), `"type":"application/vnd.microsoft.error"`) || !strings.Contains(string(body), `"statusCode":400`) {
 		t.Errorf("unknown verb answered %s", body)
 	}

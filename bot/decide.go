@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -47,7 +46,7 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	}
 	var claimed bool
 	deadline := time.Now().Add(b.opts.UpgradeTimeout) // set before the claim: it ends inside the lease
-	if t.CardAction.Action.Verb == cards.VerbReject {
+	if t.CardAction.Verb == cards.VerbReject {
 		// A request past its time is expired, whoever rejects it: its
 		// record and history must not say an approver decided it.
 		if b.opts.Now().After(a.ExpiresAt) {
@@ -345,7 +344,7 @@ func (b *Bot) reopen(ctx context.Context, old Approval) {
 func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	locale := t.Activity.Locale
 	if b.opts.Installations == nil {
-		return InvokeError(http.StatusServiceUnavailable, "NotConfigured", b.cards.Sentence(locale, cards.SentenceNoGraph, nil)), nil
+		return Refuse(CodeUnavailable, "NotConfigured", b.cards.Sentence(locale, cards.SentenceNoGraph, nil)), nil
 	}
 	ids, err := b.opts.Approvals.Batch(ctx, t.approvalID())
 	if ErrorCode(err) == CodeUnavailable {

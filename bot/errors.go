@@ -3,12 +3,12 @@ package bot
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 )
 
-// Code classifies an error so that each transport can map it once: to an HTTP
-// status at the endpoint, to an error invoke response or an outcome card in Teams.
+// Code classifies an error so that each transport can map it once (the Bot
+// Framework endpoint: bot/botframework/status.go, to an HTTP status and to an
+// error invoke response's statusCode).
 type Code string
 
 // Error codes. Adapters (graph/, state/, the Bot Framework client) translate
@@ -75,50 +75,6 @@ func ErrorCode(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
-	}
-	return CodeInternal
-}
-
-// httpStatuses is the one table between error codes and HTTP statuses, for
-// every transport: the endpoint's answer to a failed activity, the
-// statusCode of an error invoke response, and the connector's answers read
-// back as codes (status or one of its aliases).
-var httpStatuses = []struct {
-	code    Code
-	status  int
-	aliases []int
-}{
-	{CodeInvalid, http.StatusBadRequest, nil},
-	{CodeForbidden, http.StatusForbidden, []int{http.StatusUnauthorized}},
-	{CodeNotFound, http.StatusNotFound, []int{http.StatusGone}},
-	{CodeConflict, http.StatusConflict, []int{http.StatusPreconditionFailed}},
-	{CodeUnavailable, http.StatusServiceUnavailable, []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusGatewayTimeout}},
-	{CodeInternal, http.StatusInternalServerError, nil},
-}
-
-// HTTPStatus is the HTTP status that answers an error of this code: 5xx for
-// what may pass on a retry, 4xx for what will not. Unknown codes are 500.
-func (c Code) HTTPStatus() int {
-	for _, s := range httpStatuses {
-		if s.code == c {
-			return s.status
-		}
-	}
-	return http.StatusInternalServerError
-}
-
-// CodeOfHTTPStatus classifies an HTTP error status; CodeInternal for any
-// status the table does not name.
-func CodeOfHTTPStatus(status int) Code {
-	for _, s := range httpStatuses {
-		if s.status == status {
-			return s.code
-		}
-		for _, a := range s.aliases {
-			if a == status {
-				return s.code
-			}
-		}
 	}
 	return CodeInternal
 }

@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -147,18 +146,13 @@ func (b *Bot) history(ctx context.Context, t *Turn) error {
 	return err
 }
 
-// actionData is what every card action carries.
-type actionData struct {
-	ApprovalID string `json:"approvalId"`
-}
-
+// approvalID is the approval (or, for approve all, the batch) the clicked
+// card names.
 func (t *Turn) approvalID() string {
 	if t.CardAction == nil {
 		return ""
 	}
-	var d actionData
-	_ = json.Unmarshal(t.CardAction.Action.Data, &d)
-	return d.ApprovalID
+	return t.CardAction.Data.ApprovalID
 }
 
 func (t *Turn) person() Person {
@@ -170,12 +164,12 @@ func (t *Turn) person() Person {
 // list members…) instead of Teams' generic error.
 func (b *Bot) invokeFailed(ctx context.Context, err error) *InvokeResponse {
 	b.opts.Logger.WarnContext(ctx, "card action failed", "err", err)
-	return InvokeError(ErrorCode(err).HTTPStatus(), string(ErrorCode(err)), err.Error())
+	return Refuse(ErrorCode(err), "", err.Error())
 }
 
 // storeFailed answers a failed read or write of the store: unavailable is
-// an error (503, and Teams delivers the action again), anything else is
-// shown to the clicker.
+// an error (the channel delivers the action again), anything else is shown
+// to the clicker.
 func (b *Bot) storeFailed(ctx context.Context, err error) (*InvokeResponse, error) {
 	if ErrorCode(err) == CodeUnavailable {
 		return nil, err
@@ -185,8 +179,10 @@ func (b *Bot) storeFailed(ctx context.Context, err error) (*InvokeResponse, erro
 
 // notAllowed answers, to the clicker alone, who may approve instead.
 func (b *Bot) notAllowed(a Approval, locale string) *InvokeResponse {
-	return InvokeCard(b.cards.Outcome(cards.Outcome{Locale: locale, Kind: cards.OutcomeNotAllowed,
+	resp := InvokeCard(b.cards.Outcome(cards.Outcome{Locale: locale, Kind: cards.OutcomeNotAllowed,
 		App: appView(a.Upgrade), Place: placeOf(a.Conversation), Approvers: b.approverView(&a.Upgrade.Installation.Scope)}))
+	resp.ForClicker = true
+	return resp
 }
 
 // mayApprove applies the approver policy. Owners count only from our own
@@ -227,11 +223,11 @@ func (b *Bot) mayApprove(ctx context.Context, a Approval, who Person) (bool, err
 
 // loadApproval finds the approval a card action names, or the answer to
 // give when there is none.
-// A store that cannot answer is an error (503: Teams delivers the action
+// A store that cannot answer is an error (the channel delivers the action
 // again), not an answer.
 func (b *Bot) loadApproval(ctx context.Context, t *Turn) (Approval, *InvokeResponse, error) {
 	if b.opts.Installations == nil {
-		return Approval{}, InvokeError(http.StatusServiceUnavailable, "NotConfigured", b.cards.Sentence(t.Activity.Locale, cards.SentenceNoGraph, nil)), nil
+		return Approval{}, Refuse(CodeUnavailable, "NotConfigured", b.cards.Sentence(t.Activity.Locale, cards.SentenceNoGraph, nil)), nil
 	}
 	a, err := b.opts.Approvals.Approval(ctx, t.approvalID())
 	if err == nil && !a.BelongsTo(t.Ref) {
@@ -252,7 +248,7 @@ func (b *Bot) loadApproval(ctx context.Context, t *Turn) (Approval, *InvokeRespo
 }
 
 func (b *Bot) unknownAction(t *Turn) *InvokeResponse {
-	return InvokeError(http.StatusNotFound, "NotFound", b.cards.Sentence(t.Activity.Locale, cards.SentenceUnknownAction, nil))
+	return Refuse(CodeNotFound, "NotFound", b.cards.Sentence(t.Activity.Locale, cards.SentenceUnknownAction, nil))
 }
 
 // onRefresh answers Teams' automatic refresh, and onReview shows one
@@ -265,32 +261,24 @@ func (b *Bot) onRefresh(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	return InvokeCard(b.cardFor(a, t.Activity.Locale)), nil
 }
 
-// onSubmit handles the Action.Submit twins, sent by clients without
-// Universal Actions as a message whose value names the verb: the answer
-// replaces the card through the connector.
-func (b *Bot) onSubmit(ctx context.Context, t *Turn, verb, approvalID string) error {
-	raw, _ := json.Marshal(actionData{ApprovalID: approvalID})
-	t.CardAction = &CardAction{}
-	t.CardAction.Action.Type, t.CardAction.Action.Verb, t.CardAction.Action.Data = "Action.Submit", verb, raw
-	h, ok := b.router.verbs[verb]
-	if !ok {
-		return nil
-	}
-	resp, err := h(ctx, t)
+// onSubmit handles the Action.Submit twin of a card action, sent by
+// clients without Universal Actions as a message whose value names the
+// verb. The same handler decides as for the invoke; only the answer
+// travels differently: a card replaces the clicked one through the
+// connector, and what speaks to the clicker alone is a reply.
+func (b *Bot) onSubmit(ctx context.Context, t *Turn, d cards.SubmitData) error {
+	t.CardAction = &CardAction{Verb: d.Verb, Data: cards.ActionData{ApprovalID: d.ApprovalID}, Submit: true}
+	resp, err := b.router.act(ctx, t)
 	if err != nil || resp == nil {
 		return err
 	}
-	body, _ := resp.Body.(map[string]any)
-	switch body["type"] {
-	case ResponseTypeCard:
-		card, _ := body["value"].(cards.Card)
-		if t.Activity.ReplyToID != "" {
-			return t.conn.Update(ctx, t.Ref, t.Activity.ReplyToID, CardMessage(card))
-		}
-		_, err = t.Reply(ctx, CardMessage(card))
-	case ResponseTypeError:
-		v, _ := body["value"].(map[string]string)
-		_, err = t.Reply(ctx, Message{Text: v["message"]})
+	switch {
+	case resp.Card != nil && !resp.ForClicker && t.Activity.ReplyToID != "":
+		return t.conn.Update(ctx, t.Ref, t.Activity.ReplyToID, CardMessage(*resp.Card))
+	case resp.Card != nil:
+		_, err = t.Reply(ctx, CardMessage(*resp.Card))
+	case resp.Refusal != nil:
+		_, err = t.Reply(ctx, Message{Text: resp.Refusal.Message})
 	}
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/botframework"
 )
 
 const (
@@ -219,7 +220,7 @@ func (f *flow) clickIn(conversation map[string]any, verb, id, aad string) string
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	b, _ := json.Marshal(resp.Body)
+	b, _ := json.Marshal(botframework.InvokeBody(resp))
 	return string(b)
 }
 
@@ -506,6 +507,31 @@ func TestSubmitTwinUpdatesTheCard(t *testing.T) {
 	}
 }
 
+// The submit twin is decided like the invoke; what speaks to the clicker
+// alone is a reply, never a replacement of the card every approver needs.
+func TestSubmitTwinAnswersRefusalsWithAReply(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	a := f.onlyApproval()
+	replies := len(f.conn.replies)
+	submit := func(from, id string) {
+		t.Helper()
+		if _, err := f.bot.Handle(context.Background(), f.activity(map[string]any{"type": "message", "replyToId": "reply-1",
+			"from": map[string]any{"id": "29:" + from, "aadObjectId": from, "name": "User"}, "value": map[string]any{"verb": "approve", "approvalId": id}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submit(member, a.ID)
+	if len(f.conn.updates) != 0 || f.graph.upgradeCount() != 0 || len(f.conn.replies) != replies+1 ||
+		!strings.Contains(cardText(t, f.conn.replies[replies]), "You can't approve this upgrade") {
+		t.Fatalf("a member's submit: %d upgrades, updates %+v, replies %+v", f.graph.upgradeCount(), f.conn.updates, f.conn.replies[replies:])
+	}
+	submit(owner, "apr_nope")
+	if len(f.conn.updates) != 0 || len(f.conn.replies) != replies+2 || !strings.Contains(f.conn.replies[replies+1].Text, "no longer known") {
+		t.Fatalf("an unknown approval's submit: updates %+v, replies %+v", f.conn.updates, f.conn.replies[replies:])
+	}
+}
+
 func TestUnknownApprovalAndNoGraph(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true})
 	if resp := f.click("approve", "apr_nope", owner); !strings.Contains(resp, "application/vnd.microsoft.error") || !strings.Contains(resp, "no longer known") {
@@ -605,7 +631,7 @@ func TestOneApprovalPerTeamInstallationAcrossChannels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := json.Marshal(out.Body); !strings.Contains(string(b), "was upgraded") {
+	if b, _ := json.Marshal(botframework.InvokeBody(out)); !strings.Contains(string(b), "was upgraded") {
 		t.Errorf("approve from another channel of the team: %s", b)
 	}
 	// Both channels' cards show the outcome.
@@ -815,7 +841,7 @@ func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
 		if err != nil || resp == nil {
 			t.Fatalf("delivery %d: %v %v", i, resp, err)
 		}
-		if b, _ := json.Marshal(resp.Body); !strings.Contains(string(b), "was upgraded") {
+		if b, _ := json.Marshal(botframework.InvokeBody(resp)); !strings.Contains(string(b), "was upgraded") {
 			t.Errorf("delivery %d answered %s", i, b)
 		}
 	}

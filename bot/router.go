@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
+
+	"github.com/upgradeapprovals/bot/cards"
 )
 
-// Handler handles one turn. For an invoke its response is the synchronous
-// invoke response; for other activities it is ignored and may be nil.
+// Handler handles one turn. For a card action its response is the bot's
+// answer (see InvokeResponse); for other activities it is ignored and may
+// be nil.
 type Handler func(ctx context.Context, t *Turn) (*InvokeResponse, error)
 
 // InvokeAdaptiveCardAction is the invoke name of an Adaptive Card Action.Execute.
@@ -31,7 +33,8 @@ func NewRouter() *Router {
 // duplicate registration, which is a programming error.
 func (r *Router) OnType(activityType string, h Handler) { register(r.types, "type", activityType, h) }
 
-// OnVerb registers h for the verb of an adaptiveCard/action invoke.
+// OnVerb registers h for a card verb, whether the click arrives as an
+// Action.Execute invoke or as its Action.Submit twin.
 func (r *Router) OnVerb(verb string, h Handler) { register(r.verbs, "verb", verb, h) }
 
 func register(m map[string]Handler, kind, key string, h Handler) {
@@ -41,14 +44,29 @@ func register(m map[string]Handler, kind, key string, h Handler) {
 	m[key] = h
 }
 
-// CardAction is the value of an adaptiveCard/action invoke.
+// CardAction is a click on one of the bot's cards, however it arrived: as
+// an adaptiveCard/action invoke (Action.Execute) or, from clients without
+// Universal Actions, as a message carrying the Action.Submit twin's data.
 type CardAction struct {
+	Verb string
+	// Data is what the card put on the button: only an opaque id, so a
+	// card reveals nothing and decides nothing.
+	Data cards.ActionData
+	// Trigger is "manual" or "automatic" (a refresh); empty for a submit.
+	Trigger string
+	// Submit: the click came as a message. Its answer is not the invoke
+	// response but a card update or a reply through the connector.
+	Submit bool
+}
+
+// invokeValue is the value of an adaptiveCard/action invoke.
+type invokeValue struct {
 	Action struct {
 		Type string          `json:"type"`
 		Verb string          `json:"verb"`
 		Data json.RawMessage `json:"data,omitempty"`
 	} `json:"action"`
-	Trigger string `json:"trigger,omitempty"` // "manual" or "automatic" (a refresh)
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // Route runs the handler that matches the turn's activity.
@@ -61,37 +79,58 @@ func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		return nil, nil
 	}
 	if a.Name == InvokeAdaptiveCardAction {
-		var v CardAction
+		var v invokeValue
 		if err := json.Unmarshal(a.Value, &v); err != nil || v.Action.Verb == "" {
-			return InvokeError(http.StatusBadRequest, "BadRequest", "the card action has no verb"), nil
+			return Refuse(CodeInvalid, "BadRequest", "the card action has no verb"), nil
 		}
-		t.CardAction = &v
-		if h, ok := r.verbs[v.Action.Verb]; ok {
-			return h(WithCommand(ctx, v.Action.Verb), t)
-		}
-		return InvokeError(http.StatusBadRequest, "NotSupported", fmt.Sprintf("unknown card action %q", v.Action.Verb)), nil
+		t.CardAction = &CardAction{Verb: v.Action.Verb, Trigger: v.Trigger}
+		// Data the bot did not write names no approval: the lookup says so.
+		_ = json.Unmarshal(v.Action.Data, &t.CardAction.Data)
+		return r.act(ctx, t)
 	}
-	return &InvokeResponse{Status: http.StatusOK}, nil
+	return nil, nil
 }
 
-// Universal Actions response types.
-const (
-	ResponseTypeCard  = "application/vnd.microsoft.card.adaptive"
-	ResponseTypeError = "application/vnd.microsoft.error"
-)
-
-// InvokeCard answers an Action.Execute with a card that replaces the one clicked.
-func InvokeCard(card any) *InvokeResponse {
-	return &InvokeResponse{Status: http.StatusOK, Body: map[string]any{
-		"statusCode": http.StatusOK, "type": ResponseTypeCard, "value": card,
-	}}
+// act decides a card action: the one path for both ways a click arrives.
+func (r *Router) act(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	h, ok := r.verbs[t.CardAction.Verb]
+	if !ok {
+		return Refuse(CodeInvalid, "NotSupported", fmt.Sprintf("unknown card action %q", t.CardAction.Verb)), nil
+	}
+	return h(WithCommand(ctx, t.CardAction.Verb), t)
 }
 
-// InvokeError answers an Action.Execute with an error Teams shows to the user.
-// The HTTP status stays 200: the error travels in the body.
-func InvokeError(status int, code, message string) *InvokeResponse {
-	return &InvokeResponse{Status: http.StatusOK, Body: map[string]any{
-		"statusCode": status, "type": ResponseTypeError,
-		"value": map[string]string{"code": code, "message": message},
-	}}
+// InvokeResponse is the bot's answer to a card action: the card that
+// replaces the one clicked, or a refusal only the clicker sees. It says
+// nothing about HTTP: botframework renders it as the invoke's synchronous
+// answer, and the bot itself as a card update or a reply when the click
+// came as an Action.Submit. Nil is no answer (for an invoke, a bare 200).
+type InvokeResponse struct {
+	Card *cards.Card
+	// ForClicker: the card speaks to the clicker alone ("you can't
+	// approve"). An invoke's card is the clicker's view anyway; a submit
+	// must reply with it rather than replace the card everyone shares.
+	ForClicker bool
+	Refusal    *Refusal
+}
+
+// Refusal is a card action the bot did not carry out, and why.
+type Refusal struct {
+	// Code classifies it; the transport derives its status from the code.
+	Code Code
+	// Reason is a short name for machines ("NotFound"); default the code.
+	Reason string
+	// Message is shown to the clicker.
+	Message string
+}
+
+// InvokeCard answers a card action with a card that replaces the one clicked.
+func InvokeCard(card cards.Card) *InvokeResponse { return &InvokeResponse{Card: &card} }
+
+// Refuse answers a card action with a refusal the clicker sees.
+func Refuse(code Code, reason, message string) *InvokeResponse {
+	if reason == "" {
+		reason = string(code)
+	}
+	return &InvokeResponse{Refusal: &Refusal{Code: code, Reason: reason, Message: message}}
 }

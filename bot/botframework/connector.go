@@ -240,7 +240,7 @@ func connectorError(op string, resp *http.Response) error {
 		} `json:"error"`
 	}
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&env)
-	code := bot.CodeOfHTTPStatus(resp.StatusCode)
+	code := codeOf(resp.StatusCode)
 	msg := fmt.Sprintf("botframework: %s: connector answered %s", op, resp.Status)
 	if env.Error.Code != "" || env.Error.Message != "" {
 		msg += fmt.Sprintf(" (%s: %s)", env.Error.Code, env.Error.Message)

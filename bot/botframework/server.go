@@ -158,15 +158,10 @@ func (s *server) messages(c *gin.Context) {
 		return
 	}
 	s.opts.Metrics.observeActivity(string(a.Type), "ok")
-	if string(a.Type) == "invoke" {
-		if resp == nil {
-			resp = &bot.InvokeResponse{Status: http.StatusOK}
-		}
-		if resp.Body == nil {
-			c.Status(resp.Status)
-			return
-		}
-		c.JSON(resp.Status, resp.Body)
+	// An invoke's answer travels in the same response, always with 200: a
+	// refusal's status is inside the body, where Teams shows it.
+	if body := InvokeBody(resp); string(a.Type) == "invoke" && body != nil {
+		c.JSON(http.StatusOK, body)
 		return
 	}
 	c.Status(http.StatusOK)
@@ -175,7 +170,7 @@ func (s *server) messages(c *gin.Context) {
 // fail answers a failed activity. The status tells the channel whether a
 // retry can help: 5xx for what may pass (Redis, the connector), 4xx otherwise.
 func (s *server) fail(c *gin.Context, a *bot.Activity, err error) {
-	status := bot.ErrorCode(err).HTTPStatus()
+	status := statusOf(bot.ErrorCode(err))
 	s.opts.Metrics.observeActivity(string(a.Type), "error")
 	s.opts.Logger.ErrorContext(c.Request.Context(), "activity failed",
 		"type", a.Type, "name", a.Name, "activity_id", a.ID, "status", status, "err", err)

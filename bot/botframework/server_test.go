@@ -15,6 +15,7 @@ import (
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
 	"github.com/upgradeapprovals/bot/bot/bottest"
+	"github.com/upgradeapprovals/bot/cards"
 )
 
 func TestBodyOverLimitIs413(t *testing.T) {
@@ -53,7 +54,7 @@ func TestMalformedJSONWithoutTokenIs401(t *testing.T) {
 
 func TestInvokeResponseIsWrittenSynchronously(t *testing.T) {
 	f := newFixture(t)
-	f.bot.resp = bot.InvokeCard(map[string]any{"type": "AdaptiveCard", "version": "1.5"})
+	f.bot.resp = bot.InvokeCard(cards.Card{Type: "AdaptiveCard", Version: "1.5"})
 	a := activity()
 	a["type"] = "invoke"
 	a["name"] = "adaptiveCard/action"
@@ -69,6 +70,21 @@ func TestInvokeResponseIsWrittenSynchronously(t *testing.T) {
 	card, _ := body["value"].(map[string]any)
 	if body["statusCode"] != float64(200) || body["type"] != "application/vnd.microsoft.card.adaptive" || card["type"] != "AdaptiveCard" {
 		t.Errorf("invoke response %v", body)
+	}
+
+	// A refusal travels with 200 too: its status is in the body, where
+	// Teams shows the message to the clicker.
+	f.bot.resp = bot.Refuse(bot.CodeNotFound, "NotFound", "This request is no longer known.")
+	w = f.post(t, "Bearer "+f.channel.Token(t), a)
+	if w.Code != http.StatusOK || w.Body.String() != `{"statusCode":404,"type":"application/vnd.microsoft.error","value":{"code":"NotFound","message":"This request is no longer known."}}` {
+		t.Errorf("refusal answered %d %s", w.Code, w.Body)
+	}
+
+	// No answer (an invoke nobody handles) is a bare 200.
+	f.bot.resp = nil
+	a["name"] = "task/fetch"
+	if w = f.post(t, "Bearer "+f.channel.Token(t), a); w.Code != http.StatusOK || w.Body.Len() != 0 {
+		t.Errorf("unhandled invoke answered %d %q", w.Code, w.Body)
 	}
 }
 
