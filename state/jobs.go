@@ -28,7 +28,8 @@ type QueueOptions struct {
 	// ReclaimAfter is how long a job may stay unacknowledged before
 	// another replica takes it over (its replica died). Default 1 min.
 	ReclaimAfter time.Duration
-	// Block is how long Next waits on one shard. Default 500 ms.
+	// Block is how long Next waits for a job when every shard is empty.
+	// Default 500 ms.
 	Block time.Duration
 }
 
@@ -117,13 +118,33 @@ func (q *Queue) ensureGroup(ctx context.Context, shard int) error {
 }
 
 // Next returns one job: a due delayed one moved back onto its stream, one
-// abandoned by a dead consumer, or a new one; it tries the shards in turn
-// and waits up to Block on each.
+// abandoned by a dead consumer, or a new one. It looks at every shard
+// without waiting, starting with the next in turn (so no tenant's shard
+// starves another's), and only when all were empty waits up to Block on
+// one of them: a sweep of one tenant fills one shard, and its jobs must not
+// wait for the others' timeouts.
 func (q *Queue) Next(ctx context.Context) (bot.Job, bool, error) {
 	q.mu.Lock()
-	shard := q.next
+	start := q.next
 	q.next = (q.next + 1) % q.opts.Shards
 	q.mu.Unlock()
+	for i := range q.opts.Shards {
+		shard := (start + i) % q.opts.Shards
+		block := time.Duration(-1) // XREADGROUP without BLOCK
+		if i == q.opts.Shards-1 {
+			block = q.opts.Block
+		}
+		j, ok, err := q.nextIn(ctx, shard, block)
+		if err != nil || ok {
+			return j, ok, err
+		}
+	}
+	return bot.Job{}, false, nil
+}
+
+// nextIn returns one job of a shard, waiting up to block for a new one
+// (negative: not at all).
+func (q *Queue) nextIn(ctx context.Context, shard int, block time.Duration) (bot.Job, bool, error) {
 	if err := q.ensureGroup(ctx, shard); err != nil {
 		return bot.Job{}, false, err
 	}
@@ -139,7 +160,7 @@ func (q *Queue) Next(ctx context.Context) (bot.Job, bool, error) {
 	}
 	if len(msgs) == 0 {
 		streams, err := q.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: jobGroup, Consumer: q.opts.Consumer,
-			Streams: []string{stream, ">"}, Count: 1, Block: q.opts.Block}).Result()
+			Streams: []string{stream, ">"}, Count: 1, Block: block}).Result()
 		if errors.Is(err, redis.Nil) || ctx.Err() != nil {
 			return bot.Job{}, false, nil
 		}

@@ -3,6 +3,7 @@ package state_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -144,6 +145,37 @@ func TestDelayedJobComesBackWhenDue(t *testing.T) {
 	j2, ok := next()
 	if !ok || j2.Attempt != 3 || j2.ConversationID != j.ConversationID {
 		t.Fatalf("delayed job: %+v %v", j2, ok)
+	}
+}
+
+// A sweep of one tenant puts every job on one shard: each Next hands one out
+// while any is left, never coming back empty from the shards that have none.
+func TestOneBusyShardIsServedWithoutWaitingOnTheEmptyOnes(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	q, _ := s.Queue(state.QueueOptions{Consumer: "c", Shards: 4, Block: 50 * time.Millisecond})
+	const jobs = 12
+	for i := range jobs {
+		if err := q.Enqueue(ctx, bot.ScanJob{TenantID: tenant, ConversationID: fmt.Sprintf("19:%d@thread.v2", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for i := range jobs {
+		j, ok, err := q.Next(ctx)
+		if err != nil || !ok {
+			t.Fatalf("call %d of Next: ok %v, err %v, with %d jobs still queued", i+1, ok, err, jobs-i)
+		}
+		seen[j.ConversationID] = true
+		if err := q.Ack(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != jobs {
+		t.Errorf("%d distinct jobs, want %d", len(seen), jobs)
+	}
+	if _, ok, err := q.Next(ctx); err != nil || ok {
+		t.Errorf("an empty queue handed out a job (ok %v, err %v)", ok, err)
 	}
 }
 
