@@ -49,7 +49,7 @@ type harness struct {
 	tune        func(*deps) // adjusts serve's seams before start
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{channel: bottest.NewChannel(t, testAppID), aad: bottest.NewAAD(t), connector: bottest.NewConnector(t), graph: graphtest.New()}
 	h.channel.ServiceURL = h.connector.URL()

@@ -20,7 +20,7 @@ import (
 const scanWorkers = 4
 
 // graphCallsPerSecond is each tenant's Graph budget for background scans,
-// across replicas: well under Teams' 30 reads a second per app and tenant,
+// across replicas (a scan is charged two calls, so five scans a second): well under Teams' 30 reads a second per app and tenant,
 // leaving room for people's own commands.
 const graphCallsPerSecond = 10
 
@@ -28,7 +28,7 @@ const graphCallsPerSecond = 10
 // replica that holds the lease) and scan workers (on every replica). The
 // returned function stops them and waits.
 func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store, queue *state.Queue, holder string,
-	catalog bot.OrgCatalog, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
+	catalog bot.OrgCatalog, graphBudget int, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
 	m := newProactiveMetrics(reg, queue, logger)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -36,7 +36,7 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = b.RunScans(ctx, bot.WorkerOptions{Queue: queue, Budget: store.Budget(graphCallsPerSecond), Observe: m.observe})
+			_ = b.RunScans(ctx, bot.WorkerOptions{Queue: queue, Budget: store.Budget(graphBudget), Observe: m.observe})
 		}()
 	}
 	if catalog != nil {

@@ -192,7 +192,7 @@ type replica struct {
 	stop func()
 }
 
-func (h *harness) replica(t *testing.T, env map[string]string, reclaimAfter time.Duration) *replica {
+func (h *harness) replica(t testing.TB, env map[string]string, reclaimAfter time.Duration) *replica {
 	t.Helper()
 	cfg, err := loadConfig(func(k string) string {
 		if v, ok := env[k]; ok {
@@ -224,9 +224,11 @@ func (h *harness) replica(t *testing.T, env map[string]string, reclaimAfter time
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() {
-		done <- serve(ctx, cfg, logger, deps{listener: ln, azureTransport: h.aad.Client(), reclaimAfter: reclaimAfter, graph: g})
-	}()
+	d := deps{listener: ln, azureTransport: h.aad.Client(), reclaimAfter: reclaimAfter, graph: g}
+	if h.tune != nil {
+		h.tune(&d)
+	}
+	go func() { done <- serve(ctx, cfg, logger, d) }()
 	var once sync.Once
 	r := &replica{url: "http://" + ln.Addr().String(), stop: func() {
 		once.Do(func() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,10 @@ type deps struct {
 	// reclaimAfter is how long a scan job may stay unacknowledged before
 	// another replica takes it over; default 1 minute.
 	reclaimAfter time.Duration
+	// graphBudget is each tenant's Graph calls a second for background
+	// scans; default graphCallsPerSecond (the sweep benchmark lifts it to
+	// measure the bot's own cost).
+	graphBudget int
 }
 
 // newLogger returns the process's JSON logger and routes go-redis's own log
@@ -168,7 +173,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	}
 	go func() { defer close(reaperDone); b.RunReaper(ctx, store, every) }()
 	defer func() { <-reaperDone }()
-	stopBackground, err := background(ctx, cfg, b, store, queue, replica, orgCatalog, reg, logger)
+	stopBackground, err := background(ctx, cfg, b, store, queue, replica, orgCatalog, cmp.Or(d.graphBudget, graphCallsPerSecond), reg, logger)
 	if err != nil {
 		return err
 	}
