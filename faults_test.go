@@ -319,7 +319,7 @@ func TestGraphStormsAndSlowAnswersNeverUpgradeTwice(t *testing.T) {
 			h.tune = func(d *deps) {
 				quick(d)
 				tune := d.tune
-				d.tune = func(o *bot.Options) { tune(o); o.UpgradeTimeout = 10 * time.Second }
+				d.tune = func(o *bot.Options) { tune(o); o.UpgradeTimeout, o.UpgradeGrace = 10*time.Second, 2*time.Second }
 			}
 			h.behind(t, func(next http.Handler) http.Handler { return &slowGraph{next: next, delay: tc.delay, lose: tc.lose} })
 			chats := seedChats(h, 1)

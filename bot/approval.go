@@ -180,6 +180,9 @@ type Claims interface {
 	// Amend applies change to an upgrading approval if token is still its
 	// ClaimToken, keeping the claim; otherwise CodeConflict.
 	Amend(ctx context.Context, id, token string, change func(*Approval)) (Approval, error)
+	// HoldClaim keeps an upgrading approval's claim, if token is still its
+	// ClaimToken, for lease from now; otherwise CodeConflict.
+	HoldClaim(ctx context.Context, id, token string, lease time.Duration) (Approval, error)
 	// Settle applies change (the outcome) to an upgrading approval if token
 	// is still its ClaimToken, and ends the claim; otherwise CodeConflict.
 	Settle(ctx context.Context, id, token string, change func(*Approval)) (Approval, error)

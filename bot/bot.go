@@ -68,6 +68,12 @@ type Options struct {
 	// An upgrade claim's lease outlives it by a margin, after which the
 	// reaper reconciles the claim. Default 60 s.
 	UpgradeTimeout time.Duration
+	// UpgradeGrace is how long an upgrade whose answer was lost or a 5xx,
+	// and whose installation still shows the old version, stays
+	// "upgrading…" before the card offers Retry: Graph may show an upgrade
+	// that took only minutes later, and a Retry sent meanwhile would
+	// upgrade twice. Default 10 min.
+	UpgradeGrace time.Duration
 	// Parallel bounds how many upgrades of one "approve all" run at once.
 	// Default 4.
 	Parallel int
@@ -125,6 +131,9 @@ func New(opts Options) (*Bot, error) {
 	}
 	if opts.UpgradeTimeout <= 0 {
 		opts.UpgradeTimeout = time.Minute
+	}
+	if opts.UpgradeGrace <= 0 {
+		opts.UpgradeGrace = 10 * time.Minute
 	}
 	if opts.Parallel <= 0 {
 		opts.Parallel = 4

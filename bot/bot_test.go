@@ -156,6 +156,16 @@ func (m *memState) Amend(_ context.Context, id, token string, change func(*bot.A
 	})
 }
 
+func (m *memState) HoldClaim(_ context.Context, id, token string, lease time.Duration) (bot.Approval, error) {
+	return m.update(id, func(a *bot.Approval) error {
+		if a.Status != bot.StatusUpgrading || a.ClaimToken != token {
+			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
+		}
+		m.leases[id] = time.Now().Add(lease)
+		return nil
+	})
+}
+
 func (m *memState) Settle(_ context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
 	return m.update(id, func(a *bot.Approval) error {
 		if a.Status != bot.StatusUpgrading || a.ClaimToken != token {

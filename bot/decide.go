@@ -184,7 +184,10 @@ func (b *Bot) runUpgrade(ctx context.Context, c Approval, deadline time.Time) Ap
 	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	uerr := b.upgrade(gctx, c.Upgrade)
 	cancel()
-	if errors.Is(uerr, ErrUpgradeUncertain) && b.upgradeTook(ctx, c.Upgrade) {
+	if errors.Is(uerr, ErrUpgradeUncertain) {
+		if !b.upgradeTook(ctx, c.Upgrade) {
+			return b.awaitConfirmation(ctx, c, sent, uerr)
+		}
 		b.opts.Logger.WarnContext(ctx, "the upgrade failed but took effect", "approval", c.ID, "err", uerr)
 		uerr = nil
 	}
@@ -222,6 +225,32 @@ func (b *Bot) upgradeTook(ctx context.Context, u PendingUpgrade) bool {
 		}
 	}
 	return false
+}
+
+// awaitConfirmation keeps an uncertain upgrade "upgrading…" until its
+// grace period ends: the claim is held that long, then the reaper reads the
+// installation and records upgraded, or failed with Retry. Offering Retry
+// sooner could send a second upgrade for one Graph was slow to show.
+func (b *Bot) awaitConfirmation(ctx context.Context, c Approval, sent time.Time, cause error) Approval {
+	b.opts.Logger.WarnContext(ctx, "Microsoft Graph did not confirm the upgrade; waiting before offering Retry",
+		"approval", c.ID, "until", sent.Add(b.opts.UpgradeGrace), "err", cause)
+	err := b.retryStore(ctx, recordTimeout, func(ctx context.Context) error {
+		var err error
+		c, err = b.opts.Approvals.HoldClaim(ctx, c.ID, c.ClaimToken, b.graceLeft(sent))
+		return err
+	})
+	if err != nil {
+		// The claim's own lease ends soon: the reaper then holds it again
+		// for what is left of the grace period.
+		b.opts.Logger.WarnContext(ctx, "cannot hold the claim for the grace period", "approval", c.ID, "err", err)
+	}
+	return c
+}
+
+// graceLeft is how long a claim whose upgrade was sent at sent still
+// waits for Graph to show it.
+func (b *Bot) graceLeft(sent time.Time) time.Duration {
+	return max(sent.Add(b.opts.UpgradeGrace).Sub(b.opts.Now()), time.Second)
 }
 
 // settle records the outcome of a claim, then its history line and card.

@@ -774,6 +774,7 @@ func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
 	}
 	f.state.Amend(context.Background(), a.ID, c.ClaimToken, func(a *bot.Approval) { a.UpgradeSentAt = f.now })
 	f.state.expireLeases()
+	f.now = f.now.Add(time.Hour) // past the grace period Graph gets to show it
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reaped %d, %v", n, err)
 	}
@@ -786,6 +787,62 @@ func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
 	}
 	if resp := f.click("retry", a.ID, owner); !strings.Contains(resp, "was upgraded") {
 		t.Errorf("retry after reaping: %s", resp)
+	}
+}
+
+// An upgrade whose answer was a 5xx may have taken with Graph slow to show
+// it: the card offers Retry only once the grace period has passed and the
+// installation still runs the old version, so Retry never upgrades twice.
+func TestUncertainUpgradeOffersRetryOnlyAfterItsGracePeriod(t *testing.T) {
+	for _, took := range []bool{true, false} {
+		t.Run(fmt.Sprintf("took=%v", took), func(t *testing.T) {
+			f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+			f.bot = f.withOptions(func(o *bot.Options) { o.UpgradeTimeout = time.Second; o.UpgradeGrace = 10 * time.Minute })
+			f.say("check")
+			a := f.onlyApproval()
+			f.graph.upgrade = func(bot.Installation) error {
+				return fmt.Errorf("503 Service Unavailable: %w", bot.ErrUpgradeUncertain)
+			}
+			resp := f.click("approve", a.ID, owner)
+			f.drain()
+			if !strings.Contains(resp, "Upgrading Polls") || strings.Contains(resp, `"verb":"retry"`) {
+				t.Fatalf("answer to an unconfirmed upgrade: %s", resp)
+			}
+			// Within the grace period: a reaper pass, a lease run out and a
+			// Retry click change nothing and send nothing.
+			f.now = f.now.Add(5 * time.Minute)
+			f.state.expireLeases()
+			if n, err := f.bot.Reap(context.Background()); n != 0 || err != nil {
+				t.Fatalf("reaped %d, %v within the grace period", n, err)
+			}
+			if resp := f.click("retry", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") {
+				t.Errorf("retry within the grace period: %s", resp)
+			}
+			if got := f.onlyApproval(); got.Status != bot.StatusUpgrading || f.graph.upgradeCount() != 1 {
+				t.Fatalf("within the grace period: %s after %d upgrades", got.Status, f.graph.upgradeCount())
+			}
+			if took { // Graph shows the upgrade late
+				f.graph.mu.Lock()
+				f.graph.versions["inst-0"] = "1.1.0"
+				f.graph.mu.Unlock()
+			}
+			f.now = f.now.Add(6 * time.Minute)
+			f.state.expireLeases()
+			if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
+				t.Fatalf("reaped %d, %v after the grace period", n, err)
+			}
+			got := f.onlyApproval()
+			card := cardText(t, f.conn.updates["reply-1"])
+			switch {
+			case took && (got.Status != bot.StatusUpgraded || !strings.Contains(card, "was upgraded")):
+				t.Errorf("Graph shows the upgrade: %s, card %s", got.Status, card)
+			case !took && (got.Status != bot.StatusFailed || !strings.Contains(card, `"verb":"retry"`)):
+				t.Errorf("Graph shows the old version: %s, card %s", got.Status, card)
+			}
+			if f.graph.upgradeCount() != 1 {
+				t.Errorf("%d upgrades sent, want 1", f.graph.upgradeCount())
+			}
+		})
 	}
 }
 

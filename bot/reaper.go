@@ -12,8 +12,9 @@ import (
 // upgraded now: the approver approved and nobody called Graph. Any other is
 // never sent again — a second POST could double an upgrade whose first one
 // took: the reaper reads the installation and records what Graph shows,
-// upgraded if it runs the target version, failed (with Retry) if not, and
-// updates the card. It returns how many it settled.
+// upgraded if it runs the target version, failed (with Retry) if not once
+// the upgrade's grace period has passed (until then it holds the claim
+// again), and updates the card. It returns how many it settled.
 func (b *Bot) Reap(ctx context.Context) (int, error) {
 	if b.opts.Installations == nil {
 		return 0, nil
@@ -51,6 +52,12 @@ func (b *Bot) reconcile(ctx context.Context, c Approval) bool {
 	status, problem := StatusUpgraded, ""
 	switch {
 	case err == nil && CompareVersions(in.Definition.Version, u.Target.Version) >= 0:
+	case err == nil && b.opts.Now().Before(c.UpgradeSentAt.Add(b.opts.UpgradeGrace)):
+		// Graph may not show an upgrade that took yet: Retry waits.
+		if _, err := b.opts.Approvals.HoldClaim(ctx, c.ID, c.ClaimToken, b.graceLeft(c.UpgradeSentAt)); err != nil {
+			b.opts.Logger.WarnContext(ctx, "cannot hold an unconfirmed upgrade's claim", "approval", c.ID, "err", err)
+		}
+		return false
 	case err == nil:
 		status = StatusFailed
 		problem = fmt.Sprintf("the upgrade was interrupted before Microsoft Graph confirmed it, and %s still runs version %s; select Retry to upgrade it",

@@ -243,6 +243,20 @@ func (s *Store) Amend(ctx context.Context, id, token string, change func(*bot.Ap
 	})
 }
 
+// HoldClaim keeps the claim named by token for ttl from now.
+func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Duration) (bot.Approval, error) {
+	// Indexed first, as when claiming: the index must never end before the lease.
+	if err := s.indexClaim(ctx, id, ttl); err != nil {
+		return bot.Approval{}, err
+	}
+	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
+			return lease{}, errConflict
+		}
+		return lease{set: token, ttl: ttl}, nil
+	})
+}
+
 // Settle records the outcome of the claim named by token.
 func (s *Store) Settle(ctx context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
 	a, err := s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -191,6 +192,42 @@ func TestLeaseHasOneHolder(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if ok, _ := b.HoldLease(ctx, "reaper", "two", time.Second); !ok {
 		t.Error("an expired lease was not taken over")
+	}
+}
+
+// An upgrade Graph did not confirm keeps its claim through the grace
+// period: only its holder can extend it, and nothing lists it as expired
+// before the extended lease ends.
+func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
+	a, b := replicas(t)
+	ctx := context.Background()
+	ap, _, err := a.OpenApproval(ctx, approval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{Name: "Megan"}, time.Now(), 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.HoldClaim(ctx, ap.ID, "not-the-token", time.Minute); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("hold with another token: %v, want conflict", err)
+	}
+	held, err := b.HoldClaim(ctx, ap.ID, claim.ClaimToken, time.Minute)
+	if err != nil || held.ClaimToken != claim.ClaimToken || held.Status != bot.StatusUpgrading {
+		t.Fatalf("hold %+v %v", held, err)
+	}
+	time.Sleep(300 * time.Millisecond) // past the first lease
+	if ids, _ := b.ExpiredClaims(ctx, 10); slices.Contains(ids, ap.ID) {
+		t.Errorf("a held claim is listed as expired: %v", ids)
+	}
+	if _, err := b.TakeOverClaim(ctx, ap.ID, time.Minute); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("takeover of a held claim: %v, want conflict", err)
+	}
+	if _, err := a.Settle(ctx, ap.ID, claim.ClaimToken, func(x *bot.Approval) { x.Status = bot.StatusFailed }); err != nil {
+		t.Fatalf("the holder settles: %v", err)
+	}
+	if _, err := a.HoldClaim(ctx, ap.ID, claim.ClaimToken, time.Minute); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("hold after settling: %v, want conflict", err)
 	}
 }
 
