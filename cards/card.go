@@ -4,6 +4,8 @@
 // view structs here.
 package cards
 
+import "strings"
+
 // Version is the Adaptive Card schema version every card declares.
 const Version = "1.5"
 
@@ -141,14 +143,21 @@ func execute(title, verb, approvalID, style string) Action {
 	}
 }
 
+// literal keeps text from outside (an app's name and description from the
+// catalog, a person's name, Graph's error) from becoming a markdown link in
+// a card: anyone who may upload a custom app could name it "[Approve
+// here](https://…)". Teams' clients disagree on backslash escapes, so an
+// invisible zero-width space breaks the link syntax instead.
+func literal(s string) string { return strings.ReplaceAll(s, "](", "]\u200b(") }
+
 func text(s string) Element { return Element{Type: "TextBlock", Text: s, Wrap: true} }
 
 func subtle(s string) Element {
-	return Element{Type: "TextBlock", Text: s, Wrap: true, IsSubtle: true, Size: "Small", Spacing: "None"}
+	return Element{Type: "TextBlock", Text: literal(s), Wrap: true, IsSubtle: true, Size: "Small", Spacing: "None"}
 }
 
 func heading(s string) Element {
-	return Element{Type: "TextBlock", Text: s, Wrap: true, Size: "Large", Weight: "Bolder", Style: "heading", MaxLines: 2}
+	return Element{Type: "TextBlock", Text: literal(s), Wrap: true, Size: "Large", Weight: "Bolder", Style: "heading", MaxLines: 2}
 }
 
 func container(style string, items ...Element) Element {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -325,6 +326,56 @@ func TestPendingCardCarriesButtonsAndOnlyAnID(t *testing.T) {
 			t.Errorf("card lacks %q", want)
 		}
 	}
+}
+
+// A custom app's name, a description or a person's name is shown as text:
+// whoever uploads an app cannot put a link into an approval card.
+func TestNamesFromOutsideNeverBecomeLinks(t *testing.T) {
+	c := newCards(t)
+	evil := polls
+	evil.Name = "[Approve here](https://evil.example/approve)"
+	evil.ShortDescription = "See [the release notes](https://evil.example/notes)"
+	built := []cards.Card{
+		c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: evil, Diff: pollsDiff, Place: cards.PlaceChat}),
+		c.Outcome(cards.Outcome{Locale: "en-US", Kind: cards.OutcomeUpgraded, App: evil, By: "[Megan](https://evil.example)", At: time.Now()}),
+		c.PendingList(cards.PendingList{Locale: "zh-CN", Items: []cards.PendingItem{{ApprovalID: "apr_1", App: evil, Diff: pollsDiff}}}),
+		c.Reminder(cards.Reminder{Locale: "en-US", App: evil, People: []cards.Approver{{ID: "29:1", Name: "[Megan](https://evil.example)"}}}),
+	}
+	for i, card := range built {
+		b, _ := json.Marshal(card)
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		texts := textBlocks(v)
+		if !slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "Approve here") }) {
+			t.Errorf("card %d does not name the app: %s", i, b)
+		}
+		for _, s := range texts {
+			if strings.Contains(s, "](") {
+				t.Errorf("card %d shows a link: %q", i, s)
+			}
+		}
+	}
+}
+
+// textBlocks returns the markdown of every TextBlock in a card's JSON.
+func textBlocks(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		if s, ok := v["text"].(string); ok && v["type"] == "TextBlock" {
+			out = append(out, s)
+		}
+		for _, e := range v {
+			out = append(out, textBlocks(e)...)
+		}
+	case []any:
+		for _, e := range v {
+			out = append(out, textBlocks(e)...)
+		}
+	}
+	return out
 }
 
 func TestRefreshOnlyForUpTo60Approvers(t *testing.T) {

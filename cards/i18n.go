@@ -154,7 +154,8 @@ func (t tr) N(id string, count int, data map[string]any) string {
 }
 
 // fill replaces the {{.Name}} placeholders of a message with data, in one
-// pass, so text in the data (such as Teams' {{DATE(…)}}) is left alone.
+// pass, so text in the data (such as Teams' {{DATE(…)}}) is left alone, and
+// no value becomes a link (see literal).
 func fill(id, s string, data map[string]any) string {
 	var out strings.Builder
 	for {
@@ -174,7 +175,7 @@ func fill(id, s string, data map[string]any) string {
 			panic(fmt.Sprintf("cards: message %q needs .%s", id, name))
 		}
 		out.WriteString(s[:i])
-		out.WriteString(fmt.Sprint(v))
+		out.WriteString(literal(fmt.Sprint(v)))
 		s = s[i+j+2:]
 	}
 }

@@ -32,7 +32,7 @@ func (c *Cards) PendingList(l PendingList) Card {
 	body := []Element{heading(t.N("PendingTitle", len(l.Items), nil))}
 	for i, it := range l.Items {
 		app := []Element{
-			{Type: "TextBlock", Text: it.App.Name, Weight: "Bolder", Size: "Medium", Wrap: true, MaxLines: 2},
+			{Type: "TextBlock", Text: literal(it.App.Name), Weight: "Bolder", Size: "Medium", Wrap: true, MaxLines: 2},
 			text(t.T("UpgradeFromTo", map[string]any{"From": it.App.FromVersion, "To": it.App.ToVersion})),
 		}
 		app = append(app, c.diffSections(t, it.Diff, fmt.Sprint(i), true)...)

@@ -70,7 +70,7 @@ func (c *Cards) Reminder(r Reminder) Card {
 	if len(r.People) > 0 {
 		var names []string
 		for _, p := range r.People[:min(len(r.People), maxMentions)] {
-			tag := "<at>" + p.Name + "</at>"
+			tag := "<at>" + literal(p.Name) + "</at>"
 			names = append(names, tag)
 			entities = append(entities, Entity{Type: "mention", Text: tag, Mentioned: Mentioned(p)})
 		}
