@@ -146,7 +146,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.AuthorityHost, err = secureURLVar(env, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
 		return c, err
 	}
-	if c.GraphBaseURL, err = urlVar(env, "GRAPH_BASE_URL", cloud.GraphBaseURL); err != nil {
+	if c.GraphBaseURL, err = secureURLVar(env, "GRAPH_BASE_URL", cloud.GraphBaseURL); err != nil {
 		return c, err
 	}
 

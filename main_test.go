@@ -259,6 +259,7 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"PORT": "http"}, "PORT"},
 		{map[string]string{"BOT_CLOUD": "mars"}, "BOT_CLOUD"},
 		{map[string]string{"GRAPH_BASE_URL": "graph.local"}, "GRAPH_BASE_URL"},
+		{map[string]string{"GRAPH_BASE_URL": "http://graph.microsoft.com/v1.0"}, "GRAPH_BASE_URL"}, // the app's token would travel in clear
 		{map[string]string{"BOT_OPENID_METADATA_URL": "http://login.botframework.com/v1/.well-known/openidconfiguration"}, "BOT_OPENID_METADATA_URL"},
 		{map[string]string{"AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com/"}, "AZURE_AUTHORITY_HOST"},
 		{map[string]string{"BOT_ALLOWED_TENANTS": "contoso.com"}, "BOT_ALLOWED_TENANTS"},

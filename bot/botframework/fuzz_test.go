@@ -114,7 +114,7 @@ func FuzzActivity(f *testing.F) {
 	f.Add(seed)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/api/messages", bytes.NewReader(body)))
+		h.ServeHTTP(w, jsonPost(bytes.NewReader(body)))
 		switch w.Code {
 		case http.StatusOK, http.StatusBadRequest, http.StatusForbidden, http.StatusRequestEntityTooLarge:
 		default:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"time"
 
@@ -113,6 +114,14 @@ func (s *server) refuse(c *gin.Context, status int, err error) {
 
 func (s *server) messages(c *gin.Context) {
 	ctx := c.Request.Context()
+	// Channels post JSON. Anything else is refused before the body is
+	// read: with auth off (the local sandbox) a web page could otherwise
+	// post a form or text/plain to the bot from the user's browser.
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		s.opts.Metrics.observeActivity("", "unsupported_media_type")
+		c.AbortWithStatus(http.StatusUnsupportedMediaType)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -187,7 +196,10 @@ func (s *server) readyz(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.opts.Ready(ctx); err != nil {
-			c.String(http.StatusServiceUnavailable, "not ready: %v", err)
+			// The probe is unauthenticated: the detail (hosts, addresses)
+			// goes to the log only.
+			s.opts.Logger.WarnContext(ctx, "not ready", "err", err)
+			c.String(http.StatusServiceUnavailable, "not ready: Redis does not answer")
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -31,9 +32,47 @@ func TestBodyOverLimitIs413(t *testing.T) {
 	}
 }
 
+// jsonPost is a POST to /api/messages as channels send it.
+func jsonPost(body io.Reader) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/api/messages", body)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	return req
+}
+
+// A web page can make the user's browser post a form or text/plain to a bot
+// running locally with auth off; only JSON, which such a page cannot send
+// without the bot's consent (CORS), reaches the bot.
+func TestOnlyJSONReachesTheBot(t *testing.T) {
+	rec := &recorder{}
+	h, err := botframework.NewServer(botframework.ServerOptions{Bot: rec, Trust: &memTrust{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(activity())
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""} {
+		req := httptest.NewRequest(http.MethodPost, "/api/messages", bytes.NewReader(b))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Type %q: status %d, want 415", ct, w.Code)
+		}
+	}
+	if rec.count() != 0 {
+		t.Fatalf("%d activities without a JSON content type reached the bot", rec.count())
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, jsonPost(bytes.NewReader(b)))
+	if w.Code != http.StatusOK || rec.count() != 1 {
+		t.Errorf("JSON: status %d, %d activities reached the bot", w.Code, rec.count())
+	}
+}
+
 func TestMalformedJSONIs400(t *testing.T) {
 	f := newFixture(t)
-	req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(`{"type":"message",`))
+	req := jsonPost(strings.NewReader(`{"type":"message",`))
 	req.Header.Set("Authorization", "Bearer "+f.channel.Token(t))
 	w := httptest.NewRecorder()
 	f.handler.ServeHTTP(w, req)
@@ -44,7 +83,7 @@ func TestMalformedJSONIs400(t *testing.T) {
 
 func TestMalformedJSONWithoutTokenIs401(t *testing.T) {
 	f := newFixture(t)
-	req := httptest.NewRequest(http.MethodPost, "/api/messages", strings.NewReader(`{"type":`))
+	req := jsonPost(strings.NewReader(`{"type":`))
 	w := httptest.NewRecorder()
 	f.handler.ServeHTTP(w, req)
 	if w.Code != http.StatusUnauthorized {
@@ -109,7 +148,7 @@ func TestHandlerErrorsMapToStatus(t *testing.T) {
 		}
 		b, _ := json.Marshal(activity())
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/api/messages", bytes.NewReader(b)))
+		h.ServeHTTP(w, jsonPost(bytes.NewReader(b)))
 		if w.Code != tc.want {
 			t.Errorf("%v: status %d, want %d", tc.err, w.Code, tc.want)
 		}
@@ -134,15 +173,15 @@ func TestProbesAndMetrics(t *testing.T) {
 	if w := get("/healthz"); w.Code != http.StatusOK {
 		t.Errorf("/healthz %d", w.Code)
 	}
-	if w := get("/readyz"); w.Code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz with Redis down: %d, want 503", w.Code)
+	if w := get("/readyz"); w.Code != http.StatusServiceUnavailable || strings.Contains(w.Body.String(), "refused") {
+		t.Errorf("/readyz with Redis down: %d %q, want 503 without the error's detail", w.Code, w.Body)
 	}
 	ready = nil
 	if w := get("/readyz"); w.Code != http.StatusOK {
 		t.Errorf("/readyz with Redis up: %d, want 200", w.Code)
 	}
 	b, _ := json.Marshal(activity())
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/messages", bytes.NewReader(b)))
+	h.ServeHTTP(httptest.NewRecorder(), jsonPost(bytes.NewReader(b)))
 	w := get("/metrics")
 	if !strings.Contains(w.Body.String(), `upgradebot_activities_total{result="ok",type="message"} 1`) {
 		t.Errorf("/metrics lacks the activity count:\n%s", w.Body.String())
