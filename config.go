@@ -66,129 +66,179 @@ func bad(name, format string, args ...any) error {
 	return &configError{Var: name, Msg: fmt.Sprintf(format, args...)}
 }
 
+// environ reads configuration variables.
+type environ func(string) string
+
+// get is a variable's value, trimmed.
+func (e environ) get(name string) string { return strings.TrimSpace(e(name)) }
+
+// loadConfig reads the configuration. The first problem found is the error,
+// naming its variable; the checks run in the order below, so a deployment
+// hears about its identity before its Redis.
 func loadConfig(getenv func(string) string) (config, error) {
 	var c config
-	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	for _, read := range []func(environ) error{
+		c.readPort, c.readIdentity, c.readHost, c.readEndpoints, c.readRedis, c.readTenants,
+		// After the rest of the deployment's essentials, so a deployment
+		// missing more than Redis hears about the rest first.
+		c.requireRedis,
+		c.readApprovers, c.readProactive,
+	} {
+		if err := read(environ(getenv)); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
 
+func (c *config) readPort(e environ) error {
 	c.Port = 3978
-	if v := env("PORT"); v != "" {
+	if v := e.get("PORT"); v != "" {
 		p, err := strconv.Atoi(v)
 		if err != nil || p < 0 || p > 65535 {
-			return c, bad("PORT", "%q is not a port number", v)
+			return bad("PORT", "%q is not a port number", v)
 		}
 		c.Port = p
 	}
+	return nil
+}
 
-	c.AppID = env("MicrosoftAppId")
-	c.AppPassword = getenv("MicrosoftAppPassword") // a secret may legitimately contain spaces
-	c.AppTenantID = env("MicrosoftAppTenantId")
-	c.AppType = env("MicrosoftAppType")
+// readIdentity reads who the bot is (its Entra app) and how it proves it.
+func (c *config) readIdentity(e environ) error {
+	c.AppID = e.get("MicrosoftAppId")
+	c.AppPassword = e("MicrosoftAppPassword") // a secret may legitimately contain spaces
+	c.AppTenantID = e.get("MicrosoftAppTenantId")
+	c.AppType = e.get("MicrosoftAppType")
 	if c.AppType == "" {
 		c.AppType = appTypeMultiTenant
 	}
-	c.CertificatePath = env("MicrosoftAppCertificatePath")
-	c.CertificatePassword = getenv("MicrosoftAppCertificatePassword")
-	c.FederatedTokenFile = env("AZURE_FEDERATED_TOKEN_FILE")
+	c.CertificatePath = e.get("MicrosoftAppCertificatePath")
+	c.CertificatePassword = e("MicrosoftAppCertificatePassword")
+	c.FederatedTokenFile = e.get("AZURE_FEDERATED_TOKEN_FILE")
 	hasSecret := c.AppPassword != "" || c.CertificatePath != "" || c.FederatedTokenFile != ""
 	if c.AppID != "" && !bot.IsEntraID(c.AppID) {
-		return c, bad("MicrosoftAppId", "%q is not a GUID", c.AppID)
+		return bad("MicrosoftAppId", "%q is not a GUID", c.AppID)
 	}
 	if c.AppTenantID != "" && !bot.IsEntraID(c.AppTenantID) {
-		return c, bad("MicrosoftAppTenantId", "%q is not a GUID", c.AppTenantID)
+		return bad("MicrosoftAppTenantId", "%q is not a GUID", c.AppTenantID)
 	}
 	switch c.AppType {
 	case appTypeMultiTenant:
 		if c.AppID != "" && !hasSecret {
-			return c, bad("MicrosoftAppPassword", "required for a MultiTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
+			return bad("MicrosoftAppPassword", "required for a MultiTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
 		}
 	case appTypeSingleTenant:
 		if c.AppID != "" && !hasSecret {
-			return c, bad("MicrosoftAppPassword", "required for a SingleTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
+			return bad("MicrosoftAppPassword", "required for a SingleTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
 		}
 		if c.AppID != "" && c.AppTenantID == "" {
-			return c, bad("MicrosoftAppTenantId", "required for a SingleTenant bot")
+			return bad("MicrosoftAppTenantId", "required for a SingleTenant bot")
 		}
 	case appTypeUserAssignedMSI:
 		if c.AppID == "" {
-			return c, bad("MicrosoftAppId", "required for UserAssignedMSI: the managed identity's client id")
+			return bad("MicrosoftAppId", "required for UserAssignedMSI: the managed identity's client id")
 		}
 		if c.AppTenantID == "" {
-			return c, bad("MicrosoftAppTenantId", "required for UserAssignedMSI")
+			return bad("MicrosoftAppTenantId", "required for UserAssignedMSI")
 		}
 	default:
-		return c, bad("MicrosoftAppType", "unknown value %q (want MultiTenant, SingleTenant or UserAssignedMSI)", c.AppType)
+		return bad("MicrosoftAppType", "unknown value %q (want MultiTenant, SingleTenant or UserAssignedMSI)", c.AppType)
 	}
+	return nil
+}
 
-	c.Host = env("HOST")
-	if c.AppID == "" {
-		// Without an app id nothing can be authenticated: only this machine
-		// may talk to the bot.
-		if c.Host == "" {
-			c.Host = "127.0.0.1"
-		}
-		if !isLoopback(c.Host) {
-			return c, bad("HOST", "%q is not a loopback address; without MicrosoftAppId authentication is off, "+
-				"so the bot listens only on loopback (set MicrosoftAppId, or HOST=127.0.0.1)", c.Host)
-		}
+// readHost reads the interface to listen on.
+func (c *config) readHost(e environ) error {
+	c.Host = e.get("HOST")
+	if c.AppID != "" {
+		return nil
 	}
+	// Without an app id nothing can be authenticated: only this machine
+	// may talk to the bot.
+	if c.Host == "" {
+		c.Host = "127.0.0.1"
+	}
+	if !isLoopback(c.Host) {
+		return bad("HOST", "%q is not a loopback address; without MicrosoftAppId authentication is off, "+
+			"so the bot listens only on loopback (set MicrosoftAppId, or HOST=127.0.0.1)", c.Host)
+	}
+	return nil
+}
 
-	cloud, err := botframework.LookupCloud(env("BOT_CLOUD"))
+// readEndpoints reads the cloud and every outside endpoint it defaults.
+func (c *config) readEndpoints(e environ) error {
+	cloud, err := botframework.LookupCloud(e.get("BOT_CLOUD"))
 	if err != nil {
-		return c, bad("BOT_CLOUD", "unknown value %q (want public, usgov, usgovdod or china)", env("BOT_CLOUD"))
+		return bad("BOT_CLOUD", "unknown value %q (want public, usgov, usgovdod or china)", e.get("BOT_CLOUD"))
 	}
 	c.Cloud = cloud
 	// Signing keys and the bot's own tokens come from these: plain http
 	// would let anyone on the path swap them (loopback fakes excepted).
-	if c.OpenIDMetadataURL, err = secureURLVar(env, "BOT_OPENID_METADATA_URL", cloud.OpenIDMetadataURL); err != nil {
-		return c, err
+	if c.OpenIDMetadataURL, err = secureURLVar(e, "BOT_OPENID_METADATA_URL", cloud.OpenIDMetadataURL); err != nil {
+		return err
 	}
-	c.CustomAuthority = env("AZURE_AUTHORITY_HOST") != ""
-	if c.AuthorityHost, err = secureURLVar(env, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
-		return c, err
+	c.CustomAuthority = e.get("AZURE_AUTHORITY_HOST") != ""
+	if c.AuthorityHost, err = secureURLVar(e, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
+		return err
 	}
-	if c.GraphBaseURL, err = secureURLVar(env, "GRAPH_BASE_URL", cloud.GraphBaseURL); err != nil {
-		return c, err
-	}
+	c.GraphBaseURL, err = secureURLVar(e, "GRAPH_BASE_URL", cloud.GraphBaseURL)
+	return err
+}
 
-	c.RedisURL = env("REDIS_URL")
+func (c *config) readRedis(e environ) error {
+	c.RedisURL = e.get("REDIS_URL")
 	if c.RedisURL != "" {
 		if _, err := state.ParseURL(c.RedisURL); err != nil {
-			return c, bad("REDIS_URL", "%v (want redis://[user:password@]host:port/db or rediss://…, with cluster=true for a cluster)",
+			return bad("REDIS_URL", "%v (want redis://[user:password@]host:port/db or rediss://…, with cluster=true for a cluster)",
 				strings.TrimPrefix(err.Error(), "state: REDIS_URL: "))
 		}
 	}
-	c.RedisPrefix = env("REDIS_PREFIX")
+	c.RedisPrefix = e.get("REDIS_PREFIX")
+	return nil
+}
 
-	c.AllowedTenants = list(env("BOT_ALLOWED_TENANTS"))
+func (c *config) requireRedis(environ) error {
+	if c.AppID != "" && c.RedisURL == "" {
+		return bad("REDIS_URL", "required when MicrosoftAppId is set: the embedded Redis is lost on restart and "+
+			"not shared between replicas, so it is for local runs only")
+	}
+	return nil
+}
+
+// readTenants reads which tenants may talk to the bot.
+func (c *config) readTenants(e environ) error {
+	c.AllowedTenants = list(e.get("BOT_ALLOWED_TENANTS"))
 	for _, t := range c.AllowedTenants {
 		if !bot.IsEntraID(t) {
-			return c, bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID)", t)
+			return bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID)", t)
 		}
 	}
 	if len(c.AllowedTenants) == 0 && c.AppType != appTypeMultiTenant && c.AppTenantID != "" {
 		c.AllowedTenants = []string{c.AppTenantID}
 	}
+	return nil
+}
 
-	// Last, so a deployment missing more than this hears about the rest first.
-	if c.AppID != "" && c.RedisURL == "" {
-		return c, bad("REDIS_URL", "required when MicrosoftAppId is set: the embedded Redis is lost on restart and "+
-			"not shared between replicas, so it is for local runs only")
-	}
-
-	approvers := list(env("BOT_APPROVERS"))
+func (c *config) readApprovers(e environ) error {
+	approvers := list(e.get("BOT_APPROVERS"))
 	if len(approvers) == 0 {
 		approvers = []string{"owners"}
 	}
+	var err error
 	if c.Approvers, err = bot.ParseApproverPolicy(approvers); err != nil {
-		return c, bad("BOT_APPROVERS", "%v", err)
+		return bad("BOT_APPROVERS", "%v", err)
 	}
+	return nil
+}
 
-	switch v := strings.ToLower(env("BOT_PROACTIVE")); v {
+// readProactive reads what the bot does unprompted, and when.
+func (c *config) readProactive(e environ) error {
+	switch v := strings.ToLower(e.get("BOT_PROACTIVE")); v {
 	case "", "on":
 		c.Proactive = true
 	case "off":
 	default:
-		return c, bad("BOT_PROACTIVE", "unknown value %q (want on or off)", env("BOT_PROACTIVE"))
+		return bad("BOT_PROACTIVE", "unknown value %q (want on or off)", e.get("BOT_PROACTIVE"))
 	}
 	for _, d := range []struct {
 		name string
@@ -200,20 +250,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 		{"BOT_REMIND_AFTER", &c.RemindAfter, 72 * time.Hour},
 		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
 	} {
-		if *d.dst, err = durationVar(env, d.name, d.def); err != nil {
-			return c, err
+		var err error
+		if *d.dst, err = durationVar(e, d.name, d.def); err != nil {
+			return err
 		}
 	}
 	if c.RemindAfter >= c.ApprovalTTL {
-		return c, bad("BOT_REMIND_AFTER", "%s is not shorter than BOT_APPROVAL_TTL (%s): the reminder would come after expiry",
+		return bad("BOT_REMIND_AFTER", "%s is not shorter than BOT_APPROVAL_TTL (%s): the reminder would come after expiry",
 			c.RemindAfter, c.ApprovalTTL)
 	}
-	return c, nil
+	return nil
 }
 
 // durationVar reads a positive Go duration such as 15m or 72h.
-func durationVar(env func(string) string, name string, def time.Duration) (time.Duration, error) {
-	v := env(name)
+func durationVar(e environ, name string, def time.Duration) (time.Duration, error) {
+	v := e.get(name)
 	if v == "" {
 		return def, nil
 	}
@@ -224,8 +275,8 @@ func durationVar(env func(string) string, name string, def time.Duration) (time.
 	return d, nil
 }
 
-func urlVar(env func(string) string, name, def string) (string, error) {
-	v := env(name)
+func urlVar(e environ, name, def string) (string, error) {
+	v := e.get(name)
 	if v == "" {
 		return def, nil
 	}
@@ -236,8 +287,8 @@ func urlVar(env func(string) string, name, def string) (string, error) {
 	return v, nil
 }
 
-func secureURLVar(env func(string) string, name, def string) (string, error) {
-	v, err := urlVar(env, name, def)
+func secureURLVar(e environ, name, def string) (string, error) {
+	v, err := urlVar(e, name, def)
 	if err != nil {
 		return "", err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -13,19 +14,24 @@ import (
 // credentials makes the app's Entra ID credentials, of whichever kind the
 // configuration names: a managed identity (UserAssignedMSI), workload
 // identity federation (AZURE_FEDERATED_TOKEN_FILE, as AKS sets it), a
-// certificate (MicrosoftAppCertificatePath) or a client secret.
+// certificate (MicrosoftAppCertificatePath) or a client secret. Each
+// tenant's is built once and shared (the connector's and Graph's, when
+// they are the same tenant), so its token cache is too.
 type credentials struct {
 	cfg       config
 	transport *http.Client
+
+	mu      sync.Mutex
+	tenants map[string]azcore.TokenCredential
 }
 
-func newCredentials(cfg config, transport *http.Client) credentials {
-	return credentials{cfg: cfg, transport: transport}
+func newCredentials(cfg config, transport *http.Client) *credentials {
+	return &credentials{cfg: cfg, transport: transport, tenants: map[string]azcore.TokenCredential{}}
 }
 
 // connector is the credential for the Bot Framework connector: the app's
 // tenant for SingleTenant, the Bot Framework's for MultiTenant.
-func (c credentials) connector() (azcore.TokenCredential, error) {
+func (c *credentials) connector() (azcore.TokenCredential, error) {
 	tenant := c.cfg.AppTenantID
 	if c.cfg.AppType == appTypeMultiTenant {
 		tenant = c.cfg.Cloud.MultiTenantAuthority
@@ -35,7 +41,21 @@ func (c credentials) connector() (azcore.TokenCredential, error) {
 
 // forTenant is the credential that gets tokens in tenant (Graph is asked as
 // the tenant a chat lives in).
-func (c credentials) forTenant(tenant string) (azcore.TokenCredential, error) {
+func (c *credentials) forTenant(tenant string) (azcore.TokenCredential, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cred, ok := c.tenants[tenant]; ok {
+		return cred, nil
+	}
+	cred, err := c.build(tenant)
+	if err != nil {
+		return nil, err
+	}
+	c.tenants[tenant] = cred
+	return cred, nil
+}
+
+func (c *credentials) build(tenant string) (azcore.TokenCredential, error) {
 	opts := azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: c.cfg.AuthorityHost}}
 	if c.transport != nil {
 		opts.Transport = c.transport

@@ -104,3 +104,26 @@ func TestMissingCertificateFileIsAnError(t *testing.T) {
 		t.Error("a missing certificate file was accepted")
 	}
 }
+
+// Credentials are built once per tenant: a SingleTenant bot's connector and
+// Graph share one, and with it one token cache.
+func TestCredentialsAreBuiltOncePerTenant(t *testing.T) {
+	cfg, err := loadConfig(func(k string) string {
+		return map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppTenantId": testTenant, "MicrosoftAppType": "SingleTenant",
+			"MicrosoftAppPassword": "s3cret", "REDIS_URL": redisURL()}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := newCredentials(cfg, nil)
+	conn, err := creds.connector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, _ := creds.forTenant(testTenant)
+	other, _ := creds.forTenant("11111111-2222-3333-4444-555555555555")
+	again, _ := creds.forTenant("11111111-2222-3333-4444-555555555555")
+	if conn != home || other != again || other == home {
+		t.Errorf("connector %p, home %p, other %p then %p: want one credential per tenant", conn, home, other, again)
+	}
+}

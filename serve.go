@@ -80,69 +80,20 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	}
 	defer closeRedis()
 	store := state.New(rdb, state.Options{Prefix: cfg.RedisPrefix})
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	metrics := botframework.NewMetrics(reg)
 
-	var verifier *botframework.Verifier
-	var cred azcore.TokenCredential
-	if cfg.AppID == "" {
-		logger.Warn("AUTHENTICATION IS OFF: MicrosoftAppId is empty, so requests are not verified and replies carry no token; " +
-			"listening on loopback only. Never run like this behind a tunnel or in production.")
-	} else {
-		verifier, err = botframework.NewVerifier(botframework.VerifierOptions{
-			AppID:             cfg.AppID,
-			Issuer:            cfg.Cloud.Issuer,
-			OpenIDMetadataURL: cfg.OpenIDMetadataURL,
-			AllowedTenants:    cfg.AllowedTenants,
-			Logger:            logger,
-		})
-		if err != nil {
-			return err
-		}
-		// /readyz says not ready until the first load succeeds.
-		go verifier.Run(ctx)
-		if cred, err = newCredentials(cfg, d.azureTransport).connector(); err != nil {
-			return err
-		}
+	creds := newCredentials(cfg, d.azureTransport)
+	verifier, err := startVerifier(ctx, cfg, logger)
+	if err != nil {
+		return err
 	}
-	if len(cfg.AllowedTenants) == 0 {
-		logger.Warn("BOT_ALLOWED_TENANTS is empty: activities from any tenant are accepted")
+	g, err := newGraph(cfg, creds, d, reg, logger)
+	if err != nil {
+		return err
 	}
-
-	// Graph needs the app's identity; without it "check" explains that.
-	var installations bot.Installations
-	var catalog bot.Catalog
-	var directory bot.Directory
-	var orgCatalog bot.OrgCatalog
-	var grants bot.GrantChecker
-	if g := d.graph; g != nil {
-		installations, catalog, directory, orgCatalog, grants = g, g, g, g, g
-	} else if cfg.AppID != "" || d.sandbox != nil {
-		creds := newCredentials(cfg, d.azureTransport)
-		g, err := graph.New(graph.Options{
-			BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, Registerer: reg, Logger: logger,
-			Credential: func(tenant string) (azcore.TokenCredential, error) {
-				if d.sandbox != nil {
-					return d.sandbox.credential(), nil
-				}
-				if cfg.AppType != appTypeMultiTenant || tenant == "" {
-					tenant = cfg.AppTenantID
-				}
-				return creds.forTenant(tenant)
-			},
-		})
-		if err != nil {
-			return err
-		}
-		installations, catalog, directory, orgCatalog, grants = g, g, g, g, g
-	}
-
 	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Hosts: cfg.Cloud.ServiceURLHosts, Records: store})
-	connector, err := botframework.NewConnector(botframework.ConnectorOptions{
-		Credential: cred, Scope: cfg.Cloud.TokenScope, Trust: trust, Metrics: metrics, Logger: logger,
-	})
+	connector, err := newConnector(cfg, creds, trust, metrics, logger)
 	if err != nil {
 		return err
 	}
@@ -151,33 +102,15 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
-	bopts := bot.Options{
-		Connector: connector, Conversations: store, Activities: store, Approvals: store,
-		Installations: installations, Catalog: catalog, Directory: directory, Approvers: cfg.Approvers, Logger: logger,
-		Proactive: store, ProactiveOff: !cfg.Proactive,
-		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
-		Jobs: queue, Grants: grants,
-	}
-	if d.tune != nil {
-		d.tune(&bopts)
-	}
-	b, err := bot.New(bopts)
+	b, err := newBot(cfg, d, connector, store, queue, g, logger)
 	if err != nil {
 		return err
 	}
-	// One replica at a time reconciles upgrades whose replica died mid-call.
-	reaperDone := make(chan struct{})
-	every := reaperInterval
-	if d.reaperInterval > 0 {
-		every = d.reaperInterval
-	}
-	go func() { defer close(reaperDone); b.RunReaper(ctx, store, every) }()
-	defer func() { <-reaperDone }()
-	stopBackground, err := background(ctx, cfg, b, store, queue, replica, orgCatalog, cmp.Or(d.graphBudget, graphCallsPerSecond), reg, logger)
+	stopWork, err := startWork(ctx, cfg, d, b, store, queue, replica, g, reg, logger)
 	if err != nil {
 		return err
 	}
-	defer stopBackground()
+	defer stopWork()
 
 	var activities botframework.ActivityHandler = b
 	if d.sandbox != nil {
@@ -189,9 +122,140 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
+	return listenAndServe(ctx, cfg, d.listener, handler, b, logger, verifier != nil)
+}
 
-	ln := d.listener
+// newRegistry is the process's Prometheus registry, with Go and process
+// metrics.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// startVerifier checks inbound tokens against the cloud's signing keys,
+// which it loads (and reloads, retrying) in the background: /readyz says not
+// ready until the first load succeeds. Nil without an app id.
+func startVerifier(ctx context.Context, cfg config, logger *slog.Logger) (*botframework.Verifier, error) {
+	if len(cfg.AllowedTenants) == 0 {
+		logger.Warn("BOT_ALLOWED_TENANTS is empty: activities from any tenant are accepted")
+	}
+	if cfg.AppID == "" {
+		logger.Warn("AUTHENTICATION IS OFF: MicrosoftAppId is empty, so requests are not verified and replies carry no token; " +
+			"listening on loopback only. Never run like this behind a tunnel or in production.")
+		return nil, nil
+	}
+	v, err := botframework.NewVerifier(botframework.VerifierOptions{
+		AppID:             cfg.AppID,
+		Issuer:            cfg.Cloud.Issuer,
+		OpenIDMetadataURL: cfg.OpenIDMetadataURL,
+		AllowedTenants:    cfg.AllowedTenants,
+		Logger:            logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	go v.Run(ctx)
+	return v, nil
+}
+
+// graphClient is everything the bot asks Microsoft Graph.
+type graphClient interface {
+	bot.Installations
+	bot.Catalog
+	bot.Directory
+	bot.OrgCatalog
+	bot.GrantChecker
+}
+
+// newGraph is Microsoft Graph, as the app. Nil without an app identity:
+// "check" then says Graph is not configured.
+func newGraph(cfg config, creds *credentials, d deps, reg prometheus.Registerer, logger *slog.Logger) (graphClient, error) {
+	if d.graph != nil {
+		return d.graph, nil
+	}
+	if cfg.AppID == "" && d.sandbox == nil {
+		return nil, nil
+	}
+	credential := creds.forTenant
+	if d.sandbox != nil {
+		credential = func(string) (azcore.TokenCredential, error) { return d.sandbox.credential(), nil }
+	}
+	g, err := graph.New(graph.Options{
+		BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, SingleTenant: cfg.AppType != appTypeMultiTenant,
+		Credential: credential, Registerer: reg, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// newConnector writes to Teams as the bot; without an app id its replies
+// carry no token (the Agents Playground takes them).
+func newConnector(cfg config, creds *credentials, trust botframework.ServiceURLTrust, metrics *botframework.Metrics,
+	logger *slog.Logger) (*botframework.Connector, error) {
+	var cred azcore.TokenCredential
+	if cfg.AppID != "" {
+		var err error
+		if cred, err = creds.connector(); err != nil {
+			return nil, err
+		}
+	}
+	return botframework.NewConnector(botframework.ConnectorOptions{
+		Credential: cred, Scope: cfg.Cloud.TokenScope, Trust: trust, Metrics: metrics, Logger: logger,
+	})
+}
+
+func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, queue *state.Queue, g graphClient,
+	logger *slog.Logger) (*bot.Bot, error) {
+	opts := bot.Options{
+		Connector: connector, Conversations: store, Activities: store, Approvals: store,
+		Approvers: cfg.Approvers, Logger: logger,
+		Proactive: store, ProactiveOff: !cfg.Proactive,
+		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
+		Jobs: queue,
+	}
+	if g != nil {
+		opts.Installations, opts.Catalog, opts.Directory, opts.Grants = g, g, g, g
+	}
+	if d.tune != nil {
+		d.tune(&opts)
+	}
+	return bot.New(opts)
+}
+
+// startWork starts what runs besides requests: the reaper (one replica at
+// a time reconciles upgrades whose replica died mid-call) and the
+// proactive work. The returned function stops them and waits.
+func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state.Store, queue *state.Queue,
+	replica string, g graphClient, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
+	var catalog bot.OrgCatalog
+	if g != nil {
+		catalog = g
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stopBackground, err := background(ctx, cfg, b, store, queue, replica, catalog, cmp.Or(d.graphBudget, graphCallsPerSecond), reg, logger)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	every := reaperInterval
+	if d.reaperInterval > 0 {
+		every = d.reaperInterval
+	}
+	reaperDone := make(chan struct{})
+	go func() { defer close(reaperDone); b.RunReaper(ctx, store, every) }()
+	return func() { cancel(); stopBackground(); <-reaperDone }, nil
+}
+
+// listenAndServe serves handler until ctx ends, then shuts down: in-flight
+// requests get shutdownGrace, and upgrades that outlive their invokes get
+// to record their outcome before Redis closes.
+func listenAndServe(ctx context.Context, cfg config, ln net.Listener, handler http.Handler, b *bot.Bot,
+	logger *slog.Logger, auth bool) error {
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", cfg.addr()); err != nil {
 			return err
 		}
@@ -200,7 +264,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "cloud", cfg.Cloud.Name, "app_type", cfg.AppType,
-		"redis", cfg.RedisURL != "", "auth", verifier != nil)
+		"redis", cfg.RedisURL != "", "auth", auth)
 
 	select {
 	case err := <-errc:
@@ -213,8 +277,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	// Upgrades outlive their invokes; let them record their outcome before
-	// Redis closes.
 	dctx, dcancel := context.WithTimeout(context.Background(), b.DrainTimeout())
 	defer dcancel()
 	if err := b.Drain(dctx); err != nil {

@@ -44,6 +44,11 @@ type Options struct {
 	Credential func(tenantID string) (azcore.TokenCredential, error)
 	// HomeTenantID is used for scopes that carry no tenant.
 	HomeTenantID string
+	// SingleTenant asks Graph as HomeTenantID whatever the scope's tenant:
+	// a SingleTenant (or managed identity) app exists in its own tenant
+	// only. Otherwise (a MultiTenant app) Graph is asked as the tenant the
+	// chat or team lives in, where the app was consented.
+	SingleTenant bool
 	// Transport carries the HTTP requests under the SDK's middleware.
 	// Default http.DefaultTransport.
 	Transport http.RoundTripper
@@ -152,7 +157,7 @@ func New(opts Options) (*Client, error) {
 
 // sdk returns the Graph client that acts in tenantID.
 func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
-	if tenantID == "" {
+	if tenantID == "" || c.opts.SingleTenant {
 		tenantID = c.opts.HomeTenantID
 	}
 	c.mu.Lock()
