@@ -211,11 +211,11 @@ func (b *Bot) mayApprove(ctx context.Context, a Approval, who Person) (bool, err
 	if !p.Owners || scope.Kind == ScopeUser {
 		return false, nil
 	}
-	members, err := b.opts.Directory.Members(ctx, scope)
+	entries, err := b.opts.Directory.Membership(ctx, scope, who.AADObjectID)
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(members, func(m Member) bool {
+	return slices.ContainsFunc(entries, func(m Member) bool {
 		return strings.EqualFold(m.UserID, who.AADObjectID) && m.IsOwner() &&
 			(scope.TenantID == "" || strings.EqualFold(m.TenantID, scope.TenantID))
 	}), nil

@@ -119,6 +119,20 @@ func (g *fakeGraph) Members(ctx context.Context, _ bot.Scope) ([]bot.Member, err
 	return g.members, nil
 }
 
+func (g *fakeGraph) Membership(ctx context.Context, _ bot.Scope, userID string) ([]bot.Member, error) {
+	g.called(ctx, "Membership")
+	if g.membersErr != nil {
+		return nil, g.membersErr
+	}
+	var out []bot.Member
+	for _, m := range g.members {
+		if strings.EqualFold(m.UserID, userID) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
 func (g *fakeGraph) InGroup(_ context.Context, _, group, user string) (bool, error) {
 	for _, u := range g.groups[group] {
 		if u == user {

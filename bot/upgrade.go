@@ -289,6 +289,10 @@ func (m Member) IsOwner() bool { return slices.Contains(m.Roles, "owner") }
 type Directory interface {
 	// Members lists the members of a chat or team scope.
 	Members(ctx context.Context, scope Scope) ([]Member, error)
+	// Membership returns the member entries of one user (an Entra object
+	// id) in a chat or team scope: none when they are not a member. It
+	// asks Graph for that user, not for a whole team.
+	Membership(ctx context.Context, scope Scope, userID string) ([]Member, error)
 	// InGroup reports whether the user is a member, directly or through
 	// nested groups, of the Entra group.
 	InGroup(ctx context.Context, tenantID, groupID, userID string) (bool, error)

@@ -229,7 +229,7 @@ func TestGraphCallsPerCommand(t *testing.T) {
 	}
 	got := slices.Clone(f.graph.calls)
 	slices.Sort(got[:len(got)-1]) // the catalog and the installation are read at once
-	if want := []string{"Definitions approve", "Installation approve", "Members approve", "Upgrade approve"}; !slices.Equal(got, want) {
+	if want := []string{"Definitions approve", "Installation approve", "Membership approve", "Upgrade approve"}; !slices.Equal(got, want) {
 		t.Errorf("approve called %v, want %v", f.graph.calls, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -459,6 +460,43 @@ func TestMembersAndGroups(t *testing.T) {
 	e.tenant.Fail(graphtest.Fault{Path: "/checkMemberGroups", Status: 403, Code: "Authorization_RequestDenied"})
 	if _, err := e.client.InGroup(context.Background(), tenantID, "g", "u"); !errors.Is(err, bot.ErrForbidden) || !strings.Contains(err.Error(), "GroupMember.Read.All") {
 		t.Errorf("err %v", err)
+	}
+}
+
+// An approver check in a team of thousands asks Graph for the one user
+// (Graph's documented filter on userId), not for every page of members.
+func TestMembershipAsksForOneUser(t *testing.T) {
+	e := newEnv(t)
+	e.tenant.PageSize = 100
+	const owner = "7c6f3a8e-1f0e-4d5e-9a51-2b8f4c1e9d00"
+	var ms []graphtest.Member
+	for i := range 2500 {
+		ms = append(ms, graphtest.Member{UserID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i), TenantID: tenantID})
+	}
+	ms = append(ms, graphtest.Member{UserID: owner, DisplayName: "Megan", TenantID: tenantID, Roles: []string{"owner"}})
+	e.tenant.AddMembers(graphtest.Team, teamID, ms...)
+	team := bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}
+	got, err := e.client.Membership(context.Background(), team, strings.ToUpper(owner))
+	if err != nil || len(got) != 1 || !got[0].IsOwner() || got[0].UserID != owner {
+		t.Fatalf("membership %+v %v", got, err)
+	}
+	calls := e.tenant.Calls()
+	if len(calls) != 1 || calls[0].Path != "/teams/"+teamID+"/members" ||
+		calls[0].Query.Get("$filter") != "(microsoft.graph.aadUserConversationMember/userId eq '"+owner+"')" {
+		t.Errorf("calls %+v, want one filtered request", calls)
+	}
+	if got, err := e.client.Membership(context.Background(), team, "9d0c1b2a-0000-4000-8000-000000000001"); err != nil || len(got) != 0 {
+		t.Errorf("a stranger's membership: %+v %v", got, err)
+	}
+	// An id is never pasted into the filter unchecked.
+	if _, err := e.client.Membership(context.Background(), team, "x') or (true"); !errors.Is(err, bot.ErrInvalid) {
+		t.Errorf("a malformed user id: %v, want invalid", err)
+	}
+	// A chat (at most 250 members) is read whole and picked from.
+	e.tenant.AddMembers(graphtest.Chat, chatID, graphtest.Member{UserID: owner, TenantID: tenantID, Roles: []string{"owner"}},
+		graphtest.Member{UserID: "00000000-0000-0000-0000-000000000001", TenantID: tenantID})
+	if got, err := e.client.Membership(context.Background(), chat(), owner); err != nil || len(got) != 1 || !got[0].IsOwner() {
+		t.Errorf("chat membership %+v %v", got, err)
 	}
 }
 

@@ -3,8 +3,10 @@ package graph
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/teams"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/upgradeapprovals/bot/bot"
@@ -15,6 +17,31 @@ var _ bot.Directory = (*Client)(nil)
 // Members lists the members of a chat or team with their roles. Personal
 // scope has no members to ask about.
 func (c *Client) Members(ctx context.Context, scope bot.Scope) ([]bot.Member, error) {
+	return c.members(ctx, scope, "")
+}
+
+// Membership returns the member entries of one user in a chat or team. A
+// team may have thousands of members (pages of 100): Graph is asked for
+// that user alone, so an approver check fits in Teams' invoke window. A
+// chat has at most 250 and its member list takes no filter.
+func (c *Client) Membership(ctx context.Context, scope bot.Scope, userID string) ([]bot.Member, error) {
+	// The id goes into an OData filter: hex digits and dashes only. (Not
+	// bot.IsEntraID: the Agents Playground's user has a 13-digit last group.)
+	if userID == "" || strings.Trim(strings.ToLower(userID), "0123456789abcdef-") != "" {
+		return nil, bot.Errorf(bot.CodeInvalid, "graph: %q is not an Entra user id", userID)
+	}
+	filter := ""
+	if scope.Kind == bot.ScopeTeam {
+		filter = "(microsoft.graph.aadUserConversationMember/userId eq '" + strings.ToLower(userID) + "')"
+	}
+	all, err := c.members(ctx, scope, filter)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(m bot.Member) bool { return !strings.EqualFold(m.UserID, userID) }), nil
+}
+
+func (c *Client) members(ctx context.Context, scope bot.Scope, teamFilter string) ([]bot.Member, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(scope.TenantID)
@@ -33,7 +60,12 @@ func (c *Client) Members(ctx context.Context, scope bot.Scope) ([]bot.Member, er
 	case bot.ScopeTeam:
 		op, permission = "list team members", "TeamMember.Read.All"
 		var first models.ConversationMemberCollectionResponseable
-		if first, err = g.Teams().ByTeamId(scope.ID).Members().Get(ctx, nil); err == nil {
+		var conf *teams.ItemMembersRequestBuilderGetRequestConfiguration
+		if teamFilter != "" {
+			conf = &teams.ItemMembersRequestBuilderGetRequestConfiguration{
+				QueryParameters: &teams.ItemMembersRequestBuilderGetQueryParameters{Filter: &teamFilter}}
+		}
+		if first, err = g.Teams().ByTeamId(scope.ID).Members().Get(ctx, conf); err == nil {
 			items, err = all[models.ConversationMemberable](ctx, g, first, models.CreateConversationMemberCollectionResponseFromDiscriminatorValue)
 		}
 	default:

@@ -630,6 +630,17 @@ func (t *Tenant) listMembers(kind string) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, "NotFound", "Not Found", "")
 			return
 		}
+		// Teams' member list filters on a member's user id, as Graph
+		// documents it; anything else is refused as Graph would.
+		if f := r.URL.Query().Get("$filter"); f != "" {
+			user, ok := strings.CutPrefix(f, "(microsoft.graph.aadUserConversationMember/userId eq '")
+			user, ok2 := strings.CutSuffix(user, "')")
+			if kind != Team || !ok || !ok2 {
+				writeError(w, http.StatusBadRequest, "BadRequest", "Invalid filter clause", "")
+				return
+			}
+			ms = slices.DeleteFunc(slices.Clone(ms), func(m Member) bool { return !strings.EqualFold(m.UserID, user) })
+		}
 		items := make([]any, 0, len(ms))
 		for _, m := range ms {
 			roles := m.Roles
