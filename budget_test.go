@@ -43,6 +43,10 @@ func TestGraphRequestBudgetPerCommand(t *testing.T) {
 	}
 	h.graph.AddMembers(graphtest.Chat, chat,
 		graphtest.Member{UserID: owner, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+	// The catalog watcher's first read of the new tenant would land among
+	// the counted requests whenever it happens to run (BenchmarkSweep
+	// measures what background work costs).
+	h.tune = func(d *deps) { d.noBackground = true }
 	h.start(t)
 
 	if code := h.post(t, h.message("1700000000020", "check")); code != http.StatusOK {
@@ -86,9 +90,6 @@ func TestGraphRequestBudgetPerCommand(t *testing.T) {
 	var methods []string
 	for _, c := range h.graph.Calls() {
 		methods = append(methods, c.Method+" "+c.Path)
-		if c.Method == http.MethodPost {
-			break // then the background post-upgrade check re-reads what was granted
-		}
 	}
 	if len(methods) != 4 {
 		t.Errorf("approval made %d Graph requests, want 4 (members, catalog, installation, upgrade): %v", len(methods), methods)

@@ -53,6 +53,9 @@ type deps struct {
 	// scans; default graphCallsPerSecond (the sweep benchmark lifts it to
 	// measure the bot's own cost).
 	graphBudget int
+	// noBackground starts neither the catalog watcher nor the scan
+	// workers, so a test can count the Graph requests of one command alone.
+	noBackground bool
 }
 
 // newLogger returns the process's JSON logger and routes go-redis's own log
@@ -235,10 +238,14 @@ func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state
 		catalog = g
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	stopBackground, err := background(ctx, cfg, b, store, queue, replica, catalog, cmp.Or(d.graphBudget, graphCallsPerSecond), reg, logger)
-	if err != nil {
-		cancel()
-		return nil, err
+	stopBackground := func() {}
+	if !d.noBackground {
+		var err error
+		stopBackground, err = background(ctx, cfg, b, store, queue, replica, catalog, cmp.Or(d.graphBudget, graphCallsPerSecond), reg, logger)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 	every := reaperInterval
 	if d.reaperInterval > 0 {
