@@ -16,9 +16,11 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/bottest"
 	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/graph/graphtest"
+	"github.com/upgradeapprovals/bot/state"
 )
 
 const (
@@ -587,5 +589,74 @@ func TestNewCatalogVersionOnARedisCluster(t *testing.T) {
 		if posts[chat] != 1 {
 			t.Errorf("%s got %d cards on the cluster, want exactly 1", chat, posts[chat])
 		}
+	}
+}
+
+// delayedJobs returns when each delayed scan job is due, read from the
+// queue's sorted sets in Redis.
+func delayedJobs(t *testing.T, h *harness) []time.Time {
+	t.Helper()
+	rdb, closeFn, err := state.Connect(context.Background(), h.env["REDIS_URL"], slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	ctx := context.Background()
+	var out []time.Time
+	iter := rdb.Scan(ctx, 0, h.env["REDIS_PREFIX"]+"jobs-delayed:*", 100).Iterator()
+	for iter.Next(ctx) {
+		zs, err := rdb.ZRangeWithScores(ctx, iter.Val(), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, z := range zs {
+			out = append(out, time.UnixMilli(int64(z.Score)))
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Graph throttles a scan and asks for two minutes, longer than the Graph
+// client waits by itself: the scan job is put off by exactly Graph's
+// Retry-After, kept on the queue, and Graph is not asked again meanwhile.
+func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
+	h := newHarness(t)
+	seedPolls(h, chatID)
+	ctx := context.Background()
+	st := storeOf(t, h)
+	// The bot was added here earlier; the first watcher round sweeps it.
+	if err := st.SaveReference(ctx, bot.ConversationRef{ConversationID: chatID, ConversationType: "groupChat",
+		ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
+		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	h.graph.Fail(graphtest.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests,
+		Code: "TooManyRequests", Message: "Application is over its MailboxConcurrency limit.", RetryAfter: "120", Times: 100})
+	start := time.Now()
+	h.replica(t, nil, 0)
+	var due []time.Time
+	waitFor(t, 20*time.Second, "the throttled scan to be delayed", func() bool { due = delayedJobs(t, h); return len(due) > 0 })
+	time.Sleep(time.Second) // more worker rounds: the job must stay put
+	due = delayedJobs(t, h)
+	if len(due) != 1 {
+		t.Fatalf("%d delayed jobs, want the one", len(due))
+	}
+	if wait := due[0].Sub(start); wait < 120*time.Second || wait > 120*time.Second+time.Since(start) {
+		t.Errorf("the job is due in %s, want Graph's Retry-After of 2m0s", wait.Round(time.Second))
+	}
+	listings := 0
+	for _, c := range h.graph.Calls() {
+		if strings.HasSuffix(c.Path, "/installedApps") {
+			listings++
+		}
+	}
+	if listings != 1 {
+		t.Errorf("Graph was asked %d times for the installations, want once", listings)
+	}
+	if posts := cardPosts(h.connector.Calls()); len(posts) != 0 {
+		t.Errorf("cards posted while throttled: %v", posts)
 	}
 }

@@ -50,6 +50,9 @@ type Throttled interface {
 	Throttled() (retryAfter time.Duration, ok bool)
 }
 
+// throttledWait is how long a throttled job waits when Graph did not say.
+const throttledWait = 10 * time.Second
+
 // retryAfter finds a throttling answer in err's chain.
 func retryAfter(err error) (time.Duration, bool) {
 	var t Throttled
@@ -77,7 +80,8 @@ type WorkerOptions struct {
 
 // RunScans consumes scan jobs until ctx ends. A job is acknowledged only
 // after its work and records are written; a throttled tenant delays the
-// job (Retry-After, or the budget's wait) and never drops it.
+// job by what Graph's Retry-After asked (10 s when it did not say), or by
+// the budget's wait, and never drops it.
 func (b *Bot) RunScans(ctx context.Context, o WorkerOptions) error {
 	if o.Queue == nil {
 		return errors.New("bot: RunScans needs a Queue")
@@ -143,7 +147,9 @@ func (b *Bot) runJob(ctx context.Context, o WorkerOptions, j Job) (string, ScanR
 		return "retry", res // shutting down: another replica reclaims it
 	}
 	if wait, ok := retryAfter(err); ok {
-		wait = max(wait, 10*time.Second) // the SDK already retried, honouring Retry-After
+		if wait <= 0 {
+			wait = throttledWait
+		}
 		log.InfoContext(ctx, "graph throttled the tenant; job delayed", "retry_after", wait.String())
 		if err := o.Queue.Delay(ctx, j, b.opts.Now().Add(wait)); err != nil {
 			log.WarnContext(ctx, "cannot delay job", "err", err)

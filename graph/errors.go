@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
@@ -23,6 +25,9 @@ type APIError struct {
 	// Permission is the Graph application permission that grants Op, named
 	// on 403 so the admin knows what to grant.
 	Permission string
+	// RetryAfter is how long Graph asked the caller to wait (its
+	// Retry-After header); 0 when it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -33,11 +38,57 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// Throttled reports a 429 that outlasted the SDK's own retries (which
-// honour Retry-After), so a background job is delayed rather than dropped
-// (bot.Throttled); the wait is the job's to choose.
+// Throttled reports a 429 that the client did not wait out itself (its
+// retries were spent, or Graph asked for longer than Options.MaxRetryWait)
+// and the wait Graph asked for, so a background job is delayed by exactly
+// that rather than dropped (bot.Throttled).
 func (e *APIError) Throttled() (time.Duration, bool) {
-	return 0, e.Status == http.StatusTooManyRequests
+	return e.RetryAfter, e.Status == http.StatusTooManyRequests
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP date
+// (RFC 9110); 0 when absent, unreadable or past.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		switch {
+		case !(secs > 0): // zero, negative, NaN
+			return 0
+		case secs >= maxRetryAfter.Seconds():
+			return maxRetryAfter
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return min(at.Sub(now), maxRetryAfter)
+	}
+	return 0
+}
+
+// maxRetryAfter caps a Retry-After: a job is never parked for more than a
+// day by one answer.
+const maxRetryAfter = 24 * time.Hour
+
+// responseHeaders returns the headers of the response an SDK error came
+// from (kiota keeps them on ApiError and ODataError).
+func responseHeaders(err error) http.Header {
+	var withHeaders interface {
+		GetResponseHeaders() *abstractions.ResponseHeaders
+	}
+	h := http.Header{}
+	if !errors.As(err, &withHeaders) || withHeaders.GetResponseHeaders() == nil {
+		return h
+	}
+	rh := withHeaders.GetResponseHeaders()
+	for _, k := range rh.ListKeys() {
+		for _, v := range rh.Get(k) {
+			h.Add(k, v)
+		}
+	}
+	return h
 }
 
 // translate turns an SDK error into a *bot.Error whose code callers test
@@ -64,13 +115,13 @@ func translate(err error, op, permission string) error {
 	default:
 		return &bot.Error{Code: bot.CodeUnavailable, Message: "graph: " + op + ": Microsoft Graph unreachable", Err: err}
 	}
+	ae.RetryAfter = retryAfter(responseHeaders(err), time.Now())
 	code, hint := codeAndHint(ae)
 	return &bot.Error{Code: code, Message: ae.Error() + hint, Err: ae}
 }
 
 // codeAndHint maps a Graph failure to the domain's code and what an admin
-// can do about it. (Retry-After needs no parsing here: the SDK's retry
-// handler honours it before an error gets this far.)
+// can do about it.
 func codeAndHint(e *APIError) (bot.Code, string) {
 	switch {
 	case e.Status == http.StatusBadRequest:

@@ -56,6 +56,12 @@ type Options struct {
 	Timeout time.Duration
 	// MaxRetries bounds the SDK's retries on 429, 503 and 504. Default 3.
 	MaxRetries int
+	// MaxRetryWait bounds how long one call waits in process for retries
+	// that Graph's Retry-After asks for. A longer wait is the caller's: the
+	// call fails with a throttled *APIError carrying Graph's Retry-After
+	// (bot.Throttled), so a background job is delayed instead of holding a
+	// worker, and nothing outlasts Timeout while asleep. Default 10 s.
+	MaxRetryWait time.Duration
 	// Registerer, if set, gets upgradebot_graph_request_duration_seconds.
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
@@ -98,6 +104,9 @@ func New(opts Options) (*Client, error) {
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 3
 	}
+	if opts.MaxRetryWait <= 0 {
+		opts.MaxRetryWait = 10 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -119,8 +128,10 @@ func New(opts Options) (*Client, error) {
 	middlewares, err := khttp.GetDefaultMiddlewaresWithOptions(
 		&khttp.RetryHandlerOptions{
 			MaxRetries: opts.MaxRetries,
-			ShouldRetry: func(time.Duration, int, *http.Request, *http.Response) bool {
-				return true
+			// waited is what the retries so far slept; kiota sleeps next
+			// what Retry-After says (without one, its own backoff).
+			ShouldRetry: func(waited time.Duration, _ int, _ *http.Request, resp *http.Response) bool {
+				return waited+retryAfter(resp.Header, time.Now()) <= opts.MaxRetryWait
 			},
 		},
 		// Request compression is off: the compression handler marks the

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -421,6 +422,66 @@ func TestThrottledThenSucceedsHonouringRetryAfter(t *testing.T) {
 	}
 	if v, _ := e.tenant.Installed(graphtest.Chat, chatID, iid); v != "1.1.0" {
 		t.Errorf("version %s after retry", v)
+	}
+}
+
+// A Retry-After longer than the client waits in process reaches the caller
+// as bot.Throttled with Graph's wait, after one request, not after the
+// SDK slept through it; both of Retry-After's forms are read.
+func TestLongRetryAfterReachesTheCaller(t *testing.T) {
+	for _, tc := range []struct {
+		name, header string
+		want         time.Duration
+	}{
+		{"seconds", "120", 120 * time.Second},
+		{"HTTP date", time.Now().Add(95 * time.Second).UTC().Format(http.TimeFormat), 95 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			seedPolls(e.tenant)
+			e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+			e.tenant.Fail(graphtest.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests,
+				Code: "TooManyRequests", Message: "Too many requests", RetryAfter: tc.header})
+			start := time.Now()
+			_, err := e.client.Installed(context.Background(), chat())
+			var th bot.Throttled
+			if !errors.As(err, &th) {
+				t.Fatalf("err %v: not throttled", err)
+			}
+			wait, ok := th.Throttled()
+			if !ok || wait > tc.want || wait < tc.want-3*time.Second {
+				t.Errorf("Throttled() = %s, %v; want about %s", wait, ok, tc.want)
+			}
+			if !errors.Is(err, bot.ErrUnavailable) {
+				t.Errorf("err %v: want code unavailable", err)
+			}
+			if n := len(e.tenant.Calls()); n != 1 {
+				t.Errorf("%d requests, want 1: the client must not sleep through a long Retry-After", n)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("the call took %s", d)
+			}
+		})
+	}
+}
+
+// Once the SDK's retries are spent, the last answer's Retry-After is the
+// one reported.
+func TestRetriesSpentReportTheLastRetryAfter(t *testing.T) {
+	e := newEnv(t, func(o *graph.Options) { o.MaxRetries = 1 })
+	seedPolls(e.tenant)
+	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+	e.tenant.Fail(graphtest.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests, RetryAfter: "1", Times: 2})
+	_, err := e.client.Installed(context.Background(), chat())
+	var th bot.Throttled
+	if !errors.As(err, &th) {
+		t.Fatalf("err %v: not throttled", err)
+	}
+	if wait, ok := th.Throttled(); !ok || wait != time.Second {
+		t.Errorf("Throttled() = %s, %v; want 1s", wait, ok)
+	}
+	if n := len(e.tenant.Calls()); n != 2 {
+		t.Errorf("%d requests, want 2 (the request and one retry)", n)
 	}
 }
 
