@@ -12,15 +12,17 @@ import (
 var _ bot.GrantChecker = (*Client)(nil)
 
 // grantsPermission names an application permission that reads the RSC
-// grants in force in a scope.
+// grants in force in a scope, as Microsoft's reference for each
+// permissionGrants list names them (the user's also accepts the
+// …AndConsentForUser.All one the bot holds anyway).
 func grantsPermission(k bot.ScopeKind) string {
 	switch k {
 	case bot.ScopeTeam:
-		return "TeamSettings.Read.All"
+		return "TeamsAppInstallation.ReadForTeam.All"
 	case bot.ScopeUser:
 		return "TeamsAppInstallation.ReadWriteAndConsentForUser.All"
 	}
-	return "Chat.ReadBasic.All"
+	return "TeamsAppInstallation.ReadForChat.All"
 }
 
 // PermissionGrants lists the resource-specific permissions granted in a

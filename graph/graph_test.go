@@ -662,3 +662,26 @@ func TestGraphLatencyMetric(t *testing.T) {
 		t.Errorf("requests per command %v, want %v", counts, want)
 	}
 }
+
+// A 403 on the permissionGrants read names the application permission that
+// Microsoft's reference lists for that call.
+func TestGrantsReadRefusedNamesItsPermission(t *testing.T) {
+	for _, tc := range []struct {
+		scope bot.Scope
+		want  string
+	}{
+		{chat(), "TeamsAppInstallation.ReadForChat.All"},
+		{bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}, "TeamsAppInstallation.ReadForTeam.All"},
+		{bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, "TeamsAppInstallation.ReadWriteAndConsentForUser.All"},
+	} {
+		t.Run(string(tc.scope.Kind), func(t *testing.T) {
+			e := newEnv(t)
+			e.tenant.Fail(graphtest.Fault{Path: "/permissionGrants", Status: http.StatusForbidden, Code: "Forbidden",
+				Message: "Missing role permissions on the request."})
+			_, err := e.client.PermissionGrants(context.Background(), tc.scope)
+			if !errors.Is(err, bot.ErrForbidden) || !strings.Contains(err.Error(), "an admin must grant the application permission "+tc.want) {
+				t.Errorf("err %v: want forbidden naming %s", err, tc.want)
+			}
+		})
+	}
+}
