@@ -660,3 +660,33 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 		t.Errorf("cards posted while throttled: %v", posts)
 	}
 }
+
+// BOT_PROACTIVE=off: being added still welcomes (it answers the install),
+// but no approval card comes unasked, on the install or when a version is
+// published; "check" still posts one.
+func TestProactiveOffWelcomesButPostsNoCardUnasked(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_PROACTIVE"], h.env["BOT_SCAN_INTERVAL"] = "off", "1s"
+	seedPolls(h, chatID)
+	r := h.replica(t, nil, 0)
+	for _, ev := range h.installEvents(chatID) {
+		if code := r.post(t, h, ev); code != http.StatusOK {
+			t.Fatalf("%s: status %d", ev["type"], code)
+		}
+	}
+	calls := h.connector.WaitCalls(t, 1)
+	if s := cardOf(calls[0]); !strings.Contains(s, "I'm Upgrade Approvals") {
+		t.Fatalf("first post is not the welcome: %s", s)
+	}
+	h.graph.Publish(pollsAppID, graphtest.Definition{Version: "1.2.0",
+		RSC: []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
+	time.Sleep(3500 * time.Millisecond) // several watcher rounds and scans
+	if calls := h.connector.Calls(); len(calls) != 1 {
+		t.Fatalf("%d posts with BOT_PROACTIVE=off, want only the welcome; the second: %s", len(calls), cardOf(calls[1]))
+	}
+
+	r.post(t, h, h.message("1700000000500", "check"))
+	if s := cardOf(h.connector.WaitCalls(t, 2)[1]); !strings.Contains(s, `"verb":"approve"`) || !strings.Contains(s, "1.2.0") {
+		t.Errorf("check answered %s, want the pending card", s)
+	}
+}

@@ -131,7 +131,9 @@ func (b *Bot) onConversationUpdate(ctx context.Context, t *Turn) (*InvokeRespons
 }
 
 // installed posts one welcome per installation, however many events Teams
-// sends for it, then the cards of what is pending.
+// sends for it, then the cards of what is pending, unless unprompted posts
+// are off (BOT_PROACTIVE=off, or quiet mode kept for this conversation):
+// the welcome answers being added, but nobody asked for those cards.
 func (b *Bot) installed(ctx context.Context, t *Turn) error {
 	if b.opts.Proactive == nil {
 		return nil
@@ -236,7 +238,7 @@ func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (Scan
 	if err != nil {
 		return res, err
 	}
-	if on || install {
+	if on {
 		for _, u := range ups {
 			posted, err := b.postOnce(ctx, ref, u, install)
 			if err != nil {
