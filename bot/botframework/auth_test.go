@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -74,6 +75,8 @@ type fixture struct {
 	bot     *recorder
 	reg     *prometheus.Registry
 	trust   *memTrust
+	// warnings holds what the server logged at WARN and above.
+	warnings *bytes.Buffer
 }
 
 func newFixture(t *testing.T, opts ...func(*botframework.VerifierOptions)) *fixture {
@@ -91,9 +94,10 @@ func newFixture(t *testing.T, opts ...func(*botframework.VerifierOptions)) *fixt
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	f := &fixture{channel: ch, bot: &recorder{}, reg: reg, trust: &memTrust{}}
+	f := &fixture{channel: ch, bot: &recorder{}, reg: reg, trust: &memTrust{}, warnings: &bytes.Buffer{}}
 	f.handler, err = botframework.NewServer(botframework.ServerOptions{
 		Bot: f.bot, Verifier: v, Trust: f.trust, Metrics: botframework.NewMetrics(reg), Gatherer: reg,
+		Logger: slog.New(slog.NewTextHandler(f.warnings, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -364,5 +368,28 @@ func TestConcurrentRequestsFetchStaleKeysOnce(t *testing.T) {
 	wg.Wait()
 	if got := f.channel.KeyFetches(); got != 1 {
 		t.Errorf("8 concurrent first requests fetched the keys %d times, want 1", got)
+	}
+}
+
+// Posts without a token are internet noise (counted by the metric) and stay
+// out of the warnings; a token that fails a check is a warning, as it often
+// means a misconfigured app id, tenant or cloud.
+func TestAnonymousPostsAreNotWarnings(t *testing.T) {
+	f := newFixture(t)
+	for _, auth := range []string{"", "Basic dXNlcjpwYXNz", "Bearer not-a-jwt"} {
+		if w := f.post(t, auth, activity()); w.Code != http.StatusUnauthorized {
+			t.Fatalf("%q: status %d", auth, w.Code)
+		}
+	}
+	if f.warnings.Len() != 0 {
+		t.Errorf("anonymous posts logged warnings:\n%s", f.warnings)
+	}
+	c := f.channel.Claims()
+	c["aud"] = "00000000-0000-0000-0000-00000000dead"
+	if w := f.post(t, "Bearer "+f.channel.Sign(t, c), activity()); w.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong audience: status %d", w.Code)
+	}
+	if !strings.Contains(f.warnings.String(), "level=WARN") || !strings.Contains(f.warnings.String(), "reason=audience") {
+		t.Errorf("a token for another app was not a warning: %q", f.warnings)
 	}
 }

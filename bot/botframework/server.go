@@ -108,7 +108,14 @@ func (s *server) refuse(c *gin.Context, status int, err error) {
 		reason = ae.Reason
 	}
 	s.opts.Metrics.observeAuthRejection(reason)
-	s.opts.Logger.WarnContext(c.Request.Context(), "request refused", "reason", reason, "err", err)
+	// Anything on the internet can post without a token: that is noise,
+	// counted by the metric. A token that fails a check is worth a warning
+	// (often a misconfigured app id, tenant or cloud).
+	level := slog.LevelWarn
+	if reason == ReasonMissingHeader || reason == ReasonNotBearer || reason == ReasonMalformed {
+		level = slog.LevelInfo
+	}
+	s.opts.Logger.Log(c.Request.Context(), level, "request refused", "reason", reason, "err", err)
 	c.AbortWithStatus(status)
 }
 
