@@ -168,8 +168,7 @@ func New(opts Options) (*Bot, error) {
 	b.router.OnVerb(cards.VerbApprove, b.onDecide)
 	b.router.OnVerb(cards.VerbReject, b.onDecide)
 	b.router.OnVerb(cards.VerbRetry, b.onDecide)
-	b.router.OnVerb(cards.VerbRefresh, b.onRefresh)
-	b.router.OnVerb(cards.VerbReview, b.onRefresh)
+	b.router.OnVerb(cards.VerbReview, b.onReview)
 	b.router.OnVerb(cards.VerbApproveAll, b.onApproveAll)
 	return b, nil
 }

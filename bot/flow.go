@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"slices"
@@ -34,14 +35,18 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 	if t.Ref.Scope == nil {
 		return say(cards.SentenceNoScope, nil)
 	}
-	ups, err := b.pendingUpgrades(ctx, *t.Ref.Scope)
+	installed, err := b.opts.Installations.Installed(ctx, *t.Ref.Scope)
+	var ups []PendingUpgrade
+	if err == nil {
+		ups, err = b.behind(ctx, *t.Ref.Scope, installed)
+	}
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "check failed", "scope", t.Ref.Scope.Kind, "err", err)
 		return say(cards.SentenceCheckFailed, map[string]any{"Problem": err.Error()})
 	}
 	place := placeOf(t.Ref)
 	if len(ups) == 0 {
-		_, err := t.Reply(ctx, CardMessage(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: place})))
+		_, err := t.Reply(ctx, CardMessage(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: place, Apps: installedView(installed)})))
 		return err
 	}
 	approvals := make([]Approval, 0, len(ups))
@@ -251,9 +256,8 @@ func (b *Bot) unknownAction(t *Turn) *InvokeResponse {
 	return Refuse(CodeNotFound, "NotFound", b.cards.Sentence(t.Activity.Locale, cards.SentenceUnknownAction, nil))
 }
 
-// onRefresh answers Teams' automatic refresh, and onReview shows one
-// approval from a list: both with the approval's card as it stands.
-func (b *Bot) onRefresh(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+// onReview shows one approval from a list, with its card as it stands.
+func (b *Bot) onReview(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	a, resp, err := b.loadApproval(ctx, t)
 	if resp != nil || err != nil {
 		return resp, err
@@ -320,6 +324,18 @@ func appView(u PendingUpgrade) cards.App {
 		desc = in.Definition.ShortDescription
 	}
 	return cards.App{Name: in.DisplayName, ShortDescription: desc, FromVersion: in.Definition.Version, ToVersion: u.Target.Version}
+}
+
+// installedView lists what "check" found up to date, by name.
+func installedView(installed []Installation) []cards.InstalledApp {
+	apps := make([]cards.InstalledApp, len(installed))
+	for i, in := range installed {
+		apps[i] = cards.InstalledApp{Name: in.DisplayName, Version: in.Definition.Version}
+	}
+	slices.SortStableFunc(apps, func(a, b cards.InstalledApp) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), strings.Compare(a.Name, b.Name))
+	})
+	return apps
 }
 
 func diffView(d PermissionDiff) cards.Diff {

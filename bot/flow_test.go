@@ -546,6 +546,22 @@ func TestSubmitTwinAnswersRefusalsWithAReply(t *testing.T) {
 	}
 }
 
+// When nothing is pending, "check" says which apps it found and at which
+// version, by name, so "up to date" can be trusted at a glance.
+func TestCheckListsTheAppsItFoundUpToDate(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Tasks", "Polls")
+	f.graph.versions["inst-0"], f.graph.versions["inst-1"] = "1.1.0", "1.1.0"
+	f.say("check")
+	c := cardText(t, f.conn.replies[0])
+	if !strings.Contains(c, "All apps in this chat are up to date") || !strings.Contains(c, "2 apps are installed:") ||
+		!strings.Contains(c, `"facts":[{"title":"Polls","value":"1.1.0"},{"title":"Tasks","value":"1.1.0"}]`) {
+		t.Errorf("check with nothing pending: %s", c)
+	}
+	if len(f.state.approvals) != 0 {
+		t.Errorf("%d approvals opened", len(f.state.approvals))
+	}
+}
+
 func TestUnknownApprovalAndNoGraph(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true})
 	if resp := f.click("approve", "apr_nope", owner); !strings.Contains(resp, "application/vnd.microsoft.error") || !strings.Contains(resp, "no longer known") {
@@ -597,8 +613,8 @@ func TestApprovalFromAnotherConversationOrTenantIsUnknown(t *testing.T) {
 		if resp := f.clickIn(conv, "approve", a.ID, owner); resp != unknown {
 			t.Errorf("%s: %s, want the same answer as an unknown id: %s", name, resp, unknown)
 		}
-		if resp := f.clickIn(conv, "refresh", a.ID, owner); resp != unknown {
-			t.Errorf("%s: refresh showed %s", name, resp)
+		if resp := f.clickIn(conv, "review", a.ID, owner); resp != unknown {
+			t.Errorf("%s: review showed %s", name, resp)
 		}
 	}
 	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusPending {
@@ -758,7 +774,7 @@ func TestReaperUpgradesAClaimThatNeverReachedGraph(t *testing.T) {
 	if _, err := f.state.ClaimUpgrade(context.Background(), a.ID, bot.Person{Name: "Megan", AADObjectID: owner}, f.now, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if resp := f.click("refresh", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") {
+	if resp := f.click("review", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") {
 		t.Errorf("an upgrading approval shows %s", resp)
 	}
 	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") || f.graph.upgradeCount() != 0 {

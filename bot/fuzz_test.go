@@ -51,7 +51,7 @@ func FuzzCardAction(f *testing.F) {
 	f.Add([]byte(`{"action":{"type":"Action.Execute","verb":"approve","data":{"approvalId":"$ID"}}}`))
 	f.Add([]byte(`{"action":{"type":"Action.Execute","verb":"approveAll","data":{"approvalId":"bat_0"}}}`))
 	f.Add([]byte(`{"verb":"reject","approvalId":"$ID"}`))
-	f.Add([]byte(`{"action":{"verb":"refresh","data":"$ID"}}`))
+	f.Add([]byte(`{"action":{"verb":"review","data":"$ID"}}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, value []byte) {
 		fl := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")

@@ -52,8 +52,6 @@ type CardAction struct {
 	// Data is what the card put on the button: only an opaque id, so a
 	// card reveals nothing and decides nothing.
 	Data cards.ActionData
-	// Trigger is "manual" or "automatic" (a refresh); empty for a submit.
-	Trigger string
 	// Submit: the click came as a message. Its answer is not the invoke
 	// response but a card update or a reply through the connector.
 	Submit bool
@@ -66,7 +64,6 @@ type invokeValue struct {
 		Verb string          `json:"verb"`
 		Data json.RawMessage `json:"data,omitempty"`
 	} `json:"action"`
-	Trigger string `json:"trigger,omitempty"`
 }
 
 // Route runs the handler that matches the turn's activity.
@@ -83,7 +80,7 @@ func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		if err := json.Unmarshal(a.Value, &v); err != nil || v.Action.Verb == "" {
 			return Refuse(CodeInvalid, "BadRequest", "the card action has no verb"), nil
 		}
-		t.CardAction = &CardAction{Verb: v.Action.Verb, Trigger: v.Trigger}
+		t.CardAction = &CardAction{Verb: v.Action.Verb}
 		// Data the bot did not write names no approval: the lookup says so.
 		_ = json.Unmarshal(v.Action.Data, &t.CardAction.Data)
 		return r.act(ctx, t)

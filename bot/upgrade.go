@@ -222,8 +222,9 @@ func MayUpgrade(approved PendingUpgrade, current []AppDefinition, now Installati
 	return nil
 }
 
-// pendingUpgrades is "check": what is installed in scope, and the catalog
-// definitions of exactly those apps — two reads however many apps there are.
+// pendingUpgrades is what is installed in scope and behind the catalog:
+// the installations, then the catalog definitions of exactly those apps —
+// two reads however many apps there are ("check" makes the same two).
 func (b *Bot) pendingUpgrades(ctx context.Context, scope Scope) ([]PendingUpgrade, error) {
 	installed, err := b.opts.Installations.Installed(ctx, scope)
 	if err != nil {

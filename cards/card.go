@@ -20,7 +20,6 @@ const (
 	VerbRetry      = "retry"
 	VerbReview     = "review"
 	VerbApproveAll = "approveAll"
-	VerbRefresh    = "refresh"
 )
 
 // Card is an Adaptive Card.
@@ -30,7 +29,6 @@ type Card struct {
 	Version      string    `json:"version"`
 	Lang         string    `json:"lang,omitempty"`
 	FallbackText string    `json:"fallbackText,omitempty"`
-	Refresh      *Refresh  `json:"refresh,omitempty"`
 	Body         []Element `json:"body"`
 	Actions      []Action  `json:"actions,omitempty"`
 	MSTeams      *MSTeams  `json:"msteams,omitempty"`
@@ -55,12 +53,6 @@ type Entity struct {
 type Mentioned struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
-}
-
-// Refresh makes Teams fetch a personalised card for the listed users.
-type Refresh struct {
-	Action  Action   `json:"action"`
-	UserIDs []string `json:"userIds,omitempty"`
 }
 
 // Element is any card element; Type says which fields apply.

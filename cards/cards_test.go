@@ -27,7 +27,7 @@ var (
 )
 
 var polls = cards.App{Name: "Polls", ShortDescription: "Quick polls in chats and meetings",
-	IconURL: "https://contoso.example/icons/polls.png", FromVersion: "1.0.0", ToVersion: "1.1.0"}
+	FromVersion: "1.0.0", ToVersion: "1.1.0"}
 
 var pollsDiff = cards.Diff{
 	Added: []cards.Permission{
@@ -64,27 +64,27 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 	long := cards.App{Name: strings.Repeat("Contoso Enterprise Meeting Notes and Action Items Assistant ", 3),
 		ShortDescription: strings.Repeat("Takes notes, tracks action items and follows up after every meeting. ", 4),
 		FromVersion:      "2.14.9", ToVersion: "2.15.0"}
-	pending := func(app cards.App, d cards.Diff, place cards.Place, who cards.ApproverPolicy, ids []string) cards.Card {
+	pending := func(app cards.App, d cards.Diff, place cards.Place, who cards.ApproverPolicy) cards.Card {
 		return c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: app, Diff: d, Place: place,
-			Approvers: who, ApproverIDs: ids, RequestedAt: requested})
+			Approvers: who, RequestedAt: requested})
 	}
 	outcome := func(k cards.OutcomeKind) cards.Outcome {
 		return cards.Outcome{Locale: locale, Kind: k, ApprovalID: "apr_7Qm2x", App: polls, Diff: pollsDiff,
 			By: "Megan Bowen", At: decided, Place: cards.PlaceChat, Approvers: cards.ApproversOwners}
 	}
 	failed := outcome(cards.OutcomeFailed)
-	failed.Problem = "Microsoft Graph refused the upgrade (403 Forbidden: Missing scope permissions on the request)."
-	failed.AdminAction = "Grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All with admin consent, then retry."
+	failed.Problem = "graph: upgrade app in chat: 403 Forbidden (Forbidden: Missing scope permissions on the request): Graph refused the call; " +
+		"an admin must grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All with admin consent"
 	return map[string]cards.Card{
-		"pending":            pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners, nil),
-		"pending-meeting":    pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners, []string{"29:1megan", "29:1alex"}),
-		"pending-team":       pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners, nil),
-		"pending-personal":   pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf, nil),
-		"pending-group":      pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup, nil),
-		"pending-no-change":  pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners, nil),
-		"pending-no-rsc":     pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed, nil),
-		"pending-40":         pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners, nil),
-		"pending-long":       pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners, nil),
+		"pending":            pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
+		"pending-meeting":    pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
+		"pending-team":       pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
+		"pending-personal":   pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
+		"pending-group":      pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),
+		"pending-no-change":  pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-no-rsc":     pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed),
+		"pending-40":         pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-long":       pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners),
 		"outcome-upgraded":   c.Outcome(outcome(cards.OutcomeUpgraded)),
 		"outcome-rejected":   c.Outcome(outcome(cards.OutcomeRejected)),
 		"outcome-failed":     c.Outcome(failed),
@@ -316,9 +316,6 @@ func TestPendingCardCarriesButtonsAndOnlyAnID(t *testing.T) {
 			t.Errorf("%s has no Action.Submit twin", a.Verb)
 		}
 	}
-	if card.Refresh != nil {
-		t.Error("refresh without approver ids")
-	}
 	b, _ := json.Marshal(card)
 	s := string(b)
 	for _, want := range []string{"Chat owners can approve.", "Read all messages in this chat", "High risk", "Delegated", "Removed permission"} {
@@ -376,22 +373,6 @@ func textBlocks(v any) []string {
 		}
 	}
 	return out
-}
-
-func TestRefreshOnlyForUpTo60Approvers(t *testing.T) {
-	c := newCards(t)
-	ids := make([]string, 61)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("29:%d", i)
-	}
-	v := cards.PendingUpgrade{Locale: "en", ApprovalID: "a", App: polls, ApproverIDs: ids[:60]}
-	if card := c.Pending(v); card.Refresh == nil || len(card.Refresh.UserIDs) != 60 || card.Refresh.Action.Verb != cards.VerbRefresh {
-		t.Errorf("60 approvers: refresh %+v", card.Refresh)
-	}
-	v.ApproverIDs = ids
-	if card := c.Pending(v); card.Refresh != nil {
-		t.Error("61 approvers: Teams allows at most 60 refresh userIds")
-	}
 }
 
 // Simplified Chinese in any spelling gets Chinese; Traditional Chinese and

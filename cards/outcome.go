@@ -28,9 +28,9 @@ type Outcome struct {
 	Diff       Diff      // upgraded: what was consented
 	By         string    // who approved or rejected
 	At         time.Time // when
-	// Failed: what went wrong, and what an admin should do about it.
-	Problem     string
-	AdminAction string
+	// Failed: what went wrong, and what an admin can do about it (graph/
+	// words its errors so).
+	Problem string
 	// NotAllowed: who may approve instead.
 	Place     Place
 	Approvers ApproverPolicy
@@ -65,9 +65,6 @@ func (c *Cards) Outcome(o Outcome) Card {
 	case OutcomeFailed:
 		if o.Problem != "" {
 			status = append(status, text(t.T("WhatWentWrong", map[string]any{"Problem": o.Problem})))
-		}
-		if o.AdminAction != "" {
-			status = append(status, text(t.T("WhatAdminCanDo", map[string]any{"Action": o.AdminAction})))
 		}
 		if o.ApprovalID != "" {
 			actions = append(actions, execute(t.T("Retry"), VerbRetry, o.ApprovalID, "positive"))

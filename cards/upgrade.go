@@ -23,7 +23,6 @@ func (d Diff) changed() bool { return len(d.Added) > 0 || len(d.Removed) > 0 }
 type App struct {
 	Name             string
 	ShortDescription string
-	IconURL          string // optional; https
 	FromVersion      string // installed
 	ToVersion        string // catalog
 }
@@ -50,22 +49,14 @@ const (
 
 // PendingUpgrade is the view of one upgrade awaiting approval.
 type PendingUpgrade struct {
-	Locale     string
-	ApprovalID string
-	App        App
-	Diff       Diff
-	Place      Place
-	Approvers  ApproverPolicy
-	// ApproverIDs, when 1 to 60 user ids, get a personalised refresh of the
-	// card (Teams' limit is 60). The posted card carries the buttons
-	// regardless: some clients ignore refresh, and the server decides who
-	// may act.
-	ApproverIDs []string
+	Locale      string
+	ApprovalID  string
+	App         App
+	Diff        Diff
+	Place       Place
+	Approvers   ApproverPolicy
 	RequestedAt time.Time
 }
-
-// maxRefreshUsers is Teams' limit on refresh.userIds.
-const maxRefreshUsers = 60
 
 // Pending is the card asking to approve one upgrade.
 func (c *Cards) Pending(v PendingUpgrade) Card {
@@ -85,12 +76,6 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 		execute(t.T("Reject"), VerbReject, v.ApprovalID, "destructive"),
 	)
 	card.FallbackText = t.T("PendingFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
-	if n := len(v.ApproverIDs); n > 0 && n <= maxRefreshUsers {
-		card.Refresh = &Refresh{
-			Action:  Action{Type: "Action.Execute", Verb: VerbRefresh, Data: ActionData{ApprovalID: v.ApprovalID}},
-			UserIDs: v.ApproverIDs,
-		}
-	}
 	return card
 }
 
@@ -116,14 +101,7 @@ func (c *Cards) appHeader(t tr, a App) []Element {
 	if a.ShortDescription != "" {
 		title = append(title, subtle(a.ShortDescription))
 	}
-	title = append(title, text(t.T("UpgradeFromTo", map[string]any{"From": a.FromVersion, "To": a.ToVersion})))
-	if a.IconURL == "" {
-		return title
-	}
-	return []Element{{Type: "ColumnSet", Columns: []Element{
-		{Type: "Column", Width: "auto", Items: []Element{{Type: "Image", URL: a.IconURL, AltText: a.Name, Width: "48px"}}},
-		{Type: "Column", Width: "stretch", VerticalContentAlignment: "Center", Items: title},
-	}}}
+	return append(title, text(t.T("UpgradeFromTo", map[string]any{"From": a.FromVersion, "To": a.ToVersion})))
 }
 
 // diffSections shows added, removed and kept permissions. Kept ones are
