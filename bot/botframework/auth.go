@@ -88,7 +88,8 @@ type VerifierOptions struct {
 	RetryMin, RetryMax time.Duration
 	// UnknownKeyInterval is the least time between two fetches caused by a
 	// token signed with an unknown kid, so garbage tokens cannot hammer the
-	// metadata endpoint. Default 1 min.
+	// metadata endpoint, and between two fetches caused by requests before
+	// any key was loaded. Default 1 min.
 	UnknownKeyInterval time.Duration
 	// Leeway is the clock skew allowed on exp and nbf. Default 5 min.
 	Leeway time.Duration
@@ -159,6 +160,7 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 			retryMin:     opts.RetryMin,
 			retryMax:     opts.RetryMax,
 			unknownKID:   rate.NewLimiter(rate.Every(opts.UnknownKeyInterval), 1),
+			coldFetch:    rate.NewLimiter(rate.Every(opts.UnknownKeyInterval), 1),
 			now:          opts.Now,
 			logger:       opts.Logger,
 		},
@@ -283,6 +285,7 @@ type keySet struct {
 	retryMin     time.Duration
 	retryMax     time.Duration
 	unknownKID   *rate.Limiter
+	coldFetch    *rate.Limiter // fetches by requests before any key loaded
 	now          func() time.Time
 	logger       *slog.Logger
 
@@ -326,8 +329,26 @@ func (ks *keySet) get(kid string) (signingKey, bool) {
 func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
 	if !ks.loaded() {
 		// Nothing to serve yet (the background load has not succeeded):
-		// this request may wait for one bounded fetch.
-		if err := ks.refresh(ctx); err != nil && !ks.loaded() {
+		// this request may wait for one bounded fetch, joining the one in
+		// progress, or starting one no more often than coldFetch allows:
+		// Run owns the backoff, and a flood of requests while the endpoint
+		// is down must not become a flood of fetches.
+		c := ks.inFlight()
+		if c == nil && ks.coldFetch.Allow() {
+			c = ks.start()
+		}
+		if c == nil {
+			return signingKey{}, authError(ReasonKeysUnavailable, errors.New("the signing keys are not loaded yet"))
+		}
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		}
+		if !ks.loaded() {
+			err := ctx.Err()
+			if err == nil {
+				err = c.err
+			}
 			return signingKey{}, authError(ReasonKeysUnavailable, err)
 		}
 	} else if !ks.fresh() {
@@ -346,6 +367,13 @@ func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
 		return signingKey{}, authError(ReasonUnknownKey, fmt.Errorf("kid %q", kid))
 	}
 	return k, nil
+}
+
+// inFlight returns the fetch in progress, or nil.
+func (ks *keySet) inFlight() *fetchCall {
+	ks.flightMu.Lock()
+	defer ks.flightMu.Unlock()
+	return ks.flight
 }
 
 // start begins a fetch unless one is in progress, and returns it. The fetch

@@ -157,6 +157,22 @@ func TestNoKeysAndHangingMetadataAnswers503Quickly(t *testing.T) {
 	}
 }
 
+// While no key was ever loaded, requests join the fetch in progress or
+// start one at most every UnknownKeyInterval: a burst of posts while the
+// endpoint is down is not a burst of fetches, and each answers 503.
+func TestNoKeysRequestsDoNotHammerTheEndpoint(t *testing.T) {
+	f, g, _ := gatedFixture(t, func(o *botframework.VerifierOptions) { o.UnknownKeyInterval = time.Hour })
+	g.mode.Store("fail")
+	for i := range 20 {
+		if w := f.post(t, "Bearer "+f.channel.Token(t), activity()); w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("post %d: status %d, want 503", i, w.Code)
+		}
+	}
+	if n := g.attempts.Load(); n != 1 {
+		t.Errorf("20 posts before any key loaded made %d fetches, want 1", n)
+	}
+}
+
 // Run refreshes the keys in the background; when the endpoint fails it backs
 // off instead of hammering it, and the last good keys keep verifying.
 func TestRunRefreshesWithBackoffAndServesLastGoodKeys(t *testing.T) {
