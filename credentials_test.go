@@ -92,14 +92,22 @@ func TestWorkloadIdentityCredential(t *testing.T) {
 	}
 }
 
-func TestMissingCertificateFileIsAnError(t *testing.T) {
+// singleTenant is the configuration of a SingleTenant bot proving itself
+// with secret, one of its variables.
+func singleTenant(t *testing.T, secret, value string) config {
+	t.Helper()
 	cfg, err := loadConfig(func(k string) string {
 		return map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppTenantId": testTenant, "MicrosoftAppType": "SingleTenant",
-			"MicrosoftAppCertificatePath": "/nonexistent/bot.pem", "REDIS_URL": redisURL()}[k]
+			secret: value, "REDIS_URL": redisURL()}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+func TestMissingCertificateFileIsAnError(t *testing.T) {
+	cfg := singleTenant(t, "MicrosoftAppCertificatePath", "/nonexistent/bot.pem")
 	if _, err := newCredentials(cfg, nil).connector(); err == nil {
 		t.Error("a missing certificate file was accepted")
 	}
@@ -108,14 +116,7 @@ func TestMissingCertificateFileIsAnError(t *testing.T) {
 // Credentials are built once per tenant: a SingleTenant bot's connector and
 // Graph share one, and with it one token cache.
 func TestCredentialsAreBuiltOncePerTenant(t *testing.T) {
-	cfg, err := loadConfig(func(k string) string {
-		return map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppTenantId": testTenant, "MicrosoftAppType": "SingleTenant",
-			"MicrosoftAppPassword": "s3cret", "REDIS_URL": redisURL()}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := newCredentials(cfg, nil)
+	creds := newCredentials(singleTenant(t, "MicrosoftAppPassword", "s3cret"), nil)
 	conn, err := creds.connector()
 	if err != nil {
 		t.Fatal(err)

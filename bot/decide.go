@@ -354,11 +354,7 @@ func (b *Bot) reopen(ctx context.Context, old Approval) {
 		}
 		a, err := b.open(ctx, old.Conversation, u, old.Locale)
 		if err == nil && a.Status == StatusPending && a.CardActivityID == "" {
-			var id string
-			id, err = b.opts.Connector.Send(ctx, old.Conversation, CardMessage(b.cardFor(a, old.Locale)))
-			if err == nil && id != "" {
-				_, err = b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) { a.CardActivityID = id })
-			}
+			_, err = b.postCard(ctx, old.Conversation, "", a, old.Locale)
 		}
 		if err != nil {
 			b.opts.Logger.WarnContext(ctx, "cannot post the renewed request", "approval", old.ID, "err", err)

@@ -58,7 +58,8 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 		approvals = append(approvals, a)
 	}
 	if len(approvals) == 1 {
-		return b.post(ctx, t, approvals[0])
+		_, err := b.postCard(ctx, t.Ref, t.Activity.ID, approvals[0], locale)
+		return err
 	}
 	// Several: lists, each as many apps as fit in one Teams message.
 	for len(approvals) > 0 {
@@ -107,29 +108,47 @@ func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error
 
 // open returns the open approval for this upgrade here, or a new one.
 func (b *Bot) open(ctx context.Context, ref ConversationRef, u PendingUpgrade, locale string) (Approval, error) {
-	now := b.opts.Now().UTC()
-	a, _, err := b.opts.Approvals.OpenApproval(ctx, Approval{
-		Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
-		CreatedAt: now, ExpiresAt: now.Add(b.opts.ApprovalTTL),
-	})
+	a, _, err := b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, locale))
 	return a, err
 }
 
-// post shows one approval's card and remembers the message, so deciding
-// updates it for everyone; an approval already shown elsewhere keeps both.
-func (b *Bot) post(ctx context.Context, t *Turn, a Approval) error {
-	id, err := t.Reply(ctx, CardMessage(b.cardFor(a, t.Activity.Locale)))
+// newApproval is a request for u in ref, open for ApprovalTTL from now.
+func (b *Bot) newApproval(ref ConversationRef, u PendingUpgrade, locale string) Approval {
+	now := b.opts.Now().UTC()
+	return Approval{Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
+		CreatedAt: now, ExpiresAt: now.Add(b.opts.ApprovalTTL)}
+}
+
+// postCard posts the card of approval a into ref's conversation (as a
+// reply to activity replyTo, when set) and records the message on the
+// approval, so that deciding updates it for everyone. The first card is the
+// approval's own; another one (a second "check", another channel of the
+// team, a post racing it on another replica) is kept true too, up to
+// maxOtherCards. It returns the new message's id ("" when the channel gave
+// none: then there is nothing to record).
+func (b *Bot) postCard(ctx context.Context, ref ConversationRef, replyTo string, a Approval, locale string) (string, error) {
+	m := CardMessage(b.cardFor(a, locale))
+	var id string
+	var err error
+	if replyTo != "" {
+		m.Locale = locale
+		id, err = b.opts.Connector.Reply(ctx, ref, replyTo, m)
+	} else {
+		id, err = b.opts.Connector.Send(ctx, ref, m)
+	}
 	if err != nil || id == "" {
-		return err
+		return id, err
 	}
 	_, err = b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) {
-		if a.CardActivityID == "" {
+		switch {
+		case a.CardActivityID == "":
 			a.CardActivityID = id
-		} else if len(a.OtherCards) < maxOtherCards {
-			a.OtherCards = append(a.OtherCards, PostedCard{Conversation: t.Ref, ActivityID: id})
+		case a.CardActivityID == id:
+		case len(a.OtherCards) < maxOtherCards:
+			a.OtherCards = append(a.OtherCards, PostedCard{Conversation: ref, ActivityID: id})
 		}
 	})
-	return err
+	return id, err
 }
 
 var allStatuses = []ApprovalStatus{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected,

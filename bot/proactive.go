@@ -291,24 +291,15 @@ func (b *Bot) postApproval(ctx context.Context, ref ConversationRef, u PendingUp
 	if !created && (a.CardActivityID != "" || !claimed) {
 		return false, a.ID, nil // someone's "check" or scan shows it
 	}
-	id, err := b.opts.Connector.Send(ctx, ref, CardMessage(b.cardFor(a, ref.Locale)))
-	if err != nil {
-		return false, "", err
-	}
-	if id != "" {
-		if _, err := b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) { a.CardActivityID = id }); err != nil {
-			return true, a.ID, err
+	if id, err := b.postCard(ctx, ref, "", a, ref.Locale); err != nil {
+		if id != "" {
+			return true, a.ID, err // posted; only the record failed
 		}
+		return false, "", err
 	}
 	b.opts.Logger.InfoContext(ctx, "proactive card posted", "approval", a.ID, "app", u.Installation.DisplayName,
 		"to", u.Target.Version, "conversation_type", ref.ConversationType)
 	return true, a.ID, nil
-}
-
-func (b *Bot) newApproval(ref ConversationRef, u PendingUpgrade, locale string) Approval {
-	now := b.opts.Now().UTC()
-	return Approval{Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
-		CreatedAt: now, ExpiresAt: now.Add(b.opts.ApprovalTTL)}
 }
 
 // followUp keeps the followed cards of a conversation true: expired ones
