@@ -20,12 +20,10 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	abstractions "github.com/microsoft/kiota-abstractions-go"
 	kauth "github.com/microsoft/kiota-authentication-azure-go"
 	khttp "github.com/microsoft/kiota-http-go"
 	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
 	msgraphcore "github.com/microsoftgraph/msgraph-sdk-go-core"
-	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upgradeapprovals/bot/bot"
@@ -50,7 +48,8 @@ type Options struct {
 	// chat or team lives in, where the app was consented.
 	SingleTenant bool
 	// Transport carries the HTTP requests under the SDK's middleware.
-	// Default http.DefaultTransport.
+	// Default: http.DefaultTransport's settings, keeping up to 64 idle
+	// connections to Graph for reuse.
 	Transport http.RoundTripper
 	// Timeout bounds one Graph call including retries. Default 60 s.
 	Timeout time.Duration
@@ -67,10 +66,6 @@ type Options struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
-
-// registerPageErrors registers Graph's error type with the page iterator
-// once per process: the SDK's registry is process-wide.
-var registerPageErrors sync.Once
 
 // Client is a Microsoft Graph client for the bot. It is safe for concurrent use.
 type Client struct {
@@ -96,7 +91,7 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("graph: base URL %q: want an absolute URL", opts.BaseURL)
 	}
 	if opts.Transport == nil {
-		opts.Transport = http.DefaultTransport
+		opts.Transport = defaultTransport()
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Minute
@@ -110,16 +105,6 @@ func New(opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-
-	registerPageErrors.Do(func() {
-		// Pages after the first are fetched by msgraph-sdk-go-core's page
-		// iterator, which maps Graph's error body only through this
-		// registry; without it their errors would lose Graph's code and
-		// message.
-		_ = msgraphcore.RegisterError(msgraphcore.PageIteratorErrorRegistryKey, abstractions.ErrorMappings{
-			"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue,
-		})
-	})
 
 	var transport http.RoundTripper = opts.Transport
 	if opts.Registerer != nil {
@@ -164,6 +149,17 @@ func New(opts Options) (*Client, error) {
 		},
 		tenants: map[string]*msgraph.GraphServiceClient{},
 	}, nil
+}
+
+// defaultTransport is http.DefaultTransport's configuration with more idle
+// connections kept per host: the standard library keeps 2, so a check's
+// concurrent reads (and concurrent checks) would close the rest after each
+// response and open, and over HTTP/1.1 handshake, new ones for the next.
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 128
+	t.MaxIdleConnsPerHost = 64
+	return t
 }
 
 // sdk returns the Graph client that acts in tenantID.

@@ -32,7 +32,8 @@ type ConnectorOptions struct {
 	Scope string
 	// Trust decides which service URLs may be called. Required.
 	Trust ServiceURLTrust
-	// HTTPClient defaults to a client with a 30 s timeout.
+	// HTTPClient defaults to a client with a 30 s timeout that keeps up to
+	// 64 idle connections per connector host for reuse.
 	HTTPClient *http.Client
 	// MaxRetries bounds retries of one call. Default 3.
 	MaxRetries int
@@ -72,7 +73,7 @@ func NewConnector(opts ConnectorOptions) (*Connector, error) {
 		return nil, errors.New("botframework: ConnectorOptions.Scope is required with a Credential")
 	}
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: connectorTransport()}
 	}
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 3
@@ -103,6 +104,17 @@ func NewConnector(opts ConnectorOptions) (*Connector, error) {
 	c.pipeline = runtime.NewPipeline("upgradebot/connector", "v1", runtime.PipelineOptions{PerRetry: perRetry},
 		&policy.ClientOptions{Transport: opts.HTTPClient, Retry: c.retry, Telemetry: policy.TelemetryOptions{Disabled: true}})
 	return c, nil
+}
+
+// connectorTransport is http.DefaultTransport's configuration with more
+// idle connections kept per host: the standard library keeps 2, so replies
+// sent at once to one connector would mostly close their connection after
+// the response and open (and handshake) a new one for the next reply.
+func connectorTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 128
+	t.MaxIdleConnsPerHost = 64
+	return t
 }
 
 // postMayRetry reports whether a POST certainly did not take effect.
