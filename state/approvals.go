@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -320,7 +321,18 @@ func (s *Store) update(ctx context.Context, id string, decide func(a *bot.Approv
 	var result bot.Approval
 	var conflict bool
 	txf := func(tx *redis.Tx) error {
-		b, err := tx.Get(ctx, key).Bytes()
+		// Both reads in one round trip, on the watched connection.
+		var get *redis.StringCmd
+		var exists *redis.IntCmd
+		_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.Get(ctx, key)
+			exists = p.Exists(ctx, claim)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable("read approval", err)
+		}
+		b, err := get.Bytes()
 		if errors.Is(err, redis.Nil) {
 			return bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
 		}
@@ -331,7 +343,7 @@ func (s *Store) update(ctx context.Context, id string, decide func(a *bot.Approv
 		if err != nil {
 			return &bot.Error{Code: bot.CodeInternal, Message: err.Error(), Err: err}
 		}
-		leased, err := tx.Exists(ctx, claim).Result()
+		leased, err := exists.Result()
 		if err != nil {
 			return unavailable("read claim", err)
 		}
@@ -346,6 +358,12 @@ func (s *Store) update(ctx context.Context, id string, decide func(a *bot.Approv
 		nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 		if err != nil {
 			return &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
+		}
+		if l == (lease{}) && bytes.Equal(nb, b) {
+			// Nothing changed (a card already recorded, a list already
+			// full): no write, so no transaction to lose to a concurrent
+			// writer and retry.
+			return nil
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, key, nb, s.approvalTTL(a))

@@ -84,8 +84,29 @@ func Connect(ctx context.Context, rawURL string, logger *slog.Logger) (redis.Uni
 		return nil, nil, err
 	}
 	boundWaits(opts)
+	smallBuffers(opts)
 	rdb := redis.NewUniversalClient(opts)
 	return rdb, rdb.Close, nil
+}
+
+// smallBuffers sizes each connection's buffers for what the bot exchanges
+// with Redis — keys, and records of a few KiB — instead of go-redis's
+// defaults (32 KiB each way per pooled connection, 128 KiB each way on the
+// pipeline pool's), which hold several MiB for pools that mostly idle. A
+// larger reply is still read whole, in more reads.
+func smallBuffers(o *redis.UniversalOptions) {
+	if o.ReadBufferSize == 0 {
+		o.ReadBufferSize = 8 << 10
+	}
+	if o.WriteBufferSize == 0 {
+		o.WriteBufferSize = 8 << 10
+	}
+	if o.PipelineReadBufferSize == 0 {
+		o.PipelineReadBufferSize = 16 << 10
+	}
+	if o.PipelineWriteBufferSize == 0 {
+		o.PipelineWriteBufferSize = 16 << 10
+	}
 }
 
 // Ready checks what requests need: every activity claims a key of its own,
