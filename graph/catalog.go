@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/appcatalogs"
-	"github.com/microsoftgraph/msgraph-sdk-go/models"
 
 	"github.com/upgradeapprovals/bot/bot"
 )
@@ -38,22 +37,22 @@ func (c *Client) catalogDefinitions(ctx context.Context, tenantID, filter string
 	if err != nil {
 		return nil, err
 	}
-	first, err := g.AppCatalogs().TeamsApps().Get(ctx, &appcatalogs.TeamsAppsRequestBuilderGetRequestConfiguration{
+	ri, err := g.AppCatalogs().TeamsApps().ToGetRequestInformation(ctx, &appcatalogs.TeamsAppsRequestBuilderGetRequestConfiguration{
 		QueryParameters: &appcatalogs.TeamsAppsRequestBuilderGetQueryParameters{Filter: &filter, Expand: definitionsExpand},
 	})
-	var apps []models.TeamsAppable
+	var apps []catalogAppJSON
 	if err == nil {
-		apps, err = all[models.TeamsAppable](ctx, g, first, models.CreateTeamsAppCollectionResponseFromDiscriminatorValue)
+		apps, err = list[catalogAppJSON](ctx, g, ri)
 	}
 	if err != nil {
 		return nil, translate(err, "read the app catalog", catalogPermission)
 	}
 	var defs []bot.AppDefinition
 	for _, app := range apps {
-		for _, d := range app.GetAppDefinitions() {
+		for _, d := range app.AppDefinitions {
 			def := definition(d)
 			if def.TeamsAppID == "" {
-				def.TeamsAppID = deref(app.GetId())
+				def.TeamsAppID = app.ID
 			}
 			defs = append(defs, def)
 		}

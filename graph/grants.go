@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	abstractions "github.com/microsoft/kiota-abstractions-go"
 
 	"github.com/upgradeapprovals/bot/bot"
 )
@@ -35,21 +35,20 @@ func (c *Client) PermissionGrants(ctx context.Context, scope bot.Scope) ([]bot.G
 	if err != nil {
 		return nil, err
 	}
-	var first models.ResourceSpecificPermissionGrantCollectionResponseable
+	var ri *abstractions.RequestInformation
 	switch scope.Kind {
 	case bot.ScopeChat:
-		first, err = g.Chats().ByChatId(scope.ID).PermissionGrants().Get(ctx, nil)
+		ri, err = g.Chats().ByChatId(scope.ID).PermissionGrants().ToGetRequestInformation(ctx, nil)
 	case bot.ScopeTeam:
-		first, err = g.Teams().ByTeamId(scope.ID).PermissionGrants().Get(ctx, nil)
+		ri, err = g.Teams().ByTeamId(scope.ID).PermissionGrants().ToGetRequestInformation(ctx, nil)
 	case bot.ScopeUser:
-		first, err = g.Users().ByUserId(scope.ID).PermissionGrants().Get(ctx, nil)
+		ri, err = g.Users().ByUserId(scope.ID).PermissionGrants().ToGetRequestInformation(ctx, nil)
 	default:
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
 	}
-	var items []models.ResourceSpecificPermissionGrantable
+	var items []grantJSON
 	if err == nil {
-		items, err = all[models.ResourceSpecificPermissionGrantable](ctx, g, first,
-			models.CreateResourceSpecificPermissionGrantCollectionResponseFromDiscriminatorValue)
+		items, err = list[grantJSON](ctx, g, ri)
 	}
 	if err != nil {
 		return nil, translate(err, "read the permissions granted in "+scopeWords(scope.Kind), grantsPermission(scope.Kind))
@@ -57,8 +56,8 @@ func (c *Client) PermissionGrants(ctx context.Context, scope bot.Scope) ([]bot.G
 	out := make([]bot.Grant, 0, len(items))
 	for _, it := range items {
 		out = append(out, bot.Grant{
-			ClientID: deref(it.GetClientId()), ClientAppID: deref(it.GetClientAppId()),
-			Permission: bot.Permission{Value: deref(it.GetPermission()), Type: strings.ToLower(deref(it.GetPermissionType()))},
+			ClientID: it.ClientID, ClientAppID: it.ClientAppID,
+			Permission: bot.Permission{Value: it.Permission, Type: strings.ToLower(it.PermissionType)},
 		})
 	}
 	return out, nil

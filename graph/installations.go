@@ -4,9 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/microsoft/kiota-abstractions-go/serialization"
-	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
-	msgraphcore "github.com/microsoftgraph/msgraph-sdk-go-core"
+	abstractions "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/chats"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/teams"
@@ -38,22 +36,6 @@ func scopeWords(k bot.ScopeKind) string {
 	return "chat"
 }
 
-// all reads every page of a collection, following @odata.nextLink with
-// msgraph-sdk-go-core's page iterator. first is the first page; next builds
-// the following ones.
-func all[T any](ctx context.Context, g *msgraph.GraphServiceClient, first any, next serialization.ParsableFactory) ([]T, error) {
-	it, err := msgraphcore.NewPageIterator[T](first, g.GetAdapter(), next)
-	if err != nil {
-		return nil, err
-	}
-	var items []T
-	err = it.Iterate(ctx, func(v T) bool {
-		items = append(items, v)
-		return true
-	})
-	return items, err
-}
-
 var (
 	// The installed definition and the app come through $expand; the
 	// consented RSC set appears only when selected. Graph returns expanded
@@ -72,34 +54,26 @@ func (c *Client) Installed(ctx context.Context, scope bot.Scope) ([]bot.Installa
 	if err != nil {
 		return nil, err
 	}
-	var items []models.TeamsAppInstallationable
+	var ri *abstractions.RequestInformation
 	switch scope.Kind {
 	case bot.ScopeChat:
-		var first models.TeamsAppInstallationCollectionResponseable
-		first, err = g.Chats().ByChatId(scope.ID).InstalledApps().Get(ctx, &chats.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
+		ri, err = g.Chats().ByChatId(scope.ID).InstalledApps().ToGetRequestInformation(ctx, &chats.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
 			QueryParameters: &chats.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
-		if err == nil {
-			items, err = all[models.TeamsAppInstallationable](ctx, g, first, models.CreateTeamsAppInstallationCollectionResponseFromDiscriminatorValue)
-		}
 	case bot.ScopeTeam:
-		var first models.TeamsAppInstallationCollectionResponseable
-		first, err = g.Teams().ByTeamId(scope.ID).InstalledApps().Get(ctx, &teams.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
+		ri, err = g.Teams().ByTeamId(scope.ID).InstalledApps().ToGetRequestInformation(ctx, &teams.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
 			QueryParameters: &teams.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
-		if err == nil {
-			items, err = all[models.TeamsAppInstallationable](ctx, g, first, models.CreateTeamsAppInstallationCollectionResponseFromDiscriminatorValue)
-		}
 	case bot.ScopeUser:
-		var first models.UserScopeTeamsAppInstallationCollectionResponseable
-		first, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().Get(ctx, &users.ItemTeamworkInstalledAppsRequestBuilderGetRequestConfiguration{
+		ri, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().ToGetRequestInformation(ctx, &users.ItemTeamworkInstalledAppsRequestBuilderGetRequestConfiguration{
 			QueryParameters: &users.ItemTeamworkInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
-		if err == nil {
-			items, err = all[models.TeamsAppInstallationable](ctx, g, first, models.CreateUserScopeTeamsAppInstallationCollectionResponseFromDiscriminatorValue)
-		}
 	default:
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
+	}
+	var items []installationJSON
+	if err == nil {
+		items, err = list[installationJSON](ctx, g, ri)
 	}
 	if err != nil {
 		return nil, translate(err, "list apps in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
@@ -120,86 +94,34 @@ func (c *Client) Installation(ctx context.Context, scope bot.Scope, id string) (
 	if err != nil {
 		return bot.Installation{}, err
 	}
-	var it models.TeamsAppInstallationable
+	var ri *abstractions.RequestInformation
 	switch scope.Kind {
 	case bot.ScopeChat:
-		it, err = g.Chats().ByChatId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).Get(ctx,
+		ri, err = g.Chats().ByChatId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).ToGetRequestInformation(ctx,
 			&chats.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
 				QueryParameters: &chats.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
 	case bot.ScopeTeam:
-		it, err = g.Teams().ByTeamId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).Get(ctx,
+		ri, err = g.Teams().ByTeamId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).ToGetRequestInformation(ctx,
 			&teams.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
 				QueryParameters: &teams.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
 	case bot.ScopeUser:
-		it, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().ByUserScopeTeamsAppInstallationId(id).Get(ctx,
+		ri, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().ByUserScopeTeamsAppInstallationId(id).ToGetRequestInformation(ctx,
 			&users.ItemTeamworkInstalledAppsUserScopeTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
 				QueryParameters: &users.ItemTeamworkInstalledAppsUserScopeTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
 	default:
 		return bot.Installation{}, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
 	}
+	var it installationJSON
+	if err == nil {
+		err = getJSON(ctx, g, ri, &it)
+	}
 	if err != nil {
 		return bot.Installation{}, translate(err, "read an app in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
 	}
 	return toInstallation(scope, it), nil
-}
-
-func toInstallation(scope bot.Scope, it models.TeamsAppInstallationable) bot.Installation {
-	in := bot.Installation{ID: deref(it.GetId()), Scope: scope}
-	if app := it.GetTeamsApp(); app != nil {
-		in.TeamsAppID = deref(app.GetId())
-		in.DisplayName = deref(app.GetDisplayName())
-		if m := app.GetDistributionMethod(); m != nil {
-			in.DistributionMethod = m.String()
-		}
-	}
-	if d := it.GetTeamsAppDefinition(); d != nil {
-		in.Definition = definition(d)
-		if in.TeamsAppID == "" {
-			in.TeamsAppID = in.Definition.TeamsAppID
-		}
-		if in.DisplayName == "" {
-			in.DisplayName = in.Definition.DisplayName
-		}
-	}
-	in.Consented = permissions(it.GetConsentedPermissionSet())
-	return in
-}
-
-func definition(d models.TeamsAppDefinitionable) bot.AppDefinition {
-	def := bot.AppDefinition{
-		ID:               deref(d.GetId()),
-		TeamsAppID:       deref(d.GetTeamsAppId()),
-		DisplayName:      deref(d.GetDisplayName()),
-		Version:          deref(d.GetVersion()),
-		ShortDescription: deref(d.GetShortDescription()),
-	}
-	if s := d.GetPublishingState(); s != nil {
-		def.PublishingState = s.String()
-	}
-	if a := d.GetAuthorization(); a != nil {
-		def.Permissions = permissions(a.GetRequiredPermissionSet())
-	}
-	return def
-}
-
-// permissions reads an RSC permission set; a null set (apps without RSC) is
-// empty.
-func permissions(set models.TeamsAppPermissionSetable) []bot.Permission {
-	if set == nil {
-		return nil
-	}
-	var out []bot.Permission
-	for _, p := range set.GetResourceSpecificPermissions() {
-		perm := bot.Permission{Value: deref(p.GetPermissionValue())}
-		if t := p.GetPermissionType(); t != nil {
-			perm.Type = strings.ToLower(t.String())
-		}
-		out = append(out, perm)
-	}
-	return out
 }
 
 // consentSet is the body's consentedPermissionSet for perms.

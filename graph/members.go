@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	abstractions "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/teams"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
@@ -48,47 +48,48 @@ func (c *Client) members(ctx context.Context, scope bot.Scope, teamFilter string
 	if err != nil {
 		return nil, err
 	}
-	var items []models.ConversationMemberable
+	var ri *abstractions.RequestInformation
 	var op, permission string
 	switch scope.Kind {
 	case bot.ScopeChat:
 		op, permission = "list chat members", "ChatMember.Read.All"
-		var first models.ConversationMemberCollectionResponseable
-		if first, err = g.Chats().ByChatId(scope.ID).Members().Get(ctx, nil); err == nil {
-			items, err = all[models.ConversationMemberable](ctx, g, first, models.CreateConversationMemberCollectionResponseFromDiscriminatorValue)
-		}
+		ri, err = g.Chats().ByChatId(scope.ID).Members().ToGetRequestInformation(ctx, nil)
 	case bot.ScopeTeam:
 		op, permission = "list team members", "TeamMember.Read.All"
-		var first models.ConversationMemberCollectionResponseable
 		var conf *teams.ItemMembersRequestBuilderGetRequestConfiguration
 		if teamFilter != "" {
 			conf = &teams.ItemMembersRequestBuilderGetRequestConfiguration{
 				QueryParameters: &teams.ItemMembersRequestBuilderGetQueryParameters{Filter: &teamFilter}}
 		}
-		if first, err = g.Teams().ByTeamId(scope.ID).Members().Get(ctx, conf); err == nil {
-			items, err = all[models.ConversationMemberable](ctx, g, first, models.CreateConversationMemberCollectionResponseFromDiscriminatorValue)
-		}
+		ri, err = g.Teams().ByTeamId(scope.ID).Members().ToGetRequestInformation(ctx, conf)
 	default:
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: a %s scope has no members", scope.Kind)
+	}
+	var items []memberJSON
+	if err == nil {
+		items, err = list[memberJSON](ctx, g, ri)
 	}
 	if err != nil {
 		return nil, translate(err, op, permission)
 	}
 	out := make([]bot.Member, 0, len(items))
 	for _, it := range items {
-		m := bot.Member{DisplayName: deref(it.GetDisplayName()), Roles: slices.Clone(it.GetRoles())}
+		m := bot.Member{DisplayName: it.DisplayName, Roles: it.Roles}
 		if m.Roles == nil {
 			m.Roles = []string{}
 		}
-		if u, ok := it.(models.AadUserConversationMemberable); ok {
-			m.UserID = deref(u.GetUserId())
-			m.Email = deref(u.GetEmail())
-			m.TenantID = deref(u.GetTenantId())
+		// Only Entra ID users carry the ids approvers are matched on; other
+		// kinds of member (anonymous guests, Skype users) are never approvers.
+		if it.ODataType == aadUserMember {
+			m.UserID, m.Email, m.TenantID = it.UserID, it.Email, it.TenantID
 		}
 		out = append(out, m)
 	}
 	return out, nil
 }
+
+// aadUserMember is the @odata.type of a member who is an Entra ID user.
+const aadUserMember = "#microsoft.graph.aadUserConversationMember"
 
 // InGroup reports whether the user belongs to the group, directly or
 // through nested groups (checkMemberGroups is transitive).
