@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -81,8 +82,19 @@ type fixture struct {
 
 func newFixture(t *testing.T, opts ...func(*botframework.VerifierOptions)) *fixture {
 	t.Helper()
+	return newFixtureOf(t, newChannel(t), opts...)
+}
+
+func newChannel(t *testing.T) *bottest.Channel {
+	t.Helper()
 	ch := bottest.NewChannel(t, appID)
 	ch.ServiceURL = svcURL
+	return ch
+}
+
+// newFixtureOf is a fixture whose verifier trusts channel ch.
+func newFixtureOf(t *testing.T, ch *bottest.Channel, opts ...func(*botframework.VerifierOptions)) *fixture {
+	t.Helper()
 	vo := botframework.VerifierOptions{
 		AppID: appID, Issuer: ch.Issuer, OpenIDMetadataURL: ch.MetadataURL(), AllowedTenants: []string{tenantID},
 	}
@@ -321,34 +333,52 @@ func TestUnknownKidRefreshIsRateLimited(t *testing.T) {
 	}
 }
 
+// Stale keys keep verifying while one refresh runs behind the request; the
+// refreshed keys are fresh again, so later requests fetch nothing.
 func TestKeysRefreshAfterRefreshInterval(t *testing.T) {
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	f := newFixture(t, func(o *botframework.VerifierOptions) {
-		o.Now = clock
-		o.UnknownKeyInterval = time.Hour
+	ch := newChannel(t) // outside the bubble: its server waits on the network
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		var mu sync.Mutex
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		f := newFixtureOf(t, ch, func(o *botframework.VerifierOptions) {
+			o.Now = clock
+			o.UnknownKeyInterval = time.Hour
+			o.HTTPClient = &http.Client{Transport: handlerTransport{ch.Handler()}}
+		})
+		f.post(t, "Bearer "+f.channel.Token(t), activity())
+		mu.Lock()
+		now = now.Add(25 * time.Hour)
+		mu.Unlock()
+		// Tokens minted "now" for the fake clock.
+		token := func() string {
+			c := f.channel.Claims()
+			c["exp"] = clock().Add(time.Hour).Unix()
+			c["nbf"] = clock().Add(-time.Minute).Unix()
+			delete(c, "iat")
+			return f.channel.Sign(t, c)
+		}
+		for i := range 3 {
+			a := activity()
+			a["id"] = fmt.Sprint("later-", i)
+			if w := f.post(t, "Bearer "+token(), a); w.Code != http.StatusOK {
+				t.Fatalf("status %d", w.Code)
+			}
+			synctest.Wait() // whatever the request started has finished
+			if got := f.channel.KeyFetches(); got != 2 {
+				t.Fatalf("after request %d 25 h later: keys fetched %d times, want 2", i+1, got)
+			}
+		}
 	})
-	f.post(t, "Bearer "+f.channel.Token(t), activity())
-	mu.Lock()
-	now = now.Add(25 * time.Hour)
-	mu.Unlock()
-	// A token minted "now" for the fake clock.
-	c := f.channel.Claims()
-	c["exp"] = clock().Add(time.Hour).Unix()
-	c["nbf"] = clock().Add(-time.Minute).Unix()
-	delete(c, "iat")
-	a := activity()
-	a["id"] = "later"
-	if w := f.post(t, "Bearer "+f.channel.Sign(t, c), a); w.Code != http.StatusOK {
-		t.Fatalf("status %d", w.Code)
-	}
-	// Stale keys still verify; the refresh happens behind the request.
-	waitFor(t, "a refresh of the stale keys", func() bool { return f.channel.KeyFetches() == 2 })
-	time.Sleep(50 * time.Millisecond)
-	if got := f.channel.KeyFetches(); got != 2 {
-		t.Errorf("keys fetched %d times after 25 h, want 2", got)
-	}
+}
+
+// handlerTransport answers HTTP requests from a handler, in process.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	w := httptest.NewRecorder()
+	t.h.ServeHTTP(w, r)
+	return w.Result(), nil
 }
 
 func TestConcurrentRequestsFetchStaleKeysOnce(t *testing.T) {

@@ -70,6 +70,11 @@ func NewChannel(tb testing.TB, appID string) *Channel {
 	return c
 }
 
+// Handler serves the channel's metadata and keys in process: a client whose
+// transport calls it directly makes no network I/O (testing/synctest needs
+// that to know when a fetch is over).
+func (c *Channel) Handler() http.Handler { return c.srv.Config.Handler }
+
 // MetadataURL is the channel's OpenID metadata document.
 func (c *Channel) MetadataURL() string { return c.srv.URL + "/v1/.well-known/openidconfiguration" }
 
