@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
@@ -876,43 +877,57 @@ func TestUncertainUpgradeOffersRetryOnlyAfterItsGracePeriod(t *testing.T) {
 	}
 }
 
+// Approve all answers at once, with every app upgrading, and runs at most
+// Parallel upgrades at a time. In a synctest bubble "at once" and "at most"
+// need no clock: the answer comes while no upgrade has ended, and once every
+// goroutine waits, exactly Parallel upgrades are with Graph.
 func TestApproveAllRunsBoundedInParallel(t *testing.T) {
-	apps := make([]string, 10)
-	for i := range apps {
-		apps[i] = fmt.Sprintf("App %d", i)
-	}
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
-	f.bot = f.withOptions(func(o *bot.Options) { o.Parallel = 3 })
-	var mu sync.Mutex
-	running, peak := 0, 0
-	f.graph.upgrade = func(bot.Installation) error {
+	synctest.Test(t, func(t *testing.T) {
+		apps := make([]string, 10)
+		for i := range apps {
+			apps[i] = fmt.Sprintf("App %d", i)
+		}
+		f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
+		f.bot = f.withOptions(func(o *bot.Options) { o.Parallel = 3 })
+		release := make(chan struct{})
+		var mu sync.Mutex
+		running, peak := 0, 0
+		f.graph.upgrade = func(bot.Installation) error {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			<-release
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return nil
+		}
+		f.say("check")
+		var batch string
+		for id := range f.state.batches {
+			batch = id
+		}
+		// Were the answer to wait for an upgrade, every goroutine would be
+		// stuck and synctest would report the deadlock.
+		if resp := f.click("approveAll", batch, owner); strings.Count(resp, "Upgrading") != 10 {
+			t.Errorf("approve all answered %s, want 10 upgrading", resp)
+		}
+		synctest.Wait()
 		mu.Lock()
-		running++
-		peak = max(peak, running)
+		if running != 3 {
+			t.Errorf("%d upgrades with Graph at once, want Parallel (3)", running)
+		}
 		mu.Unlock()
-		time.Sleep(30 * time.Millisecond)
-		mu.Lock()
-		running--
-		mu.Unlock()
-		return nil
-	}
-	f.say("check")
-	var batch string
-	for id := range f.state.batches {
-		batch = id
-	}
-	start := time.Now()
-	resp := f.click("approveAll", batch, owner)
-	if took := time.Since(start); took > 200*time.Millisecond || strings.Count(resp, "Upgrading") != 10 {
-		t.Errorf("approve all answered after %s with %s", took, resp)
-	}
-	f.drain()
-	if f.graph.upgradeCount() != 10 || peak > 3 || peak < 2 {
-		t.Errorf("%d upgrades, at most %d at once; want 10, at most 3", f.graph.upgradeCount(), peak)
-	}
-	if u := cardText(t, f.conn.update("reply-1")); strings.Count(u, "was upgraded") != 10 {
-		t.Errorf("final list: %s", u)
-	}
+		close(release)
+		f.drain()
+		if f.graph.upgradeCount() != 10 || peak != 3 {
+			t.Errorf("%d upgrades, at most %d at once; want 10, at most 3", f.graph.upgradeCount(), peak)
+		}
+		if u := cardText(t, f.conn.update("reply-1")); strings.Count(u, "was upgraded") != 10 {
+			t.Errorf("final list: %s", u)
+		}
+	})
 }
 
 func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
