@@ -675,8 +675,9 @@ func TestProactiveOffWelcomesButPostsNoCardUnasked(t *testing.T) {
 		}
 	}
 	calls := h.connector.WaitCalls(t, 1)
-	if s := cardOf(calls[0]); !strings.Contains(s, "I'm Upgrade Approvals") {
-		t.Fatalf("first post is not the welcome: %s", s)
+	if s := cardOf(calls[0]); !strings.Contains(s, "I'm Upgrade Approvals") || !strings.Contains(s, "Send **check** and I show") ||
+		strings.Contains(s, "notifications off") {
+		t.Fatalf("first post is not the welcome that offers check: %s", s)
 	}
 	h.graph.Publish(pollsAppID, graphtest.Definition{Version: "1.2.0",
 		RSC: []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})

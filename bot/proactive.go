@@ -142,9 +142,15 @@ func (b *Bot) installed(ctx context.Context, t *Turn) error {
 	if err != nil || !first {
 		return err
 	}
-	locale := t.Activity.Locale
-	welcome := b.cards.Welcome(cards.Welcome{Locale: locale, Place: placeOf(t.Ref), Approvers: b.approverView(t.Ref.Scope)})
-	if _, err := b.opts.Connector.Send(ctx, t.Ref, CardMessage(welcome)); err != nil {
+	// Where nothing comes unprompted, the welcome offers "check" instead
+	// of promising cards.
+	on, err := b.postsOn(ctx, t.Ref.ConversationID)
+	if err == nil {
+		welcome := b.cards.Welcome(cards.Welcome{Locale: t.Activity.Locale, Place: placeOf(t.Ref),
+			Approvers: b.approverView(t.Ref.Scope), Quiet: !on})
+		_, err = b.opts.Connector.Send(ctx, t.Ref, CardMessage(welcome))
+	}
+	if err != nil {
 		if rerr := b.opts.Activities.Release(ctx, installedKey(t.Ref.ConversationID)); rerr != nil {
 			b.opts.Logger.WarnContext(ctx, "cannot release the welcome claim", "err", rerr)
 		}

@@ -122,6 +122,7 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 		"welcome":          c.Welcome(cards.Welcome{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners}),
 		"welcome-team":     c.Welcome(cards.Welcome{Locale: locale, Place: cards.PlaceTeam, Approvers: cards.ApproversGroup}),
 		"welcome-personal": c.Welcome(cards.Welcome{Locale: locale, Place: cards.PlacePersonal, Approvers: cards.ApproversSelf}),
+		"welcome-quiet":    c.Welcome(cards.Welcome{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners, Quiet: true}),
 		"reminder": c.Reminder(cards.Reminder{Locale: locale, App: polls, Place: cards.PlaceChat, Approvers: cards.ApproversOwners,
 			People:      []cards.Approver{{ID: "11111111-1111-1111-1111-111111111111", Name: "Megan Bowen"}, {ID: "22222222-2222-2222-2222-222222222222", Name: "Alex Wilber"}},
 			RequestedAt: requested, ExpiresAt: requested.Add(7 * 24 * time.Hour)}),

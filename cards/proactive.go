@@ -20,6 +20,10 @@ type Welcome struct {
 	Locale    string
 	Place     Place
 	Approvers ApproverPolicy
+	// Quiet: the bot posts nothing unprompted here (BOT_PROACTIVE=off or
+	// notifications off), so the card offers "check" instead of promising
+	// cards.
+	Quiet bool
 }
 
 // Welcome says what the bot does here, who may approve, and how to get help
@@ -27,11 +31,15 @@ type Welcome struct {
 func (c *Cards) Welcome(w Welcome) Card {
 	t := c.tr(w.Locale)
 	place := string(placeKind(w.Place))
+	what, help := "WelcomeWhat_"+place, "WelcomeHelp"
+	if w.Quiet {
+		what, help = "WelcomeWhatAsk_"+place, "WelcomeHelpAsk"
+	}
 	body := []Element{
 		heading(t.T("WelcomeTitle")),
-		text(t.T("WelcomeWhat_" + place)),
+		text(t.T(what)),
 		text(t.T(whoMayApprove(w.Approvers, w.Place))),
-		subtle(t.T("WelcomeHelp")),
+		subtle(t.T(help)),
 	}
 	card := newCard(t.cardLang(), body)
 	card.FallbackText = t.T("WelcomeTitle")
