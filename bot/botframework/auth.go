@@ -3,6 +3,7 @@ package botframework
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,9 +105,11 @@ type VerifierOptions struct {
 // activity's channel, for this bot, from this cloud's issuer, for the
 // activity's service URL and an allowed tenant. It is safe for concurrent use.
 type Verifier struct {
-	opts   VerifierOptions
-	keys   *keySet
-	parser *jwt.Parser
+	opts      VerifierOptions
+	keys      *keySet
+	parser    *jwt.Parser
+	validator *jwt.Validator // the parser's claim checks, for cached tokens
+	tokens    *tokenCache
 }
 
 // NewVerifier returns a Verifier. Keys are fetched by Run, or on first use.
@@ -164,14 +167,17 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 			now:          opts.Now,
 			logger:       opts.Logger,
 		},
-		parser: jwt.NewParser(
-			jwt.WithIssuer(opts.Issuer),
-			jwt.WithAudience(opts.AppID),
-			jwt.WithExpirationRequired(),
-			jwt.WithLeeway(opts.Leeway),
-			jwt.WithTimeFunc(opts.Now),
-		),
+		tokens: newTokenCache(4096),
 	}
+	claimChecks := []jwt.ParserOption{
+		jwt.WithIssuer(opts.Issuer),
+		jwt.WithAudience(opts.AppID),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(opts.Leeway),
+		jwt.WithTimeFunc(opts.Now),
+	}
+	v.parser = jwt.NewParser(claimChecks...)
+	v.validator = jwt.NewValidator(claimChecks...)
 	return v, nil
 }
 
@@ -205,25 +211,55 @@ func (v *Verifier) VerifyToken(ctx context.Context, authorization string) (*Clai
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
 		return nil, authError(ReasonNotBearer, nil)
 	}
+	raw = strings.TrimSpace(raw)
+	sum := sha256.Sum256([]byte(raw))
+	if claims, ok := v.cached(sum); ok {
+		return claims, nil
+	}
 	claims := &Claims{}
-	_, err := v.parser.ParseWithClaims(strings.TrimSpace(raw), claims, func(t *jwt.Token) (any, error) {
+	var kid string
+	var key any
+	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		// Only RS256: this also refuses "none" and an HS256 token "signed"
 		// with the public key.
 		if t.Method.Alg() != jwt.SigningMethodRS256.Alg() {
 			return nil, authError(ReasonAlgorithm, fmt.Errorf("alg %q", t.Method.Alg()))
 		}
-		kid, _ := t.Header["kid"].(string)
+		kid, _ = t.Header["kid"].(string)
 		k, err := v.keys.lookup(ctx, kid)
 		if err != nil {
 			return nil, err
 		}
 		claims.endorsements = k.endorsements
+		key = k.key
 		return k.key, nil
 	})
 	if err != nil {
 		return nil, classify(err)
 	}
+	v.tokens.put(sum, verifiedToken{claims: *claims, kid: kid, key: key})
 	return claims, nil
+}
+
+// cached returns the claims of a token verified before, checked again
+// against the clock, issuer and audience, as long as its signing key is
+// still served, fresh and unchanged; the endorsements are the key's now.
+// Anything else goes through the full check, which also names the failure.
+func (v *Verifier) cached(sum [sha256.Size]byte) (*Claims, bool) {
+	t, ok := v.tokens.get(sum)
+	if !ok || !v.keys.fresh() {
+		return nil, false
+	}
+	k, ok := v.keys.get(t.kid)
+	if !ok || !sameKey(k.key, t.key) {
+		return nil, false
+	}
+	claims := t.claims
+	claims.endorsements = k.endorsements
+	if v.validator.Validate(&claims) != nil {
+		return nil, false
+	}
+	return &claims, true
 }
 
 func classify(err error) *AuthError {
