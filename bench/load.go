@@ -148,6 +148,8 @@ func (g *loadGen) approve(id string, a approval) map[string]any {
 // prepareApprovals seeds n chats with one app behind each, sends check in
 // each, and reads the approval ids from the cards posted to the connector.
 func (g *loadGen) prepareApprovals(base string, t *graphtest.Tenant, n int) ([]approval, error) {
+	g.connector.RecordBodies(true)
+	defer g.connector.RecordBodies(false)
 	before := len(g.connector.Calls())
 	chats := make([]string, n)
 	for i := range chats {

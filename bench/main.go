@@ -142,6 +142,8 @@ func run(tb *runTB, o options) error {
 	channel := bottest.NewChannel(tb, appID)
 	aad := bottest.NewAAD(tb)
 	connector := bottest.NewConnector(tb)
+	// Only the approve unit's preparation reads what was posted.
+	connector.RecordBodies(false)
 	channel.ServiceURL = connector.URL()
 	tenantFake := graphtest.New()
 	var graphRequests atomic.Int64

@@ -22,6 +22,7 @@ type Connector struct {
 	failures   []int // statuses to answer with before succeeding
 	retryAfter string
 	delay      time.Duration
+	skipBodies bool
 	notify     chan struct{}
 }
 
@@ -67,6 +68,16 @@ func (c *Connector) Delay(d time.Duration) {
 	c.delay = d
 }
 
+// RecordBodies sets whether calls keep their decoded body and
+// Authorization header (the default). A load generator turns it off:
+// decoding and holding every reply would cost the machine about as much as
+// the bot under test spends on it.
+func (c *Connector) RecordBodies(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.skipBodies = !on
+}
+
 // Calls returns the calls recorded so far.
 func (c *Connector) Calls() []ConnectorCall {
 	c.mu.Lock()
@@ -92,9 +103,15 @@ func (c *Connector) WaitCalls(tb testing.TB, n int) []ConnectorCall {
 
 func (c *Connector) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	call := ConnectorCall{Method: r.Method, Path: r.URL.RequestURI(), Authorization: r.Header.Get("Authorization")}
-	if len(body) > 0 {
-		_ = json.Unmarshal(body, &call.Activity)
+	call := ConnectorCall{Method: r.Method, Path: r.URL.RequestURI()}
+	c.mu.Lock()
+	skip := c.skipBodies
+	c.mu.Unlock()
+	if !skip {
+		call.Authorization = r.Header.Get("Authorization")
+		if len(body) > 0 {
+			_ = json.Unmarshal(body, &call.Activity)
+		}
 	}
 	c.mu.Lock()
 	c.calls = append(c.calls, call)
