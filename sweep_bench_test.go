@@ -66,6 +66,11 @@ func BenchmarkSweep(b *testing.B) {
 		b.ReportMetric(float64(r.graphCalls)/float64(n), "graph-calls/conversation")
 		b.ReportMetric(float64(r.graphCalls)/graphCallsPerSecond, "budget-bound-s")
 		b.ReportMetric(float64(r.cards), "cards")
+		runs := 0
+		for _, n := range r.runs {
+			runs += n
+		}
+		b.ReportMetric(float64(runs)/float64(n), "job-runs/conversation")
 		b.ReportMetric(float64(r.memAfter)/float64(n), "redis-B/conversation")
 		b.ReportMetric(float64(r.memAfter-r.memBefore)/float64(n), "sweep-redis-B/conversation")
 		b.Logf("sweep of %d conversations (%d replicas, Graph latency %s, GOMAXPROCS %d): %s wall, %d Graph calls "+
@@ -80,6 +85,7 @@ func BenchmarkSweep(b *testing.B) {
 		}
 		slices.Sort(kinds)
 		b.Logf("Redis bytes per conversation by key kind: %s", strings.Join(kinds, ", "))
+		b.Logf("scan job runs by outcome: %v", r.runs)
 	}
 }
 
@@ -131,6 +137,31 @@ type sweepResult struct {
 	memBefore, memAfter                      int64
 	keys                                     int
 	kinds                                    map[string]int64 // bytes by key kind, after
+	runs                                     map[string]int   // scan job runs by outcome (ok, throttled, …)
+}
+
+// scanRuns reads a replica's upgradebot_scans_total by outcome.
+func scanRuns(b *testing.B, base string) map[string]int {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]int{}
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, `upgradebot_scans_total{outcome="`)
+		if !ok {
+			continue
+		}
+		outcome, v, _ := strings.Cut(rest, `"} `)
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			b.Fatalf("metrics line %q", line)
+		}
+		out[outcome] += int(n)
+	}
+	return out
 }
 
 const (
@@ -290,7 +321,11 @@ func (s *sweep) run(b *testing.B, replicas int) sweepResult {
 	}
 	r.wall = time.Since(start)
 	b.StopTimer()
+	r.runs = map[string]int{}
 	for _, rep := range rs {
+		for outcome, n := range scanRuns(b, rep.url) {
+			r.runs[outcome] += n
+		}
 		rep.stop()
 	}
 
