@@ -69,6 +69,12 @@ type WorkerOptions struct {
 	// CallsPerScan is what a scan is charged against the budget. Default 2
 	// (the installations and, for pending ones, their consent).
 	CallsPerScan int
+	// BudgetWait is how long a worker holds a job waiting for its tenant's
+	// budget before it puts the job back on the queue for later. Waiting
+	// in place spares the queue a round of churn for every job of a
+	// throttled tenant each second. Default 5 s (well under the time after
+	// which another replica takes a job over).
+	BudgetWait time.Duration
 	// MaxAttempts bounds retries of a job failing for other reasons than
 	// throttling (those are retried until they pass); the next sweep
 	// catches what is dropped. Default 5.
@@ -91,6 +97,9 @@ func (b *Bot) RunScans(ctx context.Context, o WorkerOptions) error {
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 5
+	}
+	if o.BudgetWait <= 0 {
+		o.BudgetWait = 5 * time.Second
 	}
 	observe := o.Observe
 	if observe == nil {
@@ -117,18 +126,26 @@ func (b *Bot) RunScans(ctx context.Context, o WorkerOptions) error {
 
 func (b *Bot) runJob(ctx context.Context, o WorkerOptions, j Job) (string, ScanResult) {
 	log := b.opts.Logger.With("job", j.ID, "reason", j.Reason, "tenant", j.TenantID)
-	if o.Budget != nil {
+	for waited := time.Duration(0); o.Budget != nil; {
 		wait, err := o.Budget.Take(ctx, j.TenantID, o.CallsPerScan)
 		if err != nil {
 			log.WarnContext(ctx, "graph budget unavailable; the job runs again later", "err", err)
 			return "retry", ScanResult{} // not acknowledged: reclaimed later
 		}
-		if wait > 0 {
+		if wait <= 0 {
+			break
+		}
+		if waited+wait > o.BudgetWait {
 			if err := o.Queue.Delay(ctx, j, b.opts.Now().Add(wait)); err != nil {
 				log.WarnContext(ctx, "cannot delay job", "err", err)
 			}
 			return "throttled", ScanResult{}
 		}
+		sleep(ctx, wait)
+		if ctx.Err() != nil {
+			return "retry", ScanResult{} // shutting down: another replica reclaims it
+		}
+		waited += wait
 	}
 	var res ScanResult
 	var err error
