@@ -369,10 +369,7 @@ func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
 		// progress, or starting one no more often than coldFetch allows:
 		// Run owns the backoff, and a flood of requests while the endpoint
 		// is down must not become a flood of fetches.
-		c := ks.inFlight()
-		if c == nil && ks.coldFetch.Allow() {
-			c = ks.start()
-		}
+		c := ks.coldFetchCall()
 		if c == nil {
 			return signingKey{}, authError(ReasonKeysUnavailable, errors.New("the signing keys are not loaded yet"))
 		}
@@ -405,11 +402,25 @@ func (ks *keySet) lookup(ctx context.Context, kid string) (signingKey, error) {
 	return k, nil
 }
 
-// inFlight returns the fetch in progress, or nil.
-func (ks *keySet) inFlight() *fetchCall {
+// coldFetchCall is the fetch a request that found no keys may wait for: the
+// one in progress, or a new one if coldFetch allows. Deciding under flightMu
+// matters: a request that saw no keys must not be refused because another
+// one was allowed a fetch but has not started it yet, or has just finished
+// it (an ended fetch is returned then). Nil: answer 503 at once.
+func (ks *keySet) coldFetchCall() *fetchCall {
 	ks.flightMu.Lock()
 	defer ks.flightMu.Unlock()
-	return ks.flight
+	switch {
+	case ks.flight != nil:
+		return ks.flight
+	case ks.loaded(): // keys are stored before a fetch leaves flight
+		c := &fetchCall{done: make(chan struct{})}
+		close(c.done)
+		return c
+	case ks.coldFetch.Allow():
+		return ks.startLocked()
+	}
+	return nil
 }
 
 // start begins a fetch unless one is in progress, and returns it. The fetch
@@ -418,6 +429,10 @@ func (ks *keySet) inFlight() *fetchCall {
 func (ks *keySet) start() *fetchCall {
 	ks.flightMu.Lock()
 	defer ks.flightMu.Unlock()
+	return ks.startLocked()
+}
+
+func (ks *keySet) startLocked() *fetchCall {
 	if ks.flight != nil {
 		return ks.flight
 	}
