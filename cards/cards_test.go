@@ -409,3 +409,20 @@ func TestDatesRenderInTheViewersLocale(t *testing.T) {
 		t.Errorf("date is not left to the client: %s", b)
 	}
 }
+
+// A scope with hundreds of apps, all current, still gets one message:
+// the card names the first ones and counts the rest.
+func TestUpToDateListFitsOneMessage(t *testing.T) {
+	c := newCards(t)
+	apps := make([]cards.InstalledApp, 300)
+	for i := range apps {
+		apps[i] = cards.InstalledApp{Name: fmt.Sprintf("Line-of-business app number %d with a long name", i), Version: "10.20.30"}
+	}
+	for _, locale := range []string{"en-US", "zh-CN"} {
+		b, _ := json.Marshal(c.UpToDate(cards.UpToDate{Locale: locale, Place: cards.PlaceTeam, Apps: apps}))
+		s := string(b)
+		if len(b) > teamsMessageLimit || !strings.Contains(s, "number 0 ") || !strings.Contains(s, "250") || strings.Contains(s, "number 299 ") {
+			t.Errorf("%s: %d bytes: %s", locale, len(b), s[:min(len(s), 600)])
+		}
+	}
+}

@@ -70,17 +70,25 @@ type UpToDate struct {
 	Apps   []InstalledApp
 }
 
+// maxUpToDateApps bounds the apps an up-to-date card lists, so that a
+// scope with hundreds of apps still fits Teams' 28 KB message.
+const maxUpToDateApps = 50
+
 // UpToDate says every installed app runs the catalog's version.
 func (c *Cards) UpToDate(u UpToDate) Card {
 	t := c.tr(u.Locale)
 	body := []Element{container("good", Element{Type: "TextBlock", Text: t.T("UpToDateTitle_" + string(placeKind(u.Place))),
 		Weight: "Bolder", Size: "Medium", Wrap: true, Style: "heading"})}
 	if len(u.Apps) > 0 {
-		facts := make([]Fact, 0, len(u.Apps))
-		for _, a := range u.Apps {
-			facts = append(facts, Fact{Title: a.Name, Value: a.Version})
+		shown := u.Apps[:min(len(u.Apps), maxUpToDateApps)]
+		facts := make([]Fact, 0, len(shown))
+		for _, a := range shown {
+			facts = append(facts, Fact{Title: literal(a.Name), Value: a.Version})
 		}
 		body = append(body, text(t.N("UpToDateCount", len(u.Apps), nil)), Element{Type: "FactSet", Facts: facts})
+		if more := len(u.Apps) - len(shown); more > 0 {
+			body = append(body, subtle(t.N("UpToDateMore", more, nil)))
+		}
 	}
 	card := newCard(t.cardLang(), body)
 	card.FallbackText = t.T("UpToDateTitle_" + string(placeKind(u.Place)))
