@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/infracloudio/msbotbuilder-go/schema"
@@ -112,6 +113,9 @@ type Bot struct {
 	// inflight counts decisions still running after their invoke was
 	// answered; Drain waits for them before the store goes away.
 	inflight sync.WaitGroup
+	// help holds the help card rendered as JSON per locale (see helpCard).
+	help      sync.Map // string → json.RawMessage
+	helpCount atomic.Int32
 }
 
 // New returns a Bot. Connector, Conversations, Activities and Approvals are
@@ -288,8 +292,29 @@ func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		return nil, b.history(ctx, t)
 	}
 	// Anything else answers with help, so a typo is never met with silence.
-	_, err := t.Reply(ctx, CardMessage(b.cards.Help(t.Activity.Locale)))
+	_, err := t.Reply(ctx, Message{Attachments: []schema.Attachment{{ContentType: cards.ContentType, Content: b.helpCard(t.Activity.Locale)}}})
 	return nil, err
+}
+
+// maxHelpLocales bounds the help cards kept: locales come from activities.
+const maxHelpLocales = 64
+
+// helpCard is the help card for locale as JSON, rendered once per locale:
+// help is the most common answer, and translating and encoding its card
+// was the largest share of the memory a help costs.
+func (b *Bot) helpCard(locale string) any {
+	if c, ok := b.help.Load(locale); ok {
+		return c
+	}
+	card := b.cards.Help(locale)
+	raw, err := json.Marshal(card)
+	if err != nil {
+		return card
+	}
+	if b.helpCount.Add(1) <= maxHelpLocales {
+		b.help.Store(locale, json.RawMessage(raw))
+	}
+	return json.RawMessage(raw)
 }
 
 // CardMessage is a message holding one Adaptive Card and no text: Teams (and

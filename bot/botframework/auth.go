@@ -251,7 +251,9 @@ func (v *Verifier) cached(sum [sha256.Size]byte) (*Claims, bool) {
 		return nil, false
 	}
 	k, ok := v.keys.get(t.kid)
-	if !ok || !sameKey(k.key, t.key) {
+	// The same key object: a refetch of the keys parses new ones, and a
+	// token's next use after that is verified in full again.
+	if !ok || k.key != t.key {
 		return nil, false
 	}
 	claims := t.claims

@@ -1,7 +1,6 @@
 package botframework
 
 import (
-	"crypto"
 	"crypto/sha256"
 	"sync"
 )
@@ -47,10 +46,4 @@ func (c *tokenCache) put(sum [sha256.Size]byte, t verifiedToken) {
 		clear(c.entries)
 	}
 	c.entries[sum] = t
-}
-
-// sameKey reports whether two public keys are the same key.
-func sameKey(a, b any) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }
