@@ -621,7 +621,8 @@ func delayedJobs(t *testing.T, h *harness) []time.Time {
 
 // Graph throttles a scan and asks for two minutes, longer than the Graph
 // client waits by itself: the scan job is put off by exactly Graph's
-// Retry-After, kept on the queue, and Graph is not asked again meanwhile.
+// Retry-After, kept on the queue, and Graph is not asked again meanwhile,
+// by this job or by the tenant's other scans.
 func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	h := newHarness(t)
 	seedPolls(h, chatID)
@@ -658,6 +659,37 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	}
 	if posts := cardPosts(h.connector.Calls()); len(posts) != 0 {
 		t.Errorf("cards posted while throttled: %v", posts)
+	}
+
+	// Another scan of the throttled tenant waits for the same moment
+	// without asking Graph.
+	const other = "19:other@thread.v2"
+	if err := st.SaveReference(ctx, bot.ConversationRef{ConversationID: other, ConversationType: "groupChat",
+		ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
+		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: other, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := st.Queue(state.QueueOptions{Consumer: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(ctx, bot.ScanJob{TenantID: testTenant, ConversationID: other, Reason: "followup"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the second scan to be delayed", func() bool { due = delayedJobs(t, h); return len(due) == 2 })
+	for _, d := range due {
+		if wait := d.Sub(start); wait < 119*time.Second || wait > 120*time.Second+time.Since(start) {
+			t.Errorf("a job is due in %s, want when Graph's Retry-After ends", wait.Round(time.Second))
+		}
+	}
+	listings = 0
+	for _, c := range h.graph.Calls() {
+		if strings.HasSuffix(c.Path, "/installedApps") {
+			listings++
+		}
+	}
+	if listings != 1 {
+		t.Errorf("Graph was asked %d times for installations while it throttled the tenant, want once", listings)
 	}
 }
 

@@ -42,6 +42,9 @@ type JobQueue interface {
 type Budget interface {
 	// Take spends n calls of a tenant's budget, or says how long to wait.
 	Take(ctx context.Context, tenantID string, n int) (wait time.Duration, err error)
+	// Pause lets no call of a tenant's budget through until until: Graph
+	// throttled the tenant and said when to come back.
+	Pause(ctx context.Context, tenantID string, until time.Time) error
 }
 
 // Throttled is implemented by errors of a throttled call (HTTP 429): the
@@ -167,8 +170,16 @@ func (b *Bot) runJob(ctx context.Context, o WorkerOptions, j Job) (string, ScanR
 		if wait <= 0 {
 			wait = throttledWait
 		}
-		log.InfoContext(ctx, "graph throttled the tenant; job delayed", "retry_after", wait.String())
-		if err := o.Queue.Delay(ctx, j, b.opts.Now().Add(wait)); err != nil {
+		at := b.opts.Now().Add(wait)
+		log.InfoContext(ctx, "graph throttled the tenant; job delayed and the tenant's scans paused", "retry_after", wait.String())
+		// The tenant's other scans wait too, rather than each asking Graph
+		// only to be told the same.
+		if o.Budget != nil {
+			if err := o.Budget.Pause(ctx, j.TenantID, at); err != nil {
+				log.WarnContext(ctx, "cannot pause the tenant's graph budget", "err", err)
+			}
+		}
+		if err := o.Queue.Delay(ctx, j, at); err != nil {
 			log.WarnContext(ctx, "cannot delay job", "err", err)
 		}
 		return "throttled", res

@@ -61,6 +61,8 @@ type fullBudget struct {
 	takes int
 }
 
+func (f *fullBudget) Pause(context.Context, string, time.Time) error { return nil }
+
 func (f *fullBudget) Take(context.Context, string, int) (time.Duration, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

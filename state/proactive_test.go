@@ -270,3 +270,27 @@ func TestBudgetLimitsATenantPerSecond(t *testing.T) {
 		t.Error("one tenant's spending limited another")
 	}
 }
+
+// Graph throttled a tenant for two minutes: its budget says to wait that
+// long, on every replica, and a shorter pause does not cut it short.
+func TestBudgetPausedUntilRetryAfter(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	b, other := s.Budget(10), s.Budget(10) // two replicas
+	if err := b.Pause(ctx, tenant, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Pause(ctx, tenant, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	w, err := other.Take(ctx, tenant, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w < 2*time.Minute-5*time.Second || w > 2*time.Minute {
+		t.Errorf("a paused tenant's budget says wait %s, want about 2m", w)
+	}
+	if w, _ := other.Take(ctx, "other-tenant", 2); w != 0 {
+		t.Error("one tenant's pause held up another")
+	}
+}
