@@ -55,7 +55,7 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 			a, err = b.conclude(ctx, a, StatusRejected, &who)
 		}
 	} else {
-		a, claimed, err = b.claim(ctx, a, who)
+		a, claimed, err = b.claim(ctx, a, who, b.claimLease())
 	}
 	if err != nil {
 		return b.storeFailed(ctx, err)
@@ -69,15 +69,15 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	return InvokeCard(b.cardFor(a, locale)), nil // upgrading…, "still working"
 }
 
-// claim expires an approval past its time, or claims it for an upgrade:
-// of concurrent clicks (on any replica) exactly one claim wins.
-func (b *Bot) claim(ctx context.Context, a Approval, who Person) (Approval, bool, error) {
+// claim expires an approval past its time, or claims it for an upgrade
+// for lease: of concurrent clicks (on any replica) exactly one claim wins.
+func (b *Bot) claim(ctx context.Context, a Approval, who Person, lease time.Duration) (Approval, bool, error) {
 	now := b.opts.Now()
 	if now.After(a.ExpiresAt) {
 		a, err := b.conclude(ctx, a, StatusExpired, nil)
 		return a, false, err
 	}
-	c, err := b.opts.Approvals.ClaimUpgrade(ctx, a.ID, who, now, b.claimLease())
+	c, err := b.opts.Approvals.ClaimUpgrade(ctx, a.ID, who, now, lease)
 	if ErrorCode(err) == CodeConflict {
 		return c, false, nil // someone else was first
 	}
@@ -410,13 +410,18 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 		}
 		break
 	}
-	deadline := time.Now().Add(b.opts.UpgradeTimeout)
+	// An upgrade may wait for one of Parallel slots: its claim lasts until
+	// its wave would end, and is renewed, with its own deadline, once its
+	// upgrade starts. Otherwise the last waves would fail on a deadline
+	// spent waiting, or lose their claims to the reaper.
+	waves := (len(list) + b.opts.Parallel - 1) / b.opts.Parallel
+	lease := time.Duration(waves) * b.claimLease()
 	var claimed []int
 	for i, a := range list {
 		if !a.decidable() {
 			continue
 		}
-		c, ok, err := b.claim(ctx, a, who)
+		c, ok, err := b.claim(ctx, a, who, lease)
 		if err != nil {
 			b.opts.Logger.WarnContext(ctx, "approve all: cannot claim", "approval", a.ID, "err", err)
 			continue
@@ -431,14 +436,14 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 	}
 	answer := b.cards.PendingList(b.statusList(t, list))
 	if len(claimed) > 0 {
-		b.goUpgradeAll(ctx, t, slices.Clone(list), claimed, deadline)
+		b.goUpgradeAll(ctx, t, slices.Clone(list), claimed)
 	}
 	return InvokeCard(answer), nil
 }
 
 // goUpgradeAll runs the claimed upgrades of a list, Parallel at a time,
 // and updates the list card (the message the click came from) as each ends.
-func (b *Bot) goUpgradeAll(ctx context.Context, t *Turn, list []Approval, claimed []int, deadline time.Time) {
+func (b *Bot) goUpgradeAll(ctx context.Context, t *Turn, list []Approval, claimed []int) {
 	ctx = context.WithoutCancel(ctx)
 	view := *t // the turn outlives its request only as copies
 	act := *t.Activity
@@ -450,7 +455,7 @@ func (b *Bot) goUpgradeAll(ctx context.Context, t *Turn, list []Approval, claime
 		go func() {
 			defer b.inflight.Done()
 			sem <- struct{}{}
-			d := b.runUpgrade(ctx, list[i], deadline)
+			d := b.startQueuedUpgrade(ctx, list[i])
 			<-sem
 			if act.ReplyToID == "" {
 				return
@@ -462,6 +467,22 @@ func (b *Bot) goUpgradeAll(ctx context.Context, t *Turn, list []Approval, claime
 			b.updateCard(ctx, view.Ref, act.ReplyToID, b.cards.PendingList(b.statusList(&view, list)), d.ID)
 		}()
 	}
+}
+
+// startQueuedUpgrade runs a claimed upgrade that waited for its slot: it
+// holds the claim afresh and gives the Graph call a deadline from now. A
+// claim lost meanwhile (its lease ran out and the reaper took it) is left
+// to its new holder.
+func (b *Bot) startQueuedUpgrade(ctx context.Context, c Approval) Approval {
+	held, err := b.opts.Approvals.HoldClaim(ctx, c.ID, c.ClaimToken, b.claimLease())
+	if err != nil {
+		b.opts.Logger.WarnContext(ctx, "approve all: the claim is no longer ours", "approval", c.ID, "err", err)
+		if now, err := b.opts.Approvals.Approval(ctx, c.ID); err == nil {
+			return now
+		}
+		return c
+	}
+	return b.runUpgrade(ctx, held, time.Now().Add(b.opts.UpgradeTimeout))
 }
 
 // statusList is a list of approvals showing how each stands.

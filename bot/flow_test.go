@@ -98,6 +98,9 @@ func (g *fakeGraph) Upgrade(ctx context.Context, in bot.Installation, _ []bot.Pe
 			return err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err // as an HTTP client whose deadline passed mid-call
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.versions[in.ID] = bot.NewestPublished(g.catalog)[in.TeamsAppID].Version
@@ -926,6 +929,44 @@ func TestApproveAllRunsBoundedInParallel(t *testing.T) {
 		}
 		if u := cardText(t, f.conn.update("reply-1")); strings.Count(u, "was upgraded") != 10 {
 			t.Errorf("final list: %s", u)
+		}
+	})
+}
+
+// Upgrades with RSC consent can take tens of seconds each: the last of ten
+// apps upgrading four at a time starts minutes after the click. Each gets
+// its full deadline from its start and keeps its claim while it waits, so
+// none fails for time spent queueing and the reaper takes none over.
+func TestApproveAllGivesEachUpgradeItsOwnTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		apps := make([]string, 10)
+		for i := range apps {
+			apps[i] = fmt.Sprintf("App %d", i)
+		}
+		f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
+		f.bot = f.withOptions(func(o *bot.Options) { o.Parallel = 4 }) // UpgradeTimeout: the default minute
+		f.graph.upgrade = func(bot.Installation) error { time.Sleep(35 * time.Second); return nil }
+		f.say("check")
+		var batch string
+		for id := range f.state.batches {
+			batch = id
+		}
+		f.click("approveAll", batch, owner)
+		// Past the first waves' claim leases, the third wave still waits.
+		time.Sleep(80 * time.Second)
+		if n, err := f.bot.Reap(context.Background()); n != 0 || err != nil {
+			t.Errorf("the reaper settled %d queued upgrades (%v)", n, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := f.bot.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if u := cardText(t, f.conn.update("reply-1")); strings.Count(u, "was upgraded") != 10 {
+			t.Errorf("final list: %s", u)
+		}
+		if f.graph.upgradeCount() != 10 {
+			t.Errorf("%d upgrades sent, want 10", f.graph.upgradeCount())
 		}
 	})
 }
