@@ -209,18 +209,34 @@ func (b *Bot) notAllowed(a Approval, locale string) *InvokeResponse {
 	return resp
 }
 
-// mayApprove applies the approver policy. Owners count only from our own
-// tenant: a federated guest can show up as an owner of a chat.
+// mayApprove applies the approver policy (BOT_APPROVERS) to a member of
+// the approval's chat or team from that scope's own tenant: a federated
+// guest can show up as an owner of a chat.
 func (b *Bot) mayApprove(ctx context.Context, a Approval, who Person) (bool, error) {
 	if who.AADObjectID == "" {
 		return false, nil
 	}
 	scope := a.Upgrade.Installation.Scope
-	if scope.Kind == ScopeUser && strings.EqualFold(scope.ID, who.AADObjectID) {
-		return true, nil // a user consents for their own personal scope
+	if scope.Kind == ScopeUser {
+		// A user consents for their own personal scope, and nobody else
+		// takes part in it.
+		return strings.EqualFold(scope.ID, who.AADObjectID), nil
+	}
+	// Every rule is about a member of this chat or team from its own
+	// tenant: an external (federated) participant arrives with their home
+	// tenant's object id, which a named user or group must not match.
+	entries, err := b.opts.Directory.Membership(ctx, scope, who.AADObjectID)
+	if err != nil {
+		return false, err
+	}
+	i := slices.IndexFunc(entries, func(m Member) bool {
+		return strings.EqualFold(m.UserID, who.AADObjectID) && (scope.TenantID == "" || strings.EqualFold(m.TenantID, scope.TenantID))
+	})
+	if i < 0 {
+		return false, nil
 	}
 	p := b.opts.Approvers
-	if p.namesUser(who.AADObjectID) {
+	if p.namesUser(who.AADObjectID) || (p.Owners && entries[i].IsOwner()) {
 		return true, nil
 	}
 	for _, g := range p.Groups {
@@ -232,17 +248,7 @@ func (b *Bot) mayApprove(ctx context.Context, a Approval, who Person) (bool, err
 			return true, nil
 		}
 	}
-	if !p.Owners || scope.Kind == ScopeUser {
-		return false, nil
-	}
-	entries, err := b.opts.Directory.Membership(ctx, scope, who.AADObjectID)
-	if err != nil {
-		return false, err
-	}
-	return slices.ContainsFunc(entries, func(m Member) bool {
-		return strings.EqualFold(m.UserID, who.AADObjectID) && m.IsOwner() &&
-			(scope.TenantID == "" || strings.EqualFold(m.TenantID, scope.TenantID))
-	}), nil
+	return false, nil
 }
 
 // loadApproval finds the approval a card action names, or the answer to

@@ -511,6 +511,33 @@ func TestApproverGroupPolicy(t *testing.T) {
 	}
 }
 
+// Named approvers and approver groups are people of the chat's own tenant:
+// an external participant arrives with their home tenant's object id, and
+// a deployment serving several tenants must not let a name configured for
+// one approve in another. Nor does someone outside the chat count.
+func TestNamedApproversAreMembersFromTheChatsTenant(t *testing.T) {
+	const outsider = "33333333-3333-3333-3333-333333333333"
+	f := newFlow(t, bot.ApproverPolicy{Users: []string{outsider, member}, Groups: []string{"g-it"}}, "Polls")
+	f.graph.groups = map[string][]string{"g-it": {owner}}
+	f.graph.members = append(f.graph.members, bot.Member{UserID: outsider, DisplayName: "Guest",
+		TenantID: "0b5a2a62-0000-4000-8000-00000000beef", Roles: []string{"owner"}})
+	f.say("check")
+	a := f.onlyApproval()
+	if resp := f.click("approve", a.ID, outsider); !strings.Contains(resp, "can't approve") {
+		t.Errorf("a named user from another tenant approved: %s", resp)
+	}
+	f.graph.members = slices.DeleteFunc(f.graph.members, func(m bot.Member) bool { return m.UserID == owner })
+	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "can't approve") {
+		t.Errorf("a group member who is not in the chat approved: %s", resp)
+	}
+	if f.graph.upgradeCount() != 0 {
+		t.Fatalf("%d upgrades", f.graph.upgradeCount())
+	}
+	if resp := f.click("approve", a.ID, member); !strings.Contains(resp, "was upgraded") {
+		t.Errorf("a named member of the chat's tenant could not approve: %s", resp)
+	}
+}
+
 func TestSubmitTwinUpdatesTheCard(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")

@@ -518,6 +518,12 @@ func TestMembersAndGroups(t *testing.T) {
 	if in, err := e.client.InGroup(context.Background(), tenantID, "g-approvers", "u-guest"); err != nil || in {
 		t.Errorf("non-member: %v %v", in, err)
 	}
+	// An external participant is no user of this tenant: Graph answers 404,
+	// and they are in none of its groups.
+	e.tenant.Fail(graphtest.Fault{Path: "/checkMemberGroups", Status: 404, Code: "Request_ResourceNotFound", Times: 1})
+	if in, err := e.client.InGroup(context.Background(), tenantID, "g-approvers", "u-external"); err != nil || in {
+		t.Errorf("a user unknown to the tenant: %v %v, want false without error", in, err)
+	}
 	e.tenant.Fail(graphtest.Fault{Path: "/checkMemberGroups", Status: 403, Code: "Authorization_RequestDenied"})
 	if _, err := e.client.InGroup(context.Background(), tenantID, "g", "u"); !errors.Is(err, bot.ErrForbidden) || !strings.Contains(err.Error(), "GroupMember.Read.All") {
 		t.Errorf("err %v", err)

@@ -104,7 +104,11 @@ func (c *Client) InGroup(ctx context.Context, tenantID, groupID, userID string) 
 	body.SetGroupIds([]string{groupID})
 	resp, err := g.Users().ByUserId(userID).CheckMemberGroups().PostAsCheckMemberGroupsPostResponse(ctx, body, nil)
 	if err != nil {
-		return false, translate(err, "check group membership", "GroupMember.Read.All")
+		err = translate(err, "check group membership", "GroupMember.Read.All")
+		if bot.ErrorCode(err) == bot.CodeNotFound {
+			return false, nil // not a user of this tenant (an external participant): in none of its groups
+		}
+		return false, err
 	}
 	return slices.Contains(resp.GetValue(), groupID), nil
 }
