@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -567,6 +568,47 @@ func TestNotificationsOffStopsProactivePostsOnlyForApprovers(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if posts := cardPosts(h.connector.Calls()); posts[quiet] != 0 {
 		t.Errorf("a quiet chat got %d cards", posts[quiet])
+	}
+}
+
+// In a team channel people talk to the bot in threads ("…;messageid=…"),
+// while unprompted cards go to the channel itself: "notifications off" in
+// a thread quiets the channel.
+func TestNotificationsOffInAChannelThreadQuietsTheChannel(t *testing.T) {
+	const (
+		team    = "8f3c1e62-5d4b-4a7e-9c21-0b6d2f4e8a10"
+		channel = "19:general@thread.tacv2"
+	)
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	r := h.replica(t, nil, 0)
+	seedTenant(t, h, r) // the group chats: where the new version does get its cards
+	h.graph.Install(graphtest.Team, team, pollsAppID, "1.0.0", nil)
+	h.graph.AddMembers(graphtest.Team, team,
+		graphtest.Member{UserID: ownerID, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+	inChannel := func(a map[string]any, conversation string) map[string]any {
+		a["conversation"] = map[string]any{"id": conversation, "conversationType": "channel", "tenantId": testTenant, "isGroup": true}
+		a["channelData"] = map[string]any{"tenant": map[string]any{"id": testTenant},
+			"team": map[string]any{"id": channel, "aadGroupId": team}, "channel": map[string]any{"id": channel}}
+		return a
+	}
+	if code := r.post(t, h, inChannel(h.event("installationUpdate", "f:add-team", channel, map[string]any{"action": "add"}), channel)); code != http.StatusOK {
+		t.Fatalf("install in the team: %d", code)
+	}
+	m := inChannel(h.message("1700000000500", "notifications off"), channel+";messageid=1700000000499")
+	m["from"] = map[string]any{"id": "29:1megan", "aadObjectId": ownerID, "name": "Megan Bowen"}
+	n := len(h.connector.Calls())
+	r.post(t, h, m)
+	if got := fmt.Sprint(h.connector.WaitCalls(t, n+1)[n].Activity["text"]); !strings.Contains(got, "Notifications are off") {
+		t.Fatalf("owner in a thread: %q", got)
+	}
+	publishPolls11(h)
+	waitFor(t, 10*time.Second, "cards in the group chats", func() bool { return len(cardPosts(h.connector.Calls())) >= 3 })
+	time.Sleep(2 * time.Second) // the channel's scan runs in the same round
+	for conv, k := range cardPosts(h.connector.Calls()) {
+		if strings.HasPrefix(conv, channel) || strings.HasPrefix(conv, url.PathEscape(channel)) {
+			t.Errorf("the quiet channel got %d cards at %s", k, conv)
+		}
 	}
 }
 

@@ -223,11 +223,13 @@ func (b *Bot) ScanConversation(ctx context.Context, j ScanJob) (ScanResult, erro
 }
 
 // postsOn reports whether the bot may post unprompted in a conversation.
+// Quiet mode belongs to a channel, not to the thread it was asked in:
+// unprompted cards go to the channel itself.
 func (b *Bot) postsOn(ctx context.Context, conversationID string) (bool, error) {
 	if b.opts.ProactiveOff {
 		return false, nil
 	}
-	return b.opts.Proactive.NotificationsOn(ctx, conversationID)
+	return b.opts.Proactive.NotificationsOn(ctx, baseConversation(conversationID))
 }
 
 func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (ScanResult, error) {
@@ -465,7 +467,7 @@ func (b *Bot) setNotifications(ctx context.Context, t *Turn, on bool) error {
 	if !ok {
 		return say(cards.SentenceNotificationsNotAllowed)
 	}
-	if err := b.opts.Proactive.SetNotifications(ctx, t.Ref.ConversationID, on); err != nil {
+	if err := b.opts.Proactive.SetNotifications(ctx, baseConversation(t.Ref.ConversationID), on); err != nil {
 		return err
 	}
 	switch {
