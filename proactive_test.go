@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/botframework"
 	"github.com/upgradeapprovals/bot/bot/bottest"
 	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/graph/graphtest"
@@ -763,5 +765,66 @@ func TestProactiveOffWelcomesButPostsNoCardUnasked(t *testing.T) {
 	r.post(t, h, h.message("1700000000500", "check"))
 	if s := cardOf(h.connector.WaitCalls(t, 2)[1]); !strings.Contains(s, `"verb":"approve"`) || !strings.Contains(s, "1.2.0") {
 		t.Errorf("check answered %s, want the pending card", s)
+	}
+}
+
+// sameShardTenant returns a tenant id whose scan jobs share a stream with
+// tenant's (state.Queue spreads tenants over four streams by FNV-1a).
+func sameShardTenant(tenant string) string {
+	shard := func(id string) uint32 {
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		return h.Sum32() % 4
+	}
+	for i := 0; ; i++ {
+		if id := fmt.Sprintf("0b0b0b0b-0000-4000-8000-%012d", i); shard(id) == shard(tenant) {
+			return id
+		}
+	}
+}
+
+// A tenant whose budget is spent for the next half minute does not hold up
+// another tenant's scan queued behind its jobs on the same stream: their
+// jobs leave the stream until their turn, and the other tenant's card
+// comes at once.
+func TestAThrottledTenantDoesNotHoldUpAnother(t *testing.T) {
+	h := newHarness(t)
+	h.tune = func(d *deps) { d.graphBudget = 2 } // one scan a second
+	ctx := context.Background()
+	st := storeOf(t, h)
+	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: st})
+	known := func(tenant, chat string) {
+		t.Helper()
+		ref := bot.ConversationRef{ConversationID: chat, ConversationType: "groupChat", ServiceURL: h.connector.URL(),
+			ChannelID: "msteams", TenantID: tenant, BotID: "28:" + testAppID, Locale: "en-US",
+			Scope: &bot.Scope{Kind: bot.ScopeChat, ID: chat, TenantID: tenant}, UpdatedAt: time.Now().UTC()}
+		if err := st.SaveReference(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		if err := trust.TrustServiceURL(ctx, chat, ref.ServiceURL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.graph.AddApp(graphtest.App{ID: pollsAppID, DisplayName: "Polls", Definitions: []graphtest.Definition{{Version: "1.0.0"}, {Version: "1.1.0"}}})
+	for i := range 30 {
+		chat := fmt.Sprintf("19:busy-%d@thread.v2", i)
+		h.graph.Install(graphtest.Chat, chat, pollsAppID, "1.1.0", nil)
+		known(testTenant, chat)
+	}
+	other := sameShardTenant(testTenant)
+	const otherChat = "19:other-tenant@thread.v2"
+	h.graph.Install(graphtest.Chat, otherChat, pollsAppID, "1.0.0", nil)
+	known(other, otherChat)
+
+	h.replica(t, nil, 0) // its first watcher round sweeps both tenants
+	waitFor(t, 10*time.Second, "the other tenant's card", func() bool { return cardPosts(h.connector.Calls())[otherChat] == 1 })
+	listings := 0
+	for _, c := range h.graph.Calls() {
+		if strings.HasSuffix(c.Path, "/installedApps") && strings.Contains(c.Path, "busy") {
+			listings++
+		}
+	}
+	if listings >= 30 {
+		t.Errorf("the busy tenant's sweep was done (%d scans) before the other tenant's card came", listings)
 	}
 }

@@ -18,6 +18,9 @@ type ScanJob struct {
 	ApprovalID string `json:"approvalId,omitempty"`
 	// Attempt counts failed runs, for backoff.
 	Attempt int `json:"attempt,omitempty"`
+	// Budgeted: the job's Graph calls were booked from its tenant's budget
+	// for the moment it was put off to.
+	Budgeted bool `json:"budgeted,omitempty"`
 }
 
 // Job is a ScanJob handed to one consumer.
@@ -40,8 +43,12 @@ type JobQueue interface {
 
 // Budget is a per-tenant Graph rate limit shared by every replica.
 type Budget interface {
-	// Take spends n calls of a tenant's budget, or says how long to wait.
-	Take(ctx context.Context, tenantID string, n int) (wait time.Duration, err error)
+	// Take spends n calls of a tenant's budget now (wait 0), or books them
+	// for later and says how long until then (booked true): the job is put
+	// off to that moment and runs without taking again, so a throttled
+	// tenant's jobs each come round once more, in order, at the budget's
+	// pace. A paused tenant's budget books nothing (booked false).
+	Take(ctx context.Context, tenantID string, n int) (wait time.Duration, booked bool, err error)
 	// Pause lets no call of a tenant's budget through until until: Graph
 	// throttled the tenant and said when to come back.
 	Pause(ctx context.Context, tenantID string, until time.Time) error
@@ -72,12 +79,6 @@ type WorkerOptions struct {
 	// CallsPerScan is what a scan is charged against the budget. Default 2
 	// (the installations and, for pending ones, their consent).
 	CallsPerScan int
-	// BudgetWait is how long a worker holds a job waiting for its tenant's
-	// budget before it puts the job back on the queue for later. Waiting
-	// in place spares the queue a round of churn for every job of a
-	// throttled tenant each second. Default 5 s (well under the time after
-	// which another replica takes a job over).
-	BudgetWait time.Duration
 	// MaxAttempts bounds retries of a job failing for other reasons than
 	// throttling (those are retried until they pass); the next sweep
 	// catches what is dropped. Default 5.
@@ -100,9 +101,6 @@ func (b *Bot) RunScans(ctx context.Context, o WorkerOptions) error {
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 5
-	}
-	if o.BudgetWait <= 0 {
-		o.BudgetWait = 5 * time.Second
 	}
 	observe := o.Observe
 	if observe == nil {
@@ -129,27 +127,23 @@ func (b *Bot) RunScans(ctx context.Context, o WorkerOptions) error {
 
 func (b *Bot) runJob(ctx context.Context, o WorkerOptions, j Job) (string, ScanResult) {
 	log := b.opts.Logger.With("job", j.ID, "reason", j.Reason, "tenant", j.TenantID)
-	for waited := time.Duration(0); o.Budget != nil; {
-		wait, err := o.Budget.Take(ctx, j.TenantID, o.CallsPerScan)
+	if o.Budget != nil && !j.Budgeted {
+		wait, booked, err := o.Budget.Take(ctx, j.TenantID, o.CallsPerScan)
 		if err != nil {
 			log.WarnContext(ctx, "graph budget unavailable; the job runs again later", "err", err)
 			return "retry", ScanResult{} // not acknowledged: reclaimed later
 		}
-		if wait <= 0 {
-			break
-		}
-		if waited+wait > o.BudgetWait {
+		if wait > 0 {
+			// Off the queue until its turn, so other tenants' jobs behind
+			// it on the same stream are not held up.
+			j.Budgeted = booked
 			if err := o.Queue.Delay(ctx, j, b.opts.Now().Add(wait)); err != nil {
 				log.WarnContext(ctx, "cannot delay job", "err", err)
 			}
 			return "throttled", ScanResult{}
 		}
-		sleep(ctx, wait)
-		if ctx.Err() != nil {
-			return "retry", ScanResult{} // shutting down: another replica reclaims it
-		}
-		waited += wait
 	}
+	j.Budgeted = false // a later run (retry, throttled by Graph) takes the budget again
 	var res ScanResult
 	var err error
 	if j.Reason == ReasonVerify {

@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -9,12 +10,15 @@ import (
 	"github.com/upgradeapprovals/bot/bot"
 )
 
-// oneJobQueue hands out one job and records what became of it.
+// oneJobQueue hands out one job and records what became of it; with
+// requeue, a delayed job is handed out again at once (as if due).
 type oneJobQueue struct {
 	mu      sync.Mutex
 	job     *bot.Job
+	requeue bool
 	acked   int
-	delayed []time.Time
+	delayed []bot.ScanJob
+	dueAt   []time.Time
 }
 
 func (q *oneJobQueue) Enqueue(context.Context, bot.ScanJob) error { return nil }
@@ -41,101 +45,115 @@ func (q *oneJobQueue) Ack(context.Context, bot.Job) error {
 	return nil
 }
 
-func (q *oneJobQueue) Delay(_ context.Context, _ bot.Job, at time.Time) error {
+func (q *oneJobQueue) Delay(_ context.Context, j bot.Job, at time.Time) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.delayed = append(q.delayed, at)
+	q.delayed = append(q.delayed, j.ScanJob)
+	q.dueAt = append(q.dueAt, at)
+	if q.requeue {
+		q.job = &j
+	}
 	return nil
 }
 
-func (q *oneJobQueue) state() (int, []time.Time) {
+func (q *oneJobQueue) state() (int, []bot.ScanJob, []time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.acked, append([]time.Time(nil), q.delayed...)
+	return q.acked, append([]bot.ScanJob(nil), q.delayed...), append([]time.Time(nil), q.dueAt...)
 }
 
-// fullBudget says to wait each of waits in turn, then has room.
-type fullBudget struct {
-	mu    sync.Mutex
-	waits []time.Duration
-	takes int
+// scriptedBudget answers Take with each of answers in turn, then has room.
+type scriptedBudget struct {
+	mu      sync.Mutex
+	answers []budgetAnswer
+	takes   int
 }
 
-func (f *fullBudget) Pause(context.Context, string, time.Time) error { return nil }
+type budgetAnswer struct {
+	wait   time.Duration
+	booked bool
+}
 
-func (f *fullBudget) Take(context.Context, string, int) (time.Duration, error) {
+func (f *scriptedBudget) Pause(context.Context, string, time.Time) error { return nil }
+
+func (f *scriptedBudget) Take(context.Context, string, int) (time.Duration, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.takes++
-	if len(f.waits) == 0 {
-		return 0, nil
+	if len(f.answers) == 0 {
+		return 0, false, nil
 	}
-	w := f.waits[0]
-	f.waits = f.waits[1:]
-	return w, nil
+	a := f.answers[0]
+	f.answers = f.answers[1:]
+	return a.wait, a.booked, nil
 }
 
-// runOneJob runs scan workers until the job is acknowledged or delayed.
-func runOneJob(t *testing.T, budget bot.Budget, budgetWait time.Duration) (*oneJobQueue, []string) {
+// runOneJob runs scan workers until done says so.
+func runOneJob(t *testing.T, q *oneJobQueue, budget bot.Budget, done func() bool) []string {
 	t.Helper()
 	b := newBot(t, &fakeConnector{}, newMemState())
-	q := &oneJobQueue{job: &bot.Job{ID: "0/1-0", ScanJob: bot.ScanJob{TenantID: "t1", ConversationID: "19:a@thread.v2", Reason: "sweep"}}}
 	var mu sync.Mutex
 	var outcomes []string
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
-		defer close(done)
-		_ = b.RunScans(ctx, bot.WorkerOptions{Queue: q, Budget: budget, BudgetWait: budgetWait, Observe: func(o string, _ bot.ScanResult) {
+		defer close(stopped)
+		_ = b.RunScans(ctx, bot.WorkerOptions{Queue: q, Budget: budget, Observe: func(o string, _ bot.ScanResult) {
 			mu.Lock()
 			outcomes = append(outcomes, o)
 			mu.Unlock()
 		}})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if acked, delayed := q.state(); acked+len(delayed) > 0 {
-			break
-		}
+	for !done() {
 		if time.Now().After(deadline) {
-			t.Fatal("the job was neither done nor delayed")
+			t.Fatal("timed out waiting for the job")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
-	<-done
+	<-stopped
 	mu.Lock()
 	defer mu.Unlock()
-	return q, outcomes
+	return outcomes
 }
 
-// A worker waits briefly for its tenant's budget holding the job, rather
-// than putting every job of a throttled tenant back on the queue each time
-// the budget's second is spent.
-func TestScanWaitsForTheBudgetHoldingItsJob(t *testing.T) {
-	budget := &fullBudget{waits: []time.Duration{200 * time.Millisecond, 200 * time.Millisecond}}
-	q, outcomes := runOneJob(t, budget, time.Second)
-	acked, delayed := q.state()
-	if acked != 1 || len(delayed) != 0 || len(outcomes) != 1 || outcomes[0] != "ok" {
-		t.Errorf("acked %d, delayed %v, outcomes %v: want the job run once and acknowledged", acked, delayed, outcomes)
-	}
-	if budget.takes != 3 {
-		t.Errorf("the budget was asked %d times, want 3", budget.takes)
-	}
+func newJob() *bot.Job {
+	return &bot.Job{ID: "0/1-0", ScanJob: bot.ScanJob{TenantID: "t1", ConversationID: "19:a@thread.v2", Reason: "sweep"}}
 }
 
-// A budget that stays spent longer than BudgetWait puts the job back for
-// when it has room, instead of holding a worker.
-func TestScanPutsBackAJobWhoseBudgetStaysSpent(t *testing.T) {
-	budget := &fullBudget{waits: []time.Duration{600 * time.Millisecond, 600 * time.Millisecond, 600 * time.Millisecond}}
+// A tenant whose budget is spent has the job's calls booked for later: the
+// job leaves the queue until then and, back, runs without taking the budget
+// again (a second Take would book it further off, round after round).
+func TestThrottledJobIsBookedAndRunsOnceAtItsTurn(t *testing.T) {
+	budget := &scriptedBudget{answers: []budgetAnswer{{300 * time.Millisecond, true}, {time.Minute, true}}}
+	q := &oneJobQueue{job: newJob(), requeue: true}
 	start := time.Now()
-	q, outcomes := runOneJob(t, budget, time.Second)
-	acked, delayed := q.state()
-	if acked != 0 || len(delayed) != 1 || len(outcomes) != 1 || outcomes[0] != "throttled" {
-		t.Fatalf("acked %d, delayed %v, outcomes %v: want the job delayed once", acked, delayed, outcomes)
+	outcomes := runOneJob(t, q, budget, func() bool { acked, _, _ := q.state(); return acked > 0 })
+	acked, delayed, dueAt := q.state()
+	if acked != 1 || len(delayed) != 1 || !delayed[0].Budgeted || fmt.Sprint(outcomes) != "[throttled ok]" {
+		t.Fatalf("acked %d, delayed %+v, outcomes %v: want put off once, booked, then run", acked, delayed, outcomes)
 	}
-	// One wait in place (600 ms), then put back 600 ms on.
-	if due := delayed[0].Sub(start); due < 1200*time.Millisecond || due > 1200*time.Millisecond+time.Since(start) {
-		t.Errorf("the job is due %s after it was taken, want about 1.2s", due)
+	if due := dueAt[0].Sub(start); due < 300*time.Millisecond || due > 300*time.Millisecond+time.Since(start) {
+		t.Errorf("put off by %s, want the 300ms the budget booked", due)
+	}
+	if budget.takes != 1 {
+		t.Errorf("the budget was taken %d times, want once", budget.takes)
+	}
+}
+
+// A paused tenant (Graph said Retry-After) books nothing: the job is put off
+// to the pause's end and takes the budget when it comes back.
+func TestPausedTenantsJobIsPutOffUnbooked(t *testing.T) {
+	budget := &scriptedBudget{answers: []budgetAnswer{{2 * time.Minute, false}}}
+	q := &oneJobQueue{job: newJob()}
+	start := time.Now()
+	outcomes := runOneJob(t, q, budget, func() bool { _, delayed, _ := q.state(); return len(delayed) > 0 })
+	acked, delayed, dueAt := q.state()
+	if acked != 0 || len(delayed) != 1 || delayed[0].Budgeted || fmt.Sprint(outcomes) != "[throttled]" {
+		t.Fatalf("acked %d, delayed %+v, outcomes %v: want put off once, not booked", acked, delayed, outcomes)
+	}
+	if due := dueAt[0].Sub(start); due < 2*time.Minute || due > 2*time.Minute+time.Since(start) {
+		t.Errorf("put off by %s, want the pause's 2m", due)
 	}
 }

@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,7 +13,9 @@ import (
 var _ bot.Budget = (*Budget)(nil)
 
 // Budget is a per-tenant rate limit on Graph calls shared by every replica:
-// a fixed one-second window per tenant in Redis.
+// a generic cell rate (GCRA) in Redis, one key per tenant holding when its
+// next call is due, which lets a second's worth of calls through at once and
+// books calls beyond that for later, in order.
 type Budget struct {
 	s *Store
 	// perSecond is the tenant's calls per second.
@@ -28,38 +29,39 @@ func (s *Store) Budget(perSecond int) *Budget {
 	return &Budget{s: s, perSecond: max(perSecond, 1)}
 }
 
-// A tenant's second windows and its pause share a hash tag: Take reads
-// both in one script.
-func (b *Budget) key(tenantID string, second int64) string {
-	return b.s.opts.Prefix + "budget:{" + tenantID + "}:" + strconv.FormatInt(second, 10)
-}
+// A tenant's schedule and its pause share a hash tag: Take reads both in
+// one script.
+func (b *Budget) key(tenantID string) string { return b.s.opts.Prefix + "budget:{" + tenantID + "}" }
 func (b *Budget) pauseKey(tenantID string) string {
 	return b.s.opts.Prefix + "budget-pause:{" + tenantID + "}"
 }
 
-// Take spends n calls of this second's budget, or says how long to wait:
-// for the next second, or for a pause to end.
-func (b *Budget) Take(ctx context.Context, tenantID string, n int) (time.Duration, error) {
-	now := time.Now()
-	spent, err := takeScript.Run(ctx, b.s.rdb, []string{b.key(tenantID, now.Unix()), b.pauseKey(tenantID)}, n).Int64()
-	if err != nil {
-		return 0, unavailable("graph budget", err)
+// Take spends n calls of a tenant's budget now, or books them for the
+// first moment they fit after every call booked before and says how long
+// until then (booked true). While the tenant is paused it books nothing
+// and says how long the pause lasts.
+func (b *Budget) Take(ctx context.Context, tenantID string, n int) (time.Duration, bool, error) {
+	interval := 1000.0 / float64(b.perSecond) // ms per call
+	res, err := takeScript.Run(ctx, b.s.rdb, []string{b.key(tenantID), b.pauseKey(tenantID)},
+		time.Now().UnixMilli(), int64(float64(n)*interval), 1000).Int64Slice()
+	if err != nil || len(res) != 2 {
+		return 0, false, unavailable("graph budget", err)
 	}
-	if spent < 0 { // paused: -spent milliseconds left
-		return time.Duration(-spent) * time.Millisecond, nil
-	}
-	if spent <= int64(b.perSecond) || n > b.perSecond && spent == int64(n) {
-		return 0, nil
-	}
-	return time.Until(now.Truncate(time.Second).Add(time.Second)) + time.Millisecond, nil
+	return time.Duration(res[0]) * time.Millisecond, res[1] == 1, nil
 }
 
+// takeScript: KEYS[1] holds when the tenant's next call is due (ms), KEYS[2]
+// its pause; ARGV: now (ms), the calls' cost (ms), the burst (ms). Returns
+// {wait ms, booked}.
 var takeScript = redis.NewScript(`
 local paused = redis.call('PTTL', KEYS[2])
-if paused > 0 then return -paused end
-local spent = redis.call('INCRBY', KEYS[1], ARGV[1])
-if spent == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], 2000) end
-return spent`)
+if paused > 0 then return {paused, 0} end
+local now, cost, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local due = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now) + cost
+redis.call('SET', KEYS[1], due, 'PX', due - now + burst)
+local wait = due - burst - now
+if wait <= 0 then return {0, 0} end
+return {wait, 1}`)
 
 // Pause spends none of a tenant's budget until until, for every replica
 // (Graph throttled the tenant and said when to come back). An earlier end

@@ -251,22 +251,30 @@ func TestPostClaimIsOnceUnlessAbandoned(t *testing.T) {
 	}
 }
 
-func TestBudgetLimitsATenantPerSecond(t *testing.T) {
+// A second's worth of calls goes through at once; calls beyond it are
+// booked one after another at the budget's pace, each for its own moment.
+func TestBudgetLimitsATenantPerSecondAndBooksTheRest(t *testing.T) {
 	s, _ := newStore(t, state.Options{})
 	ctx := context.Background()
-	b := s.Budget(4)
-	var waited time.Duration
-	for range 3 {
-		w, err := b.Take(ctx, tenant, 2)
+	b := s.Budget(10)
+	var waits []time.Duration
+	for range 10 {
+		w, booked, err := b.Take(ctx, tenant, 2) // a scan: 200 ms of budget
 		if err != nil {
 			t.Fatal(err)
 		}
-		waited = max(waited, w)
+		if booked != (w > 0) {
+			t.Errorf("wait %s, booked %v", w, booked)
+		}
+		waits = append(waits, w)
 	}
-	if waited <= 0 || waited > time.Second+10*time.Millisecond {
-		t.Errorf("6 calls against 4 a second: wait %s", waited)
+	for i, w := range waits {
+		want := time.Duration(max(0, i-4)) * 200 * time.Millisecond
+		if w > want || w < want-50*time.Millisecond {
+			t.Errorf("take %d: wait %s, want about %s (%v)", i+1, w, want, waits)
+		}
 	}
-	if w, _ := b.Take(ctx, "other-tenant", 2); w != 0 {
+	if w, _, _ := b.Take(ctx, "other-tenant", 2); w != 0 {
 		t.Error("one tenant's spending limited another")
 	}
 }
@@ -283,14 +291,14 @@ func TestBudgetPausedUntilRetryAfter(t *testing.T) {
 	if err := other.Pause(ctx, tenant, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	w, err := other.Take(ctx, tenant, 2)
-	if err != nil {
-		t.Fatal(err)
+	w, booked, err := other.Take(ctx, tenant, 2)
+	if err != nil || booked {
+		t.Fatalf("booked %v, err %v: a paused tenant's budget books nothing", booked, err)
 	}
 	if w < 2*time.Minute-5*time.Second || w > 2*time.Minute {
 		t.Errorf("a paused tenant's budget says wait %s, want about 2m", w)
 	}
-	if w, _ := other.Take(ctx, "other-tenant", 2); w != 0 {
+	if w, _, _ := other.Take(ctx, "other-tenant", 2); w != 0 {
 		t.Error("one tenant's pause held up another")
 	}
 }
