@@ -438,3 +438,28 @@ func TestCheckAndApproveThroughTheWholeStack(t *testing.T) {
 		t.Errorf("the card was not updated for everyone: %s %s", u.Method, u.Path)
 	}
 }
+
+// A wrong or expired secret (here: refused for Graph only, as in a tenant
+// where the app is not consented) is told to the chat as what to fix, in one
+// line without Entra ID's answer: that names the tenant, the app and trace ids.
+func TestRefusedGraphCredentialIsToldInChatAsWhatToFix(t *testing.T) {
+	h := newHarness(t)
+	graphScope := strings.TrimSuffix(h.env["GRAPH_BASE_URL"], "/v1.0") + "/.default"
+	h.aad.Refuse(func(r bottest.TokenRequest) bool { return r.Scope == graphScope })
+	h.start(t)
+
+	if code := h.post(t, h.message("1700000000020", "check")); code != http.StatusOK {
+		t.Fatalf("check: status %d", code)
+	}
+	reply := h.connector.WaitCalls(t, 1)[0]
+	text, _ := reply.Activity["text"].(string)
+	if !strings.Contains(text, "cannot get a Microsoft Graph token for this tenant") ||
+		!strings.Contains(text, "MicrosoftAppId, its secret or certificate") || !strings.Contains(text, "consented") {
+		t.Errorf("check replied %q, want what to fix", text)
+	}
+	for _, leak := range []string{testTenant, testAppID, bottest.RefusalTraceID, "AADSTS", "unreachable", "\n"} {
+		if strings.Contains(text, leak) {
+			t.Errorf("check replied %q, showing %q", text, leak)
+		}
+	}
+}

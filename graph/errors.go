@@ -1,13 +1,18 @@
 package graph
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
@@ -98,6 +103,10 @@ func translate(err error, op, permission string) error {
 	if err == nil {
 		return nil
 	}
+	var te *tokenError
+	if errors.As(err, &te) {
+		return te.translate(op)
+	}
 	ae := &APIError{Op: op, Permission: permission}
 	var odata *odataerrors.ODataError
 	var api *abstractions.ApiError
@@ -153,4 +162,62 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// tokenSource tags the failures of the app's credential, so that they are
+// told apart from Graph's own and never shown raw: Entra ID's answer names
+// the tenant, the app and its trace ids, and lands in a chat as the reason a
+// check or an upgrade failed. The raw answer is logged instead.
+type tokenSource struct {
+	cred   azcore.TokenCredential
+	tenant string
+	logger *slog.Logger
+}
+
+func (s tokenSource) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, err := s.cred.GetToken(ctx, o)
+	if err != nil {
+		s.logger.WarnContext(ctx, "cannot get a Microsoft Graph token", "tenant", s.tenant, "err", err)
+		return tok, &tokenError{err: err}
+	}
+	return tok, nil
+}
+
+// tokenError is a failure to get a Graph token. Its text is what an admin
+// can act on; the credential's error stays in the chain for errors.As.
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string {
+	if e.refused() {
+		return "the bot cannot get a Microsoft Graph token for this tenant: check MicrosoftAppId, its secret or certificate, and that an admin consented to the app in this tenant"
+	}
+	return "the bot cannot get a Microsoft Graph token: Microsoft Entra ID is unreachable or failing; try again shortly"
+}
+
+func (e *tokenError) Unwrap() error { return e.err }
+
+// refused reports a failure that the configuration causes and only an
+// admin can end: Entra ID refused the app's credential (a wrong or expired
+// secret, an unknown app, no consent in the tenant), or the credential
+// cannot be used here at all (no managed identity, no token file). No
+// answer, a 5xx or a 429 is Entra ID's trouble, and passes.
+func (e *tokenError) refused() bool {
+	if errors.Is(e.err, context.Canceled) || errors.Is(e.err, context.DeadlineExceeded) {
+		return false
+	}
+	var failed *azidentity.AuthenticationFailedError
+	if !errors.As(e.err, &failed) {
+		return true // azidentity's credential-unavailable errors
+	}
+	r := failed.RawResponse
+	return r != nil && r.StatusCode < 500 && r.StatusCode != http.StatusTooManyRequests
+}
+
+func (e *tokenError) translate(op string) error {
+	code := bot.CodeUnavailable
+	if e.refused() {
+		code = bot.CodeForbidden
+	}
+	// Message holds e's text, so bot.Error's text leaves the cause out.
+	return &bot.Error{Code: code, Message: "graph: " + op + ": " + e.Error(), Err: e}
 }

@@ -176,6 +176,7 @@ func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph: credential for tenant %q: %w", tenantID, err)
 	}
+	cred = tokenSource{cred: cred, tenant: tenantID, logger: c.opts.Logger}
 	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{c.scope}, c.hosts)
 	if err != nil {
 		return nil, fmt.Errorf("graph: auth provider: %w", err)

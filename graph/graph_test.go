@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -689,5 +690,36 @@ func TestGrantsReadRefusedNamesItsPermission(t *testing.T) {
 				t.Errorf("err %v: want forbidden naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestRefusedCredentialIsForbiddenAndNamesTheFixWithoutEntrasText(t *testing.T) {
+	var logs strings.Builder
+	e := newEnv(t, func(o *graph.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	seedPolls(e.tenant)
+	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+	e.aad.Refuse(func(bottest.TokenRequest) bool { return true })
+
+	_, err := e.client.Installed(context.Background(), chat())
+	if !errors.Is(err, bot.ErrForbidden) {
+		t.Fatalf("err %v, want forbidden", err)
+	}
+	if failed := new(azidentity.AuthenticationFailedError); !errors.As(err, &failed) {
+		t.Errorf("the credential's error is not in the chain: %v", err)
+	}
+	// err's text is what a chat shows as the reason.
+	text := err.Error()
+	for _, leak := range []string{tenantID, appID, bottest.RefusalTraceID, "AADSTS", "\n"} {
+		if strings.Contains(text, leak) {
+			t.Errorf("%q shows %q", text, leak)
+		}
+	}
+	for _, fix := range []string{"Microsoft Graph token", "MicrosoftAppId", "secret or certificate", "consented"} {
+		if !strings.Contains(text, fix) {
+			t.Errorf("%q does not name %q", text, fix)
+		}
+	}
+	if !strings.Contains(logs.String(), "AADSTS7000215") {
+		t.Errorf("the log lacks Entra ID's answer: %s", logs.String())
 	}
 }

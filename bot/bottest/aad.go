@@ -15,6 +15,7 @@ type AAD struct {
 
 	mu       sync.Mutex
 	requests []TokenRequest
+	refuse   func(TokenRequest) bool
 }
 
 // TokenRequest is what one token request asked for.
@@ -61,7 +62,12 @@ func NewAAD(tb testing.TB) *AAD {
 		a.mu.Lock()
 		a.requests = append(a.requests, req)
 		n := len(a.requests)
+		refuse := a.refuse
 		a.mu.Unlock()
+		if refuse != nil && refuse(req) {
+			writeJSON(w, http.StatusUnauthorized, invalidSecret(req))
+			return
+		}
 		if req.Grant != "client_credentials" || req.ClientID == "" || (req.Secret == "" && req.Assertion == "") {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request"})
 			return
@@ -76,6 +82,35 @@ func NewAAD(tb testing.TB) *AAD {
 	a.srv = httptest.NewTLSServer(mux)
 	tb.Cleanup(a.srv.Close)
 	return a
+}
+
+// Refuse makes the endpoint refuse the requests f picks as Entra ID refuses
+// a wrong or expired client secret: 401 invalid_client, AADSTS7000215.
+func (a *AAD) Refuse(f func(TokenRequest) bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refuse = f
+}
+
+// RefusalTraceID is the trace id in Refuse's answers.
+const RefusalTraceID = "0b5d7e2a-6c1f-4a52-9f3e-1c2d3e4f5a00"
+
+// invalidSecret is Entra ID's answer to a wrong client secret, with the
+// app and the trace ids it names (the error text adds the tenant's token URL).
+func invalidSecret(req TokenRequest) map[string]any {
+	const correlation = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	return map[string]any{
+		"error": "invalid_client",
+		"error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request " +
+			"is the client secret value, not the client secret ID, for a secret added to app '" + req.ClientID + "'." +
+			"\r\nTrace ID: " + RefusalTraceID + "\r\nCorrelation ID: " + correlation +
+			"\r\nTimestamp: 2026-11-30 12:00:00Z",
+		"error_codes":    []int{7000215},
+		"timestamp":      "2026-11-30 12:00:00Z",
+		"trace_id":       RefusalTraceID,
+		"correlation_id": correlation,
+		"error_uri":      "https://login.microsoftonline.com/error?code=7000215",
+	}
 }
 
 // AccessToken is the token the endpoint issues as its n-th, so tests can tell
