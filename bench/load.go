@@ -103,16 +103,19 @@ func (g *loadGen) post(base, token string, activity map[string]any) ([]byte, err
 	return body, nil
 }
 
-// warm sends a few activities so that connections, token caches and lazy
-// initialisation are in place before measuring.
+// warm sends a few activities from every worker, as the measured load
+// will, so that connections (the load generator's to the bot, the bot's to
+// the connector and Redis), token caches and lazy initialisation are in
+// place before measuring.
 func (g *loadGen) warm(base string, acts func(int) map[string]any) {
-	token := g.channel.Token(g.tb)
-	for i := range 20 {
+	n := 10 * max(g.concurrency, 2)
+	_, errs, _ := g.run(base, func(i int) map[string]any {
 		a := acts(i)
 		a["id"] = fmt.Sprintf("warm-%d-%v", i, a["id"])
-		if _, err := g.post(base, token, a); err != nil {
-			g.tb.Fatalf("warm-up on %s: %v", base, err)
-		}
+		return a
+	}, n, nil)
+	if errs > 0 {
+		g.tb.Fatalf("warm-up on %s: %d of %d activities failed", base, errs, n)
 	}
 }
 
