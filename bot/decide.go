@@ -325,6 +325,11 @@ func (b *Bot) publish(ctx context.Context, done Approval) {
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "cannot record history", "approval", done.ID, "err", err)
 	}
+	b.updateCards(ctx, done)
+}
+
+// updateCards shows the approval as it stands on every card that shows it.
+func (b *Bot) updateCards(ctx context.Context, done Approval) {
 	if done.CardActivityID != "" {
 		b.updateCard(ctx, done.Conversation, done.CardActivityID, b.cardFor(done, done.Locale), done.ID)
 	}

@@ -84,9 +84,9 @@ func (b *Bot) VerifyUpgrade(ctx context.Context, approvalID string) error {
 	if len(v.Missing) > 0 {
 		b.opts.Logger.WarnContext(ctx, "an upgrade's consent did not take", "approval", a.ID, "missing", len(v.Missing))
 	}
-	if done.CardActivityID != "" {
-		return b.opts.Connector.Update(ctx, done.Conversation, done.CardActivityID, CardMessage(b.cardFor(done, done.Locale)))
-	}
+	// Every card showing the approval says it, like its outcome (a check's
+	// reply and a proactive post can both show one approval).
+	b.updateCards(ctx, done)
 	return nil
 }
 
