@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -217,6 +218,64 @@ func TestOversizedBodyIs413(t *testing.T) {
 	h.start(t)
 	if code := h.post(t, h.message("big", strings.Repeat("x", 300<<10))); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d, want 413", code)
+	}
+}
+
+// A client that sends its headers and then trickles its body holds a
+// connection and a goroutine: it is cut off once the read timeout passes,
+// long before its body would have arrived.
+func TestTricklingClientIsCutOff(t *testing.T) {
+	h := newHarness(t)
+	h.tune = func(d *deps) { d.readTimeout = 300 * time.Millisecond }
+	h.start(t)
+	body, _ := json.Marshal(h.message("1700000000030", "help"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/messages HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
+		"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", conn.RemoteAddr(), h.channel.Token(t), len(body))
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, _ := http.ReadResponse(bufio.NewReader(conn), nil)
+		answered <- resp
+	}()
+	// One byte every 50 ms: the whole body would take len(body)/20 seconds.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < len(body); i++ {
+		select {
+		case resp := <-answered:
+			if resp != nil && resp.StatusCode == http.StatusOK {
+				t.Fatalf("a trickled body was served: %s", resp.Status)
+			}
+			if calls := h.connector.Calls(); len(calls) != 0 {
+				t.Errorf("the bot replied to a trickled activity: %d calls", len(calls))
+			}
+			return
+		case <-tick.C:
+		}
+		if _, err := conn.Write(body[i : i+1]); err != nil {
+			return // cut off
+		}
+	}
+	t.Fatalf("the server read a %d-byte body trickled over %s", len(body), time.Duration(len(body))*50*time.Millisecond)
+}
+
+// Headers beyond 64 KiB are refused before any handler runs.
+func TestOversizedHeadersAre431(t *testing.T) {
+	h := newHarness(t)
+	h.start(t)
+	req, _ := http.NewRequest(http.MethodGet, h.url+"/healthz", nil)
+	req.Header.Set("X-Padding", strings.Repeat("x", 100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status %d, want 431", resp.StatusCode)
 	}
 }
 

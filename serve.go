@@ -56,6 +56,9 @@ type deps struct {
 	// noBackground starts neither the catalog watcher nor the scan
 	// workers, so a test can count the Graph requests of one command alone.
 	noBackground bool
+	// readTimeout replaces the HTTP server's readTimeout (a test cuts a
+	// slow client off sooner).
+	readTimeout time.Duration
 }
 
 // newLogger returns the process's JSON logger and routes go-redis's own log
@@ -65,6 +68,22 @@ func newLogger(w io.Writer) *slog.Logger {
 	redis.SetLogger(state.RedisLogger{Logger: logger})
 	return logger
 }
+
+// The HTTP server's limits. A client gets readTimeout to send its whole
+// request: Teams sends an activity at once, so only a slow or hostile
+// client needs more, and it would hold a connection and a goroutine.
+// writeTimeout runs from the end of the request's headers to the end of the
+// answer: the longest legitimate answer is a card action's, InvokeWait (8 s)
+// after the approver check's Graph reads, and Teams stops waiting after
+// about 15 s; a message's replies go out through the connector, not in the
+// answer, so a slow Graph delays only its 200.
+const (
+	readTimeout       = 30 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
 
 // shutdownGrace bounds how long in-flight requests may take after SIGTERM.
 const shutdownGrace = 10 * time.Second
@@ -125,7 +144,15 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
-	return listenAndServe(ctx, cfg, d.listener, handler, b, logger, verifier != nil)
+	srv := &http.Server{
+		Handler:           handler,
+		ReadTimeout:       cmp.Or(d.readTimeout, readTimeout),
+		ReadHeaderTimeout: min(readHeaderTimeout, cmp.Or(d.readTimeout, readTimeout)),
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	return listenAndServe(ctx, cfg, d.listener, srv, b, logger, verifier != nil)
 }
 
 // newRegistry is the process's Prometheus registry, with Go and process
@@ -259,7 +286,7 @@ func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state
 // listenAndServe serves handler until ctx ends, then shuts down: in-flight
 // requests get shutdownGrace, and upgrades that outlive their invokes get
 // to record their outcome before Redis closes.
-func listenAndServe(ctx context.Context, cfg config, ln net.Listener, handler http.Handler, b *bot.Bot,
+func listenAndServe(ctx context.Context, cfg config, ln net.Listener, srv *http.Server, b *bot.Bot,
 	logger *slog.Logger, auth bool) error {
 	if ln == nil {
 		var err error
@@ -267,7 +294,6 @@ func listenAndServe(ctx context.Context, cfg config, ln net.Listener, handler ht
 			return err
 		}
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "cloud", cfg.Cloud.Name, "app_type", cfg.AppType,
