@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -198,5 +199,41 @@ func TestSandboxAdoptsWhateverTalksToIt(t *testing.T) {
 	}
 	if ms := h.sb.tenant.Members(graphtest.Team, "00000000-0000-0000-0000-000000000031"); len(ms) != 1 || ms[0].UserID != pgUser || ms[0].Roles[0] != "owner" {
 		t.Errorf("team members: %+v", ms)
+	}
+}
+
+// With auth off, a web page that rebinds its own name to 127.0.0.1 reaches
+// the listener but not the bot: another Host, or a foreign Origin, is 403.
+func TestSandboxServesOnlyLoopbackNames(t *testing.T) {
+	h := newSandboxHarness(t)
+	alex := map[string]any{"id": "user-id-0", "name": "Alex Wilber", "aadObjectId": pgUser}
+	b, _ := json.Marshal(h.activity("message", "personal", "aacbaebb-4c4a-4107-88fa-11d30be08601", alex, "help"))
+	send := func(host, origin string) int {
+		req, _ := http.NewRequest(http.MethodPost, h.url+"/api/messages", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := send("evil.example", ""); code != http.StatusForbidden {
+		t.Errorf("Host evil.example: status %d, want 403", code)
+	}
+	if code := send("", "http://evil.example"); code != http.StatusForbidden {
+		t.Errorf("Origin http://evil.example: status %d, want 403", code)
+	}
+	if calls := h.connector.Calls(); len(calls) != 0 {
+		t.Fatalf("the bot answered a rebound page: %d calls", len(calls))
+	}
+	if code := send("", ""); code != http.StatusOK {
+		t.Errorf("Host %s: status %d, want 200", strings.TrimPrefix(h.url, "http://"), code)
 	}
 }

@@ -139,7 +139,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		activities = d.sandbox.handler(b)
 	}
 	handler, err := botframework.NewServer(botframework.ServerOptions{
-		Bot: activities, Verifier: verifier, Trust: trust, Ready: store.Ready, Gatherer: reg, Metrics: metrics, Logger: logger,
+		Bot: activities, Verifier: verifier, LoopbackOnly: verifier == nil,
+		Trust: trust, Ready: store.Ready, Gatherer: reg, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		return err

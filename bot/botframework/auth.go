@@ -41,7 +41,8 @@ const (
 	ReasonServiceURL      = "service_url"
 	ReasonTenant          = "tenant"
 	ReasonKeysUnavailable = "keys_unavailable"
-	ReasonChannel         = "channel" // authenticated, but not from Microsoft Teams (403)
+	ReasonChannel         = "channel"  // authenticated, but not from Microsoft Teams (403)
+	ReasonLoopback        = "loopback" // ServerOptions.LoopbackOnly: another Host, or a web page's Origin (403)
 )
 
 // ChannelMSTeams is the only channel whose activities reach the bot.

@@ -8,7 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -28,8 +31,14 @@ type ServerOptions struct {
 	// Bot handles activities. Required.
 	Bot ActivityHandler
 	// Verifier authenticates requests. Nil turns authentication off; main
-	// allows that only on a loopback listener.
+	// allows that only on a loopback listener, with LoopbackOnly.
 	Verifier *Verifier
+	// LoopbackOnly refuses (403) every request whose Host is not
+	// 127.0.0.1, localhost or [::1] (any port), or that carries an Origin
+	// other than those. A loopback listener alone does not keep web pages
+	// out: a page the user opens can rebind its own name to 127.0.0.1 and
+	// drive a bot that verifies no token. Set it whenever Verifier is nil.
+	LoopbackOnly bool
 	// Trust records the service URLs of authenticated activities. Required.
 	Trust ServiceURLTrust
 	// Ready reports whether dependencies answer (Redis); used by /readyz.
@@ -59,6 +68,9 @@ func NewServer(opts ServerOptions) (http.Handler, error) {
 	s := &server{opts: opts}
 	r := gin.New()
 	r.Use(gin.Recovery())
+	if opts.LoopbackOnly {
+		r.Use(s.loopbackOnly)
+	}
 	r.POST("/api/messages", s.authenticate, s.messages)
 	// The M365 Agents Playground probes the endpoint with HEAD before it starts.
 	r.HEAD("/api/messages", func(c *gin.Context) { c.Status(http.StatusOK) })
@@ -89,6 +101,38 @@ func (s *server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Set(claimsKey, claims)
+}
+
+// loopbackOnly refuses requests that name another host (DNS rebinding) or
+// come from a web page served elsewhere.
+func (s *server) loopbackOnly(c *gin.Context) {
+	if !loopbackHost(c.Request.Host) {
+		s.refuse(c, http.StatusForbidden, authError(ReasonLoopback, fmt.Errorf("host %q is not loopback", c.Request.Host)))
+		return
+	}
+	if origins, ok := c.Request.Header["Origin"]; ok {
+		u, err := url.Parse(strings.Join(origins, ","))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !loopbackHost(u.Host) {
+			s.refuse(c, http.StatusForbidden, authError(ReasonLoopback, fmt.Errorf("origin %q is not loopback", strings.Join(origins, ","))))
+			return
+		}
+	}
+}
+
+// loopbackHost reports whether a Host header (or an origin's host) names
+// the loopback interface: 127.0.0.1, localhost or [::1], with any port.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
+		host = hostport[1 : len(hostport)-1]
+	}
+	switch strings.ToLower(host) {
+	case "127.0.0.1", "localhost", "::1":
+		return true
+	}
+	return false
 }
 
 func (s *server) reject(c *gin.Context, err error) {

@@ -237,3 +237,58 @@ func TestReadyzStaysDownWhenKeysCannotBeFetched(t *testing.T) {
 		t.Errorf("/readyz without keys: %d, want 503", w.Code)
 	}
 }
+
+// With authentication off (the sandbox, a local run) the listener is on
+// loopback, but a web page the user opens can rebind its own name to
+// 127.0.0.1: requests naming another host, or sent from another origin, are
+// refused before they reach the bot.
+func TestLoopbackOnlyRefusesOtherHostsAndOrigins(t *testing.T) {
+	rec := &recorder{}
+	h, err := botframework.NewServer(botframework.ServerOptions{Bot: rec, Trust: &memTrust{}, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(activity())
+	for _, tc := range []struct {
+		host, origin string
+		want         int
+	}{
+		{"127.0.0.1:3978", "", http.StatusOK},
+		{"localhost:3978", "", http.StatusOK},
+		{"LOCALHOST", "", http.StatusOK},
+		{"[::1]:3978", "", http.StatusOK},
+		{"127.0.0.1:3978", "http://localhost:56150", http.StatusOK},
+		{"127.0.0.1:3978", "http://[::1]:56150", http.StatusOK},
+		{"evil.example", "", http.StatusForbidden},
+		{"evil.example:3978", "", http.StatusForbidden},
+		{"127.0.0.1.evil.example:3978", "", http.StatusForbidden},
+		{"localhost.evil.example", "", http.StatusForbidden},
+		{"", "", http.StatusForbidden},
+		{"127.0.0.1:3978", "http://evil.example", http.StatusForbidden},
+		{"127.0.0.1:3978", "http://127.0.0.1.evil.example:3978", http.StatusForbidden},
+		{"127.0.0.1:3978", "null", http.StatusForbidden},
+	} {
+		before := rec.count()
+		req := jsonPost(bytes.NewReader(b))
+		req.Host = tc.host
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != tc.want {
+			t.Errorf("Host %q, Origin %q: status %d, want %d", tc.host, tc.origin, w.Code, tc.want)
+		}
+		if reached := rec.count() > before; reached != (tc.want == http.StatusOK) {
+			t.Errorf("Host %q, Origin %q: reached the bot: %v", tc.host, tc.origin, reached)
+		}
+	}
+	// Nor can such a page read the bot's state.
+	req := httptest.NewRequest(http.MethodGet, "/readyz", nil)
+	req.Host = "evil.example"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusForbidden {
+		t.Errorf("GET /readyz for evil.example: status %d, want 403", w.Code)
+	}
+}
