@@ -333,11 +333,15 @@ func TestNamesFromOutsideNeverBecomeLinks(t *testing.T) {
 	evil := polls
 	evil.Name = "[Approve here](https://evil.example/approve)"
 	evil.ShortDescription = "See [the release notes](https://evil.example/notes)"
+	// A version is free-form text in the catalog, and shown as a fact.
+	evil.FromVersion = "[1.0](https://evil.example/old)"
+	evil.ToVersion = "[2.0](https://evil.example/new)"
 	built := []cards.Card{
 		c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: evil, Diff: pollsDiff, Place: cards.PlaceChat}),
 		c.Outcome(cards.Outcome{Locale: "en-US", Kind: cards.OutcomeUpgraded, App: evil, By: "[Megan](https://evil.example)", At: time.Now()}),
 		c.PendingList(cards.PendingList{Locale: "zh-CN", Items: []cards.PendingItem{{ApprovalID: "apr_1", App: evil, Diff: pollsDiff}}}),
 		c.Reminder(cards.Reminder{Locale: "en-US", App: evil, People: []cards.Approver{{ID: "29:1", Name: "[Megan](https://evil.example)"}}}),
+		c.UpToDate(cards.UpToDate{Locale: "en-US", Place: cards.PlaceChat, Apps: []cards.InstalledApp{{Name: evil.Name, Version: evil.ToVersion}}}),
 	}
 	for i, card := range built {
 		b, _ := json.Marshal(card)
@@ -357,13 +361,23 @@ func TestNamesFromOutsideNeverBecomeLinks(t *testing.T) {
 	}
 }
 
-// textBlocks returns the markdown of every TextBlock in a card's JSON.
+// textBlocks returns the markdown of every TextBlock and fact in a card's JSON.
 func textBlocks(v any) []string {
 	var out []string
 	switch v := v.(type) {
 	case map[string]any:
 		if s, ok := v["text"].(string); ok && v["type"] == "TextBlock" {
 			out = append(out, s)
+		}
+		if facts, ok := v["facts"].([]any); ok && v["type"] == "FactSet" {
+			for _, f := range facts {
+				f, _ := f.(map[string]any)
+				for _, k := range []string{"title", "value"} {
+					if s, ok := f[k].(string); ok {
+						out = append(out, s)
+					}
+				}
+			}
 		}
 		for _, e := range v {
 			out = append(out, textBlocks(e)...)

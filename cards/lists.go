@@ -83,7 +83,7 @@ func (c *Cards) UpToDate(u UpToDate) Card {
 		shown := u.Apps[:min(len(u.Apps), maxUpToDateApps)]
 		facts := make([]Fact, 0, len(shown))
 		for _, a := range shown {
-			facts = append(facts, Fact{Title: literal(a.Name), Value: a.Version})
+			facts = append(facts, Fact{Title: literal(a.Name), Value: literal(a.Version)})
 		}
 		body = append(body, text(t.N("UpToDateCount", len(u.Apps), nil)), Element{Type: "FactSet", Facts: facts})
 		if more := len(u.Apps) - len(shown); more > 0 {

@@ -82,8 +82,8 @@ func (c *Cards) Outcome(o Outcome) Card {
 	body = append(body, container(outcomeStyle[o.Kind], status...))
 	body = append(body, heading(o.App.Name))
 	body = append(body, Element{Type: "FactSet", Facts: []Fact{
-		{Title: t.T("InstalledVersion"), Value: o.App.FromVersion},
-		{Title: t.T("CatalogVersion"), Value: o.App.ToVersion},
+		{Title: t.T("InstalledVersion"), Value: literal(o.App.FromVersion)},
+		{Title: t.T("CatalogVersion"), Value: literal(o.App.ToVersion)},
 	}})
 	if o.Kind == OutcomeUpgraded {
 		if o.Verification != nil {

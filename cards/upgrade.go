@@ -63,8 +63,8 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 	t := c.tr(v.Locale)
 	body := c.appHeader(t, v.App)
 	body = append(body, Element{Type: "FactSet", Facts: []Fact{
-		{Title: t.T("InstalledVersion"), Value: v.App.FromVersion},
-		{Title: t.T("CatalogVersion"), Value: v.App.ToVersion},
+		{Title: t.T("InstalledVersion"), Value: literal(v.App.FromVersion)},
+		{Title: t.T("CatalogVersion"), Value: literal(v.App.ToVersion)},
 	}})
 	body = append(body, c.diffSections(t, v.Diff, v.ApprovalID, true)...)
 	body = append(body, subtle(t.T(whoMayApprove(v.Approvers, v.Place))))
