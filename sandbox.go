@@ -57,16 +57,7 @@ func sandboxCommand(ctx context.Context, getenv func(string) string, stderr io.W
 	cfg.GraphBaseURL = sb.tenant.BaseURL + "/v1.0"
 
 	endpoint := "http://" + cfg.addr() + "/api/messages"
-	fmt.Fprintf(stderr, `
-*** SANDBOX ***  No MicrosoftAppId, so this is the sandbox: the bot against a FAKE Microsoft Graph tenant
-(%s), authentication off, loopback only, state in memory. Nothing here talks to Microsoft.
-Any chat or team that talks to it gets apps behind the catalog, with you as its owner. In another terminal:
-
-    npx @microsoft/m365agentsplayground@0.2.28 -e %s -c msteams
-
-then send "check", press Approve, send "history". Set MicrosoftAppId (see README) to run the real bot.
-
-`, sb.tenant.BaseURL, endpoint)
+	fmt.Fprint(stderr, sandboxBanner(sb.tenant.BaseURL, endpoint))
 	logger.Warn("SANDBOX: Microsoft Graph is a fake tenant; authentication is off", "graph", sb.tenant.BaseURL, "endpoint", endpoint)
 	if err := serve(ctx, cfg, logger, deps{sandbox: sb}); err != nil {
 		logger.Error("bot stopped", "err", err)
@@ -235,4 +226,20 @@ type staticToken string
 
 func (s staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	return azcore.AccessToken{Token: string(s), ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// sandboxBanner is what the sandbox prints on start: what it is, and the
+// Playground command to talk to it, which makes no outside connection (no
+// telemetry, no Application Insights statsbeat), as the e2e test runs it.
+func sandboxBanner(graphURL, endpoint string) string {
+	return fmt.Sprintf(`
+*** SANDBOX ***  No MicrosoftAppId, so this is the sandbox: the bot against a FAKE Microsoft Graph tenant
+(%s), authentication off, loopback only, state in memory. Nothing here talks to Microsoft.
+Any chat or team that talks to it gets apps behind the catalog, with you as its owner. In another terminal:
+
+    APPLICATION_INSIGHTS_NO_STATSBEAT=true npx @microsoft/m365agentsplayground@0.2.28 -e %s -c msteams --disable-telemetry
+
+then send "check", press Approve, send "history". Set MicrosoftAppId (see README) to run the real bot.
+
+`, graphURL, endpoint)
 }

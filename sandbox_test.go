@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -235,5 +236,31 @@ func TestSandboxServesOnlyLoopbackNames(t *testing.T) {
 	}
 	if code := send("", ""); code != http.StatusOK {
 		t.Errorf("Host %s: status %d, want 200", strings.TrimPrefix(h.url, "http://"), code)
+	}
+}
+
+// Every Playground command a newcomer is given (README's, the sandbox's
+// banner) runs it as the e2e test does, with no outside connection: README
+// says nothing in the sandbox talks to Microsoft.
+func TestPlaygroundCommandsMakeNoOutsideConnection(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commands []string
+	for _, text := range []string{string(readme), sandboxBanner("http://127.0.0.1:1", "http://127.0.0.1:3978/api/messages")} {
+		for line := range strings.Lines(text) {
+			if strings.Contains(line, "npx @microsoft/m365agentsplayground") {
+				commands = append(commands, strings.TrimSpace(line))
+			}
+		}
+	}
+	if len(commands) < 3 {
+		t.Fatalf("found %d Playground commands, want README's two and the banner's", len(commands))
+	}
+	for _, c := range commands {
+		if !strings.Contains(c, " --disable-telemetry") || !strings.Contains(c, "APPLICATION_INSIGHTS_NO_STATSBEAT=true ") {
+			t.Errorf("%q sends telemetry", c)
+		}
 	}
 }
