@@ -206,11 +206,14 @@ func (e *tokenError) refused() bool {
 		return false
 	}
 	var failed *azidentity.AuthenticationFailedError
-	if !errors.As(e.err, &failed) {
-		return true // azidentity's credential-unavailable errors
+	if errors.As(e.err, &failed) {
+		r := failed.RawResponse
+		return r != nil && r.StatusCode < 500 && r.StatusCode != http.StatusTooManyRequests
 	}
-	r := failed.RawResponse
-	return r != nil && r.StatusCode < 500 && r.StatusCode != http.StatusTooManyRequests
+	// azidentity's credential-unavailable errors (unexported) are marked
+	// as not worth retrying.
+	var unavailable interface{ NonRetriable() }
+	return errors.As(e.err, &unavailable)
 }
 
 func (e *tokenError) translate(op string) error {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -721,5 +722,42 @@ func TestRefusedCredentialIsForbiddenAndNamesTheFixWithoutEntrasText(t *testing.
 	}
 	if !strings.Contains(logs.String(), "AADSTS7000215") {
 		t.Errorf("the log lacks Entra ID's answer: %s", logs.String())
+	}
+}
+
+type failingCredential struct{ err error }
+
+func (c failingCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{}, c.err
+}
+
+// A credential that cannot be used here (no managed identity) is the
+// admin's to fix, like a refused one; a failure that may pass is
+// unavailable. Neither shows the credential's own text in a chat.
+func TestUnusableCredentialIsForbiddenAndAFailingOneUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		is   error
+		text string
+	}{
+		{"managed identity unavailable", azidentity.NewCredentialUnavailableError("ManagedIdentityCredential: no managed identity endpoint for tenant " + tenantID),
+			bot.ErrForbidden, "MicrosoftAppId, its secret or certificate"},
+		{"no answer", fmt.Errorf("POST https://login.microsoftonline.com/%s/oauth2/v2.0/token: connection reset", tenantID),
+			bot.ErrUnavailable, "Microsoft Entra ID is unreachable or failing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(o *graph.Options) {
+				o.Credential = func(string) (azcore.TokenCredential, error) { return failingCredential{tc.err}, nil }
+				o.Logger = slog.New(slog.DiscardHandler)
+			})
+			_, err := e.client.Installed(context.Background(), chat())
+			if !errors.Is(err, tc.is) || !errors.Is(err, tc.err) {
+				t.Fatalf("err %v, want %v wrapping the credential's", err, tc.is)
+			}
+			if text := err.Error(); !strings.Contains(text, tc.text) || strings.Contains(text, tenantID) {
+				t.Errorf("%q: want %q and no tenant id", text, tc.text)
+			}
+		})
 	}
 }
