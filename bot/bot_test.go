@@ -22,7 +22,8 @@ type fakeConnector struct {
 	sends   []bot.Message
 	updates map[string]bot.Message // by activity id
 	err     error
-	panics  bool // Reply panics, as a bug would
+	panics  bool   // Reply panics, as a bug would
+	replied func() // runs after a reply was sent
 }
 
 func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string, m bot.Message) (string, error) {
@@ -35,6 +36,9 @@ func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string
 		return "", f.err
 	}
 	f.replies = append(f.replies, m)
+	if f.replied != nil {
+		defer f.replied() // after the lock is released
+	}
 	return fmt.Sprintf("reply-%d", len(f.replies)), nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/upgradeapprovals/bot/cards"
 )
@@ -139,17 +140,32 @@ func (b *Bot) postCard(ctx context.Context, ref ConversationRef, replyTo string,
 	if err != nil || id == "" {
 		return id, err
 	}
-	_, err = b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) {
-		switch {
-		case a.CardActivityID == "":
-			a.CardActivityID = id
-		case a.CardActivityID == id:
-		case len(a.OtherCards) < maxOtherCards:
-			a.OtherCards = append(a.OtherCards, PostedCard{Conversation: ref, ActivityID: id})
-		}
+	// The card is out: failing now would make Teams deliver the message
+	// again and post a second card. Without the record the card still
+	// works (its buttons carry the approval id); only its update for
+	// everyone is lost, so the write is retried a little, then logged.
+	err = b.retryStore(ctx, recordRetry, func(ctx context.Context) error {
+		_, err := b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) {
+			switch {
+			case a.CardActivityID == "":
+				a.CardActivityID = id
+			case a.CardActivityID == id:
+			case len(a.OtherCards) < maxOtherCards:
+				a.OtherCards = append(a.OtherCards, PostedCard{Conversation: ref, ActivityID: id})
+			}
+		})
+		return err
 	})
-	return id, err
+	if err != nil {
+		b.opts.Logger.WarnContext(ctx, "posted a card but cannot record it; it will not be updated for everyone",
+			"approval", a.ID, "activity_id", id, "err", err)
+	}
+	return id, nil
 }
+
+// recordRetry is how long recording a posted card is retried while Redis
+// is unavailable: short, as the turn's answer waits for it.
+const recordRetry = 3 * time.Second
 
 var allStatuses = []ApprovalStatus{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected,
 	StatusFailed, StatusExpired, StatusSuperseded, StatusUpToDate, StatusUpgradedOutside}

@@ -998,6 +998,23 @@ func TestApproveAllGivesEachUpgradeItsOwnTime(t *testing.T) {
 	})
 }
 
+// Redis failing just after check's card went out must not fail the turn:
+// Teams would deliver the message again and a second card would follow.
+func TestCheckWhoseCardCannotBeRecordedPostsItOnce(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.conn.replied = func() {
+		f.state.mu.Lock()
+		f.state.down = bot.Errorf(bot.CodeUnavailable, "redis: connection refused")
+		f.state.mu.Unlock()
+	}
+	if _, err := f.bot.Handle(context.Background(), f.activity(map[string]any{"type": "message", "text": "check"})); err != nil {
+		t.Fatalf("check failed after its card was posted: %v", err)
+	}
+	if len(f.conn.replies) != 1 {
+		t.Errorf("%d replies, want the one card", len(f.conn.replies))
+	}
+}
+
 func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
