@@ -31,6 +31,12 @@ type QueueOptions struct {
 	// Block is how long Next waits for a job when every shard is empty.
 	// Default 500 ms.
 	Block time.Duration
+	// TendEvery is how often this process moves a shard's due delayed jobs
+	// onto its stream and reclaims a dead replica's jobs there. Doing both
+	// on every read made idle workers cost Redis about 100 round trips a
+	// second per replica. Default 1 s (a quarter of ReclaimAfter if that
+	// is less): a delayed job runs at most that late.
+	TendEvery time.Duration
 }
 
 // Queue is the bot's scan jobs on Redis Streams with one consumer group:
@@ -43,6 +49,7 @@ type Queue struct {
 	mu      sync.Mutex
 	next    int
 	created map[int]bool
+	tended  map[int]time.Time // when each shard was last tended by this process
 }
 
 var _ bot.JobQueue = (*Queue)(nil)
@@ -63,7 +70,10 @@ func (s *Store) Queue(opts QueueOptions) (*Queue, error) {
 	if opts.Block <= 0 {
 		opts.Block = 500 * time.Millisecond
 	}
-	return &Queue{s: s, opts: opts, created: map[int]bool{}}, nil
+	if opts.TendEvery <= 0 {
+		opts.TendEvery = min(time.Second, opts.ReclaimAfter/4)
+	}
+	return &Queue{s: s, opts: opts, created: map[int]bool{}, tended: map[int]time.Time{}}, nil
 }
 
 // A shard's stream and its delayed set share a hash tag: one script moves
@@ -149,14 +159,23 @@ func (q *Queue) nextIn(ctx context.Context, shard int, block time.Duration) (bot
 		return bot.Job{}, false, err
 	}
 	stream := q.streamKey(shard)
-	if err := promoteScript.Run(ctx, q.s.rdb, []string{q.delayedKey(shard), stream},
-		time.Now().UnixMilli(), 100, maxStreamLength).Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return bot.Job{}, false, unavailable("promote delayed jobs", err)
-	}
-	msgs, _, err := q.s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: jobGroup,
-		Consumer: q.opts.Consumer, MinIdle: q.opts.ReclaimAfter, Start: "0-0", Count: 1}).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return bot.Job{}, false, unavailable("reclaim jobs", err)
+	var msgs []redis.XMessage
+	if q.tendDue(shard) {
+		if err := promoteScript.Run(ctx, q.s.rdb, []string{q.delayedKey(shard), stream},
+			time.Now().UnixMilli(), 100, maxStreamLength).Err(); err != nil && !errors.Is(err, redis.Nil) {
+			q.untend(shard)
+			return bot.Job{}, false, unavailable("promote delayed jobs", err)
+		}
+		var err error
+		msgs, _, err = q.s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: jobGroup,
+			Consumer: q.opts.Consumer, MinIdle: q.opts.ReclaimAfter, Start: "0-0", Count: 1}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			q.untend(shard)
+			return bot.Job{}, false, unavailable("reclaim jobs", err)
+		}
+		if len(msgs) > 0 {
+			q.untend(shard) // there may be more to reclaim: look again at once
+		}
 	}
 	if len(msgs) == 0 {
 		streams, err := q.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: jobGroup, Consumer: q.opts.Consumer,
@@ -188,6 +207,26 @@ func (q *Queue) nextIn(ctx context.Context, shard int, block time.Duration) (bot
 		return bot.Job{}, false, fmt.Errorf("state: job %s is not a scan job: %w", m.ID, err)
 	}
 	return bot.Job{ID: strconv.Itoa(shard) + "/" + m.ID, ScanJob: j}, true, nil
+}
+
+// tendDue reports whether the shard is due to be tended, and if so marks
+// it tended now.
+func (q *Queue) tendDue(shard int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	if now.Sub(q.tended[shard]) < q.opts.TendEvery {
+		return false
+	}
+	q.tended[shard] = now
+	return true
+}
+
+// untend makes the shard due again (tending failed, or found work).
+func (q *Queue) untend(shard int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.tended, shard)
 }
 
 // promoteScript moves due delayed jobs onto the stream.

@@ -68,6 +68,33 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 	}
 }
 
+// An idle worker reads each shard on every poll, but moves delayed jobs
+// and looks for a dead replica's jobs there only every TendEvery: idle
+// replicas must not keep Redis busy.
+func TestIdleQueueTendsShardsOnlyEveryTendEvery(t *testing.T) {
+	s, rdb := newStore(t, state.Options{})
+	hook := &roundTrips{}
+	rdb.AddHook(hook)
+	ctx := context.Background()
+	q, err := s.Queue(state.QueueOptions{Consumer: "idle", Shards: 4, Block: 20 * time.Millisecond, TendEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := q.Next(ctx); err != nil || ok { // creates the groups and tends every shard once
+		t.Fatalf("empty queue: %v %v", ok, err)
+	}
+	hook.single.Store(0)
+	const polls = 10
+	for range polls {
+		if _, ok, err := q.Next(ctx); err != nil || ok {
+			t.Fatalf("empty queue: %v %v", ok, err)
+		}
+	}
+	if got := hook.single.Load(); got != polls*4 {
+		t.Errorf("%d polls of 4 idle shards sent %d commands, want one read a shard (%d)", polls, got, polls*4)
+	}
+}
+
 func TestQueueHandsAnAbandonedJobToAnotherConsumer(t *testing.T) {
 	s, _ := newStore(t, state.Options{})
 	ctx := context.Background()
