@@ -44,10 +44,15 @@ const { chromium } = require("playwright-core");
     for (const m of messages) {
       if (m.startsWith("open:")) {
         const name = m.slice("open:".length);
+        const before = await cards.first().elementHandle({ timeout: 1000 }).catch(() => null);
         // The conversation list can sit outside the viewport's hit area.
         await page.getByRole("treeitem", { name }).first().dispatchEvent("click");
-        // A conversation opened for the first time shows no bot message yet.
-        await page.waitForFunction(() => document.querySelectorAll(".fai-OutputCard").length === 0, null, { timeout: 10000 });
+        // The switch shows when the old conversation's cards are gone; the
+        // new one may already show the bot's welcome by the first look.
+        await page.waitForFunction((old) => {
+          const now = document.querySelectorAll(".fai-OutputCard");
+          return now.length === 0 || !old || !old.isConnected || now[0] !== old;
+        }, before, { timeout: 10000 });
         await box.waitFor({ timeout: 10000 });
         await settle();
         out.push(name);
