@@ -204,20 +204,7 @@ func TestReplicaProcessKilledMidJobIsReclaimedAndPostedOnce(t *testing.T) {
 		t.Fatalf("cards posted before the reclaim: %v", posts)
 	}
 
-	const reclaimAfter = 2 * time.Second
-	h.replica(t, nil, reclaimAfter)
-	h.replica(t, nil, reclaimAfter)
-	waitFor(t, 30*time.Second, "the reclaimed jobs to post", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
-	waitFor(t, 10*time.Second, "every job acknowledged", func() bool {
-		for _, n := range pendingJobs(t, h) {
-			if n > 0 {
-				return false
-			}
-		}
-		return true
-	})
-	time.Sleep(2 * reclaimAfter)
-	posts := cardPosts(h.connector.Calls())
+	posts := reclaimByTwoReplicas(t, h)
 	for _, chat := range proactiveChats[:3] {
 		if posts[chat] != 1 {
 			t.Errorf("%s got %d cards, want 1", chat, posts[chat])

@@ -391,16 +391,33 @@ func TestJobOfAKilledReplicaIsReclaimedAndPostedOnce(t *testing.T) {
 		t.Fatalf("cards posted before the reclaim: %v", posts)
 	}
 
-	const reclaimAfter = 2 * time.Second
-	h.replica(t, nil, reclaimAfter)
-	h.replica(t, nil, reclaimAfter)
-	waitFor(t, 30*time.Second, "the reclaimed jobs to post", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
-	time.Sleep(2 * reclaimAfter)
-	for chat, n := range cardPosts(h.connector.Calls()) {
+	for chat, n := range reclaimByTwoReplicas(t, h) {
 		if n != 1 {
 			t.Errorf("%s got %d cards, want 1", chat, n)
 		}
 	}
+}
+
+// reclaimByTwoReplicas starts two replicas that take over scan jobs left
+// unacknowledged for 2 s, waits until the three chats with Polls have a
+// card and every job is acknowledged, then, once another reclaim could have
+// posted again, returns the cards posted per chat.
+func reclaimByTwoReplicas(t *testing.T, h *harness) map[string]int {
+	t.Helper()
+	const reclaimAfter = 2 * time.Second
+	h.replica(t, nil, reclaimAfter)
+	h.replica(t, nil, reclaimAfter)
+	waitFor(t, 30*time.Second, "the reclaimed jobs to post", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	waitFor(t, 10*time.Second, "every job acknowledged", func() bool {
+		for _, n := range pendingJobs(t, h) {
+			if n > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(2 * reclaimAfter)
+	return cardPosts(h.connector.Calls())
 }
 
 // cardIndex returns the position of the first approval card posted in a
