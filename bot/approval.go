@@ -71,6 +71,16 @@ type PostedCard struct {
 // maxOtherCards bounds the cards one approval keeps true.
 const maxOtherCards = 20
 
+// Batch is approvals listed together on one card, for "approve all".
+type Batch struct {
+	ID        string
+	Approvals []string
+	// Lists are the messages showing the list (the reply to check, and
+	// any other one an "approve all" came from); each is kept true as
+	// its approvals are decided, on whichever replica.
+	Lists []PostedCard
+}
+
 // OpenKey identifies "the same request": one installation (in one tenant)
 // and one target version. There is at most one open approval per OpenKey,
 // whichever conversation or channel thread asked, so a team installation
@@ -155,10 +165,19 @@ type ApprovalStore interface {
 	// with CodeConflict.
 	Transition(ctx context.Context, id string, from []ApprovalStatus, change func(*Approval)) (Approval, error)
 	Claims
-	// SaveBatch remembers approval ids under a new batch id ("approve all").
+	// SaveBatch remembers approval ids under a new batch id ("approve all"),
+	// and the batch under each approval (ListedIn).
 	SaveBatch(ctx context.Context, ids []string) (string, error)
-	// Batch returns the approval ids of a batch, or CodeNotFound.
-	Batch(ctx context.Context, id string) ([]string, error)
+	// Batch returns a batch: its approval ids and the messages listing
+	// them, or CodeNotFound.
+	Batch(ctx context.Context, id string) (Batch, error)
+	// RecordList remembers a message that lists the batch, so that it is
+	// kept true; recording one twice changes nothing. CodeNotFound when the
+	// batch is gone.
+	RecordList(ctx context.Context, batchID string, list PostedCard) error
+	// ListedIn returns the batches an approval was listed in, newest first
+	// (a bounded number of them).
+	ListedIn(ctx context.Context, approvalID string) ([]string, error)
 	// AppendAudit adds an event to a conversation's history.
 	AppendAudit(ctx context.Context, conversationID string, e AuditEvent) error
 	// Audit returns up to n events of a conversation, newest first.

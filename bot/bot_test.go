@@ -24,6 +24,9 @@ type fakeConnector struct {
 	err     error
 	panics  bool   // Reply panics, as a bug would
 	replied func() // runs after a reply was sent
+	// updating runs as an update is sent, before it lands: another
+	// replica may act meanwhile.
+	updating func(id string)
 }
 
 func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string, m bot.Message) (string, error) {
@@ -51,6 +54,12 @@ func (f *fakeConnector) Send(_ context.Context, _ bot.ConversationRef, m bot.Mes
 
 func (f *fakeConnector) Update(_ context.Context, _ bot.ConversationRef, id string, m bot.Message) error {
 	f.mu.Lock()
+	updating := f.updating
+	f.mu.Unlock()
+	if updating != nil {
+		updating(id)
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.updates == nil {
 		f.updates = map[string]bot.Message{}
@@ -74,6 +83,7 @@ type memState struct {
 	approvals map[string]bot.Approval
 	open      map[bot.OpenKey]string
 	batches   map[string][]string
+	lists     map[string][]bot.PostedCard // by batch
 	audit     map[string][]bot.AuditEvent
 	leases    map[string]time.Time // claim leases by approval id
 	down      error                // every approval call fails with it
@@ -237,14 +247,41 @@ func (m *memState) SaveBatch(_ context.Context, ids []string) (string, error) {
 	return id, nil
 }
 
-func (m *memState) Batch(_ context.Context, id string) ([]string, error) {
+func (m *memState) Batch(_ context.Context, id string) (bot.Batch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ids, ok := m.batches[id]
 	if !ok {
-		return nil, bot.Errorf(bot.CodeNotFound, "no batch")
+		return bot.Batch{}, bot.Errorf(bot.CodeNotFound, "no batch")
 	}
-	return ids, nil
+	return bot.Batch{ID: id, Approvals: ids, Lists: slices.Clone(m.lists[id])}, nil
+}
+
+func (m *memState) RecordList(_ context.Context, id string, l bot.PostedCard) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.batches[id]; !ok {
+		return bot.Errorf(bot.CodeNotFound, "no batch")
+	}
+	if m.lists == nil {
+		m.lists = map[string][]bot.PostedCard{}
+	}
+	if !slices.ContainsFunc(m.lists[id], func(c bot.PostedCard) bool { return c.ActivityID == l.ActivityID }) {
+		m.lists[id] = append(m.lists[id], l)
+	}
+	return nil
+}
+
+func (m *memState) ListedIn(_ context.Context, approvalID string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for id, ids := range m.batches {
+		if slices.Contains(ids, approvalID) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 func (m *memState) AppendAudit(_ context.Context, conv string, e bot.AuditEvent) error {

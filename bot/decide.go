@@ -109,7 +109,8 @@ func (b *Bot) conclude(ctx context.Context, a Approval, status ApprovalStatus, w
 // goUpgrade upgrades a claimed approval in the background, counted for
 // Drain. The invoke waits on the returned handoff for the outcome; if it
 // stops waiting first, the outcome updates the clicked card (alsoID, when
-// it is not the approval's own card, which settle updates anyway).
+// it is neither one of the approval's own cards nor a list it is in, which
+// settle updates anyway).
 func (b *Bot) goUpgrade(ctx context.Context, c Approval, deadline time.Time, ref ConversationRef, alsoID string) *handoff {
 	h := &handoff{ready: make(chan struct{})}
 	ctx = context.WithoutCancel(ctx)
@@ -122,7 +123,7 @@ func (b *Bot) goUpgrade(ctx context.Context, c Approval, deadline time.Time, ref
 		h.result = d
 		close(h.ready)
 		h.mu.Unlock()
-		if abandoned && alsoID != "" && !d.showsOn(alsoID) {
+		if abandoned && alsoID != "" && !d.showsOn(alsoID) && !b.listsShow(ctx, d.ID, alsoID) {
 			b.updateCard(ctx, ref, alsoID, b.cardFor(d, d.Locale), d.ID)
 		}
 	}()
@@ -328,7 +329,8 @@ func (b *Bot) publish(ctx context.Context, done Approval) {
 	b.updateCards(ctx, done)
 }
 
-// updateCards shows the approval as it stands on every card that shows it.
+// updateCards shows the approval as it stands on every card that shows it,
+// and on every list it is in.
 func (b *Bot) updateCards(ctx context.Context, done Approval) {
 	if done.CardActivityID != "" {
 		b.updateCard(ctx, done.Conversation, done.CardActivityID, b.cardFor(done, done.Locale), done.ID)
@@ -336,6 +338,7 @@ func (b *Bot) updateCards(ctx context.Context, done Approval) {
 	for _, c := range done.OtherCards {
 		b.updateCard(ctx, c.Conversation, c.ActivityID, b.cardFor(done, c.Conversation.Locale), done.ID)
 	}
+	b.updateLists(ctx, done.ID)
 }
 
 func (b *Bot) updateCard(ctx context.Context, ref ConversationRef, activityID string, card cards.Card, approvalID string) {
@@ -370,34 +373,25 @@ func (b *Bot) reopen(ctx context.Context, old Approval) {
 // onApproveAll approves every open approval of a list at once. Teams waits
 // only about 15 s for the answer, so it claims them all, answers at once
 // with the list showing each as upgrading…, and upgrades them in the
-// background, at most Parallel at a time, updating the list as each ends.
+// background, at most Parallel at a time; each outcome redraws the list
+// from the store (updateCards), so the list ends true even when this
+// replica dies and the reaper finishes them.
 func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	locale := t.Activity.Locale
 	if b.opts.Installations == nil {
 		return Refuse(CodeUnavailable, "NotConfigured", b.cards.Sentence(locale, cards.SentenceNoGraph, nil)), nil
 	}
-	ids, err := b.opts.Approvals.Batch(ctx, t.approvalID())
-	if ErrorCode(err) == CodeUnavailable {
-		return nil, err
-	}
-	if err != nil {
+	batch, list, err := b.readList(ctx, t.approvalID())
+	if ErrorCode(err) == CodeNotFound {
 		return b.unknownAction(t), nil
 	}
-	var list []Approval
-	for _, id := range ids {
-		a, err := b.opts.Approvals.Approval(ctx, id)
-		if ErrorCode(err) == CodeNotFound {
-			continue // long gone
-		}
-		if err != nil {
-			return b.storeFailed(ctx, err)
-		}
-		if !a.BelongsTo(t.Ref) {
-			b.opts.Logger.WarnContext(ctx, "approve all names a batch from elsewhere", "batch", t.approvalID(),
-				"conversation", t.Ref.ConversationID, "tenant", t.Ref.TenantID)
-			return b.unknownAction(t), nil
-		}
-		list = append(list, a)
+	if err != nil {
+		return b.storeFailed(ctx, err)
+	}
+	if slices.ContainsFunc(list, func(a Approval) bool { return !a.BelongsTo(t.Ref) }) {
+		b.opts.Logger.WarnContext(ctx, "approve all names a batch from elsewhere", "batch", t.approvalID(),
+			"conversation", t.Ref.ConversationID, "tenant", t.Ref.TenantID)
+		return b.unknownAction(t), nil
 	}
 	who := t.person()
 	// Every approval of a batch is in this one place: one approver check
@@ -421,7 +415,7 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 	// spent waiting, or lose their claims to the reaper.
 	waves := (len(list) + b.opts.Parallel - 1) / b.opts.Parallel
 	lease := time.Duration(waves) * b.claimLease()
-	var claimed []int
+	var claimed []Approval
 	for i, a := range list {
 		if !a.decidable() {
 			continue
@@ -433,43 +427,32 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 		}
 		list[i] = c
 		if ok {
-			claimed = append(claimed, i)
+			claimed = append(claimed, c)
 		}
 	}
 	if len(claimed) == 0 && !slices.ContainsFunc(list, Approval.decidable) {
 		return InvokeCard(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: placeOf(t.Ref)})), nil
 	}
-	answer := b.cards.PendingList(b.statusList(t, list))
-	if len(claimed) > 0 {
-		b.goUpgradeAll(ctx, t, slices.Clone(list), claimed)
+	if r := t.Activity.ReplyToID; r != "" && len(claimed) > 0 {
+		// Recorded before the upgrades start, so that their outcomes
+		// update it; a list posted before lists were recorded is too.
+		b.recordList(ctx, batch.ID, PostedCard{Conversation: t.Ref, ActivityID: r})
 	}
-	return InvokeCard(answer), nil
+	b.goUpgradeAll(ctx, claimed)
+	return InvokeCard(b.listCard(t.Ref, batch.ID, list)), nil
 }
 
-// goUpgradeAll runs the claimed upgrades of a list, Parallel at a time,
-// and updates the list card (the message the click came from) as each ends.
-func (b *Bot) goUpgradeAll(ctx context.Context, t *Turn, list []Approval, claimed []int) {
+// goUpgradeAll runs the claimed upgrades of a list, Parallel at a time.
+func (b *Bot) goUpgradeAll(ctx context.Context, claimed []Approval) {
 	ctx = context.WithoutCancel(ctx)
-	view := *t // the turn outlives its request only as copies
-	act := *t.Activity
-	view.Activity = &act
 	sem := make(chan struct{}, b.opts.Parallel)
-	var mu sync.Mutex
 	b.inflight.Add(len(claimed))
-	for _, i := range claimed {
+	for _, c := range claimed {
 		go func() {
 			defer b.inflight.Done()
 			sem <- struct{}{}
-			d := b.startQueuedUpgrade(ctx, list[i])
-			<-sem
-			if act.ReplyToID == "" {
-				return
-			}
-			// One update at a time, so an older list never overwrites a newer one.
-			mu.Lock()
-			defer mu.Unlock()
-			list[i] = d
-			b.updateCard(ctx, view.Ref, act.ReplyToID, b.cards.PendingList(b.statusList(&view, list)), d.ID)
+			defer func() { <-sem }()
+			b.startQueuedUpgrade(ctx, c)
 		}()
 	}
 }
@@ -478,30 +461,13 @@ func (b *Bot) goUpgradeAll(ctx context.Context, t *Turn, list []Approval, claime
 // holds the claim afresh and gives the Graph call a deadline from now. A
 // claim lost meanwhile (its lease ran out and the reaper took it) is left
 // to its new holder.
-func (b *Bot) startQueuedUpgrade(ctx context.Context, c Approval) Approval {
+func (b *Bot) startQueuedUpgrade(ctx context.Context, c Approval) {
 	held, err := b.opts.Approvals.HoldClaim(ctx, c.ID, c.ClaimToken, b.claimLease())
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "approve all: the claim is no longer ours", "approval", c.ID, "err", err)
-		if now, err := b.opts.Approvals.Approval(ctx, c.ID); err == nil {
-			return now
-		}
-		return c
+		return
 	}
-	return b.runUpgrade(ctx, held, time.Now().Add(b.opts.UpgradeTimeout))
-}
-
-// statusList is a list of approvals showing how each stands.
-func (b *Bot) statusList(t *Turn, list []Approval) cards.PendingList {
-	v := b.listView(t, list, "")
-	for i, a := range list {
-		switch {
-		case a.Status == StatusUpgrading:
-			v.Items[i].Status = cards.OutcomeUpgrading
-		case !a.decidable() || a.Status == StatusFailed:
-			v.Items[i].Status = outcomeKind[a.Status]
-		}
-	}
-	return v
+	b.runUpgrade(ctx, held, time.Now().Add(b.opts.UpgradeTimeout))
 }
 
 // Drain waits until the decisions still running after their invoke was

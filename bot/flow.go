@@ -80,20 +80,24 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 // 28 KB message limit.
 const maxCardBytes = 26 << 10
 
-func (b *Bot) listView(t *Turn, approvals []Approval, batch string) cards.PendingList {
+// listView lists approvals as posted in ref's conversation, in its locale.
+func (b *Bot) listView(ref ConversationRef, approvals []Approval, batch string) cards.PendingList {
 	items := make([]cards.PendingItem, len(approvals))
 	for i, a := range approvals {
 		items[i] = cards.PendingItem{ApprovalID: a.ID, App: appView(a.Upgrade), Diff: diffView(a.Upgrade.Diff)}
 	}
-	return cards.PendingList{Locale: t.Activity.Locale, Place: placeOf(t.Ref), Approvers: b.approverView(t.Ref.Scope),
+	return cards.PendingList{Locale: ref.Locale, Place: placeOf(ref), Approvers: b.approverView(ref.Scope),
 		BatchID: batch, Items: items}
 }
 
 func (b *Bot) listSize(t *Turn, approvals []Approval) int {
-	j, _ := json.Marshal(b.cards.PendingList(b.listView(t, approvals, "bat_"+strings.Repeat("0", 24))))
+	j, _ := json.Marshal(b.cards.PendingList(b.listView(t.Ref, approvals, "bat_"+strings.Repeat("0", 24))))
 	return len(j)
 }
 
+// postList posts approvals as one list, with Approve all, and records the
+// message with its batch, so that it is kept true as they are decided
+// (on their own cards too) before anyone clicks Approve all.
 func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error {
 	ids := make([]string, len(approvals))
 	for i, a := range approvals {
@@ -103,8 +107,12 @@ func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error
 	if err != nil {
 		return err
 	}
-	_, err = t.Reply(ctx, CardMessage(b.cards.PendingList(b.listView(t, approvals, batch))))
-	return err
+	id, err := t.Reply(ctx, CardMessage(b.cards.PendingList(b.listView(t.Ref, approvals, batch))))
+	if err != nil || id == "" {
+		return err
+	}
+	b.recordList(ctx, batch, PostedCard{Conversation: t.Ref, ActivityID: id})
+	return nil
 }
 
 // open returns the open approval for this upgrade here, or a new one.

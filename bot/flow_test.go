@@ -448,6 +448,43 @@ func TestCheckWithSeveralAppsAndApproveAll(t *testing.T) {
 	}
 }
 
+// Another replica rejects Tasks while this one's update of the list, drawn
+// before that, is on its way, and lands last: the list is drawn again, so
+// it ends showing both decisions.
+func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f.say("check")
+	var polls, tasks string
+	for id, a := range f.state.approvals {
+		if a.Upgrade.Installation.DisplayName == "Polls" {
+			polls = id
+		} else {
+			tasks = id
+		}
+	}
+	var once sync.Once
+	f.conn.updating = func(id string) {
+		if id != "reply-1" {
+			return
+		}
+		once.Do(func() {
+			if _, err := f.state.Transition(context.Background(), tasks, []bot.ApprovalStatus{bot.StatusPending}, func(a *bot.Approval) {
+				a.Status = bot.StatusRejected
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if resp := f.click("reject", polls, owner); !strings.Contains(resp, "Polls to 1.1.0 was rejected") {
+		t.Fatalf("reject: %s", resp)
+	}
+	u := cardText(t, f.conn.update("reply-1"))
+	if !strings.Contains(u, "Polls to 1.1.0 was rejected") || !strings.Contains(u, "Tasks to 1.1.0 was rejected") ||
+		strings.Contains(u, `"verb":"approveAll"`) {
+		t.Errorf("the list ends showing %s, want both rejected and no Approve all", u)
+	}
+}
+
 func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
 	apps := make([]string, 8)
 	for i := range apps {

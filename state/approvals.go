@@ -40,7 +40,16 @@ func (s *Store) claimKey(id string) string {
 func (s *Store) openKey(k bot.OpenKey) string {
 	return s.opts.Prefix + "open:{" + openTag(k) + "}:" + k.String()
 }
-func (s *Store) batchKey(id string) string   { return s.opts.Prefix + "batch:{" + id + "}" }
+func (s *Store) batchKey(id string) string { return s.opts.Prefix + "batch:{" + id + "}" }
+
+// batchListsKey holds the messages listing a batch; it shares the batch
+// key's {hash tag}, so a script can read the batch's expiry.
+func (s *Store) batchListsKey(id string) string { return s.opts.Prefix + "batchlists:{" + id + "}" }
+
+// listedKey holds the batches an approval is listed in, with its tag.
+func (s *Store) listedKey(approvalID string) string {
+	return s.opts.Prefix + "listed:{" + slotTag(approvalID) + "}:" + approvalID
+}
 func (s *Store) auditKey(conv string) string { return s.opts.Prefix + "audit:{" + conv + "}" }
 
 // claimIndexShards spread the index of upgrading approvals over several
@@ -420,28 +429,125 @@ end
 return 0
 `)
 
-// SaveBatch stores approval ids under a new batch id.
+// Bounds on what keeps lists true: the messages listing one batch, and the
+// batches one approval is listed in (each check lists it anew; the newest
+// lists are the ones people look at).
+const (
+	maxBatchLists = 20
+	maxListedIn   = 20
+)
+
+// listVersion versions a recorded list message.
+const listVersion = 1
+
+type listRecord struct {
+	V int `json:"v"`
+	bot.PostedCard
+}
+
+// SaveBatch stores approval ids under a new batch id, and the batch under
+// each approval. The writes go in one pipeline, not a transaction: the
+// approvals' keys are in other slots, and a batch nobody lists under an
+// approval is only not refreshed when that approval changes.
 func (s *Store) SaveBatch(ctx context.Context, ids []string) (string, error) {
 	id := "bat_" + bot.NewApprovalID()[4:]
 	b, _ := json.Marshal(ids)
-	if err := s.rdb.Set(ctx, s.batchKey(id), b, s.opts.ApprovalRetention).Err(); err != nil {
+	now := float64(time.Now().UnixMilli())
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.batchKey(id), b, s.opts.ApprovalRetention)
+		for _, a := range ids {
+			k := s.listedKey(a)
+			p.ZAdd(ctx, k, redis.Z{Score: now, Member: id})
+			p.ZRemRangeByRank(ctx, k, 0, -maxListedIn-1)
+			p.PExpire(ctx, k, s.opts.ApprovalRetention)
+		}
+		return nil
+	})
+	if err != nil {
 		return "", unavailable("save batch", err)
 	}
 	return id, nil
 }
 
-// Batch returns the approval ids of a batch.
-func (s *Store) Batch(ctx context.Context, id string) ([]string, error) {
-	b, err := s.rdb.Get(ctx, s.batchKey(id)).Bytes()
+// Batch returns a batch and the messages listing it.
+func (s *Store) Batch(ctx context.Context, id string) (bot.Batch, error) {
+	var get *redis.StringCmd
+	var lists *redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, s.batchKey(id))
+		lists = p.HVals(ctx, s.batchListsKey(id))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return bot.Batch{}, unavailable("read batch", err)
+	}
+	b, err := get.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, bot.Errorf(bot.CodeNotFound, "state: no batch %q", id)
+		return bot.Batch{}, bot.Errorf(bot.CodeNotFound, "state: no batch %q", id)
 	}
 	if err != nil {
-		return nil, unavailable("read batch", err)
+		return bot.Batch{}, unavailable("read batch", err)
 	}
-	var ids []string
-	if err := json.Unmarshal(b, &ids); err != nil {
-		return nil, fmt.Errorf("state: decode batch: %w", err)
+	out := bot.Batch{ID: id}
+	if err := json.Unmarshal(b, &out.Approvals); err != nil {
+		return bot.Batch{}, fmt.Errorf("state: decode batch: %w", err)
+	}
+	raw, err := lists.Result()
+	if err != nil {
+		return bot.Batch{}, unavailable("read batch lists", err)
+	}
+	for _, r := range raw {
+		var rec listRecord
+		if err := json.Unmarshal([]byte(r), &rec); err != nil || rec.V != listVersion {
+			continue // a list we cannot read is one we cannot update, not a broken batch
+		}
+		out.Lists = append(out.Lists, rec.PostedCard)
+	}
+	// HVALS has no order of its own.
+	slices.SortFunc(out.Lists, func(a, b bot.PostedCard) int { return strings.Compare(a.ActivityID, b.ActivityID) })
+	return out, nil
+}
+
+// recordListScript adds a list message (ARGV[1] its activity id, ARGV[2]
+// its record) to KEYS[1] unless the batch (KEYS[2]) is gone or already has
+// ARGV[3] lists, and lets it expire with the batch.
+var recordListScript = redis.NewScript(`
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl == -2 then
+  return -1
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+`)
+
+// RecordList remembers a message listing the batch.
+func (s *Store) RecordList(ctx context.Context, batchID string, list bot.PostedCard) error {
+	b, err := json.Marshal(listRecord{V: listVersion, PostedCard: list})
+	if err != nil {
+		return fmt.Errorf("state: encode list: %w", err)
+	}
+	n, err := recordListScript.Run(ctx, s.rdb, []string{s.batchListsKey(batchID), s.batchKey(batchID)},
+		list.ActivityID, b, maxBatchLists).Int()
+	if err != nil {
+		return unavailable("record list", err)
+	}
+	if n < 0 {
+		return bot.Errorf(bot.CodeNotFound, "state: no batch %q", batchID)
+	}
+	return nil
+}
+
+// ListedIn returns the batches an approval is listed in, newest first.
+func (s *Store) ListedIn(ctx context.Context, approvalID string) ([]string, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.listedKey(approvalID), 0, -1).Result()
+	if err != nil {
+		return nil, unavailable("read listed batches", err)
 	}
 	return ids, nil
 }

@@ -300,8 +300,8 @@ func TestBatchAndAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids, err := s.Batch(ctx, id); err != nil || len(ids) != 2 || ids[1] != "apr_2" {
-		t.Errorf("batch %v %v", ids, err)
+	if b, err := s.Batch(ctx, id); err != nil || b.ID != id || len(b.Approvals) != 2 || b.Approvals[1] != "apr_2" || len(b.Lists) != 0 {
+		t.Errorf("batch %+v %v", b, err)
 	}
 	for i := range 60 {
 		if err := s.AppendAudit(ctx, "19:abc@thread.v2", bot.AuditEvent{App: fmt.Sprint(i), Status: bot.StatusUpgraded}); err != nil {
@@ -315,5 +315,68 @@ func TestBatchAndAudit(t *testing.T) {
 	all, _ := s.Audit(ctx, "19:abc@thread.v2", 100)
 	if len(all) != 50 {
 		t.Errorf("history keeps %d events, want 50", len(all))
+	}
+}
+
+// A batch's list messages are recorded with it (once each, bounded, gone
+// with it), and each approval knows the batches it is listed in, newest
+// first, so that any replica can redraw them.
+func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
+	prefix := fmt.Sprintf("test:lists:%d:", time.Now().UnixNano())
+	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	ctx := context.Background()
+	a, _, err := s.OpenApproval(ctx, approval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.SaveBatch(ctx, []string{a.ID, "apr_other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.SaveBatch(ctx, []string{a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ListedIn(ctx, a.ID); err != nil || !slices.Equal(got, []string{second, first}) {
+		t.Errorf("listed in %v %v, want %v newest first", got, err, []string{second, first})
+	}
+	if got, _ := s.ListedIn(ctx, "apr_other"); !slices.Equal(got, []string{first}) {
+		t.Errorf("the other approval is listed in %v, want %v", got, []string{first})
+	}
+	if got, err := s.ListedIn(ctx, "apr_none"); err != nil || len(got) != 0 {
+		t.Errorf("an approval never listed is in %v %v", got, err)
+	}
+
+	list := bot.PostedCard{Conversation: bot.ConversationRef{ConversationID: "19:abc@thread.v2", Locale: "zh-CN",
+		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: "19:abc@thread.v2", TenantID: tenant}}, ActivityID: "1700000000001"}
+	for range 2 { // the check's reply, then Approve all on it
+		if err := s.RecordList(ctx, first, list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := s.Batch(ctx, first)
+	if err != nil || len(b.Lists) != 1 || b.Lists[0].ActivityID != list.ActivityID ||
+		b.Lists[0].Conversation.Locale != "zh-CN" || b.Lists[0].Conversation.Scope == nil {
+		t.Fatalf("batch %+v %v, want the one list as recorded", b, err)
+	}
+	if b, _ := s.Batch(ctx, second); len(b.Lists) != 0 {
+		t.Errorf("another batch has the list: %+v", b.Lists)
+	}
+	for i := range 30 {
+		list.ActivityID = fmt.Sprint("activity-", i)
+		if err := s.RecordList(ctx, first, list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, _ := s.Batch(ctx, first); len(b.Lists) != 20 {
+		t.Errorf("a batch keeps %d lists, want at most 20", len(b.Lists))
+	}
+	if err := s.RecordList(ctx, "bat_none", list); !errors.Is(err, bot.ErrNotFound) {
+		t.Errorf("recording a list of no batch: %v, want not_found", err)
+	}
+	// The lists expire with their batch.
+	batchTTL := rdb.PTTL(ctx, prefix+"batch:{"+first+"}").Val()
+	if ttl := rdb.PTTL(ctx, prefix+"batchlists:{"+first+"}").Val(); ttl <= 0 || ttl > batchTTL {
+		t.Errorf("the lists expire in %s, the batch in %s", ttl, batchTTL)
 	}
 }

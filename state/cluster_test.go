@@ -34,6 +34,7 @@ func TestApprovalsAndDedupeOnRedisCluster(t *testing.T) {
 		{"StaleClaimHasExactlyOneTakeover", TestStaleClaimHasExactlyOneTakeover},
 		{"LeaseHasOneHolder", TestLeaseHasOneHolder},
 		{"BatchAndAudit", TestBatchAndAudit},
+		{"BatchListsAreKeptWithTheBatch", TestBatchListsAreKeptWithTheBatch},
 		{"ClaimIsOncePerActivityAcrossReplicas", TestClaimIsOncePerActivityAcrossReplicas},
 		{"ClaimExpires", TestClaimExpires},
 	}
