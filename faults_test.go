@@ -368,15 +368,45 @@ func TestGraphStormsAndSlowAnswersNeverUpgradeTwice(t *testing.T) {
 	}
 }
 
-func TestKilledBetweenGraphsAnswerAndTheRecordIsReconciled(t *testing.T) {
+// dyingReplica is a harness on its own redis-server, which dies the moment
+// Graph has upgraded: the replica that called Graph cannot record anything
+// more, as if it had been killed right there.
+type dyingReplica struct {
+	*harness
+	rs *redistest.Server
+	sg *slowGraph
+}
+
+func newDyingReplica(t *testing.T) *dyingReplica {
+	t.Helper()
 	rs := redistest.Start(t)
 	a := newHarness(t)
 	a.env["REDIS_URL"] = rs.URL()
 	a.tune = quick
-	// The moment Graph has upgraded, Redis dies: the replica that called
-	// Graph cannot record anything, as if it had been killed right there.
 	sg := &slowGraph{onTaken: rs.Kill}
 	a.behind(t, func(next http.Handler) http.Handler { sg.next = next; return sg })
+	return &dyingReplica{harness: a, rs: rs, sg: sg}
+}
+
+// successor stops the dead replica, brings Redis back with its data and
+// starts another replica on it, sharing the fakes and tuned alike; it
+// returns that replica and its store.
+func (d *dyingReplica) successor(t *testing.T) (*harness, *state.Store) {
+	t.Helper()
+	d.shutdown(t) // that replica is gone
+	d.sg.mu.Lock()
+	d.sg.onTaken = nil
+	d.sg.mu.Unlock()
+	d.rs.Restart()
+	a := d.harness
+	b := &harness{channel: a.channel, aad: a.aad, connector: a.connector, graph: a.graph, env: a.env, tune: a.tune}
+	b.start(t)
+	return b, storeOf(t, b)
+}
+
+func TestKilledBetweenGraphsAnswerAndTheRecordIsReconciled(t *testing.T) {
+	d := newDyingReplica(t)
+	a := d.harness
 	chats := seedChats(a, 1)
 	a.start(t)
 	if code := a.post(t, a.in(a.message("1", "check"), chats[0])); code != http.StatusOK {
@@ -384,16 +414,9 @@ func TestKilledBetweenGraphsAnswerAndTheRecordIsReconciled(t *testing.T) {
 	}
 	card := cards(t, a.connector.WaitCalls(t, 1))[chats[0]]
 	a.exchange(t, a.approve("2", chats[0], card[1], card[0]))
-	a.shutdown(t) // that replica is gone
-	sg.mu.Lock()
-	sg.onTaken = nil
-	sg.mu.Unlock()
-	rs.Restart()
 
 	// Another replica's reaper reconciles it from Graph, without upgrading.
-	b := &harness{channel: a.channel, aad: a.aad, connector: a.connector, graph: a.graph, env: a.env, tune: quick}
-	b.start(t)
-	st := storeOf(t, b)
+	_, st := d.successor(t)
 	eventually(t, 20*time.Second, "the reaper settles the approval", func() bool {
 		ap, err := st.Approval(context.Background(), card[0])
 		return err == nil && ap.Status == bot.StatusUpgraded
