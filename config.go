@@ -48,7 +48,7 @@ type config struct {
 
 	Proactive     bool          // BOT_PROACTIVE: on (default) or off, unprompted posts everywhere
 	ScanInterval  time.Duration // BOT_SCAN_INTERVAL: how often the catalog is read per tenant, default 15m
-	SweepInterval time.Duration // BOT_SWEEP_INTERVAL: how often every conversation is scanned, default 24h
+	SweepInterval time.Duration // BOT_SWEEP_INTERVAL: how often every installation scope is scanned, default 24h
 	RemindAfter   time.Duration // BOT_REMIND_AFTER: one reminder after, default 72h
 	ApprovalTTL   time.Duration // BOT_APPROVAL_TTL: a request expires after, default 168h
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -606,10 +607,7 @@ func TestNotificationsOffInAChannelThreadQuietsTheChannel(t *testing.T) {
 	h.graph.AddMembers(graphtest.Team, team,
 		graphtest.Member{UserID: ownerID, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
 	inChannel := func(a map[string]any, conversation string) map[string]any {
-		a["conversation"] = map[string]any{"id": conversation, "conversationType": "channel", "tenantId": testTenant, "isGroup": true}
-		a["channelData"] = map[string]any{"tenant": map[string]any{"id": testTenant},
-			"team": map[string]any{"id": channel, "aadGroupId": team}, "channel": map[string]any{"id": channel}}
-		return a
+		return inTeamChannel(a, team, channel, conversation)
 	}
 	if code := r.post(t, h, inChannel(h.event("installationUpdate", "f:add-team", channel, map[string]any{"action": "add"}), channel)); code != http.StatusOK {
 		t.Fatalf("install in the team: %d", code)
@@ -627,6 +625,127 @@ func TestNotificationsOffInAChannelThreadQuietsTheChannel(t *testing.T) {
 	for conv, k := range cardPosts(h.connector.Calls()) {
 		if strings.HasPrefix(conv, channel) || strings.HasPrefix(conv, url.PathEscape(channel)) {
 			t.Errorf("the quiet channel got %d cards at %s", k, conv)
+		}
+	}
+}
+
+// inTeamChannel moves activity a into a channel of a team (the General
+// channel's id is the team's), or into one of its threads when
+// conversation is "channel;messageid=…".
+func inTeamChannel(a map[string]any, team, channel, conversation string) map[string]any {
+	a["conversation"] = map[string]any{"id": conversation, "conversationType": "channel", "tenantId": testTenant, "isGroup": true}
+	a["channelData"] = map[string]any{"tenant": map[string]any{"id": testTenant},
+		"team": map[string]any{"id": "19:general@thread.tacv2", "aadGroupId": team}, "channel": map[string]any{"id": channel}}
+	return a
+}
+
+// storeEarlierReferences writes conversation references as releases before
+// one reference per channel did: one per thread, each in the tenant's set.
+func storeEarlierReferences(t *testing.T, h *harness, refs ...bot.ConversationRef) {
+	t.Helper()
+	rdb, closeFn, err := state.Connect(context.Background(), h.env["REDIS_URL"], slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	ctx, prefix := context.Background(), h.env["REDIS_PREFIX"]
+	for _, ref := range refs {
+		v, _ := json.Marshal(struct {
+			V int `json:"v"`
+			bot.ConversationRef
+		}{1, ref})
+		err := errors.Join(rdb.Set(ctx, prefix+"ref:{"+ref.ConversationID+"}", v, 90*24*time.Hour).Err(),
+			rdb.SAdd(ctx, prefix+"where:{"+ref.TenantID+"}", ref.ConversationID).Err(),
+			rdb.SAdd(ctx, prefix+"tenants", ref.TenantID).Err())
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// In a team people talk to the bot in many threads of several channels,
+// and an earlier release stored a reference for every thread: a sweep still
+// reads the team's installed apps from Graph once, and posts one card per
+// pending upgrade as a new post in the channel last talked in, while each
+// command was answered in its own thread.
+func TestSweepReadsATeamOnceHoweverManyThreadsItWasTalkedToIn(t *testing.T) {
+	const (
+		team     = "8f3c1e62-5d4b-4a7e-9c21-0b6d2f4e8a10"
+		general  = "19:general@thread.tacv2"
+		planning = "19:planning@thread.tacv2"
+	)
+	h := newHarness(t)
+	h.graph.AddApp(graphtest.App{ID: pollsAppID, DisplayName: "Polls", Definitions: []graphtest.Definition{
+		{Version: "1.0.0"}, {Version: "1.1.0", RSC: []graphtest.Permission{{Value: "ChannelMessage.Read.Group", Type: "application"}}}}})
+	h.graph.AddApp(graphtest.App{ID: whiteboardAppID, DisplayName: "Whiteboard", Definitions: []graphtest.Definition{
+		{Version: "3.1.0"}, {Version: "3.2.0"}}})
+	h.graph.Install(graphtest.Team, team, pollsAppID, "1.0.0", nil)
+	h.graph.Install(graphtest.Team, team, whiteboardAppID, "3.1.0", nil)
+	h.graph.AddMembers(graphtest.Team, team,
+		graphtest.Member{UserID: ownerID, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+	st := storeOf(t, h)
+	ctx := context.Background()
+
+	// The first replica sweeps at once, while it knows no conversation yet,
+	// and not again for a day.
+	r := h.replica(t, nil, 0)
+	waitFor(t, 10*time.Second, "the first sweep", func() bool { last, _ := st.Watch().LastSweep(ctx); return !last.IsZero() })
+	var earlier []bot.ConversationRef
+	for _, thread := range []string{general + ";messageid=1699990000001", planning + ";messageid=1699990000002",
+		"19:design@thread.tacv2;messageid=1699990000003", "19:design@thread.tacv2;messageid=1699990000004"} {
+		earlier = append(earlier, bot.ConversationRef{ConversationID: thread, ConversationType: "channel",
+			ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
+			Scope: &bot.Scope{Kind: bot.ScopeTeam, ID: team, TenantID: testTenant}, UpdatedAt: time.Now().UTC()})
+	}
+	storeEarlierReferences(t, h, earlier...)
+	threads := []string{general + ";messageid=1700000000600", general + ";messageid=1700000000610",
+		planning + ";messageid=1700000000620", general + ";messageid=1700000000600", planning + ";messageid=1700000000630",
+		planning + ";messageid=1700000000620"}
+	for i, thread := range threads {
+		id := fmt.Sprintf("17000000007%02d", i)
+		n := len(h.connector.Calls())
+		if code := r.post(t, h, inTeamChannel(h.message(id, "help"), team, bot.BaseConversation(thread), thread)); code != http.StatusOK {
+			t.Fatalf("help in %s: %d", thread, code)
+		}
+		reply := h.connector.WaitCalls(t, n+1)[n]
+		if want := "/v3/conversations/" + url.PathEscape(thread) + "/activities/" + id; reply.Method != http.MethodPost || reply.Path != want {
+			t.Errorf("help in %s answered with %s %s, want a reply in the thread (%s)", thread, reply.Method, reply.Path, want)
+		}
+	}
+	r.stop()
+
+	// The next replica's first round sweeps (a second is long enough).
+	waitFor(t, 5*time.Second, "a second since the sweep", func() bool {
+		last, _ := st.Watch().LastSweep(ctx)
+		return time.Since(last) > time.Second
+	})
+	h.graph.ResetCalls()
+	before := len(h.connector.Calls())
+	h.replica(t, map[string]string{"BOT_SWEEP_INTERVAL": "1s"}, 0)
+	queue, err := st.Queue(state.QueueOptions{Consumer: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the sweep's cards", func() bool {
+		qs, err := queue.Stats(ctx)
+		return err == nil && qs.Length == 0 && len(cardPosts(h.connector.Calls()[before:])) > 0
+	})
+	reads := 0
+	for _, c := range h.graph.Calls() {
+		if c.Method == http.MethodGet && c.Path == "/teams/"+team+"/installedApps" {
+			reads++
+		}
+	}
+	if reads != 1 {
+		t.Errorf("the sweep read the team's installed apps %d times, want once", reads)
+	}
+	posts := cardPosts(h.connector.Calls()[before:])
+	if len(posts) != 1 || posts[planning] != 2 {
+		t.Errorf("cards posted %v, want the two pending upgrades, each once, in %s (the channel last talked in)", posts, planning)
+	}
+	for _, c := range h.connector.Calls()[before:] {
+		if c.Activity["replyToId"] != nil {
+			t.Errorf("%s %s replies to %v: an unprompted card starts a thread of its own", c.Method, c.Path, c.Activity["replyToId"])
 		}
 	}
 }

@@ -119,13 +119,23 @@ func (a Approval) BelongsTo(ref ConversationRef) bool {
 	if ref.Scope.Kind != scope.Kind || !strings.EqualFold(ref.Scope.ID, scope.ID) {
 		return false
 	}
-	return scope.Kind == ScopeTeam || baseConversation(ref.ConversationID) == baseConversation(a.Conversation.ConversationID)
+	return scope.Kind == ScopeTeam || BaseConversation(ref.ConversationID) == BaseConversation(a.Conversation.ConversationID)
 }
 
-// baseConversation drops a channel thread's ";messageid=…" suffix.
-func baseConversation(id string) string {
+// BaseConversation drops a channel thread's ";messageid=…" suffix: every
+// thread of a channel is the channel's conversation, with the channel's
+// connector, quiet mode and history.
+func BaseConversation(id string) string {
 	base, _, _ := strings.Cut(id, ";")
 	return base
+}
+
+// TopLevel is the reference of the channel a thread is in (of the
+// conversation itself outside channels): a post there starts a new thread
+// rather than replying in an old one.
+func (r ConversationRef) TopLevel() ConversationRef {
+	r.ConversationID = BaseConversation(r.ConversationID)
+	return r
 }
 
 // NewApprovalID returns an opaque, unguessable id.

@@ -319,7 +319,7 @@ func (b *Bot) publish(ctx context.Context, done Approval) {
 	}
 	in := done.Upgrade
 	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	err := b.opts.Approvals.AppendAudit(hctx, baseConversation(done.Conversation.ConversationID), AuditEvent{At: done.DecidedAt,
+	err := b.opts.Approvals.AppendAudit(hctx, BaseConversation(done.Conversation.ConversationID), AuditEvent{At: done.DecidedAt,
 		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
 		To: in.Target.Version, ApprovalID: done.ID})
 	cancel()

@@ -181,7 +181,7 @@ var allStatuses = []ApprovalStatus{StatusPending, StatusUpgrading, StatusUpgrade
 // history answers "history".
 func (b *Bot) history(ctx context.Context, t *Turn) error {
 	// A channel's threads (";messageid=…") share the channel's history.
-	events, err := b.opts.Approvals.Audit(ctx, baseConversation(t.Ref.ConversationID), 10)
+	events, err := b.opts.Approvals.Audit(ctx, BaseConversation(t.Ref.ConversationID), 10)
 	if err != nil {
 		return err
 	}

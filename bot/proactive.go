@@ -15,14 +15,21 @@ import (
 // the request was open.
 const StatusUpgradedOutside ApprovalStatus = "upgradedoutside"
 
-// ReferenceIndex is "where the bot is": the conversations it was added to,
-// per tenant. ConversationStore.SaveReference adds to it.
+// ReferenceIndex is "where the bot is": the installation scopes (chats,
+// teams, users' personal scopes) it was talked to in, per tenant.
+// ConversationStore.SaveReference adds to it.
 type ReferenceIndex interface {
-	// Forget removes a conversation the bot was removed from.
+	// Forget removes a conversation the bot was removed from, and its
+	// installation scope.
 	Forget(ctx context.Context, ref ConversationRef) error
 	// Tenants lists the tenants the bot is in.
 	Tenants(ctx context.Context) ([]string, error)
-	// Conversations calls fn for each conversation of a tenant.
+	// Conversations calls fn once for each installation scope of a tenant
+	// with the conversation its unprompted cards go to (for a team, a
+	// channel it was talked to in lately), however many threads and
+	// channels of it the bot was talked to in: a scan reads a scope from
+	// Graph, so a sweep reads each once. A conversation whose scope is not
+	// known comes on its own.
 	Conversations(ctx context.Context, tenantID string, fn func(conversationID string) error) error
 }
 
@@ -203,7 +210,8 @@ type ScanResult struct {
 }
 
 // ScanConversation looks at one conversation the bot is in: it posts a card
-// for each pending upgrade never posted before, and keeps the cards it
+// for each pending upgrade never posted before (in a channel, as a new
+// post of the channel, not in the thread scanned), and keeps the cards it
 // follows true. A conversation the bot no longer knows is skipped.
 func (b *Bot) ScanConversation(ctx context.Context, j ScanJob) (ScanResult, error) {
 	if b.opts.Proactive == nil || b.opts.Installations == nil {
@@ -229,7 +237,7 @@ func (b *Bot) postsOn(ctx context.Context, conversationID string) (bool, error) 
 	if b.opts.ProactiveOff {
 		return false, nil
 	}
-	return b.opts.Proactive.NotificationsOn(ctx, baseConversation(conversationID))
+	return b.opts.Proactive.NotificationsOn(ctx, BaseConversation(conversationID))
 }
 
 func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (ScanResult, error) {
@@ -247,8 +255,12 @@ func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (Scan
 		return res, err
 	}
 	if on {
+		// An unprompted card starts a thread of its own in the channel,
+		// whichever thread the bot was last talked to in; the cards that
+		// thread already shows are still followed there (below).
+		to := ref.TopLevel()
 		for _, u := range ups {
-			posted, err := b.postOnce(ctx, ref, u, install)
+			posted, err := b.postOnce(ctx, to, u, install)
 			if err != nil {
 				return res, err
 			}
@@ -467,7 +479,7 @@ func (b *Bot) setNotifications(ctx context.Context, t *Turn, on bool) error {
 	if !ok {
 		return say(cards.SentenceNotificationsNotAllowed)
 	}
-	if err := b.opts.Proactive.SetNotifications(ctx, baseConversation(t.Ref.ConversationID), on); err != nil {
+	if err := b.opts.Proactive.SetNotifications(ctx, BaseConversation(t.Ref.ConversationID), on); err != nil {
 		return err
 	}
 	switch {

@@ -249,8 +249,8 @@ type WatcherOptions struct {
 	// ScanInterval is how often each tenant's catalog is read
 	// (BOT_SCAN_INTERVAL). Default 15m.
 	ScanInterval time.Duration
-	// SweepInterval is how often every conversation is scanned
-	// (BOT_SWEEP_INTERVAL). Default 24h.
+	// SweepInterval is how often every installation scope the bot is in
+	// is scanned (BOT_SWEEP_INTERVAL). Default 24h.
 	SweepInterval time.Duration
 	// Tick is how often the lease is renewed and follow-ups are looked
 	// for. Default ScanInterval/3, at most a minute.
@@ -377,7 +377,7 @@ func (w *Watcher) round(ctx context.Context) error {
 }
 
 // watchCatalog reads a tenant's catalog and, when an app has a newer
-// published version than last seen, scans every conversation there.
+// published version than last seen, scans every installation scope there.
 func (w *Watcher) watchCatalog(ctx context.Context, token int64, tenant string, swept bool) error {
 	defs, err := w.o.Catalog.Published(ctx, tenant)
 	if err != nil {

@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,26 +12,25 @@ import (
 var _ bot.ReferenceClaimer = (*Store)(nil)
 
 // ClaimAndSaveReference is Claim and SaveReference in one pipelined round
-// trip, as every activity needs both: the claim and a read of the stored
-// reference, which is written (a second trip) only when new or changed.
-// The reference is saved even when the activity turns out to be a
+// trip, as every activity needs both: the claim and the reads that say
+// whether the reference is new or changed, when it is written (a second
+// trip). The reference is saved even when the activity turns out to be a
 // redelivery: it is the same conversation's.
 func (s *Store) ClaimAndSaveReference(ctx context.Context, key string, ref bot.ConversationRef) (bool, error) {
+	ref = ref.TopLevel() // as SaveReference: a thread's is its channel's
 	var claim *redis.BoolCmd
-	var stored *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var stored storedReads
+	// Each command's error is looked at on its own (saveChangedReference):
+	// the tenant's index may live on a Redis Cluster master that is down.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		claim = p.SetNX(ctx, s.activityKey(key), time.Now().UTC().Format(time.RFC3339), s.opts.ActivityTTL)
-		stored = p.Get(ctx, s.referenceKey(ref.ConversationID))
+		stored = s.readStored(ctx, p, ref)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, unavailable("claim activity and save reference", err)
-	}
 	if err := claim.Err(); err != nil {
 		return false, unavailable("claim activity", err)
 	}
-	old, rerr := stored.Bytes()
-	if err := s.saveChangedReference(ctx, ref, old, rerr); err != nil {
+	if err := s.saveChangedReference(ctx, ref, stored); err != nil {
 		return false, err
 	}
 	return claim.Val(), nil

@@ -123,7 +123,7 @@ func (s *Watch) SaveCatalog(ctx context.Context, token int64, tenantID string, v
 	return s.fenced(ctx, token, "catalog|"+tenantID, string(b))
 }
 
-// LastSweep is when every conversation was last scanned (zero: never).
+// LastSweep is when every installation scope was last scanned (zero: never).
 func (s *Watch) LastSweep(ctx context.Context) (time.Time, error) {
 	v, err := s.s.rdb.HGet(ctx, s.watchKey(), "sweep").Result()
 	if errors.Is(err, redis.Nil) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,17 +24,34 @@ type referenceRecord struct {
 
 // Keys that one operation touches share a {hash tag} so they live in one
 // Redis Cluster slot.
+//
+// A channel's threads ("…;messageid=…") share the channel's reference:
+// every thread has the channel's connector, tenant and team, and only the
+// conversation id differs. Earlier releases stored one per thread, and
+// those are still read (Reference) and indexed (adoptLegacy).
 func (s *Store) referenceKey(conversationID string) string {
 	return s.opts.Prefix + "ref:{" + conversationID + "}"
 }
 
-// whereKey is the set of conversations the bot is in, one per tenant, so no
-// key is shared by every tenant's traffic and a sweep reads one tenant.
+// scopesKey maps each installation scope of a tenant the bot is in (a
+// chat, a team, a user's personal scope) to the conversation its unprompted
+// cards go to: for a team, the channel the bot was last talked to in. A
+// scan reads its scope from Graph, so a sweep of this index reads each
+// scope once, however many channels and threads the bot was talked to in.
+// It shares the where set's hash tag: one script moves an entry over.
+func (s *Store) scopesKey(tenantID string) string { return s.opts.Prefix + "scopes:{" + tenantID + "}" }
+
+func scopeField(sc bot.Scope) string { return string(sc.Kind) + "|" + strings.ToLower(sc.ID) }
+
+// whereKey is the set of conversations of a tenant whose installation
+// scope is not known (a channel activity without its team's Entra group),
+// and, from earlier releases, of every conversation and thread the bot was
+// in, until adoptLegacy moves each under its scope.
 func (s *Store) whereKey(tenantID string) string { return s.opts.Prefix + "where:{" + tenantID + "}" }
 
-// tenantsKey lists the tenants that have a where set. It is written only
-// when a tenant's first conversation appears and read by the catalog
-// watcher, never on a request's path.
+// tenantsKey lists the tenants the bot is in. It is written only when a
+// tenant's first conversation appears and read by the catalog watcher,
+// never on a request's path.
 func (s *Store) tenantsKey() string { return s.opts.Prefix + "tenants" }
 
 // referenceRefresh is how old a stored reference may get before an activity
@@ -42,24 +60,48 @@ const referenceRefresh = 24 * time.Hour
 
 // SaveReference stores the conversation reference when it is new or changed
 // (or a day old, to renew its TTL), and indexes it under its tenant. Most
-// activities change nothing, and then cost one read.
+// activities change nothing, and then cost one round trip. A thread's
+// reference is stored as its channel's.
 func (s *Store) SaveReference(ctx context.Context, ref bot.ConversationRef) error {
-	old, err := s.rdb.Get(ctx, s.referenceKey(ref.ConversationID)).Bytes()
-	return s.saveChangedReference(ctx, ref, old, err)
+	ref = ref.TopLevel()
+	var r storedReads
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each read's error is looked at on its own
+		r = s.readStored(ctx, p, ref)
+		return nil
+	})
+	return s.saveChangedReference(ctx, ref, r)
 }
 
-// saveChangedReference writes ref unless stored (the value read, with its
-// read error) already says the same.
-func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRef, stored []byte, readErr error) error {
+// storedReads is what deciding to write a reference needs: the stored
+// reference, and the conversation its installation scope's cards go to.
+type storedReads struct{ ref, home *redis.StringCmd }
+
+// readStored queues the reads of storedReads for ref (a top-level one).
+func (s *Store) readStored(ctx context.Context, p redis.Pipeliner, ref bot.ConversationRef) storedReads {
+	r := storedReads{ref: p.Get(ctx, s.referenceKey(ref.ConversationID))}
+	if ref.TenantID != "" && ref.Scope != nil {
+		r.home = p.HGet(ctx, s.scopesKey(ref.TenantID), scopeField(*ref.Scope))
+	}
+	return r
+}
+
+// saveChangedReference writes ref (a top-level one) unless what was read
+// already says the same: the same reference, and its scope's cards going
+// to it. A team's cards go to the channel the bot was last talked to in.
+func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRef, r storedReads) error {
+	stored, readErr := r.ref.Bytes()
 	if readErr != nil && !errors.Is(readErr, redis.Nil) {
 		return unavailable("read reference", readErr)
 	}
+	// An index that cannot be read (its Redis Cluster master down) is
+	// left as it is, like one that cannot be written (below).
+	moved := r.home != nil && (r.home.Err() == nil || errors.Is(r.home.Err(), redis.Nil)) && r.home.Val() != ref.ConversationID
 	var old bot.ConversationRef
 	if readErr == nil {
 		var rec referenceRecord
 		if json.Unmarshal(stored, &rec) == nil && rec.V == referenceVersion {
 			old = rec.ConversationRef
-			if sameReference(old, ref) && ref.UpdatedAt.Sub(old.UpdatedAt) < referenceRefresh {
+			if !moved && sameReference(old, ref) && ref.UpdatedAt.Sub(old.UpdatedAt) < referenceRefresh {
 				return nil
 			}
 		}
@@ -69,14 +111,9 @@ func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRe
 	// goes on, and a later one writes both.
 	if ref.TenantID != "" {
 		if old.TenantID != "" && old.TenantID != ref.TenantID {
-			s.rdb.SRem(ctx, s.whereKey(old.TenantID), ref.ConversationID)
+			s.unindex(ctx, old)
 		}
-		added, err := s.rdb.SAdd(ctx, s.whereKey(ref.TenantID), ref.ConversationID).Result()
-		if err != nil {
-			return nil
-		}
-		if added > 0 && s.rdb.SAdd(ctx, s.tenantsKey(), ref.TenantID).Err() != nil {
-			s.rdb.SRem(ctx, s.whereKey(ref.TenantID), ref.ConversationID)
+		if !s.index(ctx, ref) {
 			return nil
 		}
 	}
@@ -90,6 +127,39 @@ func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRe
 	return nil
 }
 
+// index records ref under its tenant: its installation scope now points at
+// it, or, without a scope, it joins the where set. It reports whether Redis took it all.
+func (s *Store) index(ctx context.Context, ref bot.ConversationRef) bool {
+	var added int64
+	var err error
+	if ref.Scope != nil {
+		added, err = s.rdb.HSet(ctx, s.scopesKey(ref.TenantID), scopeField(*ref.Scope), ref.ConversationID).Result()
+	} else {
+		added, err = s.rdb.SAdd(ctx, s.whereKey(ref.TenantID), ref.ConversationID).Result()
+	}
+	if err != nil {
+		return false
+	}
+	if added > 0 && s.rdb.SAdd(ctx, s.tenantsKey(), ref.TenantID).Err() != nil {
+		s.unindex(ctx, ref)
+		return false
+	}
+	return true
+}
+
+// unindex takes ref out of its tenant's index, leaving its scope's entry
+// alone if that points at another conversation by now.
+func (s *Store) unindex(ctx context.Context, ref bot.ConversationRef) {
+	s.rdb.SRem(ctx, s.whereKey(ref.TenantID), ref.ConversationID)
+	if ref.Scope != nil {
+		unindexScript.Run(ctx, s.rdb, []string{s.scopesKey(ref.TenantID)}, scopeField(*ref.Scope), ref.ConversationID)
+	}
+}
+
+var unindexScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`)
+
 // sameReference compares everything but the time it was seen.
 func sameReference(a, b bot.ConversationRef) bool {
 	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
@@ -99,37 +169,86 @@ func sameReference(a, b bot.ConversationRef) bool {
 }
 
 // Reference returns the stored reference of a conversation, or an error with
-// bot.CodeNotFound.
+// bot.CodeNotFound. A thread's is its channel's (with the thread's id), or,
+// when the channel has none, one an earlier release stored for the thread.
 func (s *Store) Reference(ctx context.Context, conversationID string) (bot.ConversationRef, error) {
-	b, err := s.rdb.Get(ctx, s.referenceKey(conversationID)).Bytes()
+	ids := referenceIDs(conversationID)
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, s.referenceKey(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return bot.ConversationRef{}, unavailable("read reference", err)
+	}
+	for _, c := range cmds {
+		ref, found, err := decodeReference(c)
+		if err != nil || found {
+			ref.ConversationID = conversationID
+			return ref, err
+		}
+	}
+	return bot.ConversationRef{}, bot.Errorf(bot.CodeNotFound, "state: no conversation reference for %q", conversationID)
+}
+
+// decodeReference reads the reference a GET returned; found false when
+// there was none.
+func decodeReference(c *redis.StringCmd) (bot.ConversationRef, bool, error) {
+	b, err := c.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return bot.ConversationRef{}, bot.Errorf(bot.CodeNotFound, "state: no conversation reference for %q", conversationID)
+		return bot.ConversationRef{}, false, nil
 	}
 	if err != nil {
-		return bot.ConversationRef{}, unavailable("read reference", err)
+		return bot.ConversationRef{}, false, unavailable("read reference", err)
 	}
 	var rec referenceRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return bot.ConversationRef{}, fmt.Errorf("state: decode reference: %w", err)
+		return bot.ConversationRef{}, false, fmt.Errorf("state: decode reference: %w", err)
 	}
 	if rec.V != referenceVersion {
-		return bot.ConversationRef{}, fmt.Errorf("state: reference version %d is not supported", rec.V)
+		return bot.ConversationRef{}, false, fmt.Errorf("state: reference version %d is not supported", rec.V)
 	}
-	return rec.ConversationRef, nil
+	return rec.ConversationRef, true, nil
 }
 
 // Forget removes a conversation the bot was removed from: its reference and
-// its place in the tenant's index.
+// its installation scope's place in the tenant's index.
 func (s *Store) Forget(ctx context.Context, ref bot.ConversationRef) error {
 	if ref.TenantID != "" {
+		// Conversations an earlier release indexed one by one (the other
+		// threads and channels of a team) move under their scope first, so
+		// that none is left behind to bring the scope back.
+		if err := s.adoptLegacy(ctx, ref.TenantID, nil); err != nil {
+			return err
+		}
 		if err := s.rdb.SRem(ctx, s.whereKey(ref.TenantID), ref.ConversationID).Err(); err != nil {
 			return unavailable("unindex reference", err)
 		}
+		if ref.Scope != nil {
+			if err := s.rdb.HDel(ctx, s.scopesKey(ref.TenantID), scopeField(*ref.Scope)).Err(); err != nil {
+				return unavailable("unindex reference", err)
+			}
+		}
 	}
-	if err := s.rdb.Del(ctx, s.referenceKey(ref.ConversationID)).Err(); err != nil {
-		return unavailable("forget reference", err)
+	for _, id := range referenceIDs(ref.ConversationID) {
+		if err := s.rdb.Del(ctx, s.referenceKey(id)).Err(); err != nil {
+			return unavailable("forget reference", err)
+		}
 	}
 	return nil
+}
+
+// referenceIDs are the conversations whose stored reference is a
+// conversation's: its channel's, then for a thread its own (from an
+// earlier release).
+func referenceIDs(conversationID string) []string {
+	ids := []string{bot.BaseConversation(conversationID)}
+	if ids[0] != conversationID {
+		ids = append(ids, conversationID)
+	}
+	return ids
 }
 
 // Tenants lists the tenants the bot is in.
@@ -141,18 +260,22 @@ func (s *Store) Tenants(ctx context.Context) ([]string, error) {
 	return ts, nil
 }
 
-// Conversations calls fn with the id of every conversation the bot is in in
-// a tenant, a page at a time (SSCAN), so a tenant with many conversations is
-// never read in one reply. A conversation may be seen twice.
+// Conversations calls fn once for each installation scope of a tenant with
+// the conversation its unprompted cards go to, and for each conversation
+// whose scope is not known, a page at a time (HSCAN, SSCAN), so a tenant
+// with many is never read in one reply. One may be seen twice.
 func (s *Store) Conversations(ctx context.Context, tenantID string, fn func(conversationID string) error) error {
+	if err := s.adoptLegacy(ctx, tenantID, fn); err != nil {
+		return err
+	}
 	var cursor uint64
 	for {
-		ids, next, err := s.rdb.SScan(ctx, s.whereKey(tenantID), cursor, "", 500).Result()
+		kv, next, err := s.rdb.HScan(ctx, s.scopesKey(tenantID), cursor, "", 500).Result()
 		if err != nil {
 			return unavailable("list conversations", err)
 		}
-		for _, id := range ids {
-			if err := fn(id); err != nil {
+		for i := 1; i < len(kv); i += 2 {
+			if err := fn(kv[i]); err != nil {
 				return err
 			}
 		}
@@ -161,3 +284,71 @@ func (s *Store) Conversations(ctx context.Context, tenantID string, fn func(conv
 		}
 	}
 }
+
+// adoptLegacy moves each conversation of the tenant's where set whose
+// reference names its installation scope under that scope (unless the
+// scope has a conversation already), and drops those whose reference is
+// gone. Earlier releases indexed every conversation and channel thread
+// there; this release only those without a scope, which stay, and are
+// passed to scopeless if set. No reference is touched: a moved thread
+// still finds its own (Reference).
+func (s *Store) adoptLegacy(ctx context.Context, tenantID string, scopeless func(conversationID string) error) error {
+	where := s.whereKey(tenantID)
+	var cursor uint64
+	for {
+		ids, next, err := s.rdb.SScan(ctx, where, cursor, "", 500).Result()
+		if err != nil {
+			return unavailable("list conversations", err)
+		}
+		refs := make([]*redis.StringCmd, len(ids))
+		if len(ids) > 0 {
+			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, id := range ids {
+					refs[i] = p.Get(ctx, s.referenceKey(id))
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return unavailable("read references", err)
+			}
+		}
+		var keep []string
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				ref, found, err := decodeReference(refs[i])
+				switch {
+				case err != nil || (found && ref.Scope == nil):
+					keep = append(keep, id) // its scan says what is wrong
+				case found:
+					adoptScript.Eval(ctx, p, []string{where, s.scopesKey(tenantID)}, id, scopeField(*ref.Scope))
+				default:
+					adoptScript.Eval(ctx, p, []string{where, s.scopesKey(tenantID)}, id, "")
+				}
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable("adopt conversations", err)
+		}
+		for _, id := range keep {
+			if scopeless != nil {
+				if err := scopeless(id); err != nil {
+					return err
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// adoptScript moves a conversation from the where set (KEYS[1]) under its
+// scope (KEYS[2]), or only drops it when its reference is gone (no scope
+// given); a conversation no longer in the set (forgotten meanwhile) brings
+// nothing back.
+var adoptScript = redis.NewScript(`
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
+  redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1])
+end
+return 0`)

@@ -71,7 +71,7 @@ func (s *ServiceURLs) TrustServiceURL(ctx context.Context, conversationID, servi
 	if err != nil || known {
 		return err
 	}
-	conv := baseConversationID(conversationID)
+	conv := bot.BaseConversation(conversationID) // every thread of a channel shares its connector
 	if u, ok := s.written.Get(conv); ok && u == serviceURL {
 		return nil
 	}
@@ -93,7 +93,7 @@ func (s *ServiceURLs) IsTrustedServiceURL(ctx context.Context, conversationID, s
 	if known {
 		return true, nil
 	}
-	conv := baseConversationID(conversationID)
+	conv := bot.BaseConversation(conversationID)
 	if u, ok := s.trusted.Get(conv); ok && u == serviceURL {
 		return true, nil
 	}
@@ -113,13 +113,4 @@ func (s *ServiceURLs) check(serviceURL string) (bool, error) {
 	}
 	u, _ := url.Parse(serviceURL)
 	return u.Scheme == "https" && u.Port() == "" && s.hosts[strings.ToLower(u.Hostname())], nil
-}
-
-// baseConversationID drops the ";messageid=…" suffix of a channel thread:
-// every thread of a channel shares the channel's connector.
-func baseConversationID(id string) string {
-	if i := strings.Index(id, ";"); i >= 0 {
-		return id[:i]
-	}
-	return id
 }
