@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +23,15 @@ import (
 
 // loadGen sends signed activities as Azure Bot Service does: each worker
 // holds one token (the service reuses its tokens for their lifetime) and
-// posts activities one after another; -c workers run at once.
+// one kept-alive connection, and posts activities one after another; -c
+// workers run at once.
+//
+// It shares the machine's CPUs with the bots, so it spends as little as it
+// can per activity: each worker writes its requests straight onto its own
+// connection and reads the answer with net/http's response parser, without
+// http.Client's per-request machinery (a transport goroutine pair per
+// connection, a handoff per request), and a unit's activities may be
+// encoded ahead of time (see template).
 type loadGen struct {
 	channel   *bottest.Channel
 	connector *bottest.Connector
@@ -26,23 +39,13 @@ type loadGen struct {
 	o         options
 	// concurrency is how many requests are in flight at once.
 	concurrency int
-	client      *http.Client
-	once        sync.Once
 }
 
-func (g *loadGen) http() *http.Client {
-	g.once.Do(func() {
-		g.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute,
-		}}
-	})
-	return g.client
-}
-
-// run posts activities acts(0), acts(1), … until n are done or the
-// duration is over, and returns each one's latency, the failures and the
-// elapsed time. ok, when set, must accept each response body.
-func (g *loadGen) run(base string, acts func(int) map[string]any, n int, ok func([]byte) bool) ([]time.Duration, int, time.Duration) {
+// run posts activities acts(0), acts(1), … (each an encoded JSON body)
+// until n are done or the duration is over, and returns each one's
+// latency, the failures and the elapsed time. ok, when set, must accept
+// each response body.
+func (g *loadGen) run(base string, acts func(int) []byte, n int, ok func([]byte) bool) ([]time.Duration, int, time.Duration) {
 	var (
 		next    atomic.Int64
 		errs    atomic.Int64
@@ -55,14 +58,21 @@ func (g *loadGen) run(base string, acts func(int) map[string]any, n int, ok func
 	)
 	for range workers {
 		wg.Go(func() {
-			token := g.channel.Token(g.tb)
+			c := &client{base: base, token: g.channel.Token(g.tb)}
+			defer c.close()
+			own := make([]time.Duration, 0, n/workers+1)
+			defer func() {
+				mu.Lock()
+				lat = append(lat, own...)
+				mu.Unlock()
+			}()
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= n || time.Now().After(stopAt) {
 					return
 				}
 				t := time.Now()
-				body, err := g.post(base, token, acts(i))
+				body, err := c.post(acts(i))
 				d := time.Since(t)
 				if err != nil || (ok != nil && !ok(body)) {
 					if errs.Add(1) == 1 {
@@ -70,9 +80,7 @@ func (g *loadGen) run(base string, acts func(int) map[string]any, n int, ok func
 					}
 					continue
 				}
-				mu.Lock()
-				lat = append(lat, d)
-				mu.Unlock()
+				own = append(own, d)
 			}
 		})
 	}
@@ -80,40 +88,123 @@ func (g *loadGen) run(base string, acts func(int) map[string]any, n int, ok func
 	return lat, int(errs.Load()), time.Since(start)
 }
 
-func (g *loadGen) post(base, token string, activity map[string]any) ([]byte, error) {
+// client is one worker's HTTP/1.1 connection to a bot.
+type client struct {
+	base, token string
+	conn        net.Conn
+	r           *bufio.Reader
+	w           *bufio.Writer
+	head        []byte // the request line and headers up to Content-Length's value
+}
+
+func (c *client) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+func (c *client) dial() error {
+	u, err := url.Parse(c.base)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" {
+		return fmt.Errorf("bench: %s: only http on loopback", c.base)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	c.conn, c.r, c.w = conn, bufio.NewReaderSize(conn, 16<<10), bufio.NewWriterSize(conn, 16<<10)
+	c.head = fmt.Appendf(nil, "POST /api/messages HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAuthorization: Bearer %s\r\nContent-Length: ", u.Host, c.token)
+	return nil
+}
+
+// post sends one activity and returns the answer's body; a status other
+// than 2xx is an error. A connection the bot closed is dialled again once.
+func (c *client) post(body []byte) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		if c.conn == nil {
+			if err := c.dial(); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := c.roundTrip(body)
+		if err != nil {
+			c.close()
+			if attempt == 0 && errors.Is(err, io.EOF) {
+				continue // the bot closed a kept-alive connection; nothing was read
+			}
+			return nil, err
+		}
+		return resp, nil
+	}
+}
+
+func (c *client) roundTrip(body []byte) ([]byte, error) {
+	c.w.Write(c.head)
+	c.w.WriteString(strconv.Itoa(len(body)))
+	c.w.WriteString("\r\n\r\n")
+	c.w.Write(body)
+	if err := c.w.Flush(); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return nil, err
+	}
+	out, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if resp.Close {
+		c.close()
+	}
+	if resp.StatusCode/100 != 2 {
+		return out, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return out, nil
+}
+
+// encode is an activity's JSON body.
+func encode(activity map[string]any) []byte {
 	raw, err := json.Marshal(activity)
 	if err != nil {
-		return nil, err
+		panic(err) // maps of strings and slices always encode
 	}
-	req, err := http.NewRequest(http.MethodPost, base+"/api/messages", bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
+	return raw
+}
+
+// template encodes activity once, with its "id" replaced by each
+// activity's: the help unit's activities differ only in their id, and
+// encoding a nested map for each of them would cost the shared CPUs a good
+// part of what the bot under test spends.
+func template(activity map[string]any) func(id string) []byte {
+	const mark = "\x00id\x00"
+	a := maps.Clone(activity)
+	a["id"] = mark
+	raw := encode(a)
+	i := bytes.Index(raw, []byte(`"\u0000id\u0000"`))
+	if i < 0 {
+		panic("bench: template lost its id mark")
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := g.http().Do(req)
-	if err != nil {
-		return nil, err
+	head, rest := raw[:i], raw[i+len(`"\u0000id\u0000"`):]
+	return func(id string) []byte {
+		quoted, _ := json.Marshal(id)
+		out := make([]byte, 0, len(head)+len(quoted)+len(rest))
+		return append(append(append(out, head...), quoted...), rest...)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return body, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return body, nil
 }
 
 // warm sends a few activities from every worker, as the measured load
 // will, so that connections (the load generator's to the bot, the bot's to
 // the connector and Redis), token caches and lazy initialisation are in
 // place before measuring.
-func (g *loadGen) warm(base string, acts func(int) map[string]any) {
+func (g *loadGen) warm(base string, activity func(id string) []byte) {
 	n := 10 * max(g.concurrency, 2)
-	_, errs, _ := g.run(base, func(i int) map[string]any {
-		a := acts(i)
-		a["id"] = fmt.Sprintf("warm-%d-%v", i, a["id"])
-		return a
-	}, n, nil)
+	_, errs, _ := g.run(base, func(i int) []byte { return activity(fmt.Sprintf("warm-%d", i)) }, n, nil)
 	if errs > 0 {
 		g.tb.Fatalf("warm-up on %s: %d of %d activities failed", base, errs, n)
 	}
@@ -159,8 +250,8 @@ func (g *loadGen) prepareApprovals(base string, t *graphtest.Tenant, n int) ([]a
 		chats[i] = fmt.Sprintf("19:bench-approve-%d@thread.v2", i)
 		seedChat(t, chats[i], 1, i+1)
 	}
-	lat, errs, _ := g.run(base, func(i int) map[string]any {
-		return g.message(fmt.Sprintf("prepare-%d", i), chats[i], "check")
+	lat, errs, _ := g.run(base, func(i int) []byte {
+		return encode(g.message(fmt.Sprintf("prepare-%d", i), chats[i], "check"))
 	}, n, nil)
 	if errs > 0 || len(lat) != n {
 		return nil, fmt.Errorf("bench: preparing approvals: %d failed, %d done", errs, len(lat))

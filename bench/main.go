@@ -2,7 +2,7 @@
 // on one machine in one run, against local fakes only: a channel that signs
 // tokens with a local key and serves its OpenID metadata, an Entra ID token
 // endpoint, a connector, a Microsoft Graph tenant with injectable latency,
-// and a Redis of its own behind a proxy that counts round trips. Everything
+// and a Redis of its own, which counts the round trips. Everything
 // listens on loopback. Run it from the repository root:
 //
 //	go run ./bench
@@ -59,6 +59,7 @@ type options struct {
 	peer         bool
 	graphUnits   bool
 	botEnv       string
+	botBin       string
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&o.approvals, "approvals", 300, "approvals prepared for the approve unit")
 	flag.BoolVar(&o.peer, "peer", true, "also run the botbuilder (Node) peer")
 	flag.BoolVar(&o.graphUnits, "graph-units", true, "run the check and approve units (false: help only)")
+	flag.StringVar(&o.botBin, "bot-bin", "", "measure this build of the bot instead of building the release binary (e.g. one with symbols, to profile with perf)")
 	flag.StringVar(&o.botEnv, "bot-env", "", "extra environment for our bot, space-separated (e.g. \"GOGC=50 GOMEMLIMIT=12MiB\")")
 	flag.Parse()
 	tb := &runTB{}
@@ -89,6 +91,7 @@ type result struct {
 	elapsed       time.Duration
 	p50, p99      time.Duration
 	cpu           time.Duration
+	benchCPU      time.Duration // the load generator's and the fakes' (this process)
 	peakRSS       int64
 	mallocs       float64 // -1: unknown
 	graphRequests int64
@@ -120,13 +123,16 @@ func run(tb *runTB, o options) error {
 	// MessagePack codec) and so the binary's size and resident memory. The
 	// first such build compiles msgraph-sdk-go anew (minutes on a small
 	// machine); later ones reuse the build cache.
-	fmt.Fprintln(os.Stderr, `bench: building the bot (CGO_ENABLED=0 go build -tags nomsgpack -trimpath -ldflags "-s -w")`)
-	botBin := filepath.Join(work, "upgradebot")
-	build := exec.Command("go", "build", "-tags", "nomsgpack", "-trimpath", "-ldflags", "-s -w", "-o", botBin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build: %w", err)
+	botBin := o.botBin
+	if botBin == "" {
+		fmt.Fprintln(os.Stderr, `bench: building the bot (CGO_ENABLED=0 go build -tags nomsgpack -trimpath -ldflags "-s -w")`)
+		botBin = filepath.Join(work, "upgradebot")
+		build := exec.Command("go", "build", "-tags", "nomsgpack", "-trimpath", "-ldflags", "-s -w", "-o", botBin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
 	}
 	if o.peer && !peerInstalled(filepath.Join(root, "bench", "peer-js")) {
 		fmt.Fprintln(os.Stderr, "bench: installing the peer's npm packages (npm ci)")
@@ -164,11 +170,6 @@ func run(tb *runTB, o options) error {
 	if err != nil {
 		return err
 	}
-	proxy, err := startRedisProxy(redisAddr)
-	if err != nil {
-		return err
-	}
-	tb.Cleanup(proxy.Close)
 
 	helpCard := filepath.Join(work, "help.json")
 	c, err := cards.New()
@@ -193,7 +194,7 @@ func run(tb *runTB, o options) error {
 	}
 	ours := exec.Command(botBin)
 	ours.Env = append(slices.Clone(common), "PORT="+strconv.Itoa(port), "HOST=127.0.0.1", "SSL_CERT_FILE="+certFile,
-		"GRAPH_BASE_URL="+graphSrv.URL+"/v1.0", "REDIS_URL=redis://"+proxy.Addr()+"/0", "REDIS_PREFIX=bench:")
+		"GRAPH_BASE_URL="+graphSrv.URL+"/v1.0", "REDIS_URL=redis://"+redisAddr+"/0", "REDIS_PREFIX=bench:")
 	ours.Env = append(ours.Env, strings.Fields(o.botEnv)...)
 	oursURL, coldStart, logs, err := launch(tb, "our bot", port, ours)
 	if err != nil {
@@ -201,18 +202,30 @@ func run(tb *runTB, o options) error {
 	}
 
 	g := &loadGen{channel: channel, connector: connector, tb: tb, o: o, concurrency: o.concurrency}
-	measure := func(unit, name, url string, pid int, acts func(i int) map[string]any, n int, bodyCheck func([]byte) bool) (result, error) {
+	measure := func(unit, name, url string, pid int, acts func(i int) []byte, n int, bodyCheck func([]byte) bool) (result, error) {
 		r := result{unit: unit, bot: name, mallocs: -1}
 		cpu0, _ := cpuTime(pid)
+		bench0, _ := cpuTime(os.Getpid())
 		m0, okM := mallocs(url)
-		g0, t0 := graphRequests.Load(), proxy.RoundTrips()
+		g0 := graphRequests.Load()
+		t0, err := redisRoundTrips(redisAddr)
+		if err != nil {
+			return r, err
+		}
 		lat, errs, elapsed := g.run(url, acts, n, bodyCheck)
 		cpu1, _ := cpuTime(pid)
+		bench1, _ := cpuTime(os.Getpid())
+		r.benchCPU = bench1 - bench0
 		if m1, ok := mallocs(url); ok && okM {
 			r.mallocs = (m1 - m0) / float64(len(lat))
 		}
 		r.n, r.errors, r.elapsed, r.cpu = len(lat), errs, elapsed, cpu1-cpu0
-		r.graphRequests, r.redisTrips = graphRequests.Load()-g0, proxy.RoundTrips()-t0
+		t1, err := redisRoundTrips(redisAddr)
+		if err != nil {
+			return r, err
+		}
+		// t1 counts the reply to the INFO that read t0.
+		r.graphRequests, r.redisTrips = graphRequests.Load()-g0, t1-t0-1
 		r.peakRSS, _ = peakRSS(pid)
 		slices.Sort(lat)
 		if len(lat) > 0 {
@@ -225,12 +238,10 @@ func run(tb *runTB, o options) error {
 	}
 
 	var results []result
-	helpAct := func(i int) map[string]any {
-		return g.message(fmt.Sprintf("help-%d", i), "19:bench-help@thread.v2", "help")
-	}
-	g.warm(oursURL, helpAct)
-	fmt.Fprintln(os.Stderr, "bench: help on our bot")
-	r, err := measure("help", "ours", oursURL, ours.Process.Pid, helpAct, o.n, nil)
+	help := template(g.message("", "19:bench-help@thread.v2", "help"))
+	g.warm(oursURL, help)
+	fmt.Fprintf(os.Stderr, "bench: help on our bot (pid %d)\n", ours.Process.Pid)
+	r, err := measure("help", "ours", oursURL, ours.Process.Pid, func(i int) []byte { return help(fmt.Sprintf("help-%d", i)) }, o.n, nil)
 	if err != nil {
 		return err
 	}
@@ -258,11 +269,9 @@ func run(tb *runTB, o options) error {
 			return err
 		}
 		g.concurrency = o.concurrency
-		g.warm(peerURL, helpAct)
+		g.warm(peerURL, help)
 		fmt.Fprintln(os.Stderr, "bench: help on the botbuilder peer")
-		pr, err := measure("help", "peer", peerURL, peer.Process.Pid, func(i int) map[string]any {
-			return g.message(fmt.Sprintf("peer-help-%d", i), "19:bench-help@thread.v2", "help")
-		}, o.n, nil)
+		pr, err := measure("help", "peer", peerURL, peer.Process.Pid, func(i int) []byte { return help(fmt.Sprintf("peer-help-%d", i)) }, o.n, nil)
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, tail(peerLogs.String(), 2000))
 		}
@@ -273,7 +282,7 @@ func run(tb *runTB, o options) error {
 }
 
 // measureFunc measures one work unit on one bot.
-type measureFunc func(unit, name, url string, pid int, acts func(i int) map[string]any, n int, bodyCheck func([]byte) bool) (result, error)
+type measureFunc func(unit, name, url string, pid int, acts func(i int) []byte, n int, bodyCheck func([]byte) bool) (result, error)
 
 // runGraphUnits runs check and approve on our bot: the units that wait on
 // Graph.
@@ -283,7 +292,7 @@ func runGraphUnits(g *loadGen, o options, tenantFake *graphtest.Tenant, oursURL 
 	seedChat(tenantFake, checkChat, o.apps, 0)
 	fmt.Fprintf(os.Stderr, "bench: check on our bot (%d installed apps, Graph latency %s)\n", o.apps, o.graphLatency)
 	g.concurrency = o.graphC
-	checkAct := func(i int) map[string]any { return g.message(fmt.Sprintf("check-%d", i), checkChat, "check") }
+	checkAct := func(i int) []byte { return encode(g.message(fmt.Sprintf("check-%d", i), checkChat, "check")) }
 	r, err := measure("check", "ours", oursURL, pid, checkAct, min(o.n, 2000), nil)
 	if err != nil {
 		return nil, err
@@ -298,7 +307,7 @@ func runGraphUnits(g *loadGen, o options, tenantFake *graphtest.Tenant, oursURL 
 		return nil, err
 	}
 	fmt.Fprintln(os.Stderr, "bench: approve on our bot")
-	approveAct := func(i int) map[string]any { return g.approve(fmt.Sprintf("approve-%d", i), ids[i]) }
+	approveAct := func(i int) []byte { return encode(g.approve(fmt.Sprintf("approve-%d", i), ids[i])) }
 	if r, err = measure("approve", "ours", oursURL, pid, approveAct, len(ids),
 		func(b []byte) bool { return bytes.Contains(b, []byte("was upgraded")) }); err != nil {
 		return nil, err
@@ -340,6 +349,11 @@ func report(w io.Writer, o options, rs []result, peer *result, cold, peerCold ti
 			r.throughput(), ms(r.p50), ms(r.p99), r.cpuPerActivity(), float64(r.peakRSS)/(1<<20), allocs,
 			float64(r.graphRequests)/float64(r.n), float64(r.redisTrips)/float64(r.n))
 	}
+	fmt.Fprintln(w, "\nCPU the bench process (load generator and fakes, sharing the machine) spent per activity:")
+	for _, r := range all {
+		fmt.Fprintf(w, "%s on %s %.3f ms;", r.unit, r.bot, float64(r.benchCPU.Microseconds())/1000/float64(max(r.n, 1)))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "\nCold start to /readyz: ours %s", ms(cold))
 	if peer != nil {
 		fmt.Fprintf(w, ", peer %s", ms(peerCold))
