@@ -71,7 +71,7 @@ func newHarness(t testing.TB) *harness {
 	return h
 }
 
-func (h *harness) start(t *testing.T) {
+func (h *harness) start(t testing.TB) {
 	t.Helper()
 	cfg, err := loadConfig(func(k string) string { return h.env[k] })
 	if err != nil {
@@ -93,7 +93,7 @@ func (h *harness) start(t *testing.T) {
 	t.Cleanup(func() { h.shutdown(t) })
 }
 
-func (h *harness) shutdown(t *testing.T) {
+func (h *harness) shutdown(t testing.TB) {
 	t.Helper()
 	if h.stop == nil {
 		return

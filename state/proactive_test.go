@@ -39,6 +39,25 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 	if got, _ := s.Reference(ctx, ref.ConversationID); got.ServiceURL != ref.ServiceURL {
 		t.Errorf("a changed reference was not written: %s", got.ServiceURL)
 	}
+	// The installation scope counts, by value: once known it is written;
+	// the same scope again (another activity, another copy) is no change.
+	ref.Scope = &bot.Scope{Kind: bot.ScopeChat, ID: ref.ConversationID, TenantID: tenant}
+	ref.UpdatedAt = seen.Add(2 * time.Minute)
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Reference(ctx, ref.ConversationID); got.Scope == nil || *got.Scope != *ref.Scope {
+		t.Errorf("a reference that gained its scope was not written: %+v", got.Scope)
+	}
+	same := *ref.Scope
+	ref.Scope, ref.UpdatedAt = &same, seen.Add(3*time.Minute)
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Reference(ctx, ref.ConversationID); !got.UpdatedAt.Equal(seen.Add(2 * time.Minute)) {
+		t.Errorf("the same scope rewrote the reference (updated %s)", got.UpdatedAt)
+	}
+	ref.Scope = nil
 	other := ref
 	other.ConversationID = "19:b@thread.v2"
 	if err := s.SaveReference(ctx, other); err != nil {

@@ -173,7 +173,7 @@ func (s *server) messages(c *gin.Context) {
 		c.AbortWithStatus(http.StatusUnsupportedMediaType)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes), c.Request.ContentLength, s.opts.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -225,6 +225,21 @@ func (s *server) messages(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusOK)
+}
+
+// readBody reads a request body. Channels send its length, so it is read
+// into one buffer of that size rather than one grown (and copied) a few
+// times over; a body without a length, or longer than the limit, is read
+// through to the limit's error.
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	if contentLength < 0 || contentLength > limit {
+		return io.ReadAll(r)
+	}
+	body := make([]byte, contentLength)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 // fail answers a failed activity. The status tells the channel whether a
