@@ -184,6 +184,62 @@ func (c *Connector) Update(ctx context.Context, ref bot.ConversationRef, activit
 	return c.do(ctx, "update", ref, http.MethodPut, conversationPath(ref.ConversationID, activityID), body, nil)
 }
 
+// encodeBody is in's JSON, as json.Marshal writes it. A message's card
+// content already encoded (a json.RawMessage, as the help card is kept) is
+// copied in as it is: json.Marshal would scan and compact it again on every
+// reply, and a card is most of a reply's bytes.
+func encodeBody(in any) ([]byte, error) {
+	o, ok := in.(outgoing)
+	if !ok || len(o.Attachments) == 0 {
+		return json.Marshal(in)
+	}
+	size := 0
+	for _, a := range o.Attachments {
+		raw, ok := a.Content.(json.RawMessage)
+		if !ok || len(raw) == 0 || a.ContentURL != "" || a.Name != "" || a.ThumbnailURL != "" {
+			return json.Marshal(in)
+		}
+		size += len(a.ContentType) + len(raw) + 32
+	}
+	atts := o.Attachments
+	o.Attachments = nil
+	head, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	// Attachments is outgoing's last field: it goes before the closing brace.
+	out := make([]byte, 0, len(head)+size+16)
+	out = append(out, head[:len(head)-1]...)
+	if len(head) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"attachments":[`...)
+	for i, a := range atts {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '{')
+		if a.ContentType != "" {
+			out = appendJSONString(append(out, `"contentType":`...), a.ContentType)
+			out = append(out, ',')
+		}
+		out = append(append(append(out, `"content":`...), a.Content.(json.RawMessage)...), '}')
+	}
+	return append(out, "]}"...), nil
+}
+
+// appendJSONString appends s as a JSON string, as json.Marshal writes it.
+// Media types need no escaping: only those that do go through json.Marshal.
+func appendJSONString(out []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(out, q...)
+		}
+	}
+	return append(append(append(out, '"'), s...), '"')
+}
+
 func conversationPath(conversationID, activityID string) string {
 	p := "/v3/conversations/" + url.PathEscape(conversationID) + "/activities"
 	if activityID != "" {
@@ -218,7 +274,7 @@ func (c *Connector) do(ctx context.Context, op string, ref bot.ConversationRef, 
 		return fmt.Errorf("botframework: %s: %w", op, err)
 	}
 	if in != nil {
-		body, err := json.Marshal(in)
+		body, err := encodeBody(in)
 		if err != nil {
 			return fmt.Errorf("botframework: %s: encode: %w", op, err)
 		}

@@ -2,6 +2,7 @@ package botframework_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/infracloudio/msbotbuilder-go/schema"
 
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/botframework"
@@ -263,5 +265,45 @@ func TestConnectorHonoursRetryAfterAndContext(t *testing.T) {
 	}
 	if conn.Calls()[0].Authorization != "" {
 		t.Error("a connector without a credential sent an Authorization header")
+	}
+}
+
+// A reply's body is what json.Marshal would write, byte for byte, whether
+// its card is kept encoded (the help card) or not, with text or without,
+// one attachment or several; what is not encoded JSON goes through
+// json.Marshal.
+func TestReplyBodyIsWhatJSONMarshalWrites(t *testing.T) {
+	card := map[string]any{"type": "AdaptiveCard", "version": "1.5", "body": []any{
+		map[string]any{"type": "TextBlock", "text": "Mise à jour <b> & 升级 \u2028", "wrap": true}}}
+	raw, err := json.Marshal(card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := bot.ConversationRef{ConversationID: "19:abc@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
+		BotID: "28:app", BotName: "Upgrade \"Approvals\""}
+	att := func(content any) schema.Attachment {
+		return schema.Attachment{ContentType: "application/vnd.microsoft.card.adaptive", Content: content}
+	}
+	for name, m := range map[string]bot.Message{
+		"kept card":              {Attachments: []schema.Attachment{att(json.RawMessage(raw))}},
+		"kept card and text":     {Text: "see **below**", Locale: "zh-CN", Attachments: []schema.Attachment{att(json.RawMessage(raw))}},
+		"two kept cards":         {Attachments: []schema.Attachment{att(json.RawMessage(raw)), att(json.RawMessage(raw))}},
+		"card value":             {Attachments: []schema.Attachment{att(card)}},
+		"kept and value cards":   {Attachments: []schema.Attachment{att(json.RawMessage(raw)), att(card)}},
+		"text only":              {Text: "hello"},
+		"no content type":        {Attachments: []schema.Attachment{{Content: json.RawMessage(raw)}}},
+		"content type to escape": {Attachments: []schema.Attachment{{ContentType: "text/x-\"odd\" <type> & \u00e9\n", Content: json.RawMessage(raw)}}},
+	} {
+		got, err := botframework.EncodeReply(ref, "1700000000001", m)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want, err := botframework.MarshalReply(ref, "1700000000001", m)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
 	}
 }
