@@ -39,25 +39,6 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 	if got, _ := s.Reference(ctx, ref.ConversationID); got.ServiceURL != ref.ServiceURL {
 		t.Errorf("a changed reference was not written: %s", got.ServiceURL)
 	}
-	// The installation scope counts, by value: once known it is written;
-	// the same scope again (another activity, another copy) is no change.
-	ref.Scope = &bot.Scope{Kind: bot.ScopeChat, ID: ref.ConversationID, TenantID: tenant}
-	ref.UpdatedAt = seen.Add(2 * time.Minute)
-	if err := s.SaveReference(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Reference(ctx, ref.ConversationID); got.Scope == nil || *got.Scope != *ref.Scope {
-		t.Errorf("a reference that gained its scope was not written: %+v", got.Scope)
-	}
-	same := *ref.Scope
-	ref.Scope, ref.UpdatedAt = &same, seen.Add(3*time.Minute)
-	if err := s.SaveReference(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Reference(ctx, ref.ConversationID); !got.UpdatedAt.Equal(seen.Add(2 * time.Minute)) {
-		t.Errorf("the same scope rewrote the reference (updated %s)", got.UpdatedAt)
-	}
-	ref.Scope = nil
 	other := ref
 	other.ConversationID = "19:b@thread.v2"
 	if err := s.SaveReference(ctx, other); err != nil {
@@ -84,6 +65,44 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 	}
 	if _, err := s.Reference(ctx, ref.ConversationID); bot.ErrorCode(err) != bot.CodeNotFound {
 		t.Errorf("forgotten reference: %v", err)
+	}
+}
+
+// The installation scope counts, by value: once known it is written; the
+// same scope again (another activity, another copy) is no change.
+func TestReferenceScopeIsComparedByValue(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	seen := time.Now().UTC().Truncate(time.Second)
+	ref := bot.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
+		ChannelID: "msteams", TenantID: tenant, BotID: "28:app", UpdatedAt: seen}
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	ref.Scope = &bot.Scope{Kind: bot.ScopeChat, ID: ref.ConversationID, TenantID: tenant}
+	ref.UpdatedAt = seen.Add(time.Minute)
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Reference(ctx, ref.ConversationID); got.Scope == nil || *got.Scope != *ref.Scope {
+		t.Errorf("a reference that gained its scope was not written: %+v", got.Scope)
+	}
+	same := *ref.Scope
+	ref.Scope, ref.UpdatedAt = &same, seen.Add(2*time.Minute)
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Reference(ctx, ref.ConversationID); !got.UpdatedAt.Equal(seen.Add(time.Minute)) {
+		t.Errorf("the same scope rewrote the reference (updated %s)", got.UpdatedAt)
+	}
+	other := same
+	other.ID = "19:b@thread.v2"
+	ref.Scope, ref.UpdatedAt = &other, seen.Add(3*time.Minute)
+	if err := s.SaveReference(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Reference(ctx, ref.ConversationID); got.Scope == nil || got.Scope.ID != "19:b@thread.v2" {
+		t.Errorf("a changed scope was not written: %+v", got.Scope)
 	}
 }
 
