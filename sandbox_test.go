@@ -116,6 +116,23 @@ func (h *sandboxHarness) reply(t *testing.T, conversation string) string {
 	return ""
 }
 
+// replyTo waits for the bot's reply to activity a (its answer posted with
+// replyToId a's id), and returns it with its activity id, as the
+// connector answered it. Background scans may post cards of their own in
+// between, so the calls' order says nothing.
+func (h *sandboxHarness) replyTo(t *testing.T, a map[string]any) (bottest.ConnectorCall, string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for k, c := range h.connector.Calls() {
+			if c.Method == http.MethodPost && c.Activity["replyToId"] == a["id"] {
+				return c, fmt.Sprintf("activity-%d", k+1) // the connector fake's ids
+			}
+		}
+	}
+	t.Fatalf("no reply to %v", a["id"])
+	return bottest.ConnectorCall{}, ""
+}
+
 // approvalIDs lists the ids of the single approvals a card carries.
 func approvalIDs(t *testing.T, call bottest.ConnectorCall) []string {
 	t.Helper()
@@ -136,10 +153,12 @@ func TestSandboxAdoptsWhateverTalksToIt(t *testing.T) {
 	lynne := map[string]any{"id": "user-id-1", "name": "Lynne Robbins", "aadObjectId": pgOther}
 
 	// A personal chat: the user's own scope gets Polls behind the catalog.
-	if code, _ := h.post(t, h.activity("message", "personal", "aacbaebb-4c4a-4107-88fa-11d30be08601", alex, "check")); code != http.StatusOK {
+	personal := h.activity("message", "personal", "aacbaebb-4c4a-4107-88fa-11d30be08601", alex, "check")
+	if code, _ := h.post(t, personal); code != http.StatusOK {
 		t.Fatalf("check: status %d", code)
 	}
-	card, _ := json.Marshal(h.connector.WaitCalls(t, 1)[0].Activity)
+	reply, _ := h.replyTo(t, personal)
+	card, _ := json.Marshal(reply.Activity)
 	for _, want := range []string{"Polls", "1.0.0", "1.1.0", "You can approve."} {
 		if !strings.Contains(string(card), want) {
 			t.Errorf("personal check lacks %q: %s", want, card)
@@ -147,10 +166,11 @@ func TestSandboxAdoptsWhateverTalksToIt(t *testing.T) {
 	}
 
 	// A group chat, first seen through Alex: Alex owns it.
-	if code, _ := h.post(t, h.activity("message", "groupChat", pgChat, alex, "check")); code != http.StatusOK {
+	group := h.activity("message", "groupChat", pgChat, alex, "check")
+	if code, _ := h.post(t, group); code != http.StatusOK {
 		t.Fatalf("group check: status %d", code)
 	}
-	list := h.connector.WaitCalls(t, 2)[1]
+	list, listID := h.replyTo(t, group)
 	b, _ := json.Marshal(list.Activity)
 	for _, want := range []string{"Polls", "Tasks", "Whiteboard"} {
 		if !strings.Contains(string(b), want) {
@@ -169,7 +189,7 @@ func TestSandboxAdoptsWhateverTalksToIt(t *testing.T) {
 	// Lynne speaks later: she becomes a member, not an owner, and cannot approve.
 	approve := func(from map[string]any) (int, string) {
 		a := h.activity("invoke", "groupChat", pgChat, from, "")
-		a["name"], a["replyToId"] = "adaptiveCard/action", "activity-1"
+		a["name"], a["replyToId"] = "adaptiveCard/action", listID
 		a["value"] = map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": ids[0]}}}
 		return h.post(t, a)
 	}
