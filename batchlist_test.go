@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,12 +102,23 @@ func lastUpdate(calls []bottest.ConnectorCall, cardID string) (int, string) {
 	return -1, ""
 }
 
-// The replica that runs "Approve all" dies once Graph has upgraded the
-// first app (its Redis goes away, so it records nothing more). Another
-// replica's reaper finishes both approvals from Graph, and the list the
-// approver clicked shows each outcome, drawn from Redis by that replica.
+// The replica that runs "Approve all" dies once Graph has taken both
+// upgrades (its Redis goes away, so it records at most the first outcome).
+// Another replica's reaper settles both approvals from Graph, and the list
+// the approver clicked shows each outcome, drawn from Redis by that
+// replica. (Dying after the first upgrade only would leave it to chance
+// whether the second reached Graph: one that never did waits out the
+// upgrade grace period before it is offered again.)
 func TestApproveAllListIsKeptTrueWhenItsReplicaDies(t *testing.T) {
 	d := newDyingReplica(t)
+	var taken atomic.Int32
+	d.sg.mu.Lock()
+	d.sg.onTaken = func() {
+		if taken.Add(1) == 2 {
+			d.rs.Kill()
+		}
+	}
+	d.sg.mu.Unlock()
 	a := d.harness
 	// No catalog watcher: its first round, once check made the tenant
 	// known, would post each app's own card among the calls checked here.
@@ -127,7 +139,7 @@ func TestApproveAllListIsKeptTrueWhenItsReplicaDies(t *testing.T) {
 	if code != http.StatusOK || strings.Count(string(body), upgrading) != 2 {
 		t.Fatalf("approve all: %d %s", code, body)
 	}
-	eventually(t, 10*time.Second, "Graph upgrades an app", func() bool { return len(upgradePosts(a.graph)) > 0 })
+	eventually(t, 10*time.Second, "Graph upgrades both apps", func() bool { return taken.Load() == 2 })
 	a.shutdown(t)
 	died := len(a.connector.Calls())
 	if _, card := lastUpdate(a.connector.Calls(), "activity-1"); strings.Count(card, upgraded) == 2 {
