@@ -91,13 +91,15 @@ func (b *Bot) listView(ref ConversationRef, approvals []Approval, batch string) 
 }
 
 func (b *Bot) listSize(t *Turn, approvals []Approval) int {
-	j, _ := json.Marshal(b.cards.PendingList(b.listView(t.Ref, approvals, "bat_"+strings.Repeat("0", 24))))
+	j, _ := json.Marshal(b.listCard(t.Ref, "bat_"+strings.Repeat("0", 24), approvals))
 	return len(j)
 }
 
 // postList posts approvals as one list, with Approve all, and records the
 // message with its batch, so that it is kept true as they are decided
-// (on their own cards too) before anyone clicks Approve all.
+// (on their own cards too) before anyone clicks Approve all. It is drawn
+// as its redraws are: an open request already upgrading (or decided, with
+// Graph slow to show it) is listed as it stands, not as one to review.
 func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error {
 	ids := make([]string, len(approvals))
 	for i, a := range approvals {
@@ -107,7 +109,7 @@ func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error
 	if err != nil {
 		return err
 	}
-	id, err := t.Reply(ctx, CardMessage(b.cards.PendingList(b.listView(t.Ref, approvals, batch))))
+	id, err := t.Reply(ctx, CardMessage(b.listCard(t.Ref, batch, approvals)))
 	if err != nil || id == "" {
 		return err
 	}

@@ -485,6 +485,43 @@ func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
 	}
 }
 
+// A check while one of several pending upgrades is still upgrading (here
+// Graph's answer was lost, so it waits out its grace period) lists that
+// one as upgrading, as its own card and any redraw of the list do, never
+// with a Review that reads as if nobody had approved it yet.
+func TestCheckListsAnUpgradingAppAsUpgrading(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f.bot = f.withOptions(func(o *bot.Options) { o.UpgradeTimeout = time.Second; o.UpgradeGrace = 10 * time.Minute })
+	f.say("check")
+	var polls string
+	for id, a := range f.state.approvals {
+		if a.Upgrade.Installation.DisplayName == "Polls" {
+			polls = id
+		}
+	}
+	f.graph.upgrade = func(bot.Installation) error {
+		return fmt.Errorf("503 Service Unavailable: %w", bot.ErrUpgradeUncertain)
+	}
+	if resp := f.click("approve", polls, owner); !strings.Contains(resp, "Upgrading Polls") {
+		t.Fatalf("approve: %s", resp)
+	}
+	f.drain()
+	f.say("check")
+	if len(f.conn.replies) != 2 {
+		t.Fatalf("%d replies, want the first list and the second", len(f.conn.replies))
+	}
+	list := cardText(t, f.conn.replies[1])
+	// Polls has no Review (its id on the list); Tasks keeps its Review and
+	// Approve all.
+	if !strings.Contains(list, "Upgrading Polls to 1.1.0") || strings.Contains(list, polls) ||
+		strings.Count(list, `"verb":"review"`) != 2 || !strings.Contains(list, `"verb":"approveAll"`) {
+		t.Errorf("the second check lists Polls, still upgrading, as %s", list)
+	}
+	if f.graph.upgradeCount() != 1 {
+		t.Errorf("%d upgrades sent, want 1", f.graph.upgradeCount())
+	}
+}
+
 func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
 	apps := make([]string, 8)
 	for i := range apps {
