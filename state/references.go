@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -265,18 +266,29 @@ func (s *Store) Tenants(ctx context.Context) ([]string, error) {
 // Conversations calls fn once for each installation scope of a tenant with
 // the conversation its unprompted cards go to, and for each conversation
 // whose scope is not known, a page at a time (HSCAN, SSCAN), so a tenant
-// with many is never read in one reply. One may be seen twice.
+// with many is never read in one reply. One may be seen twice. A scope
+// whose conversation's reference is gone (its TTL ran out: nobody talked
+// there for that long, as with a meeting's chat) is dropped from the index
+// rather than scanned, sweep after sweep, for nothing.
 func (s *Store) Conversations(ctx context.Context, tenantID string, fn func(conversationID string) error) error {
 	if err := s.adoptLegacy(ctx, tenantID, fn); err != nil {
 		return err
 	}
+	key := s.scopesKey(tenantID)
 	var cursor uint64
 	for {
-		kv, next, err := s.rdb.HScan(ctx, s.scopesKey(tenantID), cursor, "", 500).Result()
+		kv, next, err := s.rdb.HScan(ctx, key, cursor, "", 500).Result()
 		if err != nil {
 			return unavailable("list conversations", err)
 		}
+		gone := s.goneReferences(ctx, kv)
 		for i := 1; i < len(kv); i += 2 {
+			if gone[i/2] {
+				// Only while it still points there: a reference saved
+				// meanwhile indexes its scope again anyway.
+				unindexScript.Run(ctx, s.rdb, []string{key}, kv[i-1], kv[i])
+				continue
+			}
 			if err := fn(kv[i]); err != nil {
 				return err
 			}
@@ -285,6 +297,27 @@ func (s *Store) Conversations(ctx context.Context, tenantID string, fn func(conv
 			return nil
 		}
 	}
+}
+
+// goneReferences reports, for each conversation of an HSCAN page (field,
+// conversation, …), whether none of its references exists. One EXISTS per
+// key, pipelined: the keys are in different Redis Cluster slots. A read
+// that fails counts as present.
+func (s *Store) goneReferences(ctx context.Context, kv []string) []bool {
+	cmds := make([][]*redis.IntCmd, len(kv)/2)
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each EXISTS is looked at on its own
+		for i := 1; i < len(kv); i += 2 {
+			for _, id := range referenceIDs(kv[i]) {
+				cmds[i/2] = append(cmds[i/2], p.Exists(ctx, s.referenceKey(id)))
+			}
+		}
+		return nil
+	})
+	gone := make([]bool, len(cmds))
+	for i, c := range cmds {
+		gone[i] = !slices.ContainsFunc(c, func(c *redis.IntCmd) bool { return c.Err() != nil || c.Val() > 0 })
+	}
+	return gone
 }
 
 // adoptLegacy moves each conversation of the tenant's where set whose

@@ -180,3 +180,50 @@ func TestThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope(t *testing.T) 
 		t.Errorf("left in the earlier release's index: %v, want only the conversation without a scope", left)
 	}
 }
+
+// A chat nobody talked in for the reference's lifetime (a meeting long
+// over) leaves the tenant's index at the next sweep instead of being
+// queued, sweep after sweep, for a scan that finds no reference; the
+// scopes still talked in stay, and talking in that chat again brings it
+// back.
+func TestAScopeWhoseReferenceExpiredLeavesTheIndex(t *testing.T) {
+	prefix := fmt.Sprintf("test:expiredscope:%d:", time.Now().UnixNano())
+	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	ctx := context.Background()
+	seen := time.Now().UTC().Truncate(time.Second)
+	meeting := bot.ConversationRef{ConversationID: "19:meeting_abc@thread.v2", ConversationType: "groupChat",
+		ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams", TenantID: tenant, BotID: "28:app",
+		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: "19:meeting_abc@thread.v2", TenantID: tenant}, UpdatedAt: seen}
+	for _, ref := range []bot.ConversationRef{meeting, inChannel(general+";messageid=1", teamGroup, seen)} {
+		if err := s.SaveReference(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A team an earlier release indexed by one of its threads: only the
+	// thread's own reference is left, and it still counts.
+	legacyReference(t, rdb, prefix, inChannel("19:x@thread.tacv2;messageid=4", "0b6d2f4e-5d4b-4a7e-9c21-8f3c1e628a10", seen))
+	if got := toScan(t, s); len(got) != 3 || got[meeting.ConversationID] != 1 {
+		t.Fatalf("a sweep scans %v, want the meeting chat, the team and the earlier release's team", got)
+	}
+
+	// The meeting chat's reference runs out of TTL.
+	if err := rdb.Del(ctx, prefix+"ref:{"+meeting.ConversationID+"}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		if got := toScan(t, s); len(got) != 2 || got[general] != 1 || got["19:x@thread.tacv2;messageid=4"] != 1 {
+			t.Errorf("round %d: with the meeting chat's reference gone a sweep scans %v, want the two teams", round, got)
+		}
+	}
+	if n := rdb.HLen(ctx, prefix+"scopes:{"+tenant+"}").Val(); n != 2 {
+		t.Errorf("the tenant's index holds %d scopes, want the two teams", n)
+	}
+
+	meeting.UpdatedAt = seen.Add(time.Hour)
+	if err := s.SaveReference(ctx, meeting); err != nil {
+		t.Fatal(err)
+	}
+	if got := toScan(t, s); len(got) != 3 || got[meeting.ConversationID] != 1 {
+		t.Errorf("after talking in the meeting chat again a sweep scans %v, want it back", got)
+	}
+}
