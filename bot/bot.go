@@ -113,6 +113,10 @@ type Bot struct {
 	// inflight counts decisions still running after their invoke was
 	// answered; Drain waits for them before the store goes away.
 	inflight sync.WaitGroup
+	// redraws are list redraws: a change of one approval redraws every
+	// list it is in (up to Approvals' bounds), which no click's answer,
+	// and no approve-all slot, should wait for.
+	redraws background
 	// help holds the help card rendered as JSON per locale (see helpCard).
 	help      sync.Map // string → json.RawMessage
 	helpCount atomic.Int32

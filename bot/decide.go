@@ -338,7 +338,7 @@ func (b *Bot) updateCards(ctx context.Context, done Approval) {
 	for _, c := range done.OtherCards {
 		b.updateCard(ctx, c.Conversation, c.ActivityID, b.cardFor(done, c.Conversation.Locale), done.ID)
 	}
-	b.updateLists(ctx, done.ID)
+	b.redraws.Go(func() { b.updateLists(ctx, done.ID) })
 }
 
 func (b *Bot) updateCard(ctx context.Context, ref ConversationRef, activityID string, card cards.Card, approvalID string) {
@@ -478,10 +478,14 @@ func (b *Bot) Drain(ctx context.Context) error {
 	go func() { b.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("bot: decisions still running: %w", ctx.Err())
 	}
+	// Decisions that ended started redraws of their lists.
+	if err := b.redraws.Wait(ctx); err != nil {
+		return fmt.Errorf("bot: lists still being redrawn: %w", err)
+	}
+	return nil
 }
 
 // DrainTimeout is how long Drain may need: one upgrade and its records.

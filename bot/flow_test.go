@@ -478,10 +478,62 @@ func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
 	if resp := f.click("reject", polls, owner); !strings.Contains(resp, "Polls to 1.1.0 was rejected") {
 		t.Fatalf("reject: %s", resp)
 	}
+	// Lists are redrawn after the click's answer; Drain waits for them.
+	if err := f.bot.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	u := cardText(t, f.conn.update("reply-1"))
 	if !strings.Contains(u, "Polls to 1.1.0 was rejected") || !strings.Contains(u, "Tasks to 1.1.0 was rejected") ||
 		strings.Contains(u, `"verb":"approveAll"`) {
 		t.Errorf("the list ends showing %s, want both rejected and no Approve all", u)
+	}
+}
+
+// A click is answered without waiting for the lists its approval is in to
+// be redrawn: each check posts a list, so one approval may be on many, and
+// Teams waits only about 15 s for the answer. The redraw follows, and
+// Drain waits for it.
+func TestClickIsAnsweredBeforeItsListsAreRedrawn(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f.say("check")
+	var polls string
+	for id, a := range f.state.approvals {
+		if a.Upgrade.Installation.DisplayName == "Polls" {
+			polls = id
+		}
+	}
+	release := make(chan struct{})
+	f.conn.mu.Lock()
+	f.conn.updating = func(id string) {
+		if id == "reply-1" {
+			<-release
+		}
+	}
+	f.conn.mu.Unlock()
+	answered := make(chan *bot.InvokeResponse, 1)
+	go func() {
+		resp, _ := f.bot.Handle(context.Background(), f.activity(map[string]any{
+			"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1",
+			"from":  map[string]any{"id": "29:" + owner, "aadObjectId": owner, "name": "Owner"},
+			"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "reject", "data": map[string]any{"approvalId": polls}}},
+		}))
+		answered <- resp
+	}()
+	select {
+	case resp := <-answered:
+		if b, _ := json.Marshal(botframework.InvokeBody(resp)); !strings.Contains(string(b), "Polls to 1.1.0 was rejected") {
+			t.Errorf("reject answered %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the click's answer waited for its list's redraw")
+	}
+	close(release)
+	if err := f.bot.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u := cardText(t, f.conn.update("reply-1")); !strings.Contains(u, "Polls to 1.1.0 was rejected") {
+		t.Errorf("the list shows %s, want Polls rejected", u)
 	}
 }
 
