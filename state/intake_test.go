@@ -2,6 +2,9 @@ package state_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,5 +77,101 @@ func TestClaimAndSaveReferenceIsOneRoundTrip(t *testing.T) {
 	got, err := s.Reference(ctx, ref.ConversationID)
 	if err != nil || got != ref {
 		t.Errorf("reference %+v, %v; want %+v", got, err, ref)
+	}
+}
+
+// keysSeen records every argument go-redis sends, handshakes aside.
+type keysSeen struct {
+	mu   sync.Mutex
+	args []string
+}
+
+func (h *keysSeen) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *keysSeen) record(cmds ...redis.Cmder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range cmds {
+		if handshake(c) {
+			continue
+		}
+		for _, a := range c.Args() {
+			h.args = append(h.args, fmt.Sprint(a))
+		}
+	}
+}
+
+func (h *keysSeen) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.record(cmd); return next(ctx, cmd) }
+}
+
+func (h *keysSeen) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.record(cmds...); return next(ctx, cmds) }
+}
+
+func (h *keysSeen) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.args
+	h.args = nil
+	return out
+}
+
+// Every activity asks where its installation scope's cards go, but reads
+// no key of its whole tenant to learn it: for a single-tenant bot that key
+// would be on every request's path. The tenant's index is written only
+// when the answer changes: a team talked to in another channel.
+func TestActivitiesReadNoTenantWideKey(t *testing.T) {
+	s, rdb := newStore(t, state.Options{})
+	seen := &keysSeen{}
+	rdb.AddHook(seen)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	team := &bot.Scope{Kind: bot.ScopeTeam, ID: "00000000-0000-0000-0000-0000000000aa", TenantID: tenant}
+	in := func(channel string, n int) {
+		t.Helper()
+		ref := bot.ConversationRef{ConversationID: channel, ConversationType: "channel", ServiceURL: "https://smba.trafficmanager.net/amer/",
+			ChannelID: "msteams", TenantID: tenant, BotID: "28:app", Scope: team, UpdatedAt: now.Add(time.Duration(n) * time.Minute)}
+		if _, err := s.ClaimAndSaveReference(ctx, fmt.Sprintf("%s|%d", channel, n), ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tenantWide := func(args []string) []string {
+		var out []string
+		for _, a := range args {
+			if strings.Contains(a, "scopes:{") || strings.Contains(a, "where:{") || strings.HasSuffix(a, "tenants") {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	home := func() []string {
+		t.Helper()
+		var ids []string
+		if err := s.Conversations(ctx, tenant, func(id string) error { ids = append(ids, id); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+
+	in("19:general@thread.tacv2", 1) // first seen: written and indexed
+	seen.take()
+	in("19:general@thread.tacv2", 2)
+	in("19:general@thread.tacv2;messageid=1700000000001", 3)
+	if keys := tenantWide(seen.take()); len(keys) != 0 {
+		t.Errorf("activities of a known channel touched %v", keys)
+	}
+	in("19:planning@thread.tacv2", 4)
+	if got := home(); len(got) != 1 || got[0] != "19:planning@thread.tacv2" {
+		t.Errorf("the team's cards go to %v, want the channel last talked to in", got)
+	}
+	seen.take()
+	in("19:planning@thread.tacv2", 5)
+	if keys := tenantWide(seen.take()); len(keys) != 0 {
+		t.Errorf("an activity where the team's home already is touched %v", keys)
+	}
+	in("19:general@thread.tacv2", 6)
+	if got := home(); len(got) != 1 || got[0] != "19:general@thread.tacv2" {
+		t.Errorf("the team's cards go to %v after talk in General again", got)
 	}
 }

@@ -40,9 +40,20 @@ func (s *Store) referenceKey(conversationID string) string {
 // scan reads its scope from Graph, so a sweep of this index reads each
 // scope once, however many channels and threads the bot was talked to in.
 // It shares the where set's hash tag: one script moves an entry over.
+// Sweeps read it; activities read each scope's homeKey instead.
 func (s *Store) scopesKey(tenantID string) string { return s.opts.Prefix + "scopes:{" + tenantID + "}" }
 
 func scopeField(sc bot.Scope) string { return string(sc.Kind) + "|" + strings.ToLower(sc.ID) }
+
+// homeKey holds the same as a scope's entry in scopesKey: the conversation
+// its unprompted cards go to. Every activity reads it, to see whether it
+// moved (a team talked to in another channel), so it is a key of the
+// scope's own, on a slot of its own: the tenant's index, on the path of
+// every activity of the tenant (all of them, for a single-tenant bot),
+// would be one hot key. The index is written only when the home moves.
+func (s *Store) homeKey(tenantID string, sc bot.Scope) string {
+	return s.opts.Prefix + "home:{" + tenantID + "|" + scopeField(sc) + "}"
+}
 
 // whereKey is the set of conversations of a tenant whose installation
 // scope is not known (a channel activity without its team's Entra group),
@@ -81,7 +92,7 @@ type storedReads struct{ ref, home *redis.StringCmd }
 func (s *Store) readStored(ctx context.Context, p redis.Pipeliner, ref bot.ConversationRef) storedReads {
 	r := storedReads{ref: p.Get(ctx, s.referenceKey(ref.ConversationID))}
 	if ref.TenantID != "" && ref.Scope != nil {
-		r.home = p.HGet(ctx, s.scopesKey(ref.TenantID), scopeField(*ref.Scope))
+		r.home = p.Get(ctx, s.homeKey(ref.TenantID, *ref.Scope))
 	}
 	return r
 }
@@ -135,6 +146,12 @@ func (s *Store) index(ctx context.Context, ref bot.ConversationRef) bool {
 	var err error
 	if ref.Scope != nil {
 		added, err = s.rdb.HSet(ctx, s.scopesKey(ref.TenantID), scopeField(*ref.Scope), ref.ConversationID).Result()
+		if err == nil {
+			// With the reference's lifetime: renewed as the reference is.
+			// If it cannot be written, the next activity finds the home
+			// moved and writes both again.
+			s.rdb.Set(ctx, s.homeKey(ref.TenantID, *ref.Scope), ref.ConversationID, s.opts.ReferenceTTL)
+		}
 	} else {
 		added, err = s.rdb.SAdd(ctx, s.whereKey(ref.TenantID), ref.ConversationID).Result()
 	}
@@ -154,11 +171,16 @@ func (s *Store) unindex(ctx context.Context, ref bot.ConversationRef) {
 	s.rdb.SRem(ctx, s.whereKey(ref.TenantID), ref.ConversationID)
 	if ref.Scope != nil {
 		unindexScript.Run(ctx, s.rdb, []string{s.scopesKey(ref.TenantID)}, scopeField(*ref.Scope), ref.ConversationID)
+		unhomeScript.Run(ctx, s.rdb, []string{s.homeKey(ref.TenantID, *ref.Scope)}, ref.ConversationID)
 	}
 }
 
 var unindexScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`)
+
+var unhomeScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0`)
 
 // sameReference compares everything but the time it was seen. Every
@@ -231,6 +253,9 @@ func (s *Store) Forget(ctx context.Context, ref bot.ConversationRef) error {
 		}
 		if ref.Scope != nil {
 			if err := s.rdb.HDel(ctx, s.scopesKey(ref.TenantID), scopeField(*ref.Scope)).Err(); err != nil {
+				return unavailable("unindex reference", err)
+			}
+			if err := s.rdb.Del(ctx, s.homeKey(ref.TenantID, *ref.Scope)).Err(); err != nil {
 				return unavailable("unindex reference", err)
 			}
 		}
