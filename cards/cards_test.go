@@ -440,3 +440,34 @@ func TestUpToDateListFitsOneMessage(t *testing.T) {
 		}
 	}
 }
+
+// "Approve all" says how many it would approve: the apps still to review,
+// not those already upgrading or decided; with none left it is gone.
+func TestApproveAllCountsWhatItWouldApprove(t *testing.T) {
+	c := newCards(t)
+	item := func(name string, status cards.OutcomeKind) cards.PendingItem {
+		return cards.PendingItem{ApprovalID: "apr_" + name, App: cards.App{Name: name, FromVersion: "1.0", ToVersion: "1.1"}, Status: status}
+	}
+	button := func(items ...cards.PendingItem) string {
+		t.Helper()
+		card := c.PendingList(cards.PendingList{Locale: "en-US", Place: cards.PlaceChat, Approvers: cards.ApproversOwners, BatchID: "bat_1", Items: items})
+		for _, a := range card.Actions {
+			if a.Verb == cards.VerbApproveAll {
+				return a.Title
+			}
+		}
+		return ""
+	}
+	if got := button(item("Polls", ""), item("Tasks", ""), item("Whiteboard", "")); got != "Approve all 3" {
+		t.Errorf("three to review: %q", got)
+	}
+	if got := button(item("Polls", cards.OutcomeUpgraded), item("Tasks", ""), item("Whiteboard", "")); got != "Approve all 2" {
+		t.Errorf("one upgraded, two to review: %q", got)
+	}
+	if got := button(item("Polls", cards.OutcomeUpgrading), item("Tasks", cards.OutcomeRejected), item("Whiteboard", "")); got != "Approve" {
+		t.Errorf("one left to review: %q", got)
+	}
+	if got := button(item("Polls", cards.OutcomeUpgraded), item("Tasks", cards.OutcomeFailed)); got != "" {
+		t.Errorf("none left to review: %q", got)
+	}
+}

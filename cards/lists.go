@@ -49,8 +49,16 @@ func (c *Cards) PendingList(l PendingList) Card {
 	}
 	body = append(body, subtle(t.T(whoMayApprove(l.Approvers, l.Place))))
 	var actions []Action
-	if l.BatchID != "" && len(l.Items) > 1 {
-		actions = append(actions, execute(t.N("ApproveAll", len(l.Items), nil), VerbApproveAll, l.BatchID, "positive"))
+	// The button counts what it would approve: the items still to review,
+	// not those already upgrading or decided.
+	pending := 0
+	for _, it := range l.Items {
+		if it.Status == "" {
+			pending++
+		}
+	}
+	if l.BatchID != "" && len(l.Items) > 1 && pending > 0 {
+		actions = append(actions, execute(t.N("ApproveAll", pending, nil), VerbApproveAll, l.BatchID, "positive"))
 	}
 	card := newCard(t.cardLang(), body, actions...)
 	card.FallbackText = t.N("PendingTitle", len(l.Items), nil)
