@@ -36,12 +36,18 @@ func (c *Cards) PendingList(l PendingList) Card {
 			text(t.T("UpgradeFromTo", map[string]any{"From": it.App.FromVersion, "To": it.App.ToVersion})),
 		}
 		app = append(app, c.diffSections(t, it.Diff, fmt.Sprint(i), true)...)
+		review := Element{Type: "ActionSet", Actions: []Action{execute(t.T("Review"), VerbReview, it.ApprovalID, "")}}
 		if it.Status == "" {
-			app = append(app, Element{Type: "ActionSet", Actions: []Action{execute(t.T("Review"), VerbReview, it.ApprovalID, "")}})
+			app = append(app, review)
 		} else {
 			data := map[string]any{"App": it.App.Name, "From": it.App.FromVersion, "To": it.App.ToVersion}
 			app = append(app, container(outcomeStyle[it.Status], Element{Type: "TextBlock", Weight: "Bolder", Wrap: true,
 				Text: t.T("Outcome_"+string(it.Status)+"_Title", data)}))
+			if it.Status == OutcomeFailed {
+				// Its own card offers Retry, but an app listed by check
+				// may have no card of its own: Review opens it.
+				app = append(app, review)
+			}
 		}
 		section := container("emphasis", app...)
 		section.Separator, section.Spacing = true, "Large"
