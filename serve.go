@@ -59,6 +59,9 @@ type deps struct {
 	// readTimeout replaces the HTTP server's readTimeout (a test cuts a
 	// slow client off sooner).
 	readTimeout time.Duration
+	// redisHook, when set, sees every command the bot sends to Redis (a
+	// test counts the round trips of one activity).
+	redisHook redis.Hook
 }
 
 // newLogger returns the process's JSON logger and routes go-redis's own log
@@ -101,6 +104,9 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		return err
 	}
 	defer closeRedis()
+	if d.redisHook != nil {
+		rdb.AddHook(d.redisHook)
+	}
 	store := state.New(rdb, state.Options{Prefix: cfg.RedisPrefix})
 	reg := newRegistry()
 	metrics := botframework.NewMetrics(reg)

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -194,7 +195,7 @@ func (s *Store) Approval(ctx context.Context, id string) (bot.Approval, error) {
 // Transition changes an approval atomically: WATCH the key, check the
 // status, write in MULTI; a concurrent writer makes it retry.
 func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalStatus, change func(*bot.Approval)) (bot.Approval, error) {
-	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+	return s.update(ctx, id, nil, func(a *bot.Approval, _ bool) (lease, error) {
 		if !slices.Contains(from, a.Status) {
 			return lease{}, errConflict
 		}
@@ -205,12 +206,10 @@ func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalSt
 
 // ClaimUpgrade claims a pending or failed approval for an upgrade.
 func (s *Store) ClaimUpgrade(ctx context.Context, id string, who bot.Person, at time.Time, ttl time.Duration) (bot.Approval, error) {
-	// Indexed first: a replica that dies right after claiming leaves a claim
-	// the reaper can find. A stale index entry is harmless.
-	if err := s.indexClaim(ctx, id, ttl); err != nil {
-		return bot.Approval{}, err
-	}
-	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+	// Indexed first, in the read's round trip: a replica that dies right
+	// after claiming leaves a claim the reaper can find. A stale index entry
+	// is harmless.
+	return s.update(ctx, id, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusPending && a.Status != bot.StatusFailed {
 			return lease{}, errConflict
 		}
@@ -224,7 +223,7 @@ func (s *Store) ClaimUpgrade(ctx context.Context, id string, who bot.Person, at 
 // Its index entry stays listed until the takeover succeeds, when it moves
 // to the new lease's end.
 func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration) (bot.Approval, error) {
-	a, err := s.update(ctx, id, func(a *bot.Approval, leased bool) (lease, error) {
+	a, err := s.update(ctx, id, nil, func(a *bot.Approval, leased bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || leased {
 			return lease{}, errConflict
 		}
@@ -233,8 +232,8 @@ func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration)
 	})
 	switch {
 	case err == nil:
-		if err := s.indexClaim(ctx, id, ttl); err != nil {
-			return bot.Approval{}, err
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { s.indexClaim(ctx, id, ttl)(p); return nil }); err != nil {
+			return bot.Approval{}, unavailable("index claim", err)
 		}
 	case errors.Is(err, bot.ErrNotFound) || (errors.Is(err, bot.ErrConflict) && a.Status != bot.StatusUpgrading):
 		s.unindexClaim(ctx, id) // settled or gone: nothing left to reap
@@ -244,7 +243,7 @@ func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration)
 
 // Amend changes an upgrading approval held by token, keeping the claim.
 func (s *Store) Amend(ctx context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
-	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+	return s.update(ctx, id, nil, func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
 			return lease{}, errConflict
 		}
@@ -256,10 +255,7 @@ func (s *Store) Amend(ctx context.Context, id, token string, change func(*bot.Ap
 // HoldClaim keeps the claim named by token for ttl from now.
 func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Duration) (bot.Approval, error) {
 	// Indexed first, as when claiming: the index must never end before the lease.
-	if err := s.indexClaim(ctx, id, ttl); err != nil {
-		return bot.Approval{}, err
-	}
-	return s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+	return s.update(ctx, id, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
 			return lease{}, errConflict
 		}
@@ -269,7 +265,7 @@ func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Durati
 
 // Settle records the outcome of the claim named by token.
 func (s *Store) Settle(ctx context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
-	a, err := s.update(ctx, id, func(a *bot.Approval, _ bool) (lease, error) {
+	a, err := s.update(ctx, id, nil, func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
 			return lease{}, errConflict
 		}
@@ -298,12 +294,11 @@ func (s *Store) ExpiredClaims(ctx context.Context, n int) ([]string, error) {
 	return ids[:min(n, len(ids))], nil
 }
 
-func (s *Store) indexClaim(ctx context.Context, id string, ttl time.Duration) error {
-	at := float64(time.Now().Add(ttl).UnixMilli())
-	if err := s.rdb.ZAdd(ctx, s.claimIndexOf(id), redis.Z{Score: at, Member: id}).Err(); err != nil {
-		return unavailable("index claim", err)
+// indexClaim lists a claim lasting ttl from now for the reaper, in p.
+func (s *Store) indexClaim(ctx context.Context, id string, ttl time.Duration) func(redis.Pipeliner) {
+	return func(p redis.Pipeliner) {
+		p.ZAdd(ctx, s.claimIndexOf(id), redis.Z{Score: float64(time.Now().Add(ttl).UnixMilli()), Member: id})
 	}
-	return nil
 }
 
 func (s *Store) unindexClaim(ctx context.Context, id string) {
@@ -322,93 +317,107 @@ type lease struct {
 var errConflict = errors.New("state: conflict")
 
 // update reads the approval and whether its claim lease is held, lets decide
-// change it, and writes both in one MULTI under WATCH: a concurrent writer
-// makes it start again from a fresh read. decide returning errConflict
-// leaves everything as it is and returns the approval with CodeConflict.
-func (s *Store) update(ctx context.Context, id string, decide func(a *bot.Approval, leased bool) (lease, error)) (bot.Approval, error) {
+// change it, and writes both with casScript only if neither changed since
+// the read: a concurrent writer makes it start again from a fresh read.
+// That is two round trips, where WATCH, the reads and MULTI/EXEC were three.
+// decide returning errConflict leaves everything as it is and returns the
+// approval with CodeConflict. alongside, if set, adds commands to the read's
+// pipeline: they reach Redis before anything is written.
+func (s *Store) update(ctx context.Context, id string, alongside func(redis.Pipeliner), decide func(a *bot.Approval, leased bool) (lease, error)) (bot.Approval, error) {
 	key, claim := s.approvalKey(id), s.claimKey(id)
-	var result bot.Approval
-	var conflict bool
-	txf := func(tx *redis.Tx) error {
-		// Both reads in one round trip, on the watched connection.
+	for range 10 {
 		var get *redis.StringCmd
 		var exists *redis.IntCmd
-		_, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if alongside != nil {
+				alongside(p)
+			}
 			get = p.Get(ctx, key)
 			exists = p.Exists(ctx, claim)
 			return nil
 		})
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return unavailable("read approval", err)
+			return bot.Approval{}, unavailable("read approval", err)
+		}
+		for _, c := range cmds { // a reply error of what went alongside
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+				return bot.Approval{}, unavailable("read approval", e)
+			}
 		}
 		b, err := get.Bytes()
 		if errors.Is(err, redis.Nil) {
-			return bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
+			return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
 		}
 		if err != nil {
-			return unavailable("read approval", err)
+			return bot.Approval{}, unavailable("read approval", err)
 		}
 		a, err := decodeApproval(id, b)
 		if err != nil {
-			return &bot.Error{Code: bot.CodeInternal, Message: err.Error(), Err: err}
+			return bot.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: err.Error(), Err: err}
 		}
 		leased, err := exists.Result()
 		if err != nil {
-			return unavailable("read claim", err)
+			return bot.Approval{}, unavailable("read claim", err)
 		}
-		result = a
+		result := a
 		l, err := decide(&a, leased == 1)
-		if conflict = errors.Is(err, errConflict); conflict {
-			return nil
+		if errors.Is(err, errConflict) {
+			return result, &bot.Error{Code: bot.CodeConflict, Message: fmt.Sprintf("state: approval %s is %s", id, result.Status)}
 		}
 		if err != nil {
-			return err
+			return bot.Approval{}, err
 		}
 		nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 		if err != nil {
-			return &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
+			return bot.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
 		}
 		if l == (lease{}) && bytes.Equal(nb, b) {
 			// Nothing changed (a card already recorded, a list already
-			// full): no write, so no transaction to lose to a concurrent
-			// writer and retry.
-			return nil
+			// full): no write, so nothing to lose to a concurrent writer.
+			return result, nil
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, key, nb, s.approvalTTL(a))
-			switch {
-			case l.set != "":
-				p.Set(ctx, claim, l.set, l.ttl)
-			case l.clear:
-				p.Del(ctx, claim)
-			}
-			return nil
-		})
-		if err == nil {
-			result = a
+		op := ""
+		switch {
+		case l.set != "":
+			op = "set"
+		case l.clear:
+			op = "clear"
 		}
-		return err
-	}
-	for range 10 {
-		conflict = false
-		err := s.rdb.Watch(ctx, txf, key, claim)
-		if errors.Is(err, redis.TxFailedErr) {
-			continue
-		}
-		var be *bot.Error
-		if errors.As(err, &be) {
-			return bot.Approval{}, err
-		}
-		if err != nil { // the connection, from WATCH or EXEC
+		sum := sha1.Sum(b)
+		wrote, err := casScript.Run(ctx, s.rdb, []string{key, claim}, hex.EncodeToString(sum[:]), leased,
+			nb, s.approvalTTL(a).Milliseconds(), op, l.set, max(l.ttl.Milliseconds(), 1)).Int()
+		if err != nil {
 			return bot.Approval{}, unavailable("update approval", err)
 		}
-		if conflict {
-			return result, &bot.Error{Code: bot.CodeConflict, Message: fmt.Sprintf("state: approval %s is %s", id, result.Status)}
+		if wrote == 1 {
+			return a, nil
 		}
-		return result, nil
 	}
 	return bot.Approval{}, bot.Errorf(bot.CodeConflict, "state: approval %s keeps changing", id)
 }
+
+// casScript writes an approval (KEYS[1]) and its claim lease (KEYS[2]) only
+// if the record is still the one read (ARGV[1], its SHA-1) and the lease is
+// still held or not as read (ARGV[2]): a compare-and-set in one round trip.
+// ARGV: sha1, leased 0/1, new record, record ttl ms (0: none), lease op
+// ("set", "clear" or ""), lease token, lease ttl ms. Returns 1 if written.
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) ~= tonumber(ARGV[2]) then
+  return 0
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+if ARGV[5] == 'set' then
+  redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7])
+elseif ARGV[5] == 'clear' then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+`)
 
 // HoldLease takes or renews the lease name for holder: a singleton for
 // background work across replicas.
