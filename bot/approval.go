@@ -188,8 +188,11 @@ type ApprovalStore interface {
 	// ListedIn returns the batches an approval was listed in, newest first
 	// (a bounded number of them).
 	ListedIn(ctx context.Context, approvalID string) ([]string, error)
-	// AppendAudit adds an event to a conversation's history.
-	AppendAudit(ctx context.Context, conversationID string, e AuditEvent) error
+	// AppendAudit adds an event to a conversation's history and returns the
+	// batches e.ApprovalID is listed in, as ListedIn does: whoever records a
+	// decision then redraws those lists, and gets both in one round trip.
+	// On error the batches are unknown.
+	AppendAudit(ctx context.Context, conversationID string, e AuditEvent) (listedIn []string, err error)
 	// Audit returns up to n events of a conversation, newest first.
 	Audit(ctx context.Context, conversationID string, n int) ([]AuditEvent, error)
 }
@@ -206,15 +209,19 @@ type Claims interface {
 	// replica died or hung) a new ClaimToken and lease, so one reconciler
 	// finishes it. A live lease, or any other status, is CodeConflict.
 	TakeOverClaim(ctx context.Context, id string, lease time.Duration) (Approval, error)
-	// Amend applies change to an upgrading approval if token is still its
-	// ClaimToken, keeping the claim; otherwise CodeConflict.
-	Amend(ctx context.Context, id, token string, change func(*Approval)) (Approval, error)
+	// Amend applies change to the upgrading approval held.ID if held's
+	// ClaimToken is still its own, keeping the claim; otherwise CodeConflict.
+	// held is the approval as its holder last had it: the store may write
+	// against it without reading first, but only if it is still what the
+	// store holds.
+	Amend(ctx context.Context, held Approval, change func(*Approval)) (Approval, error)
 	// HoldClaim keeps an upgrading approval's claim, if token is still its
 	// ClaimToken, for lease from now; otherwise CodeConflict.
 	HoldClaim(ctx context.Context, id, token string, lease time.Duration) (Approval, error)
-	// Settle applies change (the outcome) to an upgrading approval if token
-	// is still its ClaimToken, and ends the claim; otherwise CodeConflict.
-	Settle(ctx context.Context, id, token string, change func(*Approval)) (Approval, error)
+	// Settle applies change (the outcome) to the upgrading approval held.ID
+	// if held's ClaimToken is still its own, and ends the claim; otherwise
+	// CodeConflict. held is as for Amend.
+	Settle(ctx context.Context, held Approval, change func(*Approval)) (Approval, error)
 	// ExpiredClaims lists up to n upgrading approvals whose lease has expired.
 	ExpiredClaims(ctx context.Context, n int) ([]string, error)
 }

@@ -160,9 +160,9 @@ func (m *memState) TakeOverClaim(_ context.Context, id string, lease time.Durati
 	})
 }
 
-func (m *memState) Amend(_ context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
-	return m.update(id, func(a *bot.Approval) error {
-		if a.Status != bot.StatusUpgrading || a.ClaimToken != token {
+func (m *memState) Amend(_ context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
+	return m.update(held.ID, func(a *bot.Approval) error {
+		if a.Status != bot.StatusUpgrading || a.ClaimToken != held.ClaimToken {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
 		change(a)
@@ -180,14 +180,14 @@ func (m *memState) HoldClaim(_ context.Context, id, token string, lease time.Dur
 	})
 }
 
-func (m *memState) Settle(_ context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
-	return m.update(id, func(a *bot.Approval) error {
-		if a.Status != bot.StatusUpgrading || a.ClaimToken != token {
+func (m *memState) Settle(_ context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
+	return m.update(held.ID, func(a *bot.Approval) error {
+		if a.Status != bot.StatusUpgrading || a.ClaimToken != held.ClaimToken {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
 		change(a)
 		a.ClaimToken = ""
-		delete(m.leases, id)
+		delete(m.leases, held.ID)
 		return nil
 	})
 }
@@ -284,11 +284,11 @@ func (m *memState) ListedIn(_ context.Context, approvalID string) ([]string, err
 	return out, nil
 }
 
-func (m *memState) AppendAudit(_ context.Context, conv string, e bot.AuditEvent) error {
+func (m *memState) AppendAudit(ctx context.Context, conv string, e bot.AuditEvent) ([]string, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.audit[conv] = append([]bot.AuditEvent{e}, m.audit[conv]...)
-	return nil
+	m.mu.Unlock()
+	return m.ListedIn(ctx, e.ApprovalID)
 }
 
 func (m *memState) Audit(_ context.Context, conv string, n int) ([]bot.AuditEvent, error) {

@@ -173,7 +173,10 @@ func (b *Bot) runUpgrade(ctx context.Context, c Approval, deadline time.Time) Ap
 	// write that fails may still have landed, so it is retried (Redis
 	// may be back) while there is time left to call Graph.
 	err := b.retryStore(ctx, time.Until(deadline)/2, func(ctx context.Context) error {
-		_, err := b.opts.Approvals.Amend(ctx, c.ID, c.ClaimToken, func(a *Approval) { a.UpgradeSentAt = sent })
+		marked, err := b.opts.Approvals.Amend(ctx, c, func(a *Approval) { a.UpgradeSentAt = sent })
+		if err == nil {
+			c = marked // what settle writes against
+		}
 		return err
 	})
 	if err != nil {
@@ -264,7 +267,7 @@ func (b *Bot) settle(ctx context.Context, c Approval, status ApprovalStatus, pro
 	failed := false // a write failed: a later conflict may be our own write having landed
 	err := b.retryStore(ctx, b.opts.UpgradeTimeout/2, func(ctx context.Context) error {
 		var err error
-		done, err = b.opts.Approvals.Settle(ctx, c.ID, c.ClaimToken, func(a *Approval) {
+		done, err = b.opts.Approvals.Settle(ctx, c, func(a *Approval) {
 			a.Status, a.DecidedAt, a.Problem = status, now, problem
 		})
 		failed = failed || ErrorCode(err) == CodeUnavailable
@@ -319,26 +322,47 @@ func (b *Bot) publish(ctx context.Context, done Approval) {
 	}
 	in := done.Upgrade
 	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	err := b.opts.Approvals.AppendAudit(hctx, BaseConversation(done.Conversation.ConversationID), AuditEvent{At: done.DecidedAt,
+	listed, err := b.opts.Approvals.AppendAudit(hctx, BaseConversation(done.Conversation.ConversationID), AuditEvent{At: done.DecidedAt,
 		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
 		To: in.Target.Version, ApprovalID: done.ID})
 	cancel()
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "cannot record history", "approval", done.ID, "err", err)
+		b.updateCards(ctx, done) // reads the lists again
+		return
 	}
-	b.updateCards(ctx, done)
+	// The lists read with the history line are as good as read after the
+	// cards' updates: a list drawn since reads the approval as decided.
+	b.updateCardsAndLists(ctx, done, listed)
 }
 
 // updateCards shows the approval as it stands on every card that shows it,
 // and on every list it is in.
 func (b *Bot) updateCards(ctx context.Context, done Approval) {
+	b.updateCardsOnly(ctx, done)
+	b.redraws.Go(func() { b.updateLists(ctx, done.ID) })
+}
+
+// updateCardsAndLists is updateCards, given the lists the approval is in.
+func (b *Bot) updateCardsAndLists(ctx context.Context, done Approval, listed []string) {
+	b.updateCardsOnly(ctx, done)
+	if len(listed) == 0 {
+		return
+	}
+	b.redraws.Go(func() {
+		for _, id := range listed {
+			b.updateList(context.WithoutCancel(ctx), id)
+		}
+	})
+}
+
+func (b *Bot) updateCardsOnly(ctx context.Context, done Approval) {
 	if done.CardActivityID != "" {
 		b.updateCard(ctx, done.Conversation, done.CardActivityID, b.cardFor(done, done.Locale), done.ID)
 	}
 	for _, c := range done.OtherCards {
 		b.updateCard(ctx, c.Conversation, c.ActivityID, b.cardFor(done, c.Conversation.Locale), done.ID)
 	}
-	b.redraws.Go(func() { b.updateLists(ctx, done.ID) })
 }
 
 func (b *Bot) updateCard(ctx context.Context, ref ConversationRef, activityID string, card cards.Card, approvalID string) {

@@ -959,7 +959,7 @@ func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.state.Amend(context.Background(), a.ID, c.ClaimToken, func(a *bot.Approval) { a.UpgradeSentAt = f.now })
+	f.state.Amend(context.Background(), c, func(a *bot.Approval) { a.UpgradeSentAt = f.now })
 	f.state.expireLeases()
 	f.now = f.now.Add(time.Hour) // past the grace period Graph gets to show it
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {

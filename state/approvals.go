@@ -195,7 +195,7 @@ func (s *Store) Approval(ctx context.Context, id string) (bot.Approval, error) {
 // Transition changes an approval atomically: WATCH the key, check the
 // status, write in MULTI; a concurrent writer makes it retry.
 func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalStatus, change func(*bot.Approval)) (bot.Approval, error) {
-	return s.update(ctx, id, nil, func(a *bot.Approval, _ bool) (lease, error) {
+	return s.update(ctx, id, nil, nil, func(a *bot.Approval, _ bool) (lease, error) {
 		if !slices.Contains(from, a.Status) {
 			return lease{}, errConflict
 		}
@@ -209,7 +209,7 @@ func (s *Store) ClaimUpgrade(ctx context.Context, id string, who bot.Person, at 
 	// Indexed first, in the read's round trip: a replica that dies right
 	// after claiming leaves a claim the reaper can find. A stale index entry
 	// is harmless.
-	return s.update(ctx, id, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
+	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusPending && a.Status != bot.StatusFailed {
 			return lease{}, errConflict
 		}
@@ -223,7 +223,7 @@ func (s *Store) ClaimUpgrade(ctx context.Context, id string, who bot.Person, at 
 // Its index entry stays listed until the takeover succeeds, when it moves
 // to the new lease's end.
 func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration) (bot.Approval, error) {
-	a, err := s.update(ctx, id, nil, func(a *bot.Approval, leased bool) (lease, error) {
+	a, err := s.update(ctx, id, nil, nil, func(a *bot.Approval, leased bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || leased {
 			return lease{}, errConflict
 		}
@@ -241,9 +241,12 @@ func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration)
 	return a, err
 }
 
-// Amend changes an upgrading approval held by token, keeping the claim.
-func (s *Store) Amend(ctx context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
-	return s.update(ctx, id, nil, func(a *bot.Approval, _ bool) (lease, error) {
+// Amend changes an upgrading approval held by held.ClaimToken, keeping the
+// claim. It writes against held first: one round trip while nobody else
+// changed the approval since.
+func (s *Store) Amend(ctx context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
+	token := held.ClaimToken
+	return s.update(ctx, held.ID, &held, nil, func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
 			return lease{}, errConflict
 		}
@@ -255,7 +258,7 @@ func (s *Store) Amend(ctx context.Context, id, token string, change func(*bot.Ap
 // HoldClaim keeps the claim named by token for ttl from now.
 func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Duration) (bot.Approval, error) {
 	// Indexed first, as when claiming: the index must never end before the lease.
-	return s.update(ctx, id, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
+	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
 			return lease{}, errConflict
 		}
@@ -263,9 +266,11 @@ func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Durati
 	})
 }
 
-// Settle records the outcome of the claim named by token.
-func (s *Store) Settle(ctx context.Context, id, token string, change func(*bot.Approval)) (bot.Approval, error) {
-	a, err := s.update(ctx, id, nil, func(a *bot.Approval, _ bool) (lease, error) {
+// Settle records the outcome of the claim held.ClaimToken names, written
+// against held first, as Amend does.
+func (s *Store) Settle(ctx context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
+	id, token := held.ID, held.ClaimToken
+	a, err := s.update(ctx, id, &held, nil, func(a *bot.Approval, _ bool) (lease, error) {
 		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
 			return lease{}, errConflict
 		}
@@ -323,9 +328,37 @@ var errConflict = errors.New("state: conflict")
 // decide returning errConflict leaves everything as it is and returns the
 // approval with CodeConflict. alongside, if set, adds commands to the read's
 // pipeline: they reach Redis before anything is written.
-func (s *Store) update(ctx context.Context, id string, alongside func(redis.Pipeliner), decide func(a *bot.Approval, leased bool) (lease, error)) (bot.Approval, error) {
+//
+// A claim holder's own changes (Amend, Settle) start from held, the
+// approval as the holder last had it, with its lease held: the first
+// attempt decides on held and writes with no read, and the compare-and-set
+// refuses it unless held is exactly what is stored. Their decisions never
+// depend on the lease, only on the record.
+func (s *Store) update(ctx context.Context, id string, held *bot.Approval, alongside func(redis.Pipeliner),
+	decide func(a *bot.Approval, leased bool) (lease, error)) (bot.Approval, error) {
 	key, claim := s.approvalKey(id), s.claimKey(id)
 	for range 10 {
+		if held != nil {
+			hint := *held
+			held = nil
+			b, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: hint})
+			if err != nil {
+				return bot.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
+			}
+			a := hint
+			l, err := decide(&a, true)
+			if err != nil {
+				continue // decided on the store's copy below, which may differ
+			}
+			wrote, err := s.compareAndSet(ctx, key, claim, b, 1, a, l)
+			if err != nil {
+				return bot.Approval{}, err
+			}
+			if wrote {
+				return a, nil
+			}
+			continue
+		}
 		var get *redis.StringCmd
 		var exists *redis.IntCmd
 		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -376,24 +409,38 @@ func (s *Store) update(ctx context.Context, id string, alongside func(redis.Pipe
 			// full): no write, so nothing to lose to a concurrent writer.
 			return result, nil
 		}
-		op := ""
-		switch {
-		case l.set != "":
-			op = "set"
-		case l.clear:
-			op = "clear"
-		}
-		sum := sha1.Sum(b)
-		wrote, err := casScript.Run(ctx, s.rdb, []string{key, claim}, hex.EncodeToString(sum[:]), leased,
-			nb, s.approvalTTL(a).Milliseconds(), op, l.set, max(l.ttl.Milliseconds(), 1)).Int()
+		wrote, err := s.compareAndSet(ctx, key, claim, b, leased, a, l)
 		if err != nil {
-			return bot.Approval{}, unavailable("update approval", err)
+			return bot.Approval{}, err
 		}
-		if wrote == 1 {
+		if wrote {
 			return a, nil
 		}
 	}
 	return bot.Approval{}, bot.Errorf(bot.CodeConflict, "state: approval %s keeps changing", id)
+}
+
+// compareAndSet writes a and lease l if the approval is still was, and
+// its lease held (leased 1) or not (0) as it was.
+func (s *Store) compareAndSet(ctx context.Context, key, claim string, was []byte, leased int64, a bot.Approval, l lease) (bool, error) {
+	nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
+	if err != nil {
+		return false, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
+	}
+	op := ""
+	switch {
+	case l.set != "":
+		op = "set"
+	case l.clear:
+		op = "clear"
+	}
+	sum := sha1.Sum(was)
+	wrote, err := casScript.Run(ctx, s.rdb, []string{key, claim}, hex.EncodeToString(sum[:]), leased,
+		nb, s.approvalTTL(a).Milliseconds(), op, l.set, max(l.ttl.Milliseconds(), 1)).Int()
+	if err != nil {
+		return false, unavailable("update approval", err)
+	}
+	return wrote == 1, nil
 }
 
 // casScript writes an approval (KEYS[1]) and its claim lease (KEYS[2]) only
@@ -564,24 +611,47 @@ func (s *Store) ListedIn(ctx context.Context, approvalID string) ([]string, erro
 // auditLength is how many events a conversation's history keeps.
 const auditLength = 50
 
-// AppendAudit records an event, keeping the newest auditLength.
-func (s *Store) AppendAudit(ctx context.Context, conversationID string, e bot.AuditEvent) error {
+// AppendAudit records an event, keeping the newest auditLength, and reads
+// the batches e.ApprovalID is listed in, in one pipeline (the keys are in
+// different slots; go-redis splits a pipeline on a Redis Cluster).
+func (s *Store) AppendAudit(ctx context.Context, conversationID string, e bot.AuditEvent) ([]string, error) {
 	b, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("state: encode audit event: %w", err)
+		return nil, fmt.Errorf("state: encode audit event: %w", err)
 	}
-	key := s.auditKey(conversationID)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, key, b)
-		p.LTrim(ctx, key, 0, auditLength-1)
-		p.Expire(ctx, key, s.opts.AuditRetention)
+	var appended *redis.Cmd
+	var listed *redis.StringSliceCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// A script, so that the push, trim and expiry stay one step.
+		appended = appendAuditScript.Eval(ctx, p, []string{s.auditKey(conversationID)}, b, auditLength-1,
+			s.opts.AuditRetention.Milliseconds())
+		if e.ApprovalID != "" {
+			listed = p.ZRevRange(ctx, s.listedKey(e.ApprovalID), 0, -1)
+		}
 		return nil
 	})
-	if err != nil {
-		return unavailable("append audit", err)
+	if err := appended.Err(); err != nil {
+		return nil, unavailable("append audit", err)
 	}
-	return nil
+	if err != nil {
+		return nil, unavailable("read listed batches", err)
+	}
+	if listed == nil {
+		return nil, nil
+	}
+	return listed.Val(), nil
 }
+
+// appendAuditScript pushes ARGV[1] onto the list KEYS[1], keeps its
+// elements 0..ARGV[2], and lets it expire in ARGV[3] ms (0: never).
+var appendAuditScript = redis.NewScript(`
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+`)
 
 // Audit returns up to n events, newest first.
 func (s *Store) Audit(ctx context.Context, conversationID string, n int) ([]bot.AuditEvent, error) {

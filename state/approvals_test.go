@@ -131,7 +131,7 @@ func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 		return err == nil && len(ids) == 1 && ids[0] == ap.ID
 	})
 	var wins atomic.Int32
-	tokens := make(chan string, 16)
+	tokens := make(chan bot.Approval, 16)
 	var wg sync.WaitGroup
 	for i := range 16 {
 		s := a
@@ -145,7 +145,7 @@ func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 			switch {
 			case err == nil:
 				wins.Add(1)
-				tokens <- got.ClaimToken
+				tokens <- got
 			case !errors.Is(err, bot.ErrConflict):
 				t.Error(err)
 			}
@@ -158,14 +158,14 @@ func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 	}
 	winner := <-tokens
 	// The first claimant, back from the dead, can no longer record anything.
-	if _, err := a.Settle(ctx, ap.ID, claim.ClaimToken, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
+	if _, err := a.Settle(ctx, claim, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("the old claim settled: %v", err)
 	}
-	done, err := b.Settle(ctx, ap.ID, winner, func(x *bot.Approval) { x.Status = bot.StatusUpgraded })
+	done, err := b.Settle(ctx, winner, func(x *bot.Approval) { x.Status = bot.StatusUpgraded })
 	if err != nil || done.Status != bot.StatusUpgraded || done.ClaimToken != "" {
 		t.Fatalf("settle by the takeover: %+v %v", done, err)
 	}
-	if _, err := b.Settle(ctx, ap.ID, winner, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
+	if _, err := b.Settle(ctx, winner, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("settled twice: %v", err)
 	}
 	if ids, _ := b.ExpiredClaims(ctx, 10); len(ids) != 0 {
@@ -233,7 +233,7 @@ func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 	if _, err := b.TakeOverClaim(ctx, ap.ID, time.Minute); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("takeover of a held claim: %v, want conflict", err)
 	}
-	if _, err := a.Settle(ctx, ap.ID, claim.ClaimToken, func(x *bot.Approval) { x.Status = bot.StatusFailed }); err != nil {
+	if _, err := a.Settle(ctx, claim, func(x *bot.Approval) { x.Status = bot.StatusFailed }); err != nil {
 		t.Fatalf("the holder settles: %v", err)
 	}
 	if _, err := a.HoldClaim(ctx, ap.ID, claim.ClaimToken, time.Minute); !errors.Is(err, bot.ErrConflict) {
@@ -304,7 +304,7 @@ func TestBatchAndAudit(t *testing.T) {
 		t.Errorf("batch %+v %v", b, err)
 	}
 	for i := range 60 {
-		if err := s.AppendAudit(ctx, "19:abc@thread.v2", bot.AuditEvent{App: fmt.Sprint(i), Status: bot.StatusUpgraded}); err != nil {
+		if _, err := s.AppendAudit(ctx, "19:abc@thread.v2", bot.AuditEvent{App: fmt.Sprint(i), Status: bot.StatusUpgraded}); err != nil {
 			t.Fatal(err)
 		}
 	}
