@@ -380,3 +380,40 @@ func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 		t.Errorf("the lists expire in %s, the batch in %s", ttl, batchTTL)
 	}
 }
+
+// The claim holder writes against the approval as it last had it; a card
+// another replica recorded meanwhile is neither lost nor a reason to fail.
+func TestClaimHolderKeepsWhatOthersWroteMeanwhile(t *testing.T) {
+	a, b := replicas(t)
+	ctx := context.Background()
+	ap, _, err := a.OpenApproval(ctx, approval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{Name: "Megan"}, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked, err := a.Amend(ctx, claim, func(x *bot.Approval) { x.UpgradeSentAt = time.Now().UTC() })
+	if err != nil || marked.UpgradeSentAt.IsZero() {
+		t.Fatalf("amend: %+v %v", marked, err)
+	}
+	card := bot.PostedCard{ActivityID: "activity-9", Conversation: bot.ConversationRef{ConversationID: "19:random@thread.tacv2;messageid=7"}}
+	if _, err := b.Transition(ctx, ap.ID, []bot.ApprovalStatus{bot.StatusUpgrading}, func(x *bot.Approval) {
+		x.OtherCards = append(x.OtherCards, card)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done, err := a.Settle(ctx, marked, func(x *bot.Approval) { x.Status = bot.StatusUpgraded })
+	if err != nil || done.Status != bot.StatusUpgraded || done.UpgradeSentAt.IsZero() || !slices.Contains(done.OtherCards, card) {
+		t.Fatalf("settle against an older copy: %+v %v", done, err)
+	}
+	stored, err := b.Approval(ctx, ap.ID)
+	if err != nil || stored.Status != bot.StatusUpgraded || !slices.Contains(stored.OtherCards, card) || stored.ClaimToken != "" {
+		t.Errorf("stored %+v %v", stored, err)
+	}
+	// A holder whose claim was settled cannot write with its old copy.
+	if _, err := a.Amend(ctx, marked, func(x *bot.Approval) { x.Problem = "late" }); !errors.Is(err, bot.ErrConflict) {
+		t.Errorf("amend after settling: %v, want conflict", err)
+	}
+}
