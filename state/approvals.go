@@ -448,9 +448,23 @@ func (s *Store) compareAndSet(ctx context.Context, key, claim string, was []byte
 // still held or not as read (ARGV[2]): a compare-and-set in one round trip.
 // ARGV: sha1, leased 0/1, new record, record ttl ms (0: none), lease op
 // ("set", "clear" or ""), lease token, lease ttl ms. Returns 1 if written.
+// A record already exactly the new one (and changed since the read) is this
+// very write run again: go-redis sends a script whose answer was lost (a
+// dropped connection, a read timeout) once more, and that run must report
+// the write done, not someone else's, or a claim would be left to the
+// reaper and an outcome never published.
 var casScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-if not cur or redis.sha1hex(cur) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) ~= tonumber(ARGV[2]) then
+if not cur then
+  return 0
+end
+if redis.sha1hex(cur) ~= ARGV[1] then
+  if cur == ARGV[3] then
+    return 1
+  end
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) ~= tonumber(ARGV[2]) then
   return 0
 end
 if tonumber(ARGV[4]) > 0 then
