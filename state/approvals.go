@@ -522,7 +522,11 @@ type listRecord struct {
 func (s *Store) SaveBatch(ctx context.Context, ids []string) (string, error) {
 	id := "bat_" + bot.NewApprovalID()[4:]
 	b, _ := json.Marshal(ids)
-	now := float64(time.Now().UnixMilli())
+	// Microseconds (exact in a float64 score): two batches of one approval
+	// saved within a millisecond, as two checks at once can be, still sort
+	// newest first. Scores of earlier releases, in milliseconds, sort as
+	// older than any of these, as they are.
+	now := float64(time.Now().UnixMicro())
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.batchKey(id), b, s.opts.ApprovalRetention)
 		for _, a := range ids {
