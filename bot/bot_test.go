@@ -87,6 +87,9 @@ type memState struct {
 	audit     map[string][]bot.AuditEvent
 	leases    map[string]time.Time // claim leases by approval id
 	down      error                // every approval call fails with it
+	// lostAnswers approval writes take effect but answer unavailable, as
+	// when Redis's reply is lost.
+	lostAnswers int
 }
 
 func newMemState() *memState {
@@ -135,6 +138,10 @@ func (m *memState) update(id string, f func(a *bot.Approval) error) (bot.Approva
 		return a, err
 	}
 	m.approvals[id] = a
+	if m.lostAnswers > 0 {
+		m.lostAnswers--
+		return bot.Approval{}, bot.Errorf(bot.CodeUnavailable, "redis: i/o timeout")
+	}
 	return a, nil
 }
 

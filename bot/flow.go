@@ -160,6 +160,8 @@ func (b *Bot) postCard(ctx context.Context, ref ConversationRef, replyTo string,
 			case a.CardActivityID == "":
 				a.CardActivityID = id
 			case a.CardActivityID == id:
+			case slices.ContainsFunc(a.OtherCards, func(c PostedCard) bool { return c.ActivityID == id }):
+				// recorded by an earlier try whose answer was lost
 			case len(a.OtherCards) < maxOtherCards:
 				a.OtherCards = append(a.OtherCards, PostedCard{Conversation: ref, ActivityID: id})
 			}

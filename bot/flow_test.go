@@ -1141,6 +1141,25 @@ func TestCheckWhoseCardCannotBeRecordedPostsItOnce(t *testing.T) {
 	}
 }
 
+// A card whose record landed but whose answer was lost is recorded again
+// by the retry: once, not twice (it would be updated twice for everyone).
+func TestCardRecordedWhileItsAnswerWasLostIsRecordedOnce(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	f.state.mu.Lock()
+	f.state.lostAnswers = 1
+	f.state.mu.Unlock()
+	f.say("check")
+	a := f.onlyApproval()
+	var seen []string
+	for _, c := range a.OtherCards {
+		seen = append(seen, c.ActivityID)
+	}
+	if a.CardActivityID != "reply-1" || !slices.Equal(seen, []string{"reply-2"}) {
+		t.Errorf("cards recorded: %q and %v, want reply-1 and [reply-2]", a.CardActivityID, seen)
+	}
+}
+
 func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
