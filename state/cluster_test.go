@@ -37,6 +37,14 @@ func TestApprovalsAndDedupeOnRedisCluster(t *testing.T) {
 		{"BatchListsAreKeptWithTheBatch", TestBatchListsAreKeptWithTheBatch},
 		{"ClaimIsOncePerActivityAcrossReplicas", TestClaimIsOncePerActivityAcrossReplicas},
 		{"ClaimExpires", TestClaimExpires},
+		{"HeldClaimOutlivesItsFirstLease", TestHeldClaimOutlivesItsFirstLease},
+		{"ClaimHolderKeepsWhatOthersWroteMeanwhile", TestClaimHolderKeepsWhatOthersWroteMeanwhile},
+		{"ClaimAndSaveReferenceIsOneRoundTrip", TestClaimAndSaveReferenceIsOneRoundTrip},
+		{"ActivitiesReadNoTenantWideKey", TestActivitiesReadNoTenantWideKey},
+		{"ReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant", TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant},
+		{"ThreadsAndChannelsOfATeamAreScannedAsTheTeamOnce", TestThreadsAndChannelsOfATeamAreScannedAsTheTeamOnce},
+		{"ThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope", TestThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope},
+		{"AScopeWhoseReferenceExpiredLeavesTheIndex", TestAScopeWhoseReferenceExpiredLeavesTheIndex},
 	}
 	for _, tc := range suite {
 		t.Run(tc.name, tc.run)
