@@ -113,7 +113,13 @@ func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error
 	if err != nil || id == "" {
 		return err
 	}
-	b.recordList(ctx, batch, PostedCard{Conversation: t.Ref, ActivityID: id})
+	posted := PostedCard{Conversation: t.Ref, ActivityID: id}
+	b.recordList(ctx, batch, posted)
+	// An approval decided between the list's drawing and its record
+	// redrew no list (none was recorded yet): look once more, after the
+	// record, and redraw if one moved, after the turn like every redraw.
+	drawn := listState(Batch{ID: batch, Lists: []PostedCard{posted}}, approvals)
+	b.redraws.Go(func() { b.updateListFrom(context.WithoutCancel(ctx), batch, drawn) })
 	return nil
 }
 

@@ -489,6 +489,44 @@ func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
 	}
 }
 
+// An approval decided while check's list was being posted (drawn as
+// pending, recorded a moment later) is shown on it all the same; a list
+// nothing happened to is not drawn again.
+func TestListPostedWhileAnApprovalChangedShowsTheChange(t *testing.T) {
+	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f.say("check")
+	if err := f.bot.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u := f.conn.update("reply-1"); len(u.Attachments) != 0 {
+		t.Errorf("a list nothing happened to was drawn again: %s", cardText(t, u))
+	}
+
+	g := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	g.conn.replied = func() {
+		g.state.mu.Lock()
+		var tasks string
+		for id, a := range g.state.approvals {
+			if a.Upgrade.Installation.DisplayName == "Tasks" {
+				tasks = id
+			}
+		}
+		g.state.mu.Unlock()
+		if _, err := g.state.Transition(context.Background(), tasks, []bot.ApprovalStatus{bot.StatusPending}, func(a *bot.Approval) {
+			a.Status = bot.StatusRejected
+		}); err != nil {
+			t.Error(err)
+		}
+	}
+	g.say("check")
+	if err := g.bot.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u := cardText(t, g.conn.update("reply-1")); !strings.Contains(u, "Tasks to 1.1.0 was rejected") {
+		t.Errorf("the list shows %s, want Tasks rejected", u)
+	}
+}
+
 // A click is answered without waiting for the lists its approval is in to
 // be redrawn: each check posts a list, so one approval may be on many, and
 // Teams waits only about 15 s for the answer. The redraw follows, and

@@ -91,8 +91,11 @@ const maxListPasses = 10
 // approvals again once its updates are done and draws again while they
 // changed since: the last redraw to land is one that read them after the
 // last change.
-func (b *Bot) updateList(ctx context.Context, batchID string) {
-	shown := ""
+func (b *Bot) updateList(ctx context.Context, batchID string) { b.updateListFrom(ctx, batchID, "") }
+
+// updateListFrom is updateList for lists known to show shown (listState),
+// which are not drawn again unless that changed.
+func (b *Bot) updateListFrom(ctx context.Context, batchID, shown string) {
 	for range maxListPasses {
 		rctx, cancel := context.WithTimeout(ctx, recordTimeout)
 		batch, list, err := b.readList(rctx, batchID)
