@@ -52,8 +52,9 @@ type Followups interface {
 type PostLog interface {
 	// ClaimPost grants posting the card for one installation and target
 	// once, ever; a claim older than stale never marked done may be taken
-	// over (its replica died mid-post).
-	ClaimPost(ctx context.Context, tenantID, installationID, targetID string, stale time.Duration) (bool, error)
+	// over (its replica died mid-post). held reports a claim of someone
+	// else's still in progress: its holder is posting.
+	ClaimPost(ctx context.Context, tenantID, installationID, targetID string, stale time.Duration) (granted, held bool, err error)
 	PostDone(ctx context.Context, tenantID, installationID, targetID, approvalID string) error
 	ReleasePost(ctx context.Context, tenantID, installationID, targetID string) error
 	// ClaimReminder grants an approval's one reminder.
@@ -282,8 +283,11 @@ func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (Scan
 // counts as the one for that installation and target.
 func (b *Bot) postOnce(ctx context.Context, ref ConversationRef, u PendingUpgrade, force bool) (bool, error) {
 	p, tenant, inst, target := b.opts.Proactive, ref.TenantID, u.Installation.ID, u.Target.ID
-	ok, err := p.ClaimPost(ctx, tenant, inst, target, b.opts.ClaimStale)
-	if err != nil || !(ok || force) {
+	ok, held, err := p.ClaimPost(ctx, tenant, inst, target, b.opts.ClaimStale)
+	// Not even when forced while another holds the claim: it posts the open
+	// request it finds without a card, so one opened (and posted) here too
+	// would be a second card.
+	if err != nil || held || !(ok || force) {
 		return false, err
 	}
 	posted, approvalID, err := b.postApproval(ctx, ref, u, ok)

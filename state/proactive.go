@@ -95,14 +95,14 @@ return ids`)
 // target version. It is granted once, ever, unless a claim is abandoned:
 // one older than stale that was never marked posted (its replica died
 // mid-post) may be taken over.
-func (s *Store) ClaimPost(ctx context.Context, tenantID, installationID, targetID string, stale time.Duration) (bool, error) {
+func (s *Store) ClaimPost(ctx context.Context, tenantID, installationID, targetID string, stale time.Duration) (granted, held bool, err error) {
 	now := time.Now()
-	ok, err := claimPostScript.Run(ctx, s.rdb, []string{s.postedKey(tenantID, installationID, targetID)},
+	n, err := claimPostScript.Run(ctx, s.rdb, []string{s.postedKey(tenantID, installationID, targetID)},
 		now.UnixMilli(), stale.Milliseconds(), postedRetention.Milliseconds()).Int()
 	if err != nil {
-		return false, unavailable("claim proactive post", err)
+		return false, false, unavailable("claim proactive post", err)
 	}
-	return ok == 1, nil
+	return n == 1, n == 2, nil
 }
 
 // postedRetention is how long "posted" is remembered: far longer than any
@@ -113,7 +113,7 @@ var claimPostScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then
   if string.sub(v, 1, 2) ~= 'c:' then return 0 end
-  if tonumber(ARGV[1]) - tonumber(string.sub(v, 3)) < tonumber(ARGV[2]) then return 0 end
+  if tonumber(ARGV[1]) - tonumber(string.sub(v, 3)) < tonumber(ARGV[2]) then return 2 end
 end
 redis.call('SET', KEYS[1], 'c:' .. ARGV[1], 'PX', ARGV[3])
 return 1`)

@@ -291,7 +291,7 @@ func TestPostClaimIsOnceUnlessAbandoned(t *testing.T) {
 	s, _ := newStore(t, state.Options{})
 	ctx := context.Background()
 	claim := func(stale time.Duration) bool {
-		ok, err := s.ClaimPost(ctx, tenant, "inst", "def-1.1", stale)
+		ok, _, err := s.ClaimPost(ctx, tenant, "inst", "def-1.1", stale)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,6 +299,10 @@ func TestPostClaimIsOnceUnlessAbandoned(t *testing.T) {
 	}
 	if !claim(time.Minute) || claim(time.Minute) {
 		t.Fatal("claim is not once")
+	}
+	// Another scan, forced or not, learns that a post is under way.
+	if ok, held, err := s.ClaimPost(ctx, tenant, "inst", "def-1.1", time.Minute); err != nil || ok || !held {
+		t.Fatalf("a claim in progress: granted %v, held %v, %v", ok, held, err)
 	}
 	time.Sleep(50 * time.Millisecond)
 	if !claim(10 * time.Millisecond) {
@@ -310,6 +314,9 @@ func TestPostClaimIsOnceUnlessAbandoned(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if claim(10 * time.Millisecond) {
 		t.Fatal("a posted card was claimed again")
+	}
+	if _, held, _ := s.ClaimPost(ctx, tenant, "inst", "def-1.1", time.Minute); held {
+		t.Fatal("a posted card reads as a post under way")
 	}
 	if err := s.ReleasePost(ctx, tenant, "inst", "def-1.1"); err != nil || claim(time.Minute) {
 		t.Fatal("releasing a done post made it claimable")
