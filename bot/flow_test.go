@@ -275,6 +275,20 @@ func (f *flow) onlyApproval() bot.Approval {
 	return bot.Approval{}
 }
 
+// approvalOf returns the id of the approval for the app named name.
+func (f *flow) approvalOf(name string) string {
+	f.t.Helper()
+	f.state.mu.Lock()
+	defer f.state.mu.Unlock()
+	for id, a := range f.state.approvals {
+		if a.Upgrade.Installation.DisplayName == name {
+			return id
+		}
+	}
+	f.t.Fatalf("no approval for %s", name)
+	return ""
+}
+
 func chatScope() bot.Scope { return bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: tenant} }
 
 func TestCheckPostsAnApprovalCardAndOwnerApproves(t *testing.T) {
@@ -454,14 +468,7 @@ func TestCheckWithSeveralAppsAndApproveAll(t *testing.T) {
 func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.say("check")
-	var polls, tasks string
-	for id, a := range f.state.approvals {
-		if a.Upgrade.Installation.DisplayName == "Polls" {
-			polls = id
-		} else {
-			tasks = id
-		}
-	}
+	polls, tasks := f.approvalOf("Polls"), f.approvalOf("Tasks")
 	var once sync.Once
 	f.conn.updating = func(id string) {
 		if id != "reply-1" {
@@ -504,14 +511,7 @@ func TestListPostedWhileAnApprovalChangedShowsTheChange(t *testing.T) {
 
 	g := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	g.conn.replied = func() {
-		g.state.mu.Lock()
-		var tasks string
-		for id, a := range g.state.approvals {
-			if a.Upgrade.Installation.DisplayName == "Tasks" {
-				tasks = id
-			}
-		}
-		g.state.mu.Unlock()
+		tasks := g.approvalOf("Tasks")
 		if _, err := g.state.Transition(context.Background(), tasks, []bot.ApprovalStatus{bot.StatusPending}, func(a *bot.Approval) {
 			a.Status = bot.StatusRejected
 		}); err != nil {
@@ -534,12 +534,7 @@ func TestListPostedWhileAnApprovalChangedShowsTheChange(t *testing.T) {
 func TestClickIsAnsweredBeforeItsListsAreRedrawn(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.say("check")
-	var polls string
-	for id, a := range f.state.approvals {
-		if a.Upgrade.Installation.DisplayName == "Polls" {
-			polls = id
-		}
-	}
+	polls := f.approvalOf("Polls")
 	release := make(chan struct{})
 	f.conn.mu.Lock()
 	f.conn.updating = func(id string) {
@@ -583,12 +578,7 @@ func TestCheckListsAnUpgradingAppAsUpgrading(t *testing.T) {
 	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.bot = f.withOptions(func(o *bot.Options) { o.UpgradeTimeout = time.Second; o.UpgradeGrace = 10 * time.Minute })
 	f.say("check")
-	var polls string
-	for id, a := range f.state.approvals {
-		if a.Upgrade.Installation.DisplayName == "Polls" {
-			polls = id
-		}
-	}
+	polls := f.approvalOf("Polls")
 	f.graph.upgrade = func(bot.Installation) error {
 		return fmt.Errorf("503 Service Unavailable: %w", bot.ErrUpgradeUncertain)
 	}
