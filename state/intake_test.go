@@ -19,8 +19,13 @@ import (
 func handshake(c redis.Cmder) bool { return c.Name() == "hello" || c.Name() == "client" }
 
 // roundTrips counts what go-redis sends, but for connection handshakes:
-// single commands and pipelines.
-type roundTrips struct{ single, pipelines atomic.Int64 }
+// single commands and pipelines, and keeps every argument sent (take).
+type roundTrips struct {
+	single, pipelines atomic.Int64
+
+	mu   sync.Mutex
+	args []string
+}
 
 func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -28,6 +33,7 @@ func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if !handshake(cmd) {
 			h.single.Add(1)
+			h.record(cmd)
 		}
 		return next(ctx, cmd)
 	}
@@ -37,9 +43,29 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if !handshake(cmds[0]) {
 			h.pipelines.Add(1)
+			h.record(cmds...)
 		}
 		return next(ctx, cmds)
 	}
+}
+
+func (h *roundTrips) record(cmds ...redis.Cmder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range cmds {
+		for _, a := range c.Args() {
+			h.args = append(h.args, fmt.Sprint(a))
+		}
+	}
+}
+
+// take returns the arguments sent since the last take.
+func (h *roundTrips) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.args
+	h.args = nil
+	return out
 }
 
 func TestClaimAndSaveReferenceIsOneRoundTrip(t *testing.T) {
@@ -80,50 +106,13 @@ func TestClaimAndSaveReferenceIsOneRoundTrip(t *testing.T) {
 	}
 }
 
-// keysSeen records every argument go-redis sends, handshakes aside.
-type keysSeen struct {
-	mu   sync.Mutex
-	args []string
-}
-
-func (h *keysSeen) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *keysSeen) record(cmds ...redis.Cmder) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range cmds {
-		if handshake(c) {
-			continue
-		}
-		for _, a := range c.Args() {
-			h.args = append(h.args, fmt.Sprint(a))
-		}
-	}
-}
-
-func (h *keysSeen) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.record(cmd); return next(ctx, cmd) }
-}
-
-func (h *keysSeen) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.record(cmds...); return next(ctx, cmds) }
-}
-
-func (h *keysSeen) take() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := h.args
-	h.args = nil
-	return out
-}
-
 // Every activity asks where its installation scope's cards go, but reads
 // no key of its whole tenant to learn it: for a single-tenant bot that key
 // would be on every request's path. The tenant's index is written only
 // when the answer changes: a team talked to in another channel.
 func TestActivitiesReadNoTenantWideKey(t *testing.T) {
 	s, rdb := newStore(t, state.Options{})
-	seen := &keysSeen{}
+	seen := &roundTrips{}
 	rdb.AddHook(seen)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
