@@ -13,11 +13,10 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
 	"runtime"
-	"strings"
+
+	"github.com/upgradeapprovals/bot/internal/app"
 )
 
 func main() {
@@ -25,47 +24,5 @@ func main() {
 	// runtime's default sampling holds up to a MiB of bucket tables that
 	// nothing reads.
 	runtime.MemProfileRate = 0
-	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
-}
-
-// run executes a subcommand and returns the process exit code: 0 on success,
-// 1 on a runtime failure, 2 on bad usage or configuration.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	cmd := ""
-	if len(args) > 0 {
-		cmd, args = args[0], args[1:]
-	}
-	if cmd == "" {
-		// README's first command: with no identity there is nothing real to
-		// serve, so show the product working against the sandbox's tenant.
-		cmd = "serve"
-		if strings.TrimSpace(getenv("MicrosoftAppId")) == "" {
-			cmd = "sandbox"
-		}
-	}
-	switch cmd {
-	case "serve":
-		cfg, err := loadConfig(getenv)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 2
-		}
-		logger := newLogger(stderr)
-		if err := serve(ctx, cfg, logger, deps{}); err != nil {
-			logger.Error("bot stopped", "err", err)
-			return 1
-		}
-		return 0
-	case "manifest":
-		return manifestCommand(args, getenv, stderr)
-	case "sandbox":
-		return sandboxCommand(ctx, getenv, stderr)
-	case "healthcheck":
-		return healthcheck(ctx, getenv, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck]")
-		return 0
-	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox or healthcheck)\n", cmd)
-	return 2
+	os.Exit(app.Run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
 }

@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/upgradeapprovals/bot/bot/bottest"
-	"github.com/upgradeapprovals/bot/graph/graphtest"
+	"github.com/upgradeapprovals/bot/botframework/fakechannel"
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
 )
 
 // loadGen sends signed activities as Azure Bot Service does: each worker
@@ -33,8 +33,8 @@ import (
 // connection, a handoff per request), and a unit's activities may be
 // encoded ahead of time (see template).
 type loadGen struct {
-	channel   *bottest.Channel
-	connector *bottest.Connector
+	channel   *fakechannel.Channel
+	connector *fakechannel.Connector
 	tb        *runTB
 	o         options
 	// concurrency is how many requests are in flight at once.
@@ -241,7 +241,7 @@ func (g *loadGen) approve(id string, a approval) map[string]any {
 
 // prepareApprovals seeds n chats with one app behind each, sends check in
 // each, and reads the approval ids from the cards posted to the connector.
-func (g *loadGen) prepareApprovals(base string, t *graphtest.Tenant, n int) ([]approval, error) {
+func (g *loadGen) prepareApprovals(base string, t *fakegraph.Tenant, n int) ([]approval, error) {
 	g.connector.RecordBodies(true)
 	defer g.connector.RecordBodies(false)
 	before := len(g.connector.Calls())

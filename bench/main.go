@@ -37,9 +37,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/upgradeapprovals/bot/bot/bottest"
+	"github.com/upgradeapprovals/bot/botframework/fakechannel"
 	"github.com/upgradeapprovals/bot/cards"
-	"github.com/upgradeapprovals/bot/graph/graphtest"
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
+	"github.com/upgradeapprovals/bot/internal/fakeentra"
 )
 
 const (
@@ -145,13 +146,13 @@ func run(tb *runTB, o options) error {
 	}
 
 	// The fakes.
-	channel := bottest.NewChannel(tb, appID)
-	aad := bottest.NewAAD(tb)
-	connector := bottest.NewConnector(tb)
+	channel := fakechannel.NewChannel(tb, appID)
+	aad := fakeentra.New(tb)
+	connector := fakechannel.NewConnector(tb)
 	// Only the approve unit's preparation reads what was posted.
 	connector.RecordBodies(false)
 	channel.ServiceURL = connector.URL()
-	tenantFake := graphtest.New()
+	tenantFake := fakegraph.New()
 	var graphRequests atomic.Int64
 	latency := o.graphLatency
 	graphSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -286,7 +287,7 @@ type measureFunc func(unit, name, url string, pid int, acts func(i int) []byte, 
 
 // runGraphUnits runs check and approve on our bot: the units that wait on
 // Graph.
-func runGraphUnits(g *loadGen, o options, tenantFake *graphtest.Tenant, oursURL string, pid int, measure measureFunc, results []result) ([]result, error) {
+func runGraphUnits(g *loadGen, o options, tenantFake *fakegraph.Tenant, oursURL string, pid int, measure measureFunc, results []result) ([]result, error) {
 	// check: a chat with o.apps installed apps, one of them behind.
 	const checkChat = "19:bench-check@thread.v2"
 	seedChat(tenantFake, checkChat, o.apps, 0)
@@ -317,18 +318,18 @@ func runGraphUnits(g *loadGen, o options, tenantFake *graphtest.Tenant, oursURL 
 
 // seedChat installs n apps in chat, the first one behind the catalog when
 // behind is 0 (apps of other chats are shared through their ids).
-func seedChat(t *graphtest.Tenant, chat string, n, seed int) {
+func seedChat(t *fakegraph.Tenant, chat string, n, seed int) {
 	for i := range n {
 		id := fmt.Sprintf("a0000000-0000-4000-8000-%06d%06d", seed, i)
-		defs := []graphtest.Definition{{Version: "1.0.0", RSC: []graphtest.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}}}}
+		defs := []fakegraph.Definition{{Version: "1.0.0", RSC: []fakegraph.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}}}}
 		if i == 0 {
-			defs = append(defs, graphtest.Definition{Version: "1.1.0", ShortDescription: "A newer version",
-				RSC: []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
+			defs = append(defs, fakegraph.Definition{Version: "1.1.0", ShortDescription: "A newer version",
+				RSC: []fakegraph.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
 		}
-		t.AddApp(graphtest.App{ID: id, DisplayName: fmt.Sprintf("App %d", i), Definitions: defs})
-		t.Install(graphtest.Chat, chat, id, "1.0.0", []graphtest.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}})
+		t.AddApp(fakegraph.App{ID: id, DisplayName: fmt.Sprintf("App %d", i), Definitions: defs})
+		t.Install(fakegraph.Chat, chat, id, "1.0.0", []fakegraph.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}})
 	}
-	t.AddMembers(graphtest.Chat, chat, graphtest.Member{UserID: owner, DisplayName: "Megan Bowen", TenantID: tenant, Roles: []string{"owner"}})
+	t.AddMembers(fakegraph.Chat, chat, fakegraph.Member{UserID: owner, DisplayName: "Megan Bowen", TenantID: tenant, Roles: []string{"owner"}})
 }
 
 func report(w io.Writer, o options, rs []result, peer *result, cold, peerCold time.Duration) {
@@ -428,7 +429,7 @@ func mallocs(base string) (float64, bool) {
 
 // writeCert writes the Entra ID fake's certificate where the child
 // processes can trust it (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS).
-func writeCert(file string, aad *bottest.AAD) error {
+func writeCert(file string, aad *fakeentra.Authority) error {
 	u, err := url.Parse(aad.AuthorityHost())
 	if err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// runTB lends the bench's lifetime to the test kit's fakes (bot/bottest,
+// runTB lends the bench's lifetime to the test kit's fakes (botframework/fakechannel, internal/fakeentra,
 // which take a testing.TB): they call only Helper, Cleanup, Fatal and
 // Fatalf. Cleanups run when the bench ends; Fatal stops it.
 type runTB struct {

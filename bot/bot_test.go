@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/botframework"
 )
 
 // fakeConnector records what the bot writes.

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/botframework"
 )
 
 // FuzzCompareVersions checks that version comparison is a total order (and

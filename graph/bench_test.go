@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/graph/graphtest"
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
 )
 
 // BenchmarkCheckReads is what one "check" reads from Graph in a chat with 30
@@ -16,11 +16,11 @@ import (
 func BenchmarkCheckReads(b *testing.B) {
 	e := newEnv(b)
 	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{chatRead, settings})
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", []fakegraph.Permission{chatRead, settings})
 	for i := range 29 {
 		id := fmt.Sprintf("22222222-0000-4000-8000-%012d", i)
-		e.tenant.AddApp(graphtest.App{ID: id, DisplayName: "App", Definitions: []graphtest.Definition{{Version: "1.0"}}})
-		e.tenant.Install(graphtest.Chat, chatID, id, "1.0", nil)
+		e.tenant.AddApp(fakegraph.App{ID: id, DisplayName: "App", Definitions: []fakegraph.Definition{{Version: "1.0"}}})
+		e.tenant.Install(fakegraph.Chat, chatID, id, "1.0", nil)
 	}
 	ctx := context.Background()
 	e.tenant.ResetCalls()

@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/bot/bottest"
 	"github.com/upgradeapprovals/bot/graph"
-	"github.com/upgradeapprovals/bot/graph/graphtest"
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
+	"github.com/upgradeapprovals/bot/internal/fakeentra"
 )
 
 const (
@@ -38,13 +38,13 @@ const (
 )
 
 type env struct {
-	tenant *graphtest.Tenant
-	aad    *bottest.AAD
+	tenant *fakegraph.Tenant
+	aad    *fakeentra.Authority
 	client *graph.Client
 	srv    *httptest.Server
 }
 
-func credential(aad *bottest.AAD) func(string) (azcore.TokenCredential, error) {
+func credential(aad *fakeentra.Authority) func(string) (azcore.TokenCredential, error) {
 	return func(tid string) (azcore.TokenCredential, error) {
 		return azidentity.NewClientSecretCredential(tid, appID, "s3cret", &azidentity.ClientSecretCredentialOptions{
 			ClientOptions: azcore.ClientOptions{
@@ -58,7 +58,7 @@ func credential(aad *bottest.AAD) func(string) (azcore.TokenCredential, error) {
 
 func newEnv(t testing.TB, opts ...func(*graph.Options)) *env {
 	t.Helper()
-	e := &env{tenant: graphtest.New(), aad: bottest.NewAAD(t)}
+	e := &env{tenant: fakegraph.New(), aad: fakeentra.New(t)}
 	e.srv = httptest.NewServer(e.tenant)
 	t.Cleanup(e.srv.Close)
 	e.tenant.BaseURL = e.srv.URL
@@ -83,18 +83,18 @@ func newClient(t testing.TB, e *env, opts ...func(*graph.Options)) *graph.Client
 }
 
 var (
-	meetingRead = graphtest.Permission{Value: "ChannelMeeting.ReadBasic.Group", Type: "delegated"}
-	chatRead    = graphtest.Permission{Value: "ChatMessage.Read.Chat", Type: "application"}
-	settings    = graphtest.Permission{Value: "ChatSettings.Read.Chat", Type: "application"}
+	meetingRead = fakegraph.Permission{Value: "ChannelMeeting.ReadBasic.Group", Type: "delegated"}
+	chatRead    = fakegraph.Permission{Value: "ChatMessage.Read.Chat", Type: "application"}
+	settings    = fakegraph.Permission{Value: "ChatSettings.Read.Chat", Type: "application"}
 )
 
 // seedPolls publishes Polls 1.0.0 and 1.1.0 (which trades ChatSettings for
 // the meeting permission).
-func seedPolls(tn *graphtest.Tenant) {
-	tn.AddApp(graphtest.App{ID: pollsID, ExternalID: "f1a3b2c4-0000-4000-8000-000000000001", DisplayName: "Polls",
-		Definitions: []graphtest.Definition{
-			{Version: "1.0.0", RSC: []graphtest.Permission{chatRead, settings}},
-			{Version: "1.1.0", RSC: []graphtest.Permission{chatRead, meetingRead}, ShortDescription: "Quick polls"},
+func seedPolls(tn *fakegraph.Tenant) {
+	tn.AddApp(fakegraph.App{ID: pollsID, ExternalID: "f1a3b2c4-0000-4000-8000-000000000001", DisplayName: "Polls",
+		Definitions: []fakegraph.Definition{
+			{Version: "1.0.0", RSC: []fakegraph.Permission{chatRead, settings}},
+			{Version: "1.1.0", RSC: []fakegraph.Permission{chatRead, meetingRead}, ShortDescription: "Quick polls"},
 		}})
 }
 
@@ -104,11 +104,11 @@ func TestInstalledReadsDefinitionAndConsentInOnePagedRequest(t *testing.T) {
 	e := newEnv(t)
 	e.tenant.PageSize = 1
 	seedPolls(e.tenant)
-	e.tenant.AddApp(graphtest.App{ID: "11111111-aaaa-4000-8000-000000000000", DisplayName: "Tasks",
-		Definitions: []graphtest.Definition{{Version: "3.0"}}})
+	e.tenant.AddApp(fakegraph.App{ID: "11111111-aaaa-4000-8000-000000000000", DisplayName: "Tasks",
+		Definitions: []fakegraph.Definition{{Version: "3.0"}}})
 	// Consented set as an older client wrote it, capitalised.
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{{Value: "ChatMessage.Read.Chat", Type: "Application"}, settings})
-	e.tenant.Install(graphtest.Chat, chatID, "11111111-aaaa-4000-8000-000000000000", "3.0", nil)
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", []fakegraph.Permission{{Value: "ChatMessage.Read.Chat", Type: "Application"}, settings})
+	e.tenant.Install(fakegraph.Chat, chatID, "11111111-aaaa-4000-8000-000000000000", "3.0", nil)
 
 	ins, err := e.client.Installed(context.Background(), chat())
 	if err != nil {
@@ -147,7 +147,7 @@ func TestInstalledReadsDefinitionAndConsentInOnePagedRequest(t *testing.T) {
 func TestInstallationReadsOneAfresh(t *testing.T) {
 	e := newEnv(t)
 	seedPolls(e.tenant)
-	iid := e.tenant.Install(graphtest.User, userID, pollsID, "1.1.0", []graphtest.Permission{chatRead, meetingRead})
+	iid := e.tenant.Install(fakegraph.User, userID, pollsID, "1.1.0", []fakegraph.Permission{chatRead, meetingRead})
 	in, err := e.client.Installation(context.Background(), bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, iid)
 	if err != nil {
 		t.Fatal(err)
@@ -167,15 +167,15 @@ func TestInstallationReadsOneAfresh(t *testing.T) {
 func TestDefinitionsOfExactlyTheGivenAppsInOneRequest(t *testing.T) {
 	e := newEnv(t)
 	e.tenant.PageSize = 2
-	e.tenant.AddApp(graphtest.App{ID: pollsID, DisplayName: "Polls", Definitions: []graphtest.Definition{
+	e.tenant.AddApp(fakegraph.App{ID: pollsID, DisplayName: "Polls", Definitions: []fakegraph.Definition{
 		{Version: "1.9.0"},
-		{Version: "1.10.0", RSC: []graphtest.Permission{meetingRead}},
+		{Version: "1.10.0", RSC: []fakegraph.Permission{meetingRead}},
 		{Version: "2.0.0", State: "submitted"},
 	}})
 	for _, id := range []string{"a1", "a2", "a3", "not-asked"} {
-		e.tenant.AddApp(graphtest.App{ID: id, DisplayName: id, Definitions: []graphtest.Definition{{Version: "1.0"}}})
+		e.tenant.AddApp(fakegraph.App{ID: id, DisplayName: id, Definitions: []fakegraph.Definition{{Version: "1.0"}}})
 	}
-	e.tenant.AddApp(graphtest.App{ID: "o'hara", DisplayName: "Quoted", Definitions: []graphtest.Definition{{Version: "1.0"}}})
+	e.tenant.AddApp(fakegraph.App{ID: "o'hara", DisplayName: "Quoted", Definitions: []fakegraph.Definition{{Version: "1.0"}}})
 
 	defs, err := e.client.Definitions(context.Background(), tenantID, []string{pollsID, "a1", "a2", "a3", "o'hara", "unknown"})
 	if err != nil {
@@ -220,14 +220,14 @@ func TestCatalogIsNeverStale(t *testing.T) {
 	if v := newest(); v != "1.1.0" {
 		t.Fatalf("newest %s", v)
 	}
-	e.tenant.Publish(pollsID, graphtest.Definition{Version: "1.2.0"})
+	e.tenant.Publish(pollsID, fakegraph.Definition{Version: "1.2.0"})
 	if v := newest(); v != "1.2.0" {
 		t.Errorf("a version published a moment ago is hidden: newest %s", v)
 	}
 }
 
 // upgradeBody is what the SDK posted to …/upgrade.
-func upgradeBody(t *testing.T, tn *graphtest.Tenant) (string, map[string]any) {
+func upgradeBody(t *testing.T, tn *fakegraph.Tenant) (string, map[string]any) {
 	t.Helper()
 	for _, c := range tn.Calls() {
 		if c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/upgrade") {
@@ -268,15 +268,15 @@ func TestUpgradeEveryScope(t *testing.T) {
 		scope bot.Scope
 		path  string
 	}{
-		{"chat", graphtest.Chat, bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: tenantID}, "/chats/" + chatID + "/installedApps/"},
-		{"meeting chat", graphtest.Chat, bot.Scope{Kind: bot.ScopeChat, ID: meetID, TenantID: tenantID}, "/chats/" + meetID + "/installedApps/"},
-		{"team", graphtest.Team, bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}, "/teams/" + teamID + "/installedApps/"},
-		{"user", graphtest.User, bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, "/users/" + userID + "/teamwork/installedApps/"},
+		{"chat", fakegraph.Chat, bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: tenantID}, "/chats/" + chatID + "/installedApps/"},
+		{"meeting chat", fakegraph.Chat, bot.Scope{Kind: bot.ScopeChat, ID: meetID, TenantID: tenantID}, "/chats/" + meetID + "/installedApps/"},
+		{"team", fakegraph.Team, bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}, "/teams/" + teamID + "/installedApps/"},
+		{"user", fakegraph.User, bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, "/users/" + userID + "/teamwork/installedApps/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.tenant.AddApp(graphtest.App{ID: pollsID, DisplayName: "Polls", Definitions: []graphtest.Definition{
-				{Version: "1.0.0"}, {Version: "1.1.0", RSC: []graphtest.Permission{meetingRead}},
+			e.tenant.AddApp(fakegraph.App{ID: pollsID, DisplayName: "Polls", Definitions: []fakegraph.Definition{
+				{Version: "1.0.0"}, {Version: "1.1.0", RSC: []fakegraph.Permission{meetingRead}},
 			}})
 			iid := e.tenant.Install(tc.kind, tc.scope.ID, pollsID, "1.0.0", nil)
 			u := pending(t, e.client, tc.scope)
@@ -302,8 +302,8 @@ func TestUpgradeEveryScope(t *testing.T) {
 
 func TestUpgradeWithoutRSCSendsNoConsentSet(t *testing.T) {
 	e := newEnv(t)
-	e.tenant.AddApp(graphtest.App{ID: pollsID, DisplayName: "Polls", Definitions: []graphtest.Definition{{Version: "1.0"}, {Version: "1.2"}}})
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0", nil)
+	e.tenant.AddApp(fakegraph.App{ID: pollsID, DisplayName: "Polls", Definitions: []fakegraph.Definition{{Version: "1.0"}, {Version: "1.2"}}})
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0", nil)
 	u := pending(t, e.client, chat())
 	if err := e.client.Upgrade(context.Background(), u.Installation, u.Target.Permissions); err != nil {
 		t.Fatal(err)
@@ -315,9 +315,9 @@ func TestUpgradeWithoutRSCSendsNoConsentSet(t *testing.T) {
 
 func TestFakeRefusesMismatchedConsent(t *testing.T) {
 	// The fake must behave like Graph, or the tests above prove nothing.
-	tn := graphtest.New()
+	tn := fakegraph.New()
 	seedPolls(tn)
-	iid := tn.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+	iid := tn.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
 	srv := httptest.NewServer(tn)
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1.0/chats/"+url.PathEscape(chatID)+"/installedApps/"+iid+"/upgrade",
@@ -331,7 +331,7 @@ func TestFakeRefusesMismatchedConsent(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("status %d, want 400", resp.StatusCode)
 	}
-	if v, _ := tn.Installed(graphtest.Chat, chatID, iid); v != "1.0.0" {
+	if v, _ := tn.Installed(fakegraph.Chat, chatID, iid); v != "1.0.0" {
 		t.Errorf("a refused upgrade moved the installation to %s", v)
 	}
 }
@@ -339,29 +339,29 @@ func TestFakeRefusesMismatchedConsent(t *testing.T) {
 func TestErrorsAreTypedAndNameWhatToDo(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		fault  graphtest.Fault
+		fault  fakegraph.Fault
 		is     error
 		status int
 		text   string
 	}{
-		{"missing permission", graphtest.Fault{Status: 403, Code: "Forbidden", Message: "Missing scope permissions on the request."},
+		{"missing permission", fakegraph.Fault{Status: 403, Code: "Forbidden", Message: "Missing scope permissions on the request."},
 			bot.ErrForbidden, 403, "TeamsAppInstallation.ReadWriteAndConsentForChat.All"},
-		{"403 with empty message", graphtest.Fault{Status: 403, Code: "UnknownError", Message: ""},
+		{"403 with empty message", fakegraph.Fault{Status: 403, Code: "UnknownError", Message: ""},
 			bot.ErrForbidden, 403, "UnknownError"},
-		{"chat gone", graphtest.Fault{Status: 404, Code: "NotFound", Message: "Not Found"}, bot.ErrNotFound, 404, "gone"},
-		{"conflict", graphtest.Fault{Status: 409, Code: "Conflict", Message: "Conflict"}, bot.ErrConflict, 409, "409"},
-		{"precondition", graphtest.Fault{Status: 412, Code: "PreconditionFailed",
+		{"chat gone", fakegraph.Fault{Status: 404, Code: "NotFound", Message: "Not Found"}, bot.ErrNotFound, 404, "gone"},
+		{"conflict", fakegraph.Fault{Status: 409, Code: "Conflict", Message: "Conflict"}, bot.ErrConflict, 409, "409"},
+		{"precondition", fakegraph.Fault{Status: 412, Code: "PreconditionFailed",
 			Message: "IsUserAuthorizedToGrantGroupResourceSpecificPermissionsRequest"}, bot.ErrForbidden, 412, "resource-specific consent"},
-		{"invalid consent", graphtest.Fault{Status: 400, Code: "BadRequest", Message: "The consented permissions do not match"},
+		{"invalid consent", fakegraph.Fault{Status: 400, Code: "BadRequest", Message: "The consented permissions do not match"},
 			bot.ErrInvalid, 400, "do not match"},
-		{"throttled after retries", graphtest.Fault{Status: 429, Code: "TooManyRequests", Message: "Too many requests", RetryAfter: "0", Times: 4},
+		{"throttled after retries", fakegraph.Fault{Status: 429, Code: "TooManyRequests", Message: "Too many requests", RetryAfter: "0", Times: 4},
 			bot.ErrUnavailable, 429, "throttling"},
-		{"unavailable", graphtest.Fault{Status: 500, Code: "InternalServerError", Message: "boom"}, bot.ErrUnavailable, 500, "500"},
+		{"unavailable", fakegraph.Fault{Status: 500, Code: "InternalServerError", Message: "boom"}, bot.ErrUnavailable, 500, "500"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			seedPolls(e.tenant)
-			e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+			e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
 			tc.fault.Path = "/installedApps"
 			e.tenant.Fail(tc.fault)
 			_, err := e.client.Installed(context.Background(), chat())
@@ -383,8 +383,8 @@ func TestErrorOnALaterPageKeepsGraphsCodeAndMessage(t *testing.T) {
 	e := newEnv(t)
 	e.tenant.PageSize = 1
 	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
-	e.tenant.Install(graphtest.Chat, chatID, "a1", "1.0", nil)
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
+	e.tenant.Install(fakegraph.Chat, chatID, "a1", "1.0", nil)
 	// Only the second page fails: the SDK's page iterator fetches it.
 	e.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("$skiptoken") != "" {
@@ -406,9 +406,9 @@ func TestErrorOnALaterPageKeepsGraphsCodeAndMessage(t *testing.T) {
 func TestThrottledThenSucceedsHonouringRetryAfter(t *testing.T) {
 	e := newEnv(t)
 	seedPolls(e.tenant)
-	iid := e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{chatRead, settings})
+	iid := e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", []fakegraph.Permission{chatRead, settings})
 	u := pending(t, e.client, chat())
-	e.tenant.Fail(graphtest.Fault{Method: http.MethodPost, Path: "/upgrade", Status: 429, Code: "TooManyRequests", RetryAfter: "1"})
+	e.tenant.Fail(fakegraph.Fault{Method: http.MethodPost, Path: "/upgrade", Status: 429, Code: "TooManyRequests", RetryAfter: "1"})
 	e.tenant.ResetCalls()
 	if err := e.client.Upgrade(context.Background(), u.Installation, u.Target.Permissions); err != nil {
 		t.Fatal(err)
@@ -422,7 +422,7 @@ func TestThrottledThenSucceedsHonouringRetryAfter(t *testing.T) {
 	if posts != 2 {
 		t.Errorf("%d POSTs, want 2 (429, then 204)", posts)
 	}
-	if v, _ := e.tenant.Installed(graphtest.Chat, chatID, iid); v != "1.1.0" {
+	if v, _ := e.tenant.Installed(fakegraph.Chat, chatID, iid); v != "1.1.0" {
 		t.Errorf("version %s after retry", v)
 	}
 }
@@ -441,8 +441,8 @@ func TestLongRetryAfterReachesTheCaller(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			seedPolls(e.tenant)
-			e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
-			e.tenant.Fail(graphtest.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests,
+			e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
+			e.tenant.Fail(fakegraph.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests,
 				Code: "TooManyRequests", Message: "Too many requests", RetryAfter: tc.header})
 			start := time.Now()
 			_, err := e.client.Installed(context.Background(), chat())
@@ -472,8 +472,8 @@ func TestLongRetryAfterReachesTheCaller(t *testing.T) {
 func TestRetriesSpentReportTheLastRetryAfter(t *testing.T) {
 	e := newEnv(t, func(o *graph.Options) { o.MaxRetries = 1 })
 	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
-	e.tenant.Fail(graphtest.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests, RetryAfter: "1", Times: 2})
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
+	e.tenant.Fail(fakegraph.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests, RetryAfter: "1", Times: 2})
 	_, err := e.client.Installed(context.Background(), chat())
 	var th bot.Throttled
 	if !errors.As(err, &th) {
@@ -490,10 +490,10 @@ func TestRetriesSpentReportTheLastRetryAfter(t *testing.T) {
 func TestMembersAndGroups(t *testing.T) {
 	e := newEnv(t)
 	e.tenant.PageSize = 2
-	e.tenant.AddMembers(graphtest.Chat, chatID,
-		graphtest.Member{UserID: "u-owner", DisplayName: "Megan", Email: "megan@contoso.com", TenantID: tenantID, Roles: []string{"owner"}},
-		graphtest.Member{UserID: "u-guest", DisplayName: "Guest", TenantID: tenantID, Roles: []string{"guest"}},
-		graphtest.Member{UserID: "u-member", DisplayName: "Alex", TenantID: tenantID})
+	e.tenant.AddMembers(fakegraph.Chat, chatID,
+		fakegraph.Member{UserID: "u-owner", DisplayName: "Megan", Email: "megan@contoso.com", TenantID: tenantID, Roles: []string{"owner"}},
+		fakegraph.Member{UserID: "u-guest", DisplayName: "Guest", TenantID: tenantID, Roles: []string{"guest"}},
+		fakegraph.Member{UserID: "u-member", DisplayName: "Alex", TenantID: tenantID})
 	ms, err := e.client.Members(context.Background(), chat())
 	if err != nil {
 		t.Fatal(err)
@@ -508,7 +508,7 @@ func TestMembersAndGroups(t *testing.T) {
 	if ms[0].Email != "megan@contoso.com" || ms[1].Email != "" || ms[0].TenantID != tenantID {
 		t.Errorf("member fields %+v", ms)
 	}
-	e.tenant.AddMembers(graphtest.Team, teamID, graphtest.Member{UserID: "u-owner", Roles: []string{"owner"}})
+	e.tenant.AddMembers(fakegraph.Team, teamID, fakegraph.Member{UserID: "u-owner", Roles: []string{"owner"}})
 	if ms, err := e.client.Members(context.Background(), bot.Scope{Kind: bot.ScopeTeam, ID: teamID}); err != nil || len(ms) != 1 || !ms[0].IsOwner() {
 		t.Errorf("team members %+v %v", ms, err)
 	}
@@ -522,11 +522,11 @@ func TestMembersAndGroups(t *testing.T) {
 	}
 	// An external participant is no user of this tenant: Graph answers 404,
 	// and they are in none of its groups.
-	e.tenant.Fail(graphtest.Fault{Path: "/checkMemberGroups", Status: 404, Code: "Request_ResourceNotFound", Times: 1})
+	e.tenant.Fail(fakegraph.Fault{Path: "/checkMemberGroups", Status: 404, Code: "Request_ResourceNotFound", Times: 1})
 	if in, err := e.client.InGroup(context.Background(), tenantID, "g-approvers", "u-external"); err != nil || in {
 		t.Errorf("a user unknown to the tenant: %v %v, want false without error", in, err)
 	}
-	e.tenant.Fail(graphtest.Fault{Path: "/checkMemberGroups", Status: 403, Code: "Authorization_RequestDenied"})
+	e.tenant.Fail(fakegraph.Fault{Path: "/checkMemberGroups", Status: 403, Code: "Authorization_RequestDenied"})
 	if _, err := e.client.InGroup(context.Background(), tenantID, "g", "u"); !errors.Is(err, bot.ErrForbidden) || !strings.Contains(err.Error(), "GroupMember.Read.All") {
 		t.Errorf("err %v", err)
 	}
@@ -538,12 +538,12 @@ func TestMembershipAsksForOneUser(t *testing.T) {
 	e := newEnv(t)
 	e.tenant.PageSize = 100
 	const owner = "7c6f3a8e-1f0e-4d5e-9a51-2b8f4c1e9d00"
-	var ms []graphtest.Member
+	var ms []fakegraph.Member
 	for i := range 2500 {
-		ms = append(ms, graphtest.Member{UserID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i), TenantID: tenantID})
+		ms = append(ms, fakegraph.Member{UserID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i), TenantID: tenantID})
 	}
-	ms = append(ms, graphtest.Member{UserID: owner, DisplayName: "Megan", TenantID: tenantID, Roles: []string{"owner"}})
-	e.tenant.AddMembers(graphtest.Team, teamID, ms...)
+	ms = append(ms, fakegraph.Member{UserID: owner, DisplayName: "Megan", TenantID: tenantID, Roles: []string{"owner"}})
+	e.tenant.AddMembers(fakegraph.Team, teamID, ms...)
 	team := bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}
 	got, err := e.client.Membership(context.Background(), team, strings.ToUpper(owner))
 	if err != nil || len(got) != 1 || !got[0].IsOwner() || got[0].UserID != owner {
@@ -562,8 +562,8 @@ func TestMembershipAsksForOneUser(t *testing.T) {
 		t.Errorf("a malformed user id: %v, want invalid", err)
 	}
 	// A chat (at most 250 members) is read whole and picked from.
-	e.tenant.AddMembers(graphtest.Chat, chatID, graphtest.Member{UserID: owner, TenantID: tenantID, Roles: []string{"owner"}},
-		graphtest.Member{UserID: "00000000-0000-0000-0000-000000000001", TenantID: tenantID})
+	e.tenant.AddMembers(fakegraph.Chat, chatID, fakegraph.Member{UserID: owner, TenantID: tenantID, Roles: []string{"owner"}},
+		fakegraph.Member{UserID: "00000000-0000-0000-0000-000000000001", TenantID: tenantID})
 	if got, err := e.client.Membership(context.Background(), chat(), owner); err != nil || len(got) != 1 || !got[0].IsOwner() {
 		t.Errorf("chat membership %+v %v", got, err)
 	}
@@ -578,7 +578,7 @@ func TestNationalCloudsUseTheirHostAndAudience(t *testing.T) {
 	} {
 		t.Run(tc.cloud, func(t *testing.T) {
 			base := "https://" + tc.host + "/v1.0"
-			tn := graphtest.New()
+			tn := fakegraph.New()
 			var hosts []string
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				hosts = append(hosts, r.Host)
@@ -592,7 +592,7 @@ func TestNationalCloudsUseTheirHostAndAudience(t *testing.T) {
 			})
 			e.tenant = tn
 			seedPolls(e.tenant)
-			e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+			e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
 			if _, err := e.client.Installed(context.Background(), chat()); err != nil {
 				t.Fatal(err)
 			}
@@ -631,11 +631,11 @@ func TestGraphLatencyMetric(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newEnv(t, func(o *graph.Options) { o.Registerer = reg })
 	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
 	if _, err := e.client.Installed(bot.WithCommand(context.Background(), "check"), chat()); err != nil {
 		t.Fatal(err)
 	}
-	e.tenant.Fail(graphtest.Fault{Path: "/installedApps", Status: 404, Code: "NotFound"})
+	e.tenant.Fail(fakegraph.Fault{Path: "/installedApps", Status: 404, Code: "NotFound"})
 	if _, err := e.client.Installed(bot.WithCommand(context.Background(), "check"), chat()); !errors.Is(err, bot.ErrNotFound) {
 		t.Fatalf("err %v", err)
 	}
@@ -684,7 +684,7 @@ func TestGrantsReadRefusedNamesItsPermission(t *testing.T) {
 	} {
 		t.Run(string(tc.scope.Kind), func(t *testing.T) {
 			e := newEnv(t)
-			e.tenant.Fail(graphtest.Fault{Path: "/permissionGrants", Status: http.StatusForbidden, Code: "Forbidden",
+			e.tenant.Fail(fakegraph.Fault{Path: "/permissionGrants", Status: http.StatusForbidden, Code: "Forbidden",
 				Message: "Missing role permissions on the request."})
 			_, err := e.client.PermissionGrants(context.Background(), tc.scope)
 			if !errors.Is(err, bot.ErrForbidden) || !strings.Contains(err.Error(), "an admin must grant the application permission "+tc.want) {
@@ -698,8 +698,8 @@ func TestRefusedCredentialIsForbiddenAndNamesTheFixWithoutEntrasText(t *testing.
 	var logs strings.Builder
 	e := newEnv(t, func(o *graph.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
-	e.aad.Refuse(func(bottest.TokenRequest) bool { return true })
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
+	e.aad.Refuse(func(fakeentra.TokenRequest) bool { return true })
 
 	_, err := e.client.Installed(context.Background(), chat())
 	if !errors.Is(err, bot.ErrForbidden) {
@@ -710,7 +710,7 @@ func TestRefusedCredentialIsForbiddenAndNamesTheFixWithoutEntrasText(t *testing.
 	}
 	// err's text is what a chat shows as the reason.
 	text := err.Error()
-	for _, leak := range []string{tenantID, appID, bottest.RefusalTraceID, "AADSTS", "\n"} {
+	for _, leak := range []string{tenantID, appID, fakeentra.RefusalTraceID, "AADSTS", "\n"} {
 		if strings.Contains(text, leak) {
 			t.Errorf("%q shows %q", text, leak)
 		}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/graph"
-	"github.com/upgradeapprovals/bot/graph/graphtest"
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
 )
 
 // A MultiTenant app asks Graph as the tenant the chat lives in, where it
@@ -20,7 +20,7 @@ func TestGraphIsAskedAsTheTenantTheAppTypeAllows(t *testing.T) {
 	}{{false, guestTenant}, {true, tenantID}} {
 		e := newEnv(t, func(o *graph.Options) { o.SingleTenant = c.single })
 		seedPolls(e.tenant)
-		e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", nil)
+		e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
 		if _, err := e.client.Installed(context.Background(), bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: guestTenant}); err != nil {
 			t.Fatal(err)
 		}

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/bot/bottest"
 	"github.com/upgradeapprovals/bot/graph"
-	"github.com/upgradeapprovals/bot/graph/graphtest"
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
+	"github.com/upgradeapprovals/bot/internal/fakeentra"
 )
 
 // afterEffect serves the fake tenant but, for the next n upgrade POSTs,
@@ -44,7 +44,7 @@ func (a *afterEffect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{"error":{"code":"ServiceUnavailable","message":"upstream"}}`))
 }
 
-func posts(tn *graphtest.Tenant) int {
+func posts(tn *fakegraph.Tenant) int {
 	n := 0
 	for _, c := range tn.Calls() {
 		if c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/upgrade") {
@@ -57,7 +57,7 @@ func posts(tn *graphtest.Tenant) int {
 func pendingPolls(t *testing.T, e *env) bot.PendingUpgrade {
 	t.Helper()
 	seedPolls(e.tenant)
-	e.tenant.Install(graphtest.Chat, chatID, pollsID, "1.0.0", []graphtest.Permission{chatRead, settings})
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", []fakegraph.Permission{chatRead, settings})
 	u := pending(t, e.client, chat())
 	e.tenant.ResetCalls()
 	return u
@@ -72,7 +72,7 @@ func TestUpgradePostIsNeverRetriedOn5xx(t *testing.T) {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			e := newEnv(t)
 			u := pendingPolls(t, e)
-			e.tenant.Fail(graphtest.Fault{Method: http.MethodPost, Path: "/upgrade", Status: status, Code: "ServiceUnavailable",
+			e.tenant.Fail(fakegraph.Fault{Method: http.MethodPost, Path: "/upgrade", Status: status, Code: "ServiceUnavailable",
 				RetryAfter: "0", Times: 3})
 			err := upgrade(e.client, u)
 			// Unknown whether it took: the caller reads the installation
@@ -88,7 +88,7 @@ func TestUpgradePostIsNeverRetriedOn5xx(t *testing.T) {
 }
 
 func TestUpgradeThatTookDespite503IsNotSentAgain(t *testing.T) {
-	e := &env{tenant: graphtest.New(), aad: bottest.NewAAD(t)}
+	e := &env{tenant: fakegraph.New(), aad: fakeentra.New(t)}
 	ae := &afterEffect{next: e.tenant, n: 1, status: http.StatusServiceUnavailable}
 	e.srv = httptest.NewServer(ae)
 	t.Cleanup(e.srv.Close)
@@ -111,7 +111,7 @@ func TestUpgradeThatTookDespite503IsNotSentAgain(t *testing.T) {
 func TestUpgradeRefusedByGraphIsCertain(t *testing.T) {
 	e := newEnv(t)
 	u := pendingPolls(t, e)
-	e.tenant.Fail(graphtest.Fault{Method: http.MethodPost, Path: "/upgrade", Status: 403, Code: "Forbidden", Message: "Missing scope permissions on the request."})
+	e.tenant.Fail(fakegraph.Fault{Method: http.MethodPost, Path: "/upgrade", Status: 403, Code: "Forbidden", Message: "Missing scope permissions on the request."})
 	if err := upgrade(e.client, u); !errors.Is(err, bot.ErrForbidden) || errors.Is(err, bot.ErrUpgradeUncertain) {
 		t.Errorf("403: %v, want forbidden and certain", err)
 	}
@@ -120,7 +120,7 @@ func TestUpgradeRefusedByGraphIsCertain(t *testing.T) {
 func TestUpgradeThrottleStormIsRetriedHonouringRetryAfter(t *testing.T) {
 	e := newEnv(t)
 	u := pendingPolls(t, e)
-	e.tenant.Fail(graphtest.Fault{Method: http.MethodPost, Path: "/upgrade", Status: 429, Code: "TooManyRequests", RetryAfter: "1", Times: 2})
+	e.tenant.Fail(fakegraph.Fault{Method: http.MethodPost, Path: "/upgrade", Status: 429, Code: "TooManyRequests", RetryAfter: "1", Times: 2})
 	start := time.Now()
 	if err := upgrade(e.client, u); err != nil {
 		t.Fatal(err)

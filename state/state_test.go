@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/bot/botframework"
+	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/state"
 )
 

@@ -1,0 +1,100 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
+)
+
+// graphRequests reads upgradebot_graph_requests_total{command} from /metrics.
+func (h *harness) graphRequests(t *testing.T, command string) string {
+	t.Helper()
+	resp, err := http.Get(h.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	prefix := `upgradebot_graph_requests_total{command="` + command + `"} `
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return v
+		}
+	}
+	return "absent"
+}
+
+// A check costs two Graph requests however many apps are installed, and an
+// approval four; both reflect a version published a moment ago.
+func TestGraphRequestBudgetPerCommand(t *testing.T) {
+	h := newHarness(t)
+	const chat = "19:abc@thread.v2"
+	owner := "11111111-1111-1111-1111-111111111111"
+	for i := range 30 {
+		id := fmt.Sprintf("0d820ecd-def2-4297-adad-%012d", i)
+		h.graph.AddApp(fakegraph.App{ID: id, DisplayName: fmt.Sprintf("App %d", i), Definitions: []fakegraph.Definition{
+			{Version: "1.0.0"},
+		}})
+		h.graph.Install(fakegraph.Chat, chat, id, "1.0.0", nil)
+	}
+	h.graph.AddMembers(fakegraph.Chat, chat,
+		fakegraph.Member{UserID: owner, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+	// The catalog watcher's first read of the new tenant would land among
+	// the counted requests whenever it happens to run (BenchmarkSweep
+	// measures what background work costs).
+	h.tune = func(d *deps) { d.noBackground = true }
+	h.start(t)
+
+	if code := h.post(t, h.message("1700000000020", "check")); code != http.StatusOK {
+		t.Fatalf("check: status %d", code)
+	}
+	if reply := h.connector.WaitCalls(t, 1)[0]; !strings.Contains(fmt.Sprint(reply.Activity), "up to date") {
+		t.Fatalf("check replied %v", reply.Activity)
+	}
+	if n := len(h.graph.Calls()); n != 2 {
+		t.Fatalf("check with 30 installed apps made %d Graph requests, want 2", n)
+	}
+	if got := h.graphRequests(t, "check"); got != "2" {
+		t.Errorf("upgradebot_graph_requests_total{command=\"check\"} = %s, want 2", got)
+	}
+
+	// The admin publishes 1.1.0 of one app; the very next check shows it.
+	h.graph.Publish("0d820ecd-def2-4297-adad-000000000007", fakegraph.Definition{Version: "1.1.0",
+		RSC: []fakegraph.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
+	h.graph.ResetCalls()
+	if code := h.post(t, h.message("1700000000021", "check")); code != http.StatusOK {
+		t.Fatalf("check: status %d", code)
+	}
+	posted := h.connector.WaitCalls(t, 2)[1]
+	if card := cardOf(posted); !strings.Contains(card, "App 7") || !strings.Contains(card, "1.1.0") {
+		t.Fatalf("the second check does not show the new version: %s", card)
+	}
+	if n := len(h.graph.Calls()); n != 2 {
+		t.Errorf("second check made %d Graph requests, want 2", n)
+	}
+	approvalID := approvalIDOf(t, posted)
+
+	h.graph.ResetCalls()
+	invoke := h.message("1700000000022", "")
+	delete(invoke, "text")
+	invoke["type"], invoke["name"], invoke["replyToId"] = "invoke", "adaptiveCard/action", "activity-2"
+	invoke["value"] = map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
+		"data": map[string]any{"approvalId": approvalID}}}
+	if code, body := h.exchange(t, invoke); code != http.StatusOK || !strings.Contains(string(body), "was upgraded to 1.1.0") {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	var methods []string
+	for _, c := range h.graph.Calls() {
+		methods = append(methods, c.Method+" "+c.Path)
+	}
+	if len(methods) != 4 {
+		t.Errorf("approval made %d Graph requests, want 4 (members, catalog, installation, upgrade): %v", len(methods), methods)
+	}
+	if got := h.graphRequests(t, "approve"); got != "4" {
+		t.Errorf("upgradebot_graph_requests_total{command=\"approve\"} = %s, want 4", got)
+	}
+}

@@ -1,0 +1,320 @@
+package app
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/botframework"
+	"github.com/upgradeapprovals/bot/state"
+)
+
+// App types, as Azure Bot registrations name them.
+const (
+	appTypeMultiTenant     = "MultiTenant"
+	appTypeSingleTenant    = "SingleTenant"
+	appTypeUserAssignedMSI = "UserAssignedMSI"
+)
+
+// config is the process configuration, read from the environment. The
+// variable names are a contract with the docs, the tests and deployments.
+type config struct {
+	Port int    // PORT, default 3978
+	Host string // HOST: the interface to listen on; default all, or loopback when auth is off
+
+	AppID       string // MicrosoftAppId; empty turns authentication off (loopback only)
+	AppPassword string // MicrosoftAppPassword
+	AppTenantID string // MicrosoftAppTenantId
+	AppType     string // MicrosoftAppType, default MultiTenant
+
+	CertificatePath     string // MicrosoftAppCertificatePath: PEM or PKCS#12 with the private key, instead of a secret
+	CertificatePassword string // MicrosoftAppCertificatePassword, for an encrypted PKCS#12
+	FederatedTokenFile  string // AZURE_FEDERATED_TOKEN_FILE: workload identity federation, instead of a secret
+
+	Cloud             botframework.Cloud // BOT_CLOUD, default public
+	OpenIDMetadataURL string             // BOT_OPENID_METADATA_URL, default the cloud's
+	AuthorityHost     string             // AZURE_AUTHORITY_HOST, default the cloud's
+	CustomAuthority   bool               // AZURE_AUTHORITY_HOST was set
+	GraphBaseURL      string             // GRAPH_BASE_URL, default the cloud's Graph
+
+	RedisURL       string             // REDIS_URL; empty runs an embedded Redis
+	RedisPrefix    string             // REDIS_PREFIX, default "upgradebot:"
+	AllowedTenants []string           // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
+	Approvers      bot.ApproverPolicy // BOT_APPROVERS, default "owners"
+
+	Proactive     bool          // BOT_PROACTIVE: on (default) or off, unprompted posts everywhere
+	ScanInterval  time.Duration // BOT_SCAN_INTERVAL: how often the catalog is read per tenant, default 15m
+	SweepInterval time.Duration // BOT_SWEEP_INTERVAL: how often every installation scope is scanned, default 24h
+	RemindAfter   time.Duration // BOT_REMIND_AFTER: one reminder after, default 72h
+	ApprovalTTL   time.Duration // BOT_APPROVAL_TTL: a request expires after, default 168h
+}
+
+// configError names the variable at fault, so the one line an operator
+// sees says what to fix.
+type configError struct {
+	Var string
+	Msg string
+}
+
+func (e *configError) Error() string { return "config: " + e.Var + ": " + e.Msg }
+
+func bad(name, format string, args ...any) error {
+	return &configError{Var: name, Msg: fmt.Sprintf(format, args...)}
+}
+
+// environ reads configuration variables.
+type environ func(string) string
+
+// get is a variable's value, trimmed.
+func (e environ) get(name string) string { return strings.TrimSpace(e(name)) }
+
+// loadConfig reads the configuration. The first problem found is the error,
+// naming its variable; the checks run in the order below, so a deployment
+// hears about its identity before its Redis.
+func loadConfig(getenv func(string) string) (config, error) {
+	var c config
+	for _, read := range []func(environ) error{
+		c.readPort, c.readIdentity, c.readHost, c.readEndpoints, c.readRedis, c.readTenants,
+		// After the rest of the deployment's essentials, so a deployment
+		// missing more than Redis hears about the rest first.
+		c.requireRedis,
+		c.readApprovers, c.readProactive,
+	} {
+		if err := read(environ(getenv)); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func (c *config) readPort(e environ) error {
+	c.Port = 3978
+	if v := e.get("PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 0 || p > 65535 {
+			return bad("PORT", "%q is not a port number", v)
+		}
+		c.Port = p
+	}
+	return nil
+}
+
+// readIdentity reads who the bot is (its Entra app) and how it proves it.
+func (c *config) readIdentity(e environ) error {
+	c.AppID = e.get("MicrosoftAppId")
+	c.AppPassword = e("MicrosoftAppPassword") // a secret may legitimately contain spaces
+	c.AppTenantID = e.get("MicrosoftAppTenantId")
+	c.AppType = e.get("MicrosoftAppType")
+	if c.AppType == "" {
+		c.AppType = appTypeMultiTenant
+	}
+	c.CertificatePath = e.get("MicrosoftAppCertificatePath")
+	c.CertificatePassword = e("MicrosoftAppCertificatePassword")
+	c.FederatedTokenFile = e.get("AZURE_FEDERATED_TOKEN_FILE")
+	hasSecret := c.AppPassword != "" || c.CertificatePath != "" || c.FederatedTokenFile != ""
+	if c.AppID != "" && !bot.IsEntraID(c.AppID) {
+		return bad("MicrosoftAppId", "%q is not a GUID", c.AppID)
+	}
+	if c.AppTenantID != "" && !bot.IsEntraID(c.AppTenantID) {
+		return bad("MicrosoftAppTenantId", "%q is not a GUID", c.AppTenantID)
+	}
+	switch c.AppType {
+	case appTypeMultiTenant:
+		if c.AppID != "" && !hasSecret {
+			return bad("MicrosoftAppPassword", "required for a MultiTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
+		}
+	case appTypeSingleTenant:
+		if c.AppID != "" && !hasSecret {
+			return bad("MicrosoftAppPassword", "required for a SingleTenant bot (or MicrosoftAppCertificatePath, or AZURE_FEDERATED_TOKEN_FILE)")
+		}
+		if c.AppID != "" && c.AppTenantID == "" {
+			return bad("MicrosoftAppTenantId", "required for a SingleTenant bot")
+		}
+	case appTypeUserAssignedMSI:
+		if c.AppID == "" {
+			return bad("MicrosoftAppId", "required for UserAssignedMSI: the managed identity's client id")
+		}
+		if c.AppTenantID == "" {
+			return bad("MicrosoftAppTenantId", "required for UserAssignedMSI")
+		}
+	default:
+		return bad("MicrosoftAppType", "unknown value %q (want MultiTenant, SingleTenant or UserAssignedMSI)", c.AppType)
+	}
+	return nil
+}
+
+// readHost reads the interface to listen on.
+func (c *config) readHost(e environ) error {
+	c.Host = e.get("HOST")
+	if c.AppID != "" {
+		return nil
+	}
+	// Without an app id nothing can be authenticated: only this machine
+	// may talk to the bot.
+	if c.Host == "" {
+		c.Host = "127.0.0.1"
+	}
+	if !isLoopback(c.Host) {
+		return bad("HOST", "%q is not a loopback address; without MicrosoftAppId authentication is off, "+
+			"so the bot listens only on loopback (set MicrosoftAppId, or HOST=127.0.0.1)", c.Host)
+	}
+	return nil
+}
+
+// readEndpoints reads the cloud and every outside endpoint it defaults.
+func (c *config) readEndpoints(e environ) error {
+	cloud, err := botframework.LookupCloud(e.get("BOT_CLOUD"))
+	if err != nil {
+		return bad("BOT_CLOUD", "unknown value %q (want public, usgov, usgovdod or china)", e.get("BOT_CLOUD"))
+	}
+	c.Cloud = cloud
+	// Signing keys and the bot's own tokens come from these: plain http
+	// would let anyone on the path swap them (loopback fakes excepted).
+	if c.OpenIDMetadataURL, err = secureURLVar(e, "BOT_OPENID_METADATA_URL", cloud.OpenIDMetadataURL); err != nil {
+		return err
+	}
+	c.CustomAuthority = e.get("AZURE_AUTHORITY_HOST") != ""
+	if c.AuthorityHost, err = secureURLVar(e, "AZURE_AUTHORITY_HOST", cloud.AuthorityHost); err != nil {
+		return err
+	}
+	c.GraphBaseURL, err = secureURLVar(e, "GRAPH_BASE_URL", cloud.GraphBaseURL)
+	return err
+}
+
+func (c *config) readRedis(e environ) error {
+	c.RedisURL = e.get("REDIS_URL")
+	if c.RedisURL != "" {
+		if _, err := state.ParseURL(c.RedisURL); err != nil {
+			return bad("REDIS_URL", "%v (want redis://[user:password@]host:port/db or rediss://…, with cluster=true for a cluster)",
+				strings.TrimPrefix(err.Error(), "state: REDIS_URL: "))
+		}
+	}
+	c.RedisPrefix = e.get("REDIS_PREFIX")
+	return nil
+}
+
+func (c *config) requireRedis(environ) error {
+	if c.AppID != "" && c.RedisURL == "" {
+		return bad("REDIS_URL", "required when MicrosoftAppId is set: the embedded Redis is lost on restart and "+
+			"not shared between replicas, so it is for local runs only")
+	}
+	return nil
+}
+
+// readTenants reads which tenants may talk to the bot.
+func (c *config) readTenants(e environ) error {
+	c.AllowedTenants = list(e.get("BOT_ALLOWED_TENANTS"))
+	for _, t := range c.AllowedTenants {
+		if !bot.IsEntraID(t) {
+			return bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID)", t)
+		}
+	}
+	if len(c.AllowedTenants) == 0 && c.AppType != appTypeMultiTenant && c.AppTenantID != "" {
+		c.AllowedTenants = []string{c.AppTenantID}
+	}
+	return nil
+}
+
+func (c *config) readApprovers(e environ) error {
+	approvers := list(e.get("BOT_APPROVERS"))
+	if len(approvers) == 0 {
+		approvers = []string{"owners"}
+	}
+	var err error
+	if c.Approvers, err = bot.ParseApproverPolicy(approvers); err != nil {
+		return bad("BOT_APPROVERS", "%v", err)
+	}
+	return nil
+}
+
+// readProactive reads what the bot does unprompted, and when.
+func (c *config) readProactive(e environ) error {
+	switch v := strings.ToLower(e.get("BOT_PROACTIVE")); v {
+	case "", "on":
+		c.Proactive = true
+	case "off":
+	default:
+		return bad("BOT_PROACTIVE", "unknown value %q (want on or off)", e.get("BOT_PROACTIVE"))
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+		def  time.Duration
+	}{
+		{"BOT_SCAN_INTERVAL", &c.ScanInterval, 15 * time.Minute},
+		{"BOT_SWEEP_INTERVAL", &c.SweepInterval, 24 * time.Hour},
+		{"BOT_REMIND_AFTER", &c.RemindAfter, 72 * time.Hour},
+		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
+	} {
+		var err error
+		if *d.dst, err = durationVar(e, d.name, d.def); err != nil {
+			return err
+		}
+	}
+	if c.RemindAfter >= c.ApprovalTTL {
+		return bad("BOT_REMIND_AFTER", "%s is not shorter than BOT_APPROVAL_TTL (%s): the reminder would come after expiry",
+			c.RemindAfter, c.ApprovalTTL)
+	}
+	return nil
+}
+
+// durationVar reads a positive Go duration such as 15m or 72h.
+func durationVar(e environ, name string, def time.Duration) (time.Duration, error) {
+	v := e.get(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, bad(name, "%q is not a positive duration (e.g. 15m, 24h)", v)
+	}
+	return d, nil
+}
+
+func urlVar(e environ, name, def string) (string, error) {
+	v := e.get(name)
+	if v == "" {
+		return def, nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", bad(name, "%q is not an absolute http(s) URL", v)
+	}
+	return v, nil
+}
+
+func secureURLVar(e environ, name, def string) (string, error) {
+	v, err := urlVar(e, name, def)
+	if err != nil {
+		return "", err
+	}
+	if err := botframework.CheckSecureURL(v); err != nil {
+		return "", bad(name, "%q must be https (plain http only on loopback)", v)
+	}
+	return v, nil
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// addr is the listen address.
+func (c config) addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
