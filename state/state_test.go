@@ -16,14 +16,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/state"
 )
 
+// The wiring hands the store to the Bot Framework adapter as its
+// ServiceURLTrust, which checks that at compile time there.
 var (
-	_ bot.ConversationStore        = (*state.Store)(nil)
-	_ bot.ActivityLog              = (*state.Store)(nil)
-	_ botframework.ServiceURLTrust = (*state.Store)(nil)
+	_ bot.ConversationStore = (*state.Store)(nil)
+	_ bot.ActivityLog       = (*state.Store)(nil)
 )
 
 // redisURL is the real Redis the tests use: REDIS_URL, or the local one.
