@@ -18,9 +18,16 @@ if (!cardsDir || !outDir) {
 const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const modules = path.join(__dirname, "..", "..", "node_modules");
 
+// Teams draws with Segoe UI and, for Chinese, the system's CJK font (Microsoft
+// YaHei on Windows). Noto Sans CJK SC stands in for both where Segoe UI is
+// missing, named before the generic families so Chromium takes its glyphs
+// rather than whatever fontconfig falls back to (for Chinese, often an empty
+// box); cards/render_test.go refuses to write screenshots without it.
+const fontFamily = "'Segoe UI', 'Noto Sans CJK SC', 'Noto Sans', system-ui, sans-serif";
+
 // Teams' light theme, approximately: Segoe UI, its greys and its purple.
 const hostConfig = {
-  fontFamily: "'Segoe UI', 'Noto Sans CJK SC', 'Noto Sans', system-ui, sans-serif",
+  fontFamily,
   spacing: { small: 4, default: 8, medium: 16, large: 20, extraLarge: 24, padding: 16 },
   separator: { lineThickness: 1, lineColor: "#E1DFDD" },
   fontSizes: { small: 12, default: 14, medium: 16, large: 20, extraLarge: 24 },
@@ -42,10 +49,10 @@ const hostConfig = {
 };
 
 const css = `
-  body { margin: 0; padding: 16px; background: #EBEBEB; }
+  body { margin: 0; padding: 16px; background: #EBEBEB; font-family: ${fontFamily}; }
   #card { width: 560px; background: #FFF; border-radius: 6px; box-shadow: 0 1px 2px rgba(0,0,0,.14); overflow: hidden; }
   .ac-pushButton { border: 1px solid #D1D1D1; background: #FFF; border-radius: 4px; padding: 6px 14px;
-    font: 600 14px 'Segoe UI', 'Noto Sans CJK SC', sans-serif; color: #242424; }
+    font: 600 14px ${fontFamily}; color: #242424; }
   .ac-pushButton.style-positive { background: #5B5FC7; border-color: #5B5FC7; color: #FFF; }
   .ac-pushButton.style-destructive { color: #C4314B; }
   .ac-textBlock p { margin: 0; }

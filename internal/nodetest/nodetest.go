@@ -215,6 +215,38 @@ func Chromium(tb testing.TB) string {
 	return p
 }
 
+// Font is a font family Chromium must find to draw a language's text.
+type Font struct {
+	Family  string // fontconfig family name, e.g. "Noto Sans CJK SC"
+	Lang    string // fontconfig language the family must cover, e.g. "zh-cn"
+	Package string // the Debian package that installs it, named in the error
+}
+
+// Installed returns nil when fontconfig lists f.Family among the fonts
+// covering f.Lang, and otherwise an error naming the family and its
+// package. Chromium on Linux looks fonts up through fontconfig, so this sees
+// what the browser will see: a family it cannot find is drawn with whatever
+// fallback there is, for Chinese usually an empty box per character.
+func (f Font) Installed(ctx context.Context) error {
+	fcList, err := exec.LookPath("fc-list")
+	if err != nil {
+		return fmt.Errorf("%s: cannot tell, fontconfig's fc-list is not installed (apt-get install fontconfig %s)", f.Family, f.Package)
+	}
+	out, err := exec.CommandContext(ctx, fcList, ":lang="+f.Lang, "family").Output()
+	if err != nil {
+		return fmt.Errorf("%s: fc-list: %w", f.Family, err)
+	}
+	// One font per line, its family names (one per language) comma-separated.
+	for line := range strings.Lines(string(out)) {
+		for name := range strings.SplitSeq(line, ",") {
+			if strings.EqualFold(strings.TrimSpace(name), f.Family) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s is not installed (apt-get install %s)", f.Family, f.Package)
+}
+
 // Output runs a Node script with the repository's node_modules on its path
 // and returns its standard output; a failure fails the test with stderr.
 func Output(tb testing.TB, env []string, script string, args ...string) []byte {
