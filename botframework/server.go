@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -34,8 +33,8 @@ type ServerOptions struct {
 	// allows that only on a loopback listener, with LoopbackOnly.
 	Verifier *Verifier
 	// LoopbackOnly refuses (403) every request whose Host is not
-	// 127.0.0.1, localhost or [::1] (any port), or that carries an Origin
-	// other than those. A loopback listener alone does not keep web pages
+	// loopback (IsLoopback: localhost, 127.0.0.0/8 or [::1], any port), or
+	// that carries an Origin other than those. A loopback listener alone does not keep web pages
 	// out: a page the user opens can rebind its own name to 127.0.0.1 and
 	// drive a bot that verifies no token. Set it whenever Verifier is nil.
 	LoopbackOnly bool
@@ -213,33 +212,17 @@ func (s *server) handle(c *gin.Context) {
 // loopbackOnly refuses requests that name another host (DNS rebinding) or
 // come from a web page served elsewhere.
 func (s *server) loopbackOnly(c *gin.Context) {
-	if !loopbackHost(c.Request.Host) {
+	if !IsLoopback(c.Request.Host) {
 		s.refuse(c, http.StatusForbidden, authError(ReasonLoopback, fmt.Errorf("host %q is not loopback", c.Request.Host)))
 		return
 	}
 	if origins, ok := c.Request.Header["Origin"]; ok {
 		u, err := url.Parse(strings.Join(origins, ","))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !loopbackHost(u.Host) {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !IsLoopback(u.Host) {
 			s.refuse(c, http.StatusForbidden, authError(ReasonLoopback, fmt.Errorf("origin %q is not loopback", strings.Join(origins, ","))))
 			return
 		}
 	}
-}
-
-// loopbackHost reports whether a Host header (or an origin's host) names
-// the loopback interface: 127.0.0.1, localhost or [::1], with any port.
-func loopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
-		host = hostport[1 : len(hostport)-1]
-	}
-	switch strings.ToLower(host) {
-	case "127.0.0.1", "localhost", "::1":
-		return true
-	}
-	return false
 }
 
 func (s *server) reject(c *gin.Context, err error) {
