@@ -40,6 +40,9 @@ func TestIsLoopback(t *testing.T) {
 		{"[localhost]", false},
 		{"[localhost]:3978", false},
 		{"[127.0.0.1", false},
+		{"[::1]x", false},
+		{"::1]", false},
+		{"localhost:3978:1", false},
 		{"null", false},
 	} {
 		if got := botframework.IsLoopback(tc.host); got != tc.want {
