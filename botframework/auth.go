@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -553,19 +552,11 @@ func CheckSecureURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopbackHost(u.Hostname()) {
+		if IsLoopback(u.Hostname()) {
 			return nil
 		}
 	}
 	return fmt.Errorf("%q is not an https URL", raw)
-}
-
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func parseJWKS(raw []byte) (map[string]signingKey, error) {

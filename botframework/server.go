@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -34,8 +33,8 @@ type ServerOptions struct {
 	// allows that only on a loopback listener, with LoopbackOnly.
 	Verifier *Verifier
 	// LoopbackOnly refuses (403) every request whose Host is not
-	// 127.0.0.1, localhost or [::1] (any port), or that carries an Origin
-	// other than those. A loopback listener alone does not keep web pages
+	// loopback (IsLoopback: localhost, 127.0.0.0/8 or [::1], any port), or
+	// that carries an Origin other than those. A loopback listener alone does not keep web pages
 	// out: a page the user opens can rebind its own name to 127.0.0.1 and
 	// drive a bot that verifies no token. Set it whenever Verifier is nil.
 	LoopbackOnly bool
@@ -71,7 +70,7 @@ func NewServer(opts ServerOptions) (http.Handler, error) {
 	if opts.LoopbackOnly {
 		r.Use(s.loopbackOnly)
 	}
-	r.POST("/api/messages", s.authenticate, s.messages)
+	r.POST("/api/messages", s.messageChain()...)
 	// The M365 Agents Playground probes the endpoint with HEAD before it starts.
 	r.HEAD("/api/messages", func(c *gin.Context) { c.Status(http.StatusOK) })
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
@@ -87,14 +86,33 @@ type server struct {
 	opts ServerOptions
 }
 
-const claimsKey = "botframework.claims"
-
-// authenticate checks the bearer token before the body is read, so an
-// anonymous caller costs no more than a header parse.
-func (s *server) authenticate(c *gin.Context) {
-	if s.opts.Verifier == nil {
-		return
+// messageChain is POST /api/messages, one step per check. Each step
+// refuses what it can decide and stops the chain with its status; the last
+// one alone calls the bot. The bearer token is checked before the body is
+// read, so an anonymous caller costs no more than a header parse.
+func (s *server) messageChain() []gin.HandlerFunc {
+	chain := make([]gin.HandlerFunc, 0, 7)
+	if s.opts.Verifier != nil {
+		chain = append(chain, s.verifyToken)
 	}
+	chain = append(chain, s.jsonOnly, s.readActivity, s.teamsOnly)
+	if s.opts.Verifier != nil {
+		chain = append(chain, s.verifyActivity)
+	}
+	return append(chain, s.trustServiceURL, s.handle)
+}
+
+// What one step of the chain hands to the next, in gin's per-request keys.
+const (
+	claimsKey   = "botframework.claims"   // *Claims, set by verifyToken
+	activityKey = "botframework.activity" // *bot.Activity, set by readActivity
+)
+
+func activityOf(c *gin.Context) *bot.Activity { return c.MustGet(activityKey).(*bot.Activity) }
+
+// verifyToken checks the Authorization header: 401, or 503 while the
+// signing keys cannot be had.
+func (s *server) verifyToken(c *gin.Context) {
 	claims, err := s.opts.Verifier.VerifyToken(c.Request.Context(), c.GetHeader("Authorization"))
 	if err != nil {
 		s.reject(c, err)
@@ -103,36 +121,108 @@ func (s *server) authenticate(c *gin.Context) {
 	c.Set(claimsKey, claims)
 }
 
+// jsonOnly refuses (415) anything but JSON before the body is read: with
+// auth off (the local sandbox) a web page could otherwise post a form or
+// text/plain to the bot from the user's browser. Channels post JSON.
+func (s *server) jsonOnly(c *gin.Context) {
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		s.opts.Metrics.observeActivity("", "unsupported_media_type")
+		c.AbortWithStatus(http.StatusUnsupportedMediaType)
+		return
+	}
+}
+
+// readActivity decodes the body, at most MaxBodyBytes of it (413), into
+// the activity; value and channelData stay raw for whoever reads them. A
+// body that is not an activity is 400.
+func (s *server) readActivity(c *gin.Context) {
+	body, err := readBody(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes), c.Request.ContentLength, s.opts.MaxBodyBytes)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.opts.Metrics.observeActivity("", "too_large")
+			c.AbortWithStatus(http.StatusRequestEntityTooLarge)
+			return
+		}
+		c.AbortWithStatus(http.StatusBadRequest)
+		return
+	}
+	a := new(bot.Activity)
+	if err := json.Unmarshal(body, a); err != nil || a.Type == "" {
+		s.opts.Metrics.observeActivity("", "malformed")
+		c.AbortWithStatus(http.StatusBadRequest)
+		return
+	}
+	c.Set(activityKey, a)
+}
+
+// teamsOnly refuses (403) every channel but Microsoft Teams. Only Teams
+// vouches for who is talking: on Web Chat, Direct Line and the Emulator
+// the client picks its own from.aadObjectId, tenant and channelData, so it
+// could claim to be a chat owner. Local runs are no exception: the Agents
+// Playground sends msteams.
+func (s *server) teamsOnly(c *gin.Context) {
+	if a := activityOf(c); a.ChannelID != ChannelMSTeams {
+		s.refuse(c, http.StatusForbidden, authError(ReasonChannel, fmt.Errorf("channel %q is not msteams", a.ChannelID)))
+		return
+	}
+}
+
+// verifyActivity checks what binds the token to the activity (endorsed
+// channel, serviceurl claim, tenant): 401.
+func (s *server) verifyActivity(c *gin.Context) {
+	if err := s.opts.Verifier.VerifyActivity(c.MustGet(claimsKey).(*Claims), activityOf(c)); err != nil {
+		s.reject(c, err)
+		return
+	}
+}
+
+// trustServiceURL records the activity's service URL, which the checks
+// before it vouched for, as the one the connector may answer this
+// conversation through.
+func (s *server) trustServiceURL(c *gin.Context) {
+	a := activityOf(c)
+	if a.ServiceURL == "" {
+		return
+	}
+	if err := s.opts.Trust.TrustServiceURL(c.Request.Context(), a.Conversation.ID, a.ServiceURL); err != nil {
+		s.fail(c, a, err)
+		return
+	}
+}
+
+// handle gives the activity to the bot and answers. An invoke's answer
+// travels in the same response, always with 200: a refusal's status is
+// inside the body, where Teams shows it.
+func (s *server) handle(c *gin.Context) {
+	a := activityOf(c)
+	resp, err := s.opts.Bot.Handle(c.Request.Context(), a)
+	if err != nil {
+		s.fail(c, a, err)
+		return
+	}
+	s.opts.Metrics.observeActivity(string(a.Type), "ok")
+	if body := InvokeBody(resp); string(a.Type) == "invoke" && body != nil {
+		c.JSON(http.StatusOK, body)
+		return
+	}
+	c.Status(http.StatusOK)
+}
+
 // loopbackOnly refuses requests that name another host (DNS rebinding) or
 // come from a web page served elsewhere.
 func (s *server) loopbackOnly(c *gin.Context) {
-	if !loopbackHost(c.Request.Host) {
+	if !IsLoopback(c.Request.Host) {
 		s.refuse(c, http.StatusForbidden, authError(ReasonLoopback, fmt.Errorf("host %q is not loopback", c.Request.Host)))
 		return
 	}
 	if origins, ok := c.Request.Header["Origin"]; ok {
 		u, err := url.Parse(strings.Join(origins, ","))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !loopbackHost(u.Host) {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !IsLoopback(u.Host) {
 			s.refuse(c, http.StatusForbidden, authError(ReasonLoopback, fmt.Errorf("origin %q is not loopback", strings.Join(origins, ","))))
 			return
 		}
 	}
-}
-
-// loopbackHost reports whether a Host header (or an origin's host) names
-// the loopback interface: 127.0.0.1, localhost or [::1], with any port.
-func loopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
-		host = hostport[1 : len(hostport)-1]
-	}
-	switch strings.ToLower(host) {
-	case "127.0.0.1", "localhost", "::1":
-		return true
-	}
-	return false
 }
 
 func (s *server) reject(c *gin.Context, err error) {
@@ -161,70 +251,6 @@ func (s *server) refuse(c *gin.Context, status int, err error) {
 	}
 	s.opts.Logger.Log(c.Request.Context(), level, "request refused", "reason", reason, "err", err)
 	c.AbortWithStatus(status)
-}
-
-func (s *server) messages(c *gin.Context) {
-	ctx := c.Request.Context()
-	// Channels post JSON. Anything else is refused before the body is
-	// read: with auth off (the local sandbox) a web page could otherwise
-	// post a form or text/plain to the bot from the user's browser.
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		s.opts.Metrics.observeActivity("", "unsupported_media_type")
-		c.AbortWithStatus(http.StatusUnsupportedMediaType)
-		return
-	}
-	body, err := readBody(http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes), c.Request.ContentLength, s.opts.MaxBodyBytes)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.opts.Metrics.observeActivity("", "too_large")
-			c.AbortWithStatus(http.StatusRequestEntityTooLarge)
-			return
-		}
-		c.AbortWithStatus(http.StatusBadRequest)
-		return
-	}
-	var a bot.Activity
-	if err := json.Unmarshal(body, &a); err != nil || a.Type == "" {
-		s.opts.Metrics.observeActivity("", "malformed")
-		c.AbortWithStatus(http.StatusBadRequest)
-		return
-	}
-	// Only Teams vouches for who is talking: on Web Chat, Direct Line and
-	// the Emulator the client picks its own from.aadObjectId, tenant and
-	// channelData, so it could claim to be a chat owner. Refuse them before
-	// anything is read from or written to Redis or Graph. Local runs are no
-	// exception: the Agents Playground sends msteams.
-	if a.ChannelID != ChannelMSTeams {
-		s.refuse(c, http.StatusForbidden, authError(ReasonChannel, fmt.Errorf("channel %q is not msteams", a.ChannelID)))
-		return
-	}
-	if s.opts.Verifier != nil {
-		claims := c.MustGet(claimsKey).(*Claims)
-		if err := s.opts.Verifier.VerifyActivity(claims, &a); err != nil {
-			s.reject(c, err)
-			return
-		}
-	}
-	if a.ServiceURL != "" {
-		if err := s.opts.Trust.TrustServiceURL(ctx, a.Conversation.ID, a.ServiceURL); err != nil {
-			s.fail(c, &a, err)
-			return
-		}
-	}
-	resp, err := s.opts.Bot.Handle(ctx, &a)
-	if err != nil {
-		s.fail(c, &a, err)
-		return
-	}
-	s.opts.Metrics.observeActivity(string(a.Type), "ok")
-	// An invoke's answer travels in the same response, always with 200: a
-	// refusal's status is inside the body, where Teams shows it.
-	if body := InvokeBody(resp); string(a.Type) == "invoke" && body != nil {
-		c.JSON(http.StatusOK, body)
-		return
-	}
-	c.Status(http.StatusOK)
 }
 
 // readBody reads a request body. Channels send its length, so it is read

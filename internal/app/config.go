@@ -158,7 +158,7 @@ func (c *config) readHost(e environ) error {
 	if c.Host == "" {
 		c.Host = "127.0.0.1"
 	}
-	if !isLoopback(c.Host) {
+	if !botframework.IsLoopback(c.Host) {
 		return bad("HOST", "%q is not a loopback address; without MicrosoftAppId authentication is off, "+
 			"so the bot listens only on loopback (set MicrosoftAppId, or HOST=127.0.0.1)", c.Host)
 	}
@@ -306,14 +306,6 @@ func list(v string) []string {
 		}
 	}
 	return out
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // addr is the listen address.
