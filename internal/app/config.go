@@ -150,6 +150,9 @@ func (c *config) readIdentity(e environ) error {
 // readHost reads the interface to listen on.
 func (c *config) readHost(e environ) error {
 	c.Host = e.get("HOST")
+	if _, _, err := net.SplitHostPort(c.Host); err == nil {
+		return bad("HOST", "%q holds a port; set the host in HOST and the port in PORT", c.Host)
+	}
 	if c.AppID != "" {
 		return nil
 	}

@@ -327,7 +327,8 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com/"}, "AZURE_AUTHORITY_HOST"},
 		{map[string]string{"BOT_ALLOWED_TENANTS": "contoso.com"}, "BOT_ALLOWED_TENANTS"},
 		{map[string]string{"BOT_APPROVERS": "everyone"}, "BOT_APPROVERS"},
-		{map[string]string{"HOST": "0.0.0.0"}, "HOST"}, // no app id: auth is off, so no public bind
+		{map[string]string{"HOST": "0.0.0.0"}, "HOST"},      // no app id: auth is off, so no public bind
+		{map[string]string{"HOST": "localhost:80"}, "HOST"}, // the port belongs in PORT
 		{map[string]string{"BOT_PROACTIVE": "sometimes"}, "BOT_PROACTIVE"},
 		{map[string]string{"BOT_SCAN_INTERVAL": "15"}, "BOT_SCAN_INTERVAL"},
 		{map[string]string{"BOT_SWEEP_INTERVAL": "-1h"}, "BOT_SWEEP_INTERVAL"},
