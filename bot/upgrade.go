@@ -19,12 +19,6 @@ type Permission struct {
 	Type  string `json:"type"`
 }
 
-// Permission types, as Graph returns them.
-const (
-	PermissionApplication = "application"
-	PermissionDelegated   = "delegated"
-)
-
 func (p Permission) key() string { return strings.ToLower(p.Value) + "|" + strings.ToLower(p.Type) }
 
 // PermissionDiff is what an upgrade changes in an installation's consented

@@ -16,7 +16,7 @@ import (
 
 const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
-func approval() bot.Approval {
+func sampleApproval() bot.Approval {
 	now := time.Now().UTC()
 	return bot.Approval{
 		Status: bot.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
@@ -32,17 +32,17 @@ func approval() bot.Approval {
 func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
 	s, _ := newStore(t, state.Options{})
 	ctx := context.Background()
-	first, created, err := s.OpenApproval(ctx, approval())
+	first, created, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil || !created {
 		t.Fatalf("first: %v %v", created, err)
 	}
-	again, created, err := s.OpenApproval(ctx, approval())
+	again, created, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil || created || again.ID != first.ID {
 		t.Fatalf("second check opened %s (created %v), want the open %s", again.ID, created, first.ID)
 	}
 	// Another channel thread of the same team asks about the same
 	// installation: the same request, not one per conversation.
-	thread := approval()
+	thread := sampleApproval()
 	thread.Conversation.ConversationID = "19:random@thread.tacv2;messageid=7"
 	if o, created, _ := s.OpenApproval(ctx, thread); created || o.ID != first.ID {
 		t.Errorf("another channel of the team opened %s (created %v), want %s", o.ID, created, first.ID)
@@ -51,7 +51,7 @@ func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
 		t.Errorf("OpenApprovalFor: %s %v", o.ID, err)
 	}
 	// A different target version is a different request.
-	other := approval()
+	other := sampleApproval()
 	other.Upgrade.Target.ID, other.Upgrade.Target.Version = "def-1.2.0", "1.2.0"
 	if o, created, _ := s.OpenApproval(ctx, other); !created || o.ID == first.ID {
 		t.Error("a new catalog version reused the old request")
@@ -60,14 +60,14 @@ func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
 	if _, err := s.ClaimUpgrade(ctx, first.ID, bot.Person{Name: "Megan"}, time.Now(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if o, created, _ := s.OpenApproval(ctx, approval()); created || o.ID != first.ID || o.Status != bot.StatusUpgrading {
+	if o, created, _ := s.OpenApproval(ctx, sampleApproval()); created || o.ID != first.ID || o.Status != bot.StatusUpgrading {
 		t.Errorf("check during the upgrade opened %s (%s, created %v), want the upgrading %s", o.ID, o.Status, created, first.ID)
 	}
 	if _, err := s.Transition(ctx, first.ID, []bot.ApprovalStatus{bot.StatusUpgrading}, func(a *bot.Approval) { a.Status = bot.StatusRejected }); err != nil {
 		t.Fatal(err)
 	}
 	// Once rejected, a new check opens a new request.
-	if n, created, _ := s.OpenApproval(ctx, approval()); !created || n.ID == first.ID {
+	if n, created, _ := s.OpenApproval(ctx, sampleApproval()); !created || n.ID == first.ID {
 		t.Error("a rejected request was reopened instead of replaced")
 	}
 }
@@ -86,7 +86,7 @@ func TestRacingOpensAgreeAcrossReplicas(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, c, err := s.OpenApproval(ctx, approval())
+			got, c, err := s.OpenApproval(ctx, sampleApproval())
 			if err != nil {
 				t.Error(err)
 				return
@@ -111,7 +111,7 @@ func TestRacingOpensAgreeAcrossReplicas(t *testing.T) {
 func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 func TestOnlyOneClaimWins(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 	prefix := fmt.Sprintf("test:lists:%d:", time.Now().UnixNano())
 	s, rdb := newStore(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
-	a, _, err := s.OpenApproval(ctx, approval())
+	a, _, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 func TestClaimHolderKeepsWhatOthersWroteMeanwhile(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}

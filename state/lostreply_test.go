@@ -119,7 +119,7 @@ func TestWriteWhoseAnswerWasLostIsOurs(t *testing.T) {
 	s := state.New(rdb, state.Options{Prefix: prefix})
 	ctx := context.Background()
 
-	ap, _, err := s.OpenApproval(ctx, approval())
+	ap, _, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
