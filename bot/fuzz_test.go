@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/botframework"
 )
 
@@ -21,7 +21,7 @@ func FuzzCompareVersions(f *testing.F) {
 	f.Add("10", "2a", "3")
 	f.Add(" 1.2 ", "01.2.0", "1..2")
 	f.Fuzz(func(t *testing.T, a, b, c string) {
-		sign := func(x, y string) int { return bot.CompareVersions(x, y) }
+		sign := func(x, y string) int { return approval.CompareVersions(x, y) }
 		if sign(a, a) != 0 {
 			t.Fatalf("%q != itself", a)
 		}
@@ -54,7 +54,7 @@ func FuzzCardAction(f *testing.F) {
 	f.Add([]byte(`{"action":{"verb":"review","data":"$ID"}}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, value []byte) {
-		fl := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+		fl := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 		fl.say("check")
 		var id string
 		for k := range fl.state.approvals {

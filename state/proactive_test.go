@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/state"
 )
@@ -20,7 +21,7 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 	s, _ := newStore(t, state.Options{})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
-	ref := bot.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
+	ref := approval.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
 		ChannelID: "msteams", TenantID: tenant, BotID: "28:app", UpdatedAt: seen}
 	if err := s.SaveReference(ctx, ref); err != nil {
 		t.Fatal(err)
@@ -74,12 +75,12 @@ func TestReferenceScopeIsComparedByValue(t *testing.T) {
 	s, _ := newStore(t, state.Options{})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
-	ref := bot.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
+	ref := approval.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
 		ChannelID: "msteams", TenantID: tenant, BotID: "28:app", UpdatedAt: seen}
 	if err := s.SaveReference(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	ref.Scope = &bot.Scope{Kind: bot.ScopeChat, ID: ref.ConversationID, TenantID: tenant}
+	ref.Scope = &approval.Scope{Kind: approval.ScopeChat, ID: ref.ConversationID, TenantID: tenant}
 	ref.UpdatedAt = seen.Add(time.Minute)
 	if err := s.SaveReference(ctx, ref); err != nil {
 		t.Fatal(err)
