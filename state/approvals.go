@@ -313,7 +313,7 @@ var errConflict = errors.New("state: conflict")
 // update reads the approval and whether its claim lease is held, lets decide
 // change it, and writes both with casScript only if neither changed since
 // the read: a concurrent writer makes it start again from a fresh read.
-// That is two round trips, where WATCH, the reads and MULTI/EXEC were three.
+// That is two round trips: the read and the write.
 // decide returning errConflict leaves everything as it is and returns the
 // approval with CodeConflict. alongside, if set, adds commands to the read's
 // pipeline: they reach Redis before anything is written.
