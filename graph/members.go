@@ -27,7 +27,7 @@ func (c *Client) Members(ctx context.Context, scope approval.Scope) ([]approval.
 // chat has at most 250 and its member list takes no filter.
 func (c *Client) Membership(ctx context.Context, scope approval.Scope, userID string) ([]approval.Member, error) {
 	// The id goes into an OData filter: hex digits and dashes only. (Not
-	// bot.IsEntraID: the Agents Playground's user has a 13-digit last group.)
+	// approval.IsEntraID: the Agents Playground's user has a 13-digit last group.)
 	if userID == "" || strings.Trim(strings.ToLower(userID), "0123456789abcdef-") != "" {
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: %q is not an Entra user id", userID)
 	}

@@ -27,7 +27,7 @@ var _ bot.Installations = (*Client)(nil)
 // effect (429, refused connection); an error that leaves it unknown (5xx, a
 // lost answer) carries bot.ErrUpgradeUncertain. The action takes no version: Graph moves the
 // installation to the catalog's current definition, so the caller decides
-// beforehand that this is the approved one (bot.MayUpgrade). An app without
+// beforehand that this is the approved one (approval.MayUpgrade). An app without
 // RSC gets a body without consentedPermissionSet.
 func (c *Client) Upgrade(ctx context.Context, in approval.Installation, consent []approval.Permission) error {
 	scope := in.Scope
