@@ -20,6 +20,14 @@ const (
 	StatusUpgradedOutside Status = "upgradedoutside"
 )
 
+// New is a pending request for the upgrade u, asked in the conversation ref
+// in locale, open for ttl from now.
+func New(u PendingUpgrade, ref ConversationRef, locale string, now time.Time, ttl time.Duration) Approval {
+	now = now.UTC()
+	return Approval{Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale, CreatedAt: now,
+		ExpiresAt: now.Add(ttl)}
+}
+
 // Statuses lists every status.
 func Statuses() []Status {
 	return []Status{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected, StatusFailed, StatusExpired,

@@ -132,9 +132,7 @@ func (b *Bot) open(ctx context.Context, ref approval.ConversationRef, u approval
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.
 func (b *Bot) newApproval(ref approval.ConversationRef, u approval.PendingUpgrade, locale string) approval.Approval {
-	now := b.opts.Now().UTC()
-	return approval.Approval{Status: approval.StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
-		CreatedAt: now, ExpiresAt: now.Add(b.opts.ApprovalTTL)}
+	return approval.New(u, ref, locale, b.opts.Now(), b.opts.ApprovalTTL)
 }
 
 // postCard posts the card of approval a into ref's conversation (as a

@@ -342,7 +342,7 @@ func (b *Bot) followUp(ctx context.Context, ref approval.ConversationRef, instal
 		if err != nil {
 			return err
 		}
-		if a.Status == approval.StatusUpgrading {
+		if a.Claimed() {
 			next = earliest(next, now.Add(b.claimLease()))
 			continue
 		}
@@ -436,7 +436,7 @@ func (b *Bot) approverPeople(ctx context.Context, scope approval.Scope) []cards.
 	}
 	var out []cards.Approver
 	for _, m := range members {
-		if m.IsOwner() && m.DisplayName != "" && (scope.TenantID == "" || strings.EqualFold(m.TenantID, scope.TenantID)) {
+		if m.IsOwner() && m.DisplayName != "" && scope.InTenant(m) {
 			out = append(out, cards.Approver{ID: m.UserID, Name: m.DisplayName})
 		}
 	}

@@ -45,7 +45,7 @@ func (b *Bot) Reap(ctx context.Context) (int, error) {
 func (b *Bot) reconcile(ctx context.Context, c approval.Approval) bool {
 	if c.UpgradeSentAt.IsZero() {
 		b.opts.Logger.InfoContext(ctx, "upgrading an approval whose replica stopped before calling Graph", "approval", c.ID)
-		return b.runUpgrade(ctx, c, time.Now().Add(b.opts.UpgradeTimeout)).Status != approval.StatusUpgrading
+		return !b.runUpgrade(ctx, c, time.Now().Add(b.opts.UpgradeTimeout)).Claimed()
 	}
 	u := c.Upgrade
 	gctx, cancel := context.WithTimeout(ctx, b.opts.UpgradeTimeout)
