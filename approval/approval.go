@@ -46,7 +46,8 @@ type Approval struct {
 	// UpgradeSentAt is set just before Graph's upgrade is called: without
 	// it an interrupted claim certainly never reached Graph.
 	UpgradeSentAt time.Time `json:"upgradeSentAt,omitzero"`
-	// Verification is what the bot found after an upgrade (see VerifyUpgrade).
+	// Verification is what the bot found when it re-read the upgraded
+	// installation and the grants in force.
 	Verification *Verification `json:"verification,omitempty"`
 }
 
