@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infracloudio/msbotbuilder-go/schema"
+	"github.com/upgradeapprovals/bot/approval"
 )
 
 // Activity is an inbound Bot Framework activity. It embeds the schema type and
@@ -89,71 +90,39 @@ func (a *Activity) TextWithoutMention() string {
 	return strings.Join(strings.Fields(text), " ")
 }
 
-// ScopeKind names where a Teams app is installed, in Graph's terms.
-type ScopeKind string
-
-const (
-	ScopeChat ScopeKind = "chat" // group and meeting chats: /chats/{id}/installedApps
-	ScopeTeam ScopeKind = "team" // a team and its channels: /teams/{aadGroupId}/installedApps
-	ScopeUser ScopeKind = "user" // personal scope: /users/{aadObjectId}/teamwork/installedApps
-)
-
-// Scope is a Graph installation scope: the kind and the Graph id of the chat,
-// team or user, and the tenant it lives in (Graph is asked as that tenant).
-type Scope struct {
-	Kind     ScopeKind `json:"kind"`
-	ID       string    `json:"id"`
-	TenantID string    `json:"tenantId,omitempty"`
-}
-
 // Scope maps the activity's conversation to the Graph installation scope.
 // Personal conversation ids ("a:…") are not Graph ids, so the personal scope is
 // the user's; a channel's is its team's Entra group. It returns false when the
 // activity lacks what the mapping needs.
-func (a *Activity) Scope() (Scope, bool) {
+func (a *Activity) Scope() (approval.Scope, bool) {
 	s, ok := a.scope()
 	s.TenantID = a.TenantID()
 	return s, ok
 }
 
-func (a *Activity) scope() (Scope, bool) {
+func (a *Activity) scope() (approval.Scope, bool) {
 	switch a.Conversation.ConversationType {
 	case "personal":
 		if a.From.AadObjectID == "" {
-			return Scope{}, false
+			return approval.Scope{}, false
 		}
-		return Scope{Kind: ScopeUser, ID: a.From.AadObjectID}, true
+		return approval.Scope{Kind: approval.ScopeUser, ID: a.From.AadObjectID}, true
 	case "channel":
 		if t := a.Teams().Team; t != nil && t.AADGroupID != "" {
-			return Scope{Kind: ScopeTeam, ID: t.AADGroupID}, true
+			return approval.Scope{Kind: approval.ScopeTeam, ID: t.AADGroupID}, true
 		}
-		return Scope{}, false
+		return approval.Scope{}, false
 	case "groupChat":
 		// Group and meeting chat ids (19:…@thread.v2, 19:meeting_…@thread.v2)
 		// are Graph chat ids.
-		return Scope{Kind: ScopeChat, ID: a.Conversation.ID}, true
+		return approval.Scope{Kind: approval.ScopeChat, ID: a.Conversation.ID}, true
 	}
-	return Scope{}, false
-}
-
-// ConversationRef is what the bot keeps to write to a conversation later:
-// where the connector lives and who the bot is there.
-type ConversationRef struct {
-	ConversationID   string    `json:"conversationId"`
-	ConversationType string    `json:"conversationType,omitempty"`
-	ServiceURL       string    `json:"serviceUrl"`
-	ChannelID        string    `json:"channelId"`
-	TenantID         string    `json:"tenantId,omitempty"`
-	BotID            string    `json:"botId"`
-	BotName          string    `json:"botName,omitempty"`
-	Scope            *Scope    `json:"scope,omitempty"`
-	Locale           string    `json:"locale,omitempty"`
-	UpdatedAt        time.Time `json:"updatedAt"`
+	return approval.Scope{}, false
 }
 
 // Reference builds the conversation reference of an inbound activity.
-func (a *Activity) Reference(now time.Time) ConversationRef {
-	ref := ConversationRef{
+func (a *Activity) Reference(now time.Time) approval.ConversationRef {
+	ref := approval.ConversationRef{
 		ConversationID:   a.Conversation.ID,
 		ConversationType: a.Conversation.ConversationType,
 		ServiceURL:       a.ServiceURL,

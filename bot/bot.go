@@ -15,6 +15,7 @@ import (
 
 	"github.com/infracloudio/msbotbuilder-go/schema"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/cards"
 )
 
@@ -22,18 +23,18 @@ import (
 type Connector interface {
 	// Reply posts m into the conversation as a reply to activity replyToID and
 	// returns the new activity's id.
-	Reply(ctx context.Context, ref ConversationRef, replyToID string, m Message) (string, error)
+	Reply(ctx context.Context, ref approval.ConversationRef, replyToID string, m Message) (string, error)
 	// Send posts m into the conversation and returns the new activity's id.
-	Send(ctx context.Context, ref ConversationRef, m Message) (string, error)
+	Send(ctx context.Context, ref approval.ConversationRef, m Message) (string, error)
 	// Update replaces the activity activityID with m.
-	Update(ctx context.Context, ref ConversationRef, activityID string, m Message) error
+	Update(ctx context.Context, ref approval.ConversationRef, activityID string, m Message) error
 }
 
 // ConversationStore keeps conversation references.
 type ConversationStore interface {
-	SaveReference(ctx context.Context, ref ConversationRef) error
+	SaveReference(ctx context.Context, ref approval.ConversationRef) error
 	// Reference returns an error with CodeNotFound for an unknown conversation.
-	Reference(ctx context.Context, conversationID string) (ConversationRef, error)
+	Reference(ctx context.Context, conversationID string) (approval.ConversationRef, error)
 }
 
 // ActivityLog makes each activity handled once although the channel may
@@ -57,7 +58,7 @@ type Options struct {
 	Catalog       Catalog
 	Directory     Directory
 	// Approvers is who may approve (BOT_APPROVERS).
-	Approvers ApproverPolicy
+	Approvers approval.ApproverPolicy
 	// ApprovalTTL is how long a request stays open (BOT_APPROVAL_TTL).
 	// Default 7 days.
 	ApprovalTTL time.Duration
@@ -187,7 +188,7 @@ type Turn struct {
 	// Text is the message text without the bot's @mention, trimmed.
 	Text string
 	// Ref is the conversation the activity came from.
-	Ref ConversationRef
+	Ref approval.ConversationRef
 	// CardAction is set for a click on a card (invoke or submit).
 	CardAction *CardAction
 
@@ -261,10 +262,10 @@ func (b *Bot) release(ctx context.Context, key, activityID string) {
 // conversation's reference in one round trip, as every activity needs both;
 // Handle uses it when the ActivityLog offers it.
 type ReferenceClaimer interface {
-	ClaimAndSaveReference(ctx context.Context, key string, ref ConversationRef) (bool, error)
+	ClaimAndSaveReference(ctx context.Context, key string, ref approval.ConversationRef) (bool, error)
 }
 
-func (b *Bot) handle(ctx context.Context, a *Activity, ref ConversationRef, saveRef bool) (*InvokeResponse, error) {
+func (b *Bot) handle(ctx context.Context, a *Activity, ref approval.ConversationRef, saveRef bool) (*InvokeResponse, error) {
 	if saveRef {
 		if err := b.opts.Conversations.SaveReference(ctx, ref); err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/botframework"
 )
@@ -29,7 +30,7 @@ type fakeConnector struct {
 	updating func(id string)
 }
 
-func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string, m bot.Message) (string, error) {
+func (f *fakeConnector) Reply(_ context.Context, _ approval.ConversationRef, _ string, m bot.Message) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.panics {
@@ -45,14 +46,14 @@ func (f *fakeConnector) Reply(_ context.Context, _ bot.ConversationRef, _ string
 	return fmt.Sprintf("reply-%d", len(f.replies)), nil
 }
 
-func (f *fakeConnector) Send(_ context.Context, _ bot.ConversationRef, m bot.Message) (string, error) {
+func (f *fakeConnector) Send(_ context.Context, _ approval.ConversationRef, m bot.Message) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sends = append(f.sends, m)
 	return fmt.Sprintf("send-%d", len(f.sends)), nil
 }
 
-func (f *fakeConnector) Update(_ context.Context, _ bot.ConversationRef, id string, m bot.Message) error {
+func (f *fakeConnector) Update(_ context.Context, _ approval.ConversationRef, id string, m bot.Message) error {
 	f.mu.Lock()
 	updating := f.updating
 	f.mu.Unlock()
@@ -78,13 +79,13 @@ func (f *fakeConnector) update(id string) bot.Message {
 // ApprovalStore (the Redis one is tested in state/).
 type memState struct {
 	mu        sync.Mutex
-	refs      map[string]bot.ConversationRef
+	refs      map[string]approval.ConversationRef
 	claims    map[string]bool
-	approvals map[string]bot.Approval
-	open      map[bot.OpenKey]string
+	approvals map[string]approval.Approval
+	open      map[approval.OpenKey]string
 	batches   map[string][]string
-	lists     map[string][]bot.PostedCard // by batch
-	audit     map[string][]bot.AuditEvent
+	lists     map[string][]approval.PostedCard // by batch
+	audit     map[string][]approval.AuditEvent
 	leases    map[string]time.Time // claim leases by approval id
 	down      error                // every approval call fails with it
 	// lostAnswers approval writes take effect but answer unavailable, as
@@ -93,42 +94,29 @@ type memState struct {
 }
 
 func newMemState() *memState {
-	return &memState{refs: map[string]bot.ConversationRef{}, claims: map[string]bool{}, approvals: map[string]bot.Approval{},
-		open: map[bot.OpenKey]string{}, batches: map[string][]string{}, audit: map[string][]bot.AuditEvent{},
+	return &memState{refs: map[string]approval.ConversationRef{}, claims: map[string]bool{}, approvals: map[string]approval.Approval{},
+		open: map[approval.OpenKey]string{}, batches: map[string][]string{}, audit: map[string][]approval.AuditEvent{},
 		leases: map[string]time.Time{}}
 }
 
-func stillOpen(s bot.ApprovalStatus) bool {
-	return s != bot.StatusRejected && s != bot.StatusExpired && s != bot.StatusSuperseded
-}
-
-func (m *memState) OpenApproval(_ context.Context, a bot.Approval) (bot.Approval, bool, error) {
+func (m *memState) OpenApproval(_ context.Context, a approval.Approval) (approval.Approval, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if id, ok := m.open[a.OpenKey()]; ok {
-		if e := m.approvals[id]; stillOpen(e.Status) {
+		if e := m.approvals[id]; e.Status.Open() {
 			return e, false, nil
 		}
 	}
-	a.ID = bot.NewApprovalID()
+	a.ID = "apr_" + approval.NewToken()
 	m.approvals[a.ID], m.open[a.OpenKey()] = a, a.ID
 	return a, true, nil
 }
 
-func (m *memState) OpenApprovalFor(_ context.Context, k bot.OpenKey) (bot.Approval, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e, ok := m.approvals[m.open[k]]; ok && stillOpen(e.Status) {
-		return e, nil
-	}
-	return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "no open approval")
-}
-
-func (m *memState) update(id string, f func(a *bot.Approval) error) (bot.Approval, error) {
+func (m *memState) update(id string, f func(a *approval.Approval) error) (approval.Approval, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.down != nil {
-		return bot.Approval{}, m.down
+		return approval.Approval{}, m.down
 	}
 	a, ok := m.approvals[id]
 	if !ok {
@@ -140,36 +128,37 @@ func (m *memState) update(id string, f func(a *bot.Approval) error) (bot.Approva
 	m.approvals[id] = a
 	if m.lostAnswers > 0 {
 		m.lostAnswers--
-		return bot.Approval{}, bot.Errorf(bot.CodeUnavailable, "redis: i/o timeout")
+		return approval.Approval{}, bot.Errorf(bot.CodeUnavailable, "redis: i/o timeout")
 	}
 	return a, nil
 }
 
-func (m *memState) ClaimUpgrade(_ context.Context, id string, who bot.Person, at time.Time, lease time.Duration) (bot.Approval, error) {
-	return m.update(id, func(a *bot.Approval) error {
-		if a.Status != bot.StatusPending && a.Status != bot.StatusFailed {
+func (m *memState) ClaimUpgrade(_ context.Context, id string, who approval.Person, at time.Time, lease time.Duration) (approval.Approval, error) {
+	return m.update(id, func(a *approval.Approval) error {
+		claimed, ok := a.Claim(who, at, approval.NewToken())
+		if !ok {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
-		a.Status, a.DecidedBy, a.DecidedAt, a.Problem, a.ClaimToken = bot.StatusUpgrading, &who, at, "", bot.NewApprovalID()
+		*a = claimed
 		m.leases[id] = time.Now().Add(lease)
 		return nil
 	})
 }
 
-func (m *memState) TakeOverClaim(_ context.Context, id string, lease time.Duration) (bot.Approval, error) {
-	return m.update(id, func(a *bot.Approval) error {
-		if a.Status != bot.StatusUpgrading || time.Now().Before(m.leases[id]) {
+func (m *memState) TakeOverClaim(_ context.Context, id string, lease time.Duration) (approval.Approval, error) {
+	return m.update(id, func(a *approval.Approval) error {
+		if !a.Claimed() || time.Now().Before(m.leases[id]) {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
-		a.ClaimToken = bot.NewApprovalID()
+		a.ClaimToken = approval.NewToken()
 		m.leases[id] = time.Now().Add(lease)
 		return nil
 	})
 }
 
-func (m *memState) Amend(_ context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
-	return m.update(held.ID, func(a *bot.Approval) error {
-		if a.Status != bot.StatusUpgrading || a.ClaimToken != held.ClaimToken {
+func (m *memState) Amend(_ context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
+	return m.update(held.ID, func(a *approval.Approval) error {
+		if !a.HeldBy(held.ClaimToken) {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
 		change(a)
@@ -177,9 +166,9 @@ func (m *memState) Amend(_ context.Context, held bot.Approval, change func(*bot.
 	})
 }
 
-func (m *memState) HoldClaim(_ context.Context, id, token string, lease time.Duration) (bot.Approval, error) {
-	return m.update(id, func(a *bot.Approval) error {
-		if a.Status != bot.StatusUpgrading || a.ClaimToken != token {
+func (m *memState) HoldClaim(_ context.Context, id, token string, lease time.Duration) (approval.Approval, error) {
+	return m.update(id, func(a *approval.Approval) error {
+		if !a.HeldBy(token) {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
 		m.leases[id] = time.Now().Add(lease)
@@ -187,9 +176,9 @@ func (m *memState) HoldClaim(_ context.Context, id, token string, lease time.Dur
 	})
 }
 
-func (m *memState) Settle(_ context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
-	return m.update(held.ID, func(a *bot.Approval) error {
-		if a.Status != bot.StatusUpgrading || a.ClaimToken != held.ClaimToken {
+func (m *memState) Settle(_ context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
+	return m.update(held.ID, func(a *approval.Approval) error {
+		if !a.HeldBy(held.ClaimToken) {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
 		change(a)
@@ -211,7 +200,7 @@ func (m *memState) ExpiredClaims(context.Context, int) ([]string, error) {
 	return ids, nil
 }
 
-func (m *memState) status(id string) bot.ApprovalStatus {
+func (m *memState) status(id string) approval.Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.approvals[id].Status
@@ -226,7 +215,7 @@ func (m *memState) expireLeases() {
 	}
 }
 
-func (m *memState) Approval(_ context.Context, id string) (bot.Approval, error) {
+func (m *memState) Approval(_ context.Context, id string) (approval.Approval, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a, ok := m.approvals[id]
@@ -236,8 +225,8 @@ func (m *memState) Approval(_ context.Context, id string) (bot.Approval, error) 
 	return a, nil
 }
 
-func (m *memState) Transition(_ context.Context, id string, from []bot.ApprovalStatus, change func(*bot.Approval)) (bot.Approval, error) {
-	return m.update(id, func(a *bot.Approval) error {
+func (m *memState) Transition(_ context.Context, id string, from []approval.Status, change func(*approval.Approval)) (approval.Approval, error) {
+	return m.update(id, func(a *approval.Approval) error {
 		if !slices.Contains(from, a.Status) {
 			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
 		}
@@ -254,26 +243,26 @@ func (m *memState) SaveBatch(_ context.Context, ids []string) (string, error) {
 	return id, nil
 }
 
-func (m *memState) Batch(_ context.Context, id string) (bot.Batch, error) {
+func (m *memState) Batch(_ context.Context, id string) (approval.Batch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ids, ok := m.batches[id]
 	if !ok {
-		return bot.Batch{}, bot.Errorf(bot.CodeNotFound, "no batch")
+		return approval.Batch{}, bot.Errorf(bot.CodeNotFound, "no batch")
 	}
-	return bot.Batch{ID: id, Approvals: ids, Lists: slices.Clone(m.lists[id])}, nil
+	return approval.Batch{ID: id, Approvals: ids, Lists: slices.Clone(m.lists[id])}, nil
 }
 
-func (m *memState) RecordList(_ context.Context, id string, l bot.PostedCard) error {
+func (m *memState) RecordList(_ context.Context, id string, l approval.PostedCard) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.batches[id]; !ok {
 		return bot.Errorf(bot.CodeNotFound, "no batch")
 	}
 	if m.lists == nil {
-		m.lists = map[string][]bot.PostedCard{}
+		m.lists = map[string][]approval.PostedCard{}
 	}
-	if !slices.ContainsFunc(m.lists[id], func(c bot.PostedCard) bool { return c.ActivityID == l.ActivityID }) {
+	if !slices.ContainsFunc(m.lists[id], func(c approval.PostedCard) bool { return c.ActivityID == l.ActivityID }) {
 		m.lists[id] = append(m.lists[id], l)
 	}
 	return nil
@@ -291,25 +280,25 @@ func (m *memState) ListedIn(_ context.Context, approvalID string) ([]string, err
 	return out, nil
 }
 
-func (m *memState) AppendAudit(ctx context.Context, conv string, e bot.AuditEvent) ([]string, error) {
+func (m *memState) AppendAudit(ctx context.Context, conv string, e approval.AuditEvent) ([]string, error) {
 	m.mu.Lock()
-	m.audit[conv] = append([]bot.AuditEvent{e}, m.audit[conv]...)
+	m.audit[conv] = append([]approval.AuditEvent{e}, m.audit[conv]...)
 	m.mu.Unlock()
 	return m.ListedIn(ctx, e.ApprovalID)
 }
 
-func (m *memState) Audit(_ context.Context, conv string, n int) ([]bot.AuditEvent, error) {
+func (m *memState) Audit(_ context.Context, conv string, n int) ([]approval.AuditEvent, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.audit[conv][:min(n, len(m.audit[conv]))], nil
 }
-func (m *memState) SaveReference(_ context.Context, r bot.ConversationRef) error {
+func (m *memState) SaveReference(_ context.Context, r approval.ConversationRef) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refs[r.ConversationID] = r
 	return nil
 }
-func (m *memState) Reference(_ context.Context, id string) (bot.ConversationRef, error) {
+func (m *memState) Reference(_ context.Context, id string) (approval.ConversationRef, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.refs[id]
@@ -375,12 +364,12 @@ func TestTextWithoutMention(t *testing.T) {
 func TestScopeOfEachConversationType(t *testing.T) {
 	for _, tc := range []struct {
 		name, patch string
-		want        bot.Scope
+		want        approval.Scope
 	}{
-		{"group chat", `{"conversation":{"id":"19:abc@thread.v2","conversationType":"groupChat"}}`, bot.Scope{Kind: bot.ScopeChat, ID: "19:abc@thread.v2"}},
-		{"meeting chat", `{"conversation":{"id":"19:meeting_NjQ@thread.v2","conversationType":"groupChat"}}`, bot.Scope{Kind: bot.ScopeChat, ID: "19:meeting_NjQ@thread.v2"}},
-		{"channel", `{"conversation":{"id":"19:gen@thread.tacv2;messageid=1","conversationType":"channel"},"channelData":{"team":{"id":"19:gen@thread.tacv2","aadGroupId":"22222222-2222-2222-2222-222222222222"}}}`, bot.Scope{Kind: bot.ScopeTeam, ID: "22222222-2222-2222-2222-222222222222"}},
-		{"personal", `{"conversation":{"id":"a:1xyz","conversationType":"personal"},"from":{"id":"29:1","aadObjectId":"33333333-3333-3333-3333-333333333333"}}`, bot.Scope{Kind: bot.ScopeUser, ID: "33333333-3333-3333-3333-333333333333"}},
+		{"group chat", `{"conversation":{"id":"19:abc@thread.v2","conversationType":"groupChat"}}`, approval.Scope{Kind: approval.ScopeChat, ID: "19:abc@thread.v2"}},
+		{"meeting chat", `{"conversation":{"id":"19:meeting_NjQ@thread.v2","conversationType":"groupChat"}}`, approval.Scope{Kind: approval.ScopeChat, ID: "19:meeting_NjQ@thread.v2"}},
+		{"channel", `{"conversation":{"id":"19:gen@thread.tacv2;messageid=1","conversationType":"channel"},"channelData":{"team":{"id":"19:gen@thread.tacv2","aadGroupId":"22222222-2222-2222-2222-222222222222"}}}`, approval.Scope{Kind: approval.ScopeTeam, ID: "22222222-2222-2222-2222-222222222222"}},
+		{"personal", `{"conversation":{"id":"a:1xyz","conversationType":"personal"},"from":{"id":"29:1","aadObjectId":"33333333-3333-3333-3333-333333333333"}}`, approval.Scope{Kind: approval.ScopeUser, ID: "33333333-3333-3333-3333-333333333333"}},
 	} {
 		a := decode(t, tc.patch)
 		got, ok := a.Scope()
@@ -421,7 +410,7 @@ func TestHelpRepliesOnceAndRemembersConversation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if ref.ServiceURL != "https://smba.trafficmanager.net/amer/" || ref.BotID != "28:00000000-0000-0000-0000-0000000000b0" ||
-		ref.Scope == nil || ref.Scope.Kind != bot.ScopeChat || ref.TenantID != "72f988bf-86f1-41af-91ab-2d7cd011db47" {
+		ref.Scope == nil || ref.Scope.Kind != approval.ScopeChat || ref.TenantID != "72f988bf-86f1-41af-91ab-2d7cd011db47" {
 		t.Errorf("reference %+v", ref)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/cards"
 )
 
@@ -20,9 +21,6 @@ const recordTimeout = 5 * time.Second
 // and a quarter more for recording it. Past it, the reaper reconciles.
 func (b *Bot) claimLease() time.Duration { return b.opts.UpgradeTimeout + b.opts.UpgradeTimeout/4 }
 
-// decidable reports whether an approver can still act on the approval.
-func (a Approval) decidable() bool { return a.Status == StatusPending || a.Status == StatusFailed }
-
 // onDecide handles approve, reject and retry: the approver's decision. An
 // approval upgrades in the background; the clicker gets its outcome if
 // Graph answers within InvokeWait, else the "upgrading…" card, which the
@@ -34,10 +32,10 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	}
 	locale := t.Activity.Locale
 	who := t.person()
-	if !a.decidable() {
+	if !a.Decidable() {
 		return InvokeCard(b.cardFor(a, locale)), nil // double clicks and redeliveries change nothing
 	}
-	ok, err := b.mayApprove(ctx, a, who)
+	ok, err := b.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
 	if err != nil {
 		return b.invokeFailed(ctx, err), nil
 	}
@@ -49,10 +47,10 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	if t.CardAction.Verb == cards.VerbReject {
 		// A request past its time is expired, whoever rejects it: its
 		// record and history must not say an approver decided it.
-		if b.opts.Now().After(a.ExpiresAt) {
-			a, err = b.conclude(ctx, a, StatusExpired, nil)
+		if now := b.opts.Now(); a.Expired(now) {
+			a, err = b.conclude(ctx, a, approval.Outcome{Status: approval.StatusExpired, At: now})
 		} else {
-			a, err = b.conclude(ctx, a, StatusRejected, &who)
+			a, err = b.conclude(ctx, a, approval.Outcome{Status: approval.StatusRejected, By: &who, At: now})
 		}
 	} else {
 		a, claimed, err = b.claim(ctx, a, who, b.claimLease())
@@ -71,10 +69,10 @@ func (b *Bot) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 
 // claim expires an approval past its time, or claims it for an upgrade
 // for lease: of concurrent clicks (on any replica) exactly one claim wins.
-func (b *Bot) claim(ctx context.Context, a Approval, who Person, lease time.Duration) (Approval, bool, error) {
+func (b *Bot) claim(ctx context.Context, a approval.Approval, who approval.Person, lease time.Duration) (approval.Approval, bool, error) {
 	now := b.opts.Now()
-	if now.After(a.ExpiresAt) {
-		a, err := b.conclude(ctx, a, StatusExpired, nil)
+	if a.Expired(now) {
+		a, err := b.conclude(ctx, a, approval.Outcome{Status: approval.StatusExpired, At: now})
 		return a, false, err
 	}
 	c, err := b.opts.Approvals.ClaimUpgrade(ctx, a.ID, who, now, lease)
@@ -87,15 +85,11 @@ func (b *Bot) claim(ctx context.Context, a Approval, who Person, lease time.Dura
 	return c, true, nil
 }
 
-// conclude records a decision that needs no Graph call: a reject, an expiry.
-func (b *Bot) conclude(ctx context.Context, a Approval, status ApprovalStatus, who *Person) (Approval, error) {
-	now := b.opts.Now().UTC()
-	done, err := b.opts.Approvals.Transition(ctx, a.ID, []ApprovalStatus{StatusPending, StatusFailed}, func(c *Approval) {
-		c.Status, c.DecidedAt, c.Problem = status, now, ""
-		if who != nil {
-			c.DecidedBy = who
-		}
-	})
+// conclude closes an approval without a Graph call (a reject, an expiry,
+// what a follow-up saw) and publishes it. One decided meanwhile is
+// returned as it stands.
+func (b *Bot) conclude(ctx context.Context, a approval.Approval, o approval.Outcome) (approval.Approval, error) {
+	done, err := b.record(ctx, a, o)
 	if ErrorCode(err) == CodeConflict {
 		return done, nil
 	}
@@ -106,12 +100,24 @@ func (b *Bot) conclude(ctx context.Context, a Approval, status ApprovalStatus, w
 	return done, nil
 }
 
+// record stores the end of an approval as approval.Approval.Close computes
+// it: every path that ends one comes through here. A claimed approval is
+// ended by the claim's holder (held is the approval as it holds it); any
+// other only from a status that may be decided, else CodeConflict.
+func (b *Bot) record(ctx context.Context, held approval.Approval, o approval.Outcome) (approval.Approval, error) {
+	end := func(a *approval.Approval) { *a = a.Close(o) }
+	if held.Claimed() {
+		return b.opts.Approvals.Settle(ctx, held, end)
+	}
+	return b.opts.Approvals.Transition(ctx, held.ID, approval.DecidableStatuses(), end)
+}
+
 // goUpgrade upgrades a claimed approval in the background, counted for
 // Drain. The invoke waits on the returned handoff for the outcome; if it
 // stops waiting first, the outcome updates the clicked card (alsoID, when
 // it is neither one of the approval's own cards nor a list it is in, which
 // settle updates anyway).
-func (b *Bot) goUpgrade(ctx context.Context, c Approval, deadline time.Time, ref ConversationRef, alsoID string) *handoff {
+func (b *Bot) goUpgrade(ctx context.Context, c approval.Approval, deadline time.Time, ref approval.ConversationRef, alsoID string) *handoff {
 	h := &handoff{ready: make(chan struct{})}
 	ctx = context.WithoutCancel(ctx)
 	b.inflight.Add(1)
@@ -123,16 +129,11 @@ func (b *Bot) goUpgrade(ctx context.Context, c Approval, deadline time.Time, ref
 		h.result = d
 		close(h.ready)
 		h.mu.Unlock()
-		if abandoned && alsoID != "" && !d.showsOn(alsoID) && !b.listsShow(ctx, d.ID, alsoID) {
+		if abandoned && alsoID != "" && !d.ShowsOn(alsoID) && !b.listsShow(ctx, d.ID, alsoID) {
 			b.updateCard(ctx, ref, alsoID, b.cardFor(d, d.Locale), d.ID)
 		}
 	}()
 	return h
-}
-
-// showsOn reports whether activityID is one of the approval's cards.
-func (a Approval) showsOn(activityID string) bool {
-	return a.CardActivityID == activityID || slices.ContainsFunc(a.OtherCards, func(c PostedCard) bool { return c.ActivityID == activityID })
 }
 
 // handoff passes a background upgrade's outcome to the invoke waiting for
@@ -140,12 +141,12 @@ func (a Approval) showsOn(activityID string) bool {
 type handoff struct {
 	mu        sync.Mutex
 	ready     chan struct{}
-	result    Approval
+	result    approval.Approval
 	abandoned bool
 }
 
 // wait returns the outcome if it comes before timeout or ctx ends.
-func (h *handoff) wait(ctx context.Context, timeout time.Duration) (Approval, bool) {
+func (h *handoff) wait(ctx context.Context, timeout time.Duration) (approval.Approval, bool) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -160,20 +161,20 @@ func (h *handoff) wait(ctx context.Context, timeout time.Duration) (Approval, bo
 		return h.result, true
 	default:
 		h.abandoned = true
-		return Approval{}, false
+		return approval.Approval{}, false
 	}
 }
 
 // runUpgrade calls Graph's upgrade for a claim and records the outcome. The
 // call ends by deadline, which falls inside the claim's lease, so nobody
 // reconciles a claim whose Graph call may still be running.
-func (b *Bot) runUpgrade(ctx context.Context, c Approval, deadline time.Time) Approval {
+func (b *Bot) runUpgrade(ctx context.Context, c approval.Approval, deadline time.Time) approval.Approval {
 	sent := b.opts.Now().UTC()
 	// The mark must be true: Graph is called only once it is written. A
 	// write that fails may still have landed, so it is retried (Redis
 	// may be back) while there is time left to call Graph.
 	err := b.retryStore(ctx, time.Until(deadline)/2, func(ctx context.Context) error {
-		marked, err := b.opts.Approvals.Amend(ctx, c, func(a *Approval) { a.UpgradeSentAt = sent })
+		marked, err := b.opts.Approvals.Amend(ctx, c, func(a *approval.Approval) { a.UpgradeSentAt = sent })
 		if err == nil {
 			c = marked // what settle writes against
 		}
@@ -195,14 +196,14 @@ func (b *Bot) runUpgrade(ctx context.Context, c Approval, deadline time.Time) Ap
 		b.opts.Logger.WarnContext(ctx, "the upgrade failed but took effect", "approval", c.ID, "err", uerr)
 		uerr = nil
 	}
-	status, problem := StatusUpgraded, ""
+	status, problem := approval.StatusUpgraded, ""
 	switch {
-	case errors.Is(uerr, ErrAlreadyUpgraded):
-		status = StatusUpToDate
-	case errors.Is(uerr, ErrSuperseded):
-		status = StatusSuperseded
+	case errors.Is(uerr, approval.ErrAlreadyUpgraded):
+		status = approval.StatusUpToDate
+	case errors.Is(uerr, approval.ErrSuperseded):
+		status = approval.StatusSuperseded
 	case uerr != nil:
-		status, problem = StatusFailed, uerr.Error()
+		status, problem = approval.StatusFailed, uerr.Error()
 		b.opts.Logger.WarnContext(ctx, "upgrade failed", "approval", c.ID, "err", uerr)
 	}
 	return b.settle(ctx, c, status, problem)
@@ -211,7 +212,7 @@ func (b *Bot) runUpgrade(ctx context.Context, c Approval, deadline time.Time) Ap
 // upgradeTook reads the installation back, a few times (Graph may briefly
 // show the old version), to learn whether an upgrade whose answer was a 5xx
 // or was lost took effect: it is never sent again to find out.
-func (b *Bot) upgradeTook(ctx context.Context, u PendingUpgrade) bool {
+func (b *Bot) upgradeTook(ctx context.Context, u approval.PendingUpgrade) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UpgradeTimeout)
 	defer cancel()
 	pause := min(2*time.Second, b.opts.UpgradeTimeout/10)
@@ -224,7 +225,7 @@ func (b *Bot) upgradeTook(ctx context.Context, u PendingUpgrade) bool {
 			}
 		}
 		in, err := b.opts.Installations.Installation(ctx, u.Installation.Scope, u.Installation.ID)
-		if err == nil && CompareVersions(in.Definition.Version, u.Target.Version) >= 0 {
+		if err == nil && approval.CompareVersions(in.Definition.Version, u.Target.Version) >= 0 {
 			return true
 		}
 	}
@@ -235,7 +236,7 @@ func (b *Bot) upgradeTook(ctx context.Context, u PendingUpgrade) bool {
 // grace period ends: the claim is held that long, then the reaper reads the
 // installation and records upgraded, or failed with Retry. Offering Retry
 // sooner could send a second upgrade for one Graph was slow to show.
-func (b *Bot) awaitConfirmation(ctx context.Context, c Approval, sent time.Time, cause error) Approval {
+func (b *Bot) awaitConfirmation(ctx context.Context, c approval.Approval, sent time.Time, cause error) approval.Approval {
 	b.opts.Logger.WarnContext(ctx, "Microsoft Graph did not confirm the upgrade; waiting before offering Retry",
 		"approval", c.ID, "until", sent.Add(b.opts.UpgradeGrace), "err", cause)
 	err := b.retryStore(ctx, recordTimeout, func(ctx context.Context) error {
@@ -261,15 +262,13 @@ func (b *Bot) graceLeft(sent time.Time) time.Duration {
 // If the record cannot be written (Redis is down for half the upgrade
 // timeout) the claim stays upgrading and the reaper reconciles it from
 // Graph once its lease ends.
-func (b *Bot) settle(ctx context.Context, c Approval, status ApprovalStatus, problem string) Approval {
+func (b *Bot) settle(ctx context.Context, c approval.Approval, status approval.Status, problem string) approval.Approval {
 	now := b.opts.Now().UTC()
-	var done Approval
+	var done approval.Approval
 	failed := false // a write failed: a later conflict may be our own write having landed
 	err := b.retryStore(ctx, b.opts.UpgradeTimeout/2, func(ctx context.Context) error {
 		var err error
-		done, err = b.opts.Approvals.Settle(ctx, c, func(a *Approval) {
-			a.Status, a.DecidedAt, a.Problem = status, now, problem
-		})
+		done, err = b.record(ctx, c, approval.Outcome{Status: status, At: now, Problem: problem})
 		failed = failed || ErrorCode(err) == CodeUnavailable
 		return err
 	})
@@ -285,10 +284,10 @@ func (b *Bot) settle(ctx context.Context, c Approval, status ApprovalStatus, pro
 		return c
 	}
 	b.publish(ctx, done)
-	if status == StatusUpgraded {
+	if status == approval.StatusUpgraded {
 		b.queueVerify(ctx, done)
 	}
-	if status == StatusSuperseded {
+	if status == approval.StatusSuperseded {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.UpgradeTimeout)
 		b.reopen(rctx, done)
 		cancel()
@@ -314,7 +313,7 @@ func (b *Bot) retryStore(ctx context.Context, total time.Duration, f func(contex
 
 // publish writes the history line and updates the approval's card for
 // everyone, each step with its own deadline.
-func (b *Bot) publish(ctx context.Context, done Approval) {
+func (b *Bot) publish(ctx context.Context, done approval.Approval) {
 	ctx = context.WithoutCancel(ctx)
 	actor := ""
 	if done.DecidedBy != nil {
@@ -322,7 +321,7 @@ func (b *Bot) publish(ctx context.Context, done Approval) {
 	}
 	in := done.Upgrade
 	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	listed, err := b.opts.Approvals.AppendAudit(hctx, BaseConversation(done.Conversation.ConversationID), AuditEvent{At: done.DecidedAt,
+	listed, err := b.opts.Approvals.AppendAudit(hctx, approval.BaseConversation(done.Conversation.ConversationID), approval.AuditEvent{At: done.DecidedAt,
 		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
 		To: in.Target.Version, ApprovalID: done.ID})
 	cancel()
@@ -338,13 +337,13 @@ func (b *Bot) publish(ctx context.Context, done Approval) {
 
 // updateCards shows the approval as it stands on every card that shows it,
 // and on every list it is in.
-func (b *Bot) updateCards(ctx context.Context, done Approval) {
+func (b *Bot) updateCards(ctx context.Context, done approval.Approval) {
 	b.updateCardsOnly(ctx, done)
 	b.redraws.Go(func() { b.updateLists(ctx, done.ID) })
 }
 
 // updateCardsAndLists is updateCards, given the lists the approval is in.
-func (b *Bot) updateCardsAndLists(ctx context.Context, done Approval, listed []string) {
+func (b *Bot) updateCardsAndLists(ctx context.Context, done approval.Approval, listed []string) {
 	b.updateCardsOnly(ctx, done)
 	if len(listed) == 0 {
 		return
@@ -356,7 +355,7 @@ func (b *Bot) updateCardsAndLists(ctx context.Context, done Approval, listed []s
 	})
 }
 
-func (b *Bot) updateCardsOnly(ctx context.Context, done Approval) {
+func (b *Bot) updateCardsOnly(ctx context.Context, done approval.Approval) {
 	if done.CardActivityID != "" {
 		b.updateCard(ctx, done.Conversation, done.CardActivityID, b.cardFor(done, done.Locale), done.ID)
 	}
@@ -365,7 +364,7 @@ func (b *Bot) updateCardsOnly(ctx context.Context, done Approval) {
 	}
 }
 
-func (b *Bot) updateCard(ctx context.Context, ref ConversationRef, activityID string, card cards.Card, approvalID string) {
+func (b *Bot) updateCard(ctx context.Context, ref approval.ConversationRef, activityID string, card cards.Card, approvalID string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if err := b.opts.Connector.Update(ctx, ref, activityID, CardMessage(card)); err != nil {
@@ -374,7 +373,7 @@ func (b *Bot) updateCard(ctx context.Context, ref ConversationRef, activityID st
 }
 
 // reopen posts a new request when the catalog moved on since approval.
-func (b *Bot) reopen(ctx context.Context, old Approval) {
+func (b *Bot) reopen(ctx context.Context, old approval.Approval) {
 	ups, err := b.pendingUpgrades(ctx, old.Upgrade.Installation.Scope)
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "cannot renew a superseded request", "approval", old.ID, "err", err)
@@ -385,7 +384,7 @@ func (b *Bot) reopen(ctx context.Context, old Approval) {
 			continue
 		}
 		a, err := b.open(ctx, old.Conversation, u, old.Locale)
-		if err == nil && a.Status == StatusPending && a.CardActivityID == "" {
+		if err == nil && a.Status == approval.StatusPending && a.CardActivityID == "" {
 			_, err = b.postCard(ctx, old.Conversation, "", a, old.Locale)
 		}
 		if err != nil {
@@ -412,7 +411,7 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 	if err != nil {
 		return b.storeFailed(ctx, err)
 	}
-	if slices.ContainsFunc(list, func(a Approval) bool { return !a.BelongsTo(t.Ref) }) {
+	if slices.ContainsFunc(list, func(a approval.Approval) bool { return !a.BelongsTo(t.Ref) }) {
 		b.opts.Logger.WarnContext(ctx, "approve all names a batch from elsewhere", "batch", t.approvalID(),
 			"conversation", t.Ref.ConversationID, "tenant", t.Ref.TenantID)
 		return b.unknownAction(t), nil
@@ -421,10 +420,10 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 	// Every approval of a batch is in this one place: one approver check
 	// covers them all, and it comes before anything is claimed.
 	for _, a := range list {
-		if !a.decidable() {
+		if !a.Decidable() {
 			continue
 		}
-		ok, err := b.mayApprove(ctx, a, who)
+		ok, err := b.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
 		if err != nil {
 			return b.invokeFailed(ctx, err), nil
 		}
@@ -439,9 +438,9 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 	// spent waiting, or lose their claims to the reaper.
 	waves := (len(list) + b.opts.Parallel - 1) / b.opts.Parallel
 	lease := time.Duration(waves) * b.claimLease()
-	var claimed []Approval
+	var claimed []approval.Approval
 	for i, a := range list {
-		if !a.decidable() {
+		if !a.Decidable() {
 			continue
 		}
 		c, ok, err := b.claim(ctx, a, who, lease)
@@ -454,20 +453,20 @@ func (b *Bot) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse, error
 			claimed = append(claimed, c)
 		}
 	}
-	if len(claimed) == 0 && !slices.ContainsFunc(list, Approval.decidable) {
+	if len(claimed) == 0 && !slices.ContainsFunc(list, approval.Approval.Decidable) {
 		return InvokeCard(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: placeOf(t.Ref)})), nil
 	}
 	if r := t.Activity.ReplyToID; r != "" && len(claimed) > 0 {
 		// Recorded before the upgrades start, so that their outcomes
 		// update it; a list posted before lists were recorded is too.
-		b.recordList(ctx, batch.ID, PostedCard{Conversation: t.Ref, ActivityID: r})
+		b.recordList(ctx, batch.ID, approval.PostedCard{Conversation: t.Ref, ActivityID: r})
 	}
 	b.goUpgradeAll(ctx, claimed)
 	return InvokeCard(b.listCard(t.Ref, batch.ID, list)), nil
 }
 
 // goUpgradeAll runs the claimed upgrades of a list, Parallel at a time.
-func (b *Bot) goUpgradeAll(ctx context.Context, claimed []Approval) {
+func (b *Bot) goUpgradeAll(ctx context.Context, claimed []approval.Approval) {
 	ctx = context.WithoutCancel(ctx)
 	sem := make(chan struct{}, b.opts.Parallel)
 	b.inflight.Add(len(claimed))
@@ -485,7 +484,7 @@ func (b *Bot) goUpgradeAll(ctx context.Context, claimed []Approval) {
 // holds the claim afresh and gives the Graph call a deadline from now. A
 // claim lost meanwhile (its lease ran out and the reaper took it) is left
 // to its new holder.
-func (b *Bot) startQueuedUpgrade(ctx context.Context, c Approval) {
+func (b *Bot) startQueuedUpgrade(ctx context.Context, c approval.Approval) {
 	held, err := b.opts.Approvals.HoldClaim(ctx, c.ID, c.ClaimToken, b.claimLease())
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "approve all: the claim is no longer ours", "approval", c.ID, "err", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/cards"
 )
 
@@ -37,7 +38,7 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 		return say(cards.SentenceNoScope, nil)
 	}
 	installed, err := b.opts.Installations.Installed(ctx, *t.Ref.Scope)
-	var ups []PendingUpgrade
+	var ups []approval.PendingUpgrade
 	if err == nil {
 		ups, err = b.behind(ctx, *t.Ref.Scope, installed)
 	}
@@ -50,7 +51,7 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 		_, err := t.Reply(ctx, CardMessage(b.cards.UpToDate(cards.UpToDate{Locale: locale, Place: place, Apps: installedView(installed)})))
 		return err
 	}
-	approvals := make([]Approval, 0, len(ups))
+	approvals := make([]approval.Approval, 0, len(ups))
 	for _, u := range ups {
 		a, err := b.open(ctx, t.Ref, u, locale)
 		if err != nil {
@@ -81,7 +82,7 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 const maxCardBytes = 26 << 10
 
 // listView lists approvals as posted in ref's conversation, in its locale.
-func (b *Bot) listView(ref ConversationRef, approvals []Approval, batch string) cards.PendingList {
+func (b *Bot) listView(ref approval.ConversationRef, approvals []approval.Approval, batch string) cards.PendingList {
 	items := make([]cards.PendingItem, len(approvals))
 	for i, a := range approvals {
 		items[i] = cards.PendingItem{ApprovalID: a.ID, App: appView(a.Upgrade), Diff: diffView(a.Upgrade.Diff)}
@@ -90,7 +91,7 @@ func (b *Bot) listView(ref ConversationRef, approvals []Approval, batch string) 
 		BatchID: batch, Items: items}
 }
 
-func (b *Bot) listSize(t *Turn, approvals []Approval) int {
+func (b *Bot) listSize(t *Turn, approvals []approval.Approval) int {
 	j, _ := json.Marshal(b.listCard(t.Ref, "bat_"+strings.Repeat("0", 24), approvals))
 	return len(j)
 }
@@ -100,7 +101,7 @@ func (b *Bot) listSize(t *Turn, approvals []Approval) int {
 // (on their own cards too) before anyone clicks Approve all. It is drawn
 // as its redraws are: an open request already upgrading (or decided, with
 // Graph slow to show it) is listed as it stands, not as one to review.
-func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error {
+func (b *Bot) postList(ctx context.Context, t *Turn, approvals []approval.Approval) error {
 	ids := make([]string, len(approvals))
 	for i, a := range approvals {
 		ids[i] = a.ID
@@ -113,27 +114,25 @@ func (b *Bot) postList(ctx context.Context, t *Turn, approvals []Approval) error
 	if err != nil || id == "" {
 		return err
 	}
-	posted := PostedCard{Conversation: t.Ref, ActivityID: id}
+	posted := approval.PostedCard{Conversation: t.Ref, ActivityID: id}
 	b.recordList(ctx, batch, posted)
 	// An approval decided between the list's drawing and its record
 	// redrew no list (none was recorded yet): look once more, after the
 	// record, and redraw if one moved, after the turn like every redraw.
-	drawn := listState(Batch{ID: batch, Lists: []PostedCard{posted}}, approvals)
+	drawn := listState(approval.Batch{ID: batch, Lists: []approval.PostedCard{posted}}, approvals)
 	b.redraws.Go(func() { b.updateListFrom(context.WithoutCancel(ctx), batch, drawn) })
 	return nil
 }
 
 // open returns the open approval for this upgrade here, or a new one.
-func (b *Bot) open(ctx context.Context, ref ConversationRef, u PendingUpgrade, locale string) (Approval, error) {
+func (b *Bot) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string) (approval.Approval, error) {
 	a, _, err := b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, locale))
 	return a, err
 }
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.
-func (b *Bot) newApproval(ref ConversationRef, u PendingUpgrade, locale string) Approval {
-	now := b.opts.Now().UTC()
-	return Approval{Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale,
-		CreatedAt: now, ExpiresAt: now.Add(b.opts.ApprovalTTL)}
+func (b *Bot) newApproval(ref approval.ConversationRef, u approval.PendingUpgrade, locale string) approval.Approval {
+	return approval.New(u, ref, locale, b.opts.Now(), b.opts.ApprovalTTL)
 }
 
 // postCard posts the card of approval a into ref's conversation (as a
@@ -143,7 +142,7 @@ func (b *Bot) newApproval(ref ConversationRef, u PendingUpgrade, locale string) 
 // team, a post racing it on another replica) is kept true too, up to
 // maxOtherCards. It returns the new message's id ("" when the channel gave
 // none: then there is nothing to record).
-func (b *Bot) postCard(ctx context.Context, ref ConversationRef, replyTo string, a Approval, locale string) (string, error) {
+func (b *Bot) postCard(ctx context.Context, ref approval.ConversationRef, replyTo string, a approval.Approval, locale string) (string, error) {
 	m := CardMessage(b.cardFor(a, locale))
 	var id string
 	var err error
@@ -161,16 +160,9 @@ func (b *Bot) postCard(ctx context.Context, ref ConversationRef, replyTo string,
 	// works (its buttons carry the approval id); only its update for
 	// everyone is lost, so the write is retried a little, then logged.
 	err = b.retryStore(ctx, recordRetry, func(ctx context.Context) error {
-		_, err := b.opts.Approvals.Transition(ctx, a.ID, allStatuses, func(a *Approval) {
-			switch {
-			case a.CardActivityID == "":
-				a.CardActivityID = id
-			case a.CardActivityID == id:
-			case slices.ContainsFunc(a.OtherCards, func(c PostedCard) bool { return c.ActivityID == id }):
-				// recorded by an earlier try whose answer was lost
-			case len(a.OtherCards) < maxOtherCards:
-				a.OtherCards = append(a.OtherCards, PostedCard{Conversation: ref, ActivityID: id})
-			}
+		// Recording it twice (an earlier try whose answer was lost) changes nothing.
+		_, err := b.opts.Approvals.Transition(ctx, a.ID, approval.Statuses(), func(a *approval.Approval) {
+			a.RecordCard(approval.PostedCard{Conversation: ref, ActivityID: id})
 		})
 		return err
 	})
@@ -185,13 +177,10 @@ func (b *Bot) postCard(ctx context.Context, ref ConversationRef, replyTo string,
 // is unavailable: short, as the turn's answer waits for it.
 const recordRetry = 3 * time.Second
 
-var allStatuses = []ApprovalStatus{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected,
-	StatusFailed, StatusExpired, StatusSuperseded, StatusUpToDate, StatusUpgradedOutside}
-
 // history answers "history".
 func (b *Bot) history(ctx context.Context, t *Turn) error {
 	// A channel's threads (";messageid=…") share the channel's history.
-	events, err := b.opts.Approvals.Audit(ctx, BaseConversation(t.Ref.ConversationID), 10)
+	events, err := b.opts.Approvals.Audit(ctx, approval.BaseConversation(t.Ref.ConversationID), 10)
 	if err != nil {
 		return err
 	}
@@ -213,9 +202,9 @@ func (t *Turn) approvalID() string {
 	return t.CardAction.Data.ApprovalID
 }
 
-func (t *Turn) person() Person {
+func (t *Turn) person() approval.Person {
 	f := t.Activity.From
-	return Person{ID: f.ID, AADObjectID: f.AadObjectID, Name: f.Name}
+	return approval.Person{ID: f.ID, AADObjectID: f.AadObjectID, Name: f.Name}
 }
 
 // invokeFailed shows the clicker why nothing happened (Graph refused to
@@ -236,42 +225,30 @@ func (b *Bot) storeFailed(ctx context.Context, err error) (*InvokeResponse, erro
 }
 
 // notAllowed answers, to the clicker alone, who may approve instead.
-func (b *Bot) notAllowed(a Approval, locale string) *InvokeResponse {
+func (b *Bot) notAllowed(a approval.Approval, locale string) *InvokeResponse {
 	resp := InvokeCard(b.cards.Outcome(cards.Outcome{Locale: locale, Kind: cards.OutcomeNotAllowed,
 		App: appView(a.Upgrade), Place: placeOf(a.Conversation), Approvers: b.approverView(&a.Upgrade.Installation.Scope)}))
 	resp.ForClicker = true
 	return resp
 }
 
-// mayApprove applies the approver policy (BOT_APPROVERS) to a member of
-// the approval's chat or team from that scope's own tenant: a federated
-// guest can show up as an owner of a chat.
-func (b *Bot) mayApprove(ctx context.Context, a Approval, who Person) (bool, error) {
-	if who.AADObjectID == "" {
-		return false, nil
-	}
-	scope := a.Upgrade.Installation.Scope
-	if scope.Kind == ScopeUser {
-		// A user consents for their own personal scope, and nobody else
-		// takes part in it.
-		return strings.EqualFold(scope.ID, who.AADObjectID), nil
-	}
-	// Every rule is about a member of this chat or team from its own
-	// tenant: an external (federated) participant arrives with their home
-	// tenant's object id, which a named user or group must not match.
-	entries, err := b.opts.Directory.Membership(ctx, scope, who.AADObjectID)
-	if err != nil {
-		return false, err
-	}
-	i := slices.IndexFunc(entries, func(m Member) bool {
-		return strings.EqualFold(m.UserID, who.AADObjectID) && (scope.TenantID == "" || strings.EqualFold(m.TenantID, scope.TenantID))
-	})
-	if i < 0 {
-		return false, nil
-	}
+// mayApprove applies the approver policy (BOT_APPROVERS) to who in scope,
+// asking Graph what the rule needs: who's membership of the chat or team,
+// then, if it comes to that, the policy's groups one by one.
+func (b *Bot) mayApprove(ctx context.Context, scope approval.Scope, who approval.Person) (bool, error) {
 	p := b.opts.Approvers
-	if p.namesUser(who.AADObjectID) || (p.Owners && entries[i].IsOwner()) {
+	var membership []approval.Member
+	if approval.NeedsMembership(scope, who) {
+		var err error
+		if membership, err = b.opts.Directory.Membership(ctx, scope, who.AADObjectID); err != nil {
+			return false, err
+		}
+	}
+	switch p.Judge(scope, who, membership) {
+	case approval.Allowed:
 		return true, nil
+	case approval.Refused:
+		return false, nil
 	}
 	for _, g := range p.Groups {
 		in, err := b.opts.Directory.InGroup(ctx, scope.TenantID, g, who.AADObjectID)
@@ -289,9 +266,9 @@ func (b *Bot) mayApprove(ctx context.Context, a Approval, who Person) (bool, err
 // give when there is none.
 // A store that cannot answer is an error (the channel delivers the action
 // again), not an answer.
-func (b *Bot) loadApproval(ctx context.Context, t *Turn) (Approval, *InvokeResponse, error) {
+func (b *Bot) loadApproval(ctx context.Context, t *Turn) (approval.Approval, *InvokeResponse, error) {
 	if b.opts.Installations == nil {
-		return Approval{}, Refuse(CodeUnavailable, "NotConfigured", b.cards.Sentence(t.Activity.Locale, cards.SentenceNoGraph, nil)), nil
+		return approval.Approval{}, Refuse(CodeUnavailable, "NotConfigured", b.cards.Sentence(t.Activity.Locale, cards.SentenceNoGraph, nil)), nil
 	}
 	a, err := b.opts.Approvals.Approval(ctx, t.approvalID())
 	if err == nil && !a.BelongsTo(t.Ref) {
@@ -300,13 +277,13 @@ func (b *Bot) loadApproval(ctx context.Context, t *Turn) (Approval, *InvokeRespo
 		err = Errorf(CodeNotFound, "bot: approval %s is not from here", a.ID)
 	}
 	if ErrorCode(err) == CodeUnavailable {
-		return Approval{}, nil, err
+		return approval.Approval{}, nil, err
 	}
 	if err != nil {
 		if ErrorCode(err) != CodeNotFound {
 			b.opts.Logger.WarnContext(ctx, "cannot read approval", "err", err)
 		}
-		return Approval{}, b.unknownAction(t), nil
+		return approval.Approval{}, b.unknownAction(t), nil
 	}
 	return a, nil, nil
 }
@@ -347,10 +324,10 @@ func (b *Bot) onSubmit(ctx context.Context, t *Turn, d cards.SubmitData) error {
 }
 
 // cardFor is the card that shows an approval as it stands.
-func (b *Bot) cardFor(a Approval, locale string) cards.Card {
+func (b *Bot) cardFor(a approval.Approval, locale string) cards.Card {
 	place, app := placeOf(a.Conversation), appView(a.Upgrade)
 	kind, decided := outcomeKind[a.Status]
-	if a.Status == StatusUpgrading {
+	if a.Status == approval.StatusUpgrading {
 		kind, decided = cards.OutcomeUpgrading, true
 	}
 	if !decided {
@@ -363,20 +340,20 @@ func (b *Bot) cardFor(a Approval, locale string) cards.Card {
 	if a.DecidedBy != nil {
 		o.By = a.DecidedBy.Name
 	}
-	if a.Status == StatusFailed {
+	if a.Status == approval.StatusFailed {
 		o.Problem = a.Problem
 	}
 	o.Verification = verificationView(a.Verification)
 	return b.cards.Outcome(o)
 }
 
-var outcomeKind = map[ApprovalStatus]cards.OutcomeKind{
-	StatusUpgraded: cards.OutcomeUpgraded, StatusRejected: cards.OutcomeRejected, StatusFailed: cards.OutcomeFailed,
-	StatusExpired: cards.OutcomeExpired, StatusSuperseded: cards.OutcomeSuperseded, StatusUpToDate: cards.OutcomeUpToDate,
-	StatusUpgradedOutside: cards.OutcomeUpgradedOutside,
+var outcomeKind = map[approval.Status]cards.OutcomeKind{
+	approval.StatusUpgraded: cards.OutcomeUpgraded, approval.StatusRejected: cards.OutcomeRejected, approval.StatusFailed: cards.OutcomeFailed,
+	approval.StatusExpired: cards.OutcomeExpired, approval.StatusSuperseded: cards.OutcomeSuperseded, approval.StatusUpToDate: cards.OutcomeUpToDate,
+	approval.StatusUpgradedOutside: cards.OutcomeUpgradedOutside,
 }
 
-func appView(u PendingUpgrade) cards.App {
+func appView(u approval.PendingUpgrade) cards.App {
 	in := u.Installation
 	desc := u.Target.ShortDescription
 	if desc == "" {
@@ -386,7 +363,7 @@ func appView(u PendingUpgrade) cards.App {
 }
 
 // installedView lists what "check" found up to date, by name.
-func installedView(installed []Installation) []cards.InstalledApp {
+func installedView(installed []approval.Installation) []cards.InstalledApp {
 	apps := make([]cards.InstalledApp, len(installed))
 	for i, in := range installed {
 		apps[i] = cards.InstalledApp{Name: in.DisplayName, Version: in.Definition.Version}
@@ -397,8 +374,8 @@ func installedView(installed []Installation) []cards.InstalledApp {
 	return apps
 }
 
-func diffView(d PermissionDiff) cards.Diff {
-	conv := func(ps []Permission) []cards.Permission {
+func diffView(d approval.PermissionDiff) cards.Diff {
+	conv := func(ps []approval.Permission) []cards.Permission {
 		out := make([]cards.Permission, len(ps))
 		for i, p := range ps {
 			out[i] = cards.Permission{Value: p.Value, Type: p.Type}
@@ -408,7 +385,7 @@ func diffView(d PermissionDiff) cards.Diff {
 	return cards.Diff{Added: conv(d.Added), Removed: conv(d.Removed), Kept: conv(d.Kept)}
 }
 
-func placeOf(ref ConversationRef) cards.Place {
+func placeOf(ref approval.ConversationRef) cards.Place {
 	switch {
 	case ref.ConversationType == "personal":
 		return cards.PlacePersonal
@@ -420,10 +397,10 @@ func placeOf(ref ConversationRef) cards.Place {
 	return cards.PlaceChat
 }
 
-func (b *Bot) approverView(scope *Scope) cards.ApproverPolicy {
+func (b *Bot) approverView(scope *approval.Scope) cards.ApproverPolicy {
 	p := b.opts.Approvers
 	switch {
-	case scope != nil && scope.Kind == ScopeUser:
+	case scope != nil && scope.Kind == approval.ScopeUser:
 		return cards.ApproversSelf
 	case p.Owners:
 		return cards.ApproversOwners

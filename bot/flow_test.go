@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/botframework"
 )
@@ -27,12 +28,12 @@ const (
 // installed in every scope, held in memory.
 type fakeGraph struct {
 	mu         sync.Mutex
-	apps       []string                     // installed app names; inst-i runs app-i
-	versions   map[string]string            // installation id → installed version
-	catalog    []bot.AppDefinition          // every definition of every app
-	upgrade    func(bot.Installation) error // runs first in the upgrade POST; an error fails it
-	upgrades   []bot.Installation
-	members    []bot.Member
+	apps       []string                          // installed app names; inst-i runs app-i
+	versions   map[string]string                 // installation id → installed version
+	catalog    []approval.AppDefinition          // every definition of every app
+	upgrade    func(approval.Installation) error // runs first in the upgrade POST; an error fails it
+	upgrades   []approval.Installation
+	members    []approval.Member
 	membersErr error
 	groups     map[string][]string // group → user ids
 	calls      []string            // "Method command" per call
@@ -45,24 +46,24 @@ func (g *fakeGraph) called(ctx context.Context, method string) {
 	g.calls = append(g.calls, method+" "+bot.CommandFrom(ctx))
 }
 
-func (g *fakeGraph) installation(s bot.Scope, i int) bot.Installation {
+func (g *fakeGraph) installation(s approval.Scope, i int) approval.Installation {
 	id := fmt.Sprintf("inst-%d", i)
-	return bot.Installation{ID: id, Scope: s, TeamsAppID: fmt.Sprintf("app-%d", i), DisplayName: g.apps[i],
-		Definition: bot.AppDefinition{ID: "ZGVmMQ==", Version: g.versions[id]}}
+	return approval.Installation{ID: id, Scope: s, TeamsAppID: fmt.Sprintf("app-%d", i), DisplayName: g.apps[i],
+		Definition: approval.AppDefinition{ID: "ZGVmMQ==", Version: g.versions[id]}}
 }
 
-func (g *fakeGraph) Installed(ctx context.Context, s bot.Scope) ([]bot.Installation, error) {
+func (g *fakeGraph) Installed(ctx context.Context, s approval.Scope) ([]approval.Installation, error) {
 	g.called(ctx, "Installed")
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var ins []bot.Installation
+	var ins []approval.Installation
 	for i := range g.apps {
 		ins = append(ins, g.installation(s, i))
 	}
 	return ins, nil
 }
 
-func (g *fakeGraph) Installation(ctx context.Context, s bot.Scope, id string) (bot.Installation, error) {
+func (g *fakeGraph) Installation(ctx context.Context, s approval.Scope, id string) (approval.Installation, error) {
 	g.called(ctx, "Installation")
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -71,14 +72,14 @@ func (g *fakeGraph) Installation(ctx context.Context, s bot.Scope, id string) (b
 			return in, nil
 		}
 	}
-	return bot.Installation{}, bot.ErrNotFound
+	return approval.Installation{}, bot.ErrNotFound
 }
 
-func (g *fakeGraph) Definitions(ctx context.Context, _ string, ids []string) ([]bot.AppDefinition, error) {
+func (g *fakeGraph) Definitions(ctx context.Context, _ string, ids []string) ([]approval.AppDefinition, error) {
 	g.called(ctx, "Definitions")
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var defs []bot.AppDefinition
+	var defs []approval.AppDefinition
 	for _, d := range g.catalog {
 		if slices.Contains(ids, d.TeamsAppID) {
 			defs = append(defs, d)
@@ -87,7 +88,7 @@ func (g *fakeGraph) Definitions(ctx context.Context, _ string, ids []string) ([]
 	return defs, nil
 }
 
-func (g *fakeGraph) Upgrade(ctx context.Context, in bot.Installation, _ []bot.Permission) error {
+func (g *fakeGraph) Upgrade(ctx context.Context, in approval.Installation, _ []approval.Permission) error {
 	g.called(ctx, "Upgrade")
 	g.mu.Lock()
 	g.upgrades = append(g.upgrades, in)
@@ -103,19 +104,19 @@ func (g *fakeGraph) Upgrade(ctx context.Context, in bot.Installation, _ []bot.Pe
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.versions[in.ID] = bot.NewestPublished(g.catalog)[in.TeamsAppID].Version
+	g.versions[in.ID] = approval.NewestPublished(g.catalog)[in.TeamsAppID].Version
 	return nil
 }
 
 // publish adds a published definition of app-i to the catalog.
-func (g *fakeGraph) publish(i int, id, version string, perms ...bot.Permission) {
+func (g *fakeGraph) publish(i int, id, version string, perms ...approval.Permission) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.catalog = append(g.catalog, bot.AppDefinition{ID: id, TeamsAppID: fmt.Sprintf("app-%d", i), DisplayName: g.apps[i],
+	g.catalog = append(g.catalog, approval.AppDefinition{ID: id, TeamsAppID: fmt.Sprintf("app-%d", i), DisplayName: g.apps[i],
 		Version: version, PublishingState: "published", ShortDescription: "Quick polls", Permissions: perms})
 }
 
-func (g *fakeGraph) Members(ctx context.Context, _ bot.Scope) ([]bot.Member, error) {
+func (g *fakeGraph) Members(ctx context.Context, _ approval.Scope) ([]approval.Member, error) {
 	g.called(ctx, "Members")
 	if g.membersErr != nil {
 		return nil, g.membersErr
@@ -123,12 +124,12 @@ func (g *fakeGraph) Members(ctx context.Context, _ bot.Scope) ([]bot.Member, err
 	return g.members, nil
 }
 
-func (g *fakeGraph) Membership(ctx context.Context, _ bot.Scope, userID string) ([]bot.Member, error) {
+func (g *fakeGraph) Membership(ctx context.Context, _ approval.Scope, userID string) ([]approval.Member, error) {
 	g.called(ctx, "Membership")
 	if g.membersErr != nil {
 		return nil, g.membersErr
 	}
-	var out []bot.Member
+	var out []approval.Member
 	for _, m := range g.members {
 		if strings.EqualFold(m.UserID, userID) {
 			out = append(out, m)
@@ -152,7 +153,7 @@ func (g *fakeGraph) upgradeCount() int {
 	return len(g.upgrades)
 }
 
-var chatRead = bot.Permission{Value: "ChatMessage.Read.Chat", Type: "application"}
+var chatRead = approval.Permission{Value: "ChatMessage.Read.Chat", Type: "application"}
 
 type flow struct {
 	t     *testing.T
@@ -164,11 +165,11 @@ type flow struct {
 	n     int
 }
 
-func newFlow(t *testing.T, policy bot.ApproverPolicy, apps ...string) *flow {
+func newFlow(t *testing.T, policy approval.ApproverPolicy, apps ...string) *flow {
 	t.Helper()
 	f := &flow{t: t, conn: &fakeConnector{}, state: newMemState(), now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
 	f.graph = &fakeGraph{
-		members: []bot.Member{
+		members: []approval.Member{
 			{UserID: owner, TenantID: tenant, Roles: []string{"owner"}, DisplayName: "Megan"},
 			{UserID: member, TenantID: tenant, Roles: []string{}},
 			{UserID: foreign, TenantID: "99999999-9999-9999-9999-999999999999", Roles: []string{"owner"}},
@@ -181,7 +182,7 @@ func newFlow(t *testing.T, policy bot.ApproverPolicy, apps ...string) *flow {
 		f.graph.versions[fmt.Sprintf("inst-%d", i)] = "1.0.0"
 		f.graph.publish(i, "ZGVmMQ==", "1.0.0")
 		f.graph.publish(i, "ZGVmMg==", "1.1.0", chatRead)
-		f.graph.catalog = append(f.graph.catalog, bot.AppDefinition{ID: "ZGVmNA==", TeamsAppID: fmt.Sprintf("app-%d", i),
+		f.graph.catalog = append(f.graph.catalog, approval.AppDefinition{ID: "ZGVmNA==", TeamsAppID: fmt.Sprintf("app-%d", i),
 			Version: "1.2.0", PublishingState: "rejected"})
 	}
 	b, err := bot.New(bot.Options{Connector: f.conn, Conversations: f.state, Activities: f.state, Approvals: f.state,
@@ -246,7 +247,7 @@ func (f *flow) clickIn(conversation map[string]any, verb, id, aad string) string
 func (f *flow) withOptions(change func(*bot.Options)) *bot.Bot {
 	f.t.Helper()
 	o := bot.Options{Connector: f.conn, Conversations: f.state, Activities: f.state, Approvals: f.state,
-		Installations: f.graph, Catalog: f.graph, Directory: f.graph, Approvers: bot.ApproverPolicy{Owners: true}, Now: func() time.Time { return f.now }}
+		Installations: f.graph, Catalog: f.graph, Directory: f.graph, Approvers: approval.ApproverPolicy{Owners: true}, Now: func() time.Time { return f.now }}
 	change(&o)
 	b, err := bot.New(o)
 	if err != nil {
@@ -264,7 +265,7 @@ func (f *flow) drain() {
 	}
 }
 
-func (f *flow) onlyApproval() bot.Approval {
+func (f *flow) onlyApproval() approval.Approval {
 	f.t.Helper()
 	if len(f.state.approvals) != 1 {
 		f.t.Fatalf("%d approvals, want 1", len(f.state.approvals))
@@ -272,7 +273,7 @@ func (f *flow) onlyApproval() bot.Approval {
 	for _, a := range f.state.approvals {
 		return a
 	}
-	return bot.Approval{}
+	return approval.Approval{}
 }
 
 // approvalOf returns the id of the approval for the app named name.
@@ -289,10 +290,12 @@ func (f *flow) approvalOf(name string) string {
 	return ""
 }
 
-func chatScope() bot.Scope { return bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: tenant} }
+func chatScope() approval.Scope {
+	return approval.Scope{Kind: approval.ScopeChat, ID: chatID, TenantID: tenant}
+}
 
 func TestCheckPostsAnApprovalCardAndOwnerApproves(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	if len(f.conn.replies) != 1 {
 		t.Fatalf("%d replies", len(f.conn.replies))
@@ -304,7 +307,7 @@ func TestCheckPostsAnApprovalCardAndOwnerApproves(t *testing.T) {
 		}
 	}
 	a := f.onlyApproval()
-	if a.Status != bot.StatusPending || a.CardActivityID != "reply-1" || a.Upgrade.Installation.Scope != chatScope() {
+	if a.Status != approval.StatusPending || a.CardActivityID != "reply-1" || a.Upgrade.Installation.Scope != chatScope() {
 		t.Fatalf("approval %+v", a)
 	}
 
@@ -318,7 +321,7 @@ func TestCheckPostsAnApprovalCardAndOwnerApproves(t *testing.T) {
 	if u, ok := f.conn.updates["reply-1"]; !ok || !strings.Contains(cardText(t, u), "was upgraded to 1.1.0") {
 		t.Errorf("the card was not updated for everyone: %+v", f.conn.updates)
 	}
-	if got := f.onlyApproval(); got.Status != bot.StatusUpgraded || got.DecidedBy.AADObjectID != owner {
+	if got := f.onlyApproval(); got.Status != approval.StatusUpgraded || got.DecidedBy.AADObjectID != owner {
 		t.Errorf("approval after approve %+v", got)
 	}
 
@@ -335,7 +338,7 @@ func TestCheckPostsAnApprovalCardAndOwnerApproves(t *testing.T) {
 }
 
 func TestOnlyOwnersOfOurTenantMayApprove(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	for _, who := range []string{member, foreign, "44444444-4444-4444-4444-444444444444"} {
@@ -347,13 +350,13 @@ func TestOnlyOwnersOfOurTenantMayApprove(t *testing.T) {
 			t.Errorf("%s rejected: %s", who, resp)
 		}
 	}
-	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusPending {
+	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != approval.StatusPending {
 		t.Errorf("a non-owner changed the approval: %d upgrades, %s", f.graph.upgradeCount(), f.onlyApproval().Status)
 	}
 }
 
 func TestRejectDoesNotUpgrade(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	if resp := f.click("reject", a.ID, owner); !strings.Contains(resp, "was rejected") {
@@ -362,14 +365,14 @@ func TestRejectDoesNotUpgrade(t *testing.T) {
 	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "was rejected") {
 		t.Errorf("approve after reject: %s", resp)
 	}
-	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusRejected {
+	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != approval.StatusRejected {
 		t.Errorf("%d upgrades, status %s", f.graph.upgradeCount(), f.onlyApproval().Status)
 	}
 }
 
 func TestFailedUpgradeCanBeRetried(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
-	f.graph.upgrade = func(bot.Installation) error {
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
+	f.graph.upgrade = func(approval.Installation) error {
 		return bot.Errorf(bot.CodeForbidden, "graph: upgrade Polls in chat: 403 Forbidden; an admin must grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All")
 	}
 	f.say("check")
@@ -382,13 +385,13 @@ func TestFailedUpgradeCanBeRetried(t *testing.T) {
 	if resp := f.click("retry", a.ID, owner); !strings.Contains(resp, "was upgraded") {
 		t.Errorf("retry: %s", resp)
 	}
-	if f.graph.upgradeCount() != 2 || f.onlyApproval().Status != bot.StatusUpgraded {
+	if f.graph.upgradeCount() != 2 || f.onlyApproval().Status != approval.StatusUpgraded {
 		t.Errorf("%d upgrades, status %s", f.graph.upgradeCount(), f.onlyApproval().Status)
 	}
 }
 
 func TestSupersededRequestIsReplaced(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	// The admin publishes 1.2.1 after the card went out.
@@ -408,7 +411,7 @@ func TestSupersededRequestIsReplaced(t *testing.T) {
 }
 
 func TestAlreadyUpgradedIsRecordedAndShownInHistory(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	// Someone upgrades the app elsewhere (the Teams client, another card).
 	f.graph.versions["inst-0"] = "1.1.0"
@@ -425,7 +428,7 @@ func TestAlreadyUpgradedIsRecordedAndShownInHistory(t *testing.T) {
 }
 
 func TestExpiredRequestCannotBeApproved(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	f.now = f.now.Add(8 * 24 * time.Hour)
@@ -438,7 +441,7 @@ func TestExpiredRequestCannotBeApproved(t *testing.T) {
 }
 
 func TestCheckWithSeveralAppsAndApproveAll(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.say("check")
 	list := cardText(t, f.conn.replies[0])
 	if !strings.Contains(list, "2 apps can be upgraded here") || !strings.Contains(list, `"verb":"approveAll"`) {
@@ -466,7 +469,7 @@ func TestCheckWithSeveralAppsAndApproveAll(t *testing.T) {
 // before that, is on its way, and lands last: the list is drawn again, so
 // it ends showing both decisions.
 func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.say("check")
 	polls, tasks := f.approvalOf("Polls"), f.approvalOf("Tasks")
 	var once sync.Once
@@ -475,8 +478,8 @@ func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			if _, err := f.state.Transition(context.Background(), tasks, []bot.ApprovalStatus{bot.StatusPending}, func(a *bot.Approval) {
-				a.Status = bot.StatusRejected
+			if _, err := f.state.Transition(context.Background(), tasks, []approval.Status{approval.StatusPending}, func(a *approval.Approval) {
+				a.Status = approval.StatusRejected
 			}); err != nil {
 				t.Error(err)
 			}
@@ -500,7 +503,7 @@ func TestListUpdatedWhileItChangesEndsTrue(t *testing.T) {
 // pending, recorded a moment later) is shown on it all the same; a list
 // nothing happened to is not drawn again.
 func TestListPostedWhileAnApprovalChangedShowsTheChange(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.say("check")
 	if err := f.bot.Drain(context.Background()); err != nil {
 		t.Fatal(err)
@@ -509,11 +512,11 @@ func TestListPostedWhileAnApprovalChangedShowsTheChange(t *testing.T) {
 		t.Errorf("a list nothing happened to was drawn again: %s", cardText(t, u))
 	}
 
-	g := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	g := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	g.conn.replied = func() {
 		tasks := g.approvalOf("Tasks")
-		if _, err := g.state.Transition(context.Background(), tasks, []bot.ApprovalStatus{bot.StatusPending}, func(a *bot.Approval) {
-			a.Status = bot.StatusRejected
+		if _, err := g.state.Transition(context.Background(), tasks, []approval.Status{approval.StatusPending}, func(a *approval.Approval) {
+			a.Status = approval.StatusRejected
 		}); err != nil {
 			t.Error(err)
 		}
@@ -532,7 +535,7 @@ func TestListPostedWhileAnApprovalChangedShowsTheChange(t *testing.T) {
 // Teams waits only about 15 s for the answer. The redraw follows, and
 // Drain waits for it.
 func TestClickIsAnsweredBeforeItsListsAreRedrawn(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.say("check")
 	polls := f.approvalOf("Polls")
 	release := make(chan struct{})
@@ -575,11 +578,11 @@ func TestClickIsAnsweredBeforeItsListsAreRedrawn(t *testing.T) {
 // one as upgrading, as its own card and any redraw of the list do, never
 // with a Review that reads as if nobody had approved it yet.
 func TestCheckListsAnUpgradingAppAsUpgrading(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	f.bot = f.withOptions(func(o *bot.Options) { o.UpgradeTimeout = time.Second; o.UpgradeGrace = 10 * time.Minute })
 	f.say("check")
 	polls := f.approvalOf("Polls")
-	f.graph.upgrade = func(bot.Installation) error {
+	f.graph.upgrade = func(approval.Installation) error {
 		return fmt.Errorf("503 Service Unavailable: %w", bot.ErrUpgradeUncertain)
 	}
 	if resp := f.click("approve", polls, owner); !strings.Contains(resp, "Upgrading Polls") {
@@ -607,10 +610,10 @@ func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
 	for i := range apps {
 		apps[i] = fmt.Sprintf("App %d", i)
 	}
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
-	var perms []bot.Permission
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, apps...)
+	var perms []approval.Permission
 	for j := range 30 {
-		perms = append(perms, bot.Permission{Value: fmt.Sprintf("Contoso.Permission%d.Chat", j), Type: "application"})
+		perms = append(perms, approval.Permission{Value: fmt.Sprintf("Contoso.Permission%d.Chat", j), Type: "application"})
 	}
 	for i := range apps {
 		f.graph.publish(i, "ZGVmNQ==", "2.0.0", perms...)
@@ -633,7 +636,7 @@ func TestManyBigUpgradesAreSplitIntoCardsTeamsAccepts(t *testing.T) {
 }
 
 func TestPersonalScopeUserApprovesTheirOwn(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	personal := map[string]any{"id": "a:1personal", "conversationType": "personal", "tenantId": tenant}
 	_, err := f.bot.Handle(context.Background(), f.activity(map[string]any{"type": "message", "text": "check",
 		"conversation": personal}))
@@ -641,7 +644,7 @@ func TestPersonalScopeUserApprovesTheirOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := f.onlyApproval()
-	if a.Upgrade.Installation.Scope.Kind != bot.ScopeUser || a.Upgrade.Installation.Scope.ID != owner {
+	if a.Upgrade.Installation.Scope.Kind != approval.ScopeUser || a.Upgrade.Installation.Scope.ID != owner {
 		t.Fatalf("scope %+v", a.Upgrade.Installation.Scope)
 	}
 	if resp := f.clickIn(personal, "approve", a.ID, member); !strings.Contains(resp, "no longer known") {
@@ -653,7 +656,7 @@ func TestPersonalScopeUserApprovesTheirOwn(t *testing.T) {
 }
 
 func TestApproverGroupPolicy(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Groups: []string{"g-it"}}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Groups: []string{"g-it"}}, "Polls")
 	f.graph.groups = map[string][]string{"g-it": {member}}
 	f.say("check")
 	a := f.onlyApproval()
@@ -671,16 +674,16 @@ func TestApproverGroupPolicy(t *testing.T) {
 // one approve in another. Nor does someone outside the chat count.
 func TestNamedApproversAreMembersFromTheChatsTenant(t *testing.T) {
 	const outsider = "33333333-3333-3333-3333-333333333333"
-	f := newFlow(t, bot.ApproverPolicy{Users: []string{outsider, member}, Groups: []string{"g-it"}}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Users: []string{outsider, member}, Groups: []string{"g-it"}}, "Polls")
 	f.graph.groups = map[string][]string{"g-it": {owner}}
-	f.graph.members = append(f.graph.members, bot.Member{UserID: outsider, DisplayName: "Guest",
+	f.graph.members = append(f.graph.members, approval.Member{UserID: outsider, DisplayName: "Guest",
 		TenantID: "0b5a2a62-0000-4000-8000-00000000beef", Roles: []string{"owner"}})
 	f.say("check")
 	a := f.onlyApproval()
 	if resp := f.click("approve", a.ID, outsider); !strings.Contains(resp, "can't approve") {
 		t.Errorf("a named user from another tenant approved: %s", resp)
 	}
-	f.graph.members = slices.DeleteFunc(f.graph.members, func(m bot.Member) bool { return m.UserID == owner })
+	f.graph.members = slices.DeleteFunc(f.graph.members, func(m approval.Member) bool { return m.UserID == owner })
 	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "can't approve") {
 		t.Errorf("a group member who is not in the chat approved: %s", resp)
 	}
@@ -693,7 +696,7 @@ func TestNamedApproversAreMembersFromTheChatsTenant(t *testing.T) {
 }
 
 func TestSubmitTwinUpdatesTheCard(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	_, err := f.bot.Handle(context.Background(), f.activity(map[string]any{"type": "message", "replyToId": "reply-1",
@@ -709,7 +712,7 @@ func TestSubmitTwinUpdatesTheCard(t *testing.T) {
 // The submit twin is decided like the invoke; what speaks to the clicker
 // alone is a reply, never a replacement of the card every approver needs.
 func TestSubmitTwinAnswersRefusalsWithAReply(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	replies := len(f.conn.replies)
@@ -734,7 +737,7 @@ func TestSubmitTwinAnswersRefusalsWithAReply(t *testing.T) {
 // When nothing is pending, "check" says which apps it found and at which
 // version, by name, so "up to date" can be trusted at a glance.
 func TestCheckListsTheAppsItFoundUpToDate(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Tasks", "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Tasks", "Polls")
 	f.graph.versions["inst-0"], f.graph.versions["inst-1"] = "1.1.0", "1.1.0"
 	f.say("check")
 	c := cardText(t, f.conn.replies[0])
@@ -748,7 +751,7 @@ func TestCheckListsTheAppsItFoundUpToDate(t *testing.T) {
 }
 
 func TestUnknownApprovalAndNoGraph(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true})
+	f := newFlow(t, approval.ApproverPolicy{Owners: true})
 	if resp := f.click("approve", "apr_nope", owner); !strings.Contains(resp, "application/vnd.microsoft.error") || !strings.Contains(resp, "no longer known") {
 		t.Errorf("unknown approval: %s", resp)
 	}
@@ -773,20 +776,20 @@ func TestUnknownApprovalAndNoGraph(t *testing.T) {
 }
 
 func TestApproverCheckFailureIsShownToTheClicker(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	f.graph.membersErr = bot.Errorf(bot.CodeForbidden, "graph: list chat members: 403 Forbidden; an admin must grant the application permission ChatMember.Read.All")
 	resp := f.click("approve", f.onlyApproval().ID, owner)
 	if !strings.Contains(resp, "application/vnd.microsoft.error") || !strings.Contains(resp, "ChatMember.Read.All") || !strings.Contains(resp, `"statusCode":403`) {
 		t.Errorf("response %s", resp)
 	}
-	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusPending {
+	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != approval.StatusPending {
 		t.Error("the approval moved although the approver could not be checked")
 	}
 }
 
 func TestApprovalFromAnotherConversationOrTenantIsUnknown(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	unknown := f.click("approve", "apr_nope", owner)
@@ -802,11 +805,11 @@ func TestApprovalFromAnotherConversationOrTenantIsUnknown(t *testing.T) {
 			t.Errorf("%s: review showed %s", name, resp)
 		}
 	}
-	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != bot.StatusPending {
+	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != approval.StatusPending {
 		t.Fatalf("an action from elsewhere changed the approval")
 	}
 
-	g := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+	g := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	g.say("check")
 	var batch string
 	for id := range g.state.batches {
@@ -823,7 +826,7 @@ func TestApprovalFromAnotherConversationOrTenantIsUnknown(t *testing.T) {
 }
 
 func TestOneApprovalPerTeamInstallationAcrossChannels(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	team := func(channel string) map[string]any {
 		return map[string]any{"type": "message", "text": "check",
 			"conversation": map[string]any{"id": channel, "conversationType": "channel", "tenantId": tenant},
@@ -858,16 +861,16 @@ func TestOneApprovalPerTeamInstallationAcrossChannels(t *testing.T) {
 }
 
 func TestCheckDuringUpgradeOpensNoSecondApproval(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	release := make(chan struct{})
-	f.graph.upgrade = func(bot.Installation) error { <-release; return nil }
+	f.graph.upgrade = func(approval.Installation) error { <-release; return nil }
 	f.say("check")
 	a := f.onlyApproval()
 	click := f.activity(map[string]any{"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1",
 		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": a.ID}}}})
 	done := make(chan error)
 	go func() { _, err := f.bot.Handle(context.Background(), click); done <- err }()
-	for f.state.status(a.ID) != bot.StatusUpgrading {
+	for f.state.status(a.ID) != approval.StatusUpgrading {
 		time.Sleep(time.Millisecond)
 	}
 	f.say("check")
@@ -884,10 +887,10 @@ func TestCheckDuringUpgradeOpensNoSecondApproval(t *testing.T) {
 }
 
 func TestSlowUpgradeAnswersStillWorkingThenUpdatesTheCard(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.bot = f.withOptions(func(o *bot.Options) { o.InvokeWait = 50 * time.Millisecond })
 	release := make(chan struct{})
-	f.graph.upgrade = func(bot.Installation) error { <-release; return nil }
+	f.graph.upgrade = func(approval.Installation) error { <-release; return nil }
 	f.say("check")
 	a := f.onlyApproval()
 	resp := f.click("approve", a.ID, owner)
@@ -909,13 +912,13 @@ func TestSlowUpgradeAnswersStillWorkingThenUpdatesTheCard(t *testing.T) {
 }
 
 func TestReaperFinishesAnUpgradeWhoseRecordWasLost(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.bot = f.withOptions(func(o *bot.Options) { o.UpgradeTimeout = time.Second })
 	f.say("check")
 	a := f.onlyApproval()
 	// Graph answers 204, then Redis is gone before the outcome is written
 	// (as if the replica died there).
-	f.graph.upgrade = func(bot.Installation) error {
+	f.graph.upgrade = func(approval.Installation) error {
 		f.state.mu.Lock()
 		f.state.down = bot.Errorf(bot.CodeUnavailable, "state: redis unavailable")
 		f.state.mu.Unlock()
@@ -926,7 +929,7 @@ func TestReaperFinishesAnUpgradeWhoseRecordWasLost(t *testing.T) {
 	f.state.mu.Lock()
 	f.state.down = nil
 	f.state.mu.Unlock()
-	if got := f.onlyApproval(); got.Status != bot.StatusUpgrading {
+	if got := f.onlyApproval(); got.Status != approval.StatusUpgrading {
 		t.Fatalf("status %s, want upgrading (the record was lost)", got.Status)
 	}
 	// Nothing to do while the claim's lease lives.
@@ -937,7 +940,7 @@ func TestReaperFinishesAnUpgradeWhoseRecordWasLost(t *testing.T) {
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reaped %d, %v; want 1", n, err)
 	}
-	if got := f.onlyApproval(); got.Status != bot.StatusUpgraded || got.DecidedBy == nil || got.DecidedBy.AADObjectID != owner {
+	if got := f.onlyApproval(); got.Status != approval.StatusUpgraded || got.DecidedBy == nil || got.DecidedBy.AADObjectID != owner {
 		t.Errorf("after reaping: %+v", got)
 	}
 	if f.graph.upgradeCount() != 1 {
@@ -952,11 +955,11 @@ func TestReaperFinishesAnUpgradeWhoseRecordWasLost(t *testing.T) {
 }
 
 func TestReaperUpgradesAClaimThatNeverReachedGraph(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	// A replica claims, then dies before calling Graph.
-	if _, err := f.state.ClaimUpgrade(context.Background(), a.ID, bot.Person{Name: "Megan", AADObjectID: owner}, f.now, time.Minute); err != nil {
+	if _, err := f.state.ClaimUpgrade(context.Background(), a.ID, approval.Person{Name: "Megan", AADObjectID: owner}, f.now, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if resp := f.click("review", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") {
@@ -969,7 +972,7 @@ func TestReaperUpgradesAClaimThatNeverReachedGraph(t *testing.T) {
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reaped %d, %v", n, err)
 	}
-	if got := f.onlyApproval(); got.Status != bot.StatusUpgraded || got.DecidedBy.Name != "Megan" {
+	if got := f.onlyApproval(); got.Status != approval.StatusUpgraded || got.DecidedBy.Name != "Megan" {
 		t.Errorf("after reaping: %s by %+v", got.Status, got.DecidedBy)
 	}
 	if f.graph.upgradeCount() != 1 {
@@ -978,23 +981,23 @@ func TestReaperUpgradesAClaimThatNeverReachedGraph(t *testing.T) {
 }
 
 func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	// The replica marked the upgrade as sent and died: Graph may or may
 	// not have received it, and it shows the old version.
-	c, err := f.state.ClaimUpgrade(context.Background(), a.ID, bot.Person{Name: "Megan", AADObjectID: owner}, f.now, time.Minute)
+	c, err := f.state.ClaimUpgrade(context.Background(), a.ID, approval.Person{Name: "Megan", AADObjectID: owner}, f.now, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.state.Amend(context.Background(), c, func(a *bot.Approval) { a.UpgradeSentAt = f.now })
+	f.state.Amend(context.Background(), c, func(a *approval.Approval) { a.UpgradeSentAt = f.now })
 	f.state.expireLeases()
 	f.now = f.now.Add(time.Hour) // past the grace period Graph gets to show it
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reaped %d, %v", n, err)
 	}
 	got := f.onlyApproval()
-	if got.Status != bot.StatusFailed || !strings.Contains(got.Problem, "still runs version 1.0.0") {
+	if got.Status != approval.StatusFailed || !strings.Contains(got.Problem, "still runs version 1.0.0") {
 		t.Errorf("after reaping: %s %q", got.Status, got.Problem)
 	}
 	if f.graph.upgradeCount() != 0 {
@@ -1011,11 +1014,11 @@ func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
 func TestUncertainUpgradeOffersRetryOnlyAfterItsGracePeriod(t *testing.T) {
 	for _, took := range []bool{true, false} {
 		t.Run(fmt.Sprintf("took=%v", took), func(t *testing.T) {
-			f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+			f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 			f.bot = f.withOptions(func(o *bot.Options) { o.UpgradeTimeout = time.Second; o.UpgradeGrace = 10 * time.Minute })
 			f.say("check")
 			a := f.onlyApproval()
-			f.graph.upgrade = func(bot.Installation) error {
+			f.graph.upgrade = func(approval.Installation) error {
 				return fmt.Errorf("503 Service Unavailable: %w", bot.ErrUpgradeUncertain)
 			}
 			resp := f.click("approve", a.ID, owner)
@@ -1033,7 +1036,7 @@ func TestUncertainUpgradeOffersRetryOnlyAfterItsGracePeriod(t *testing.T) {
 			if resp := f.click("retry", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") {
 				t.Errorf("retry within the grace period: %s", resp)
 			}
-			if got := f.onlyApproval(); got.Status != bot.StatusUpgrading || f.graph.upgradeCount() != 1 {
+			if got := f.onlyApproval(); got.Status != approval.StatusUpgrading || f.graph.upgradeCount() != 1 {
 				t.Fatalf("within the grace period: %s after %d upgrades", got.Status, f.graph.upgradeCount())
 			}
 			if took { // Graph shows the upgrade late
@@ -1049,9 +1052,9 @@ func TestUncertainUpgradeOffersRetryOnlyAfterItsGracePeriod(t *testing.T) {
 			got := f.onlyApproval()
 			card := cardText(t, f.conn.updates["reply-1"])
 			switch {
-			case took && (got.Status != bot.StatusUpgraded || !strings.Contains(card, "was upgraded")):
+			case took && (got.Status != approval.StatusUpgraded || !strings.Contains(card, "was upgraded")):
 				t.Errorf("Graph shows the upgrade: %s, card %s", got.Status, card)
-			case !took && (got.Status != bot.StatusFailed || !strings.Contains(card, `"verb":"retry"`)):
+			case !took && (got.Status != approval.StatusFailed || !strings.Contains(card, `"verb":"retry"`)):
 				t.Errorf("Graph shows the old version: %s, card %s", got.Status, card)
 			}
 			if f.graph.upgradeCount() != 1 {
@@ -1071,12 +1074,12 @@ func TestApproveAllRunsBoundedInParallel(t *testing.T) {
 		for i := range apps {
 			apps[i] = fmt.Sprintf("App %d", i)
 		}
-		f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
+		f := newFlow(t, approval.ApproverPolicy{Owners: true}, apps...)
 		f.bot = f.withOptions(func(o *bot.Options) { o.Parallel = 3 })
 		release := make(chan struct{})
 		var mu sync.Mutex
 		running, peak := 0, 0
-		f.graph.upgrade = func(bot.Installation) error {
+		f.graph.upgrade = func(approval.Installation) error {
 			mu.Lock()
 			running++
 			peak = max(peak, running)
@@ -1124,9 +1127,9 @@ func TestApproveAllGivesEachUpgradeItsOwnTime(t *testing.T) {
 		for i := range apps {
 			apps[i] = fmt.Sprintf("App %d", i)
 		}
-		f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
+		f := newFlow(t, approval.ApproverPolicy{Owners: true}, apps...)
 		f.bot = f.withOptions(func(o *bot.Options) { o.Parallel = 4 }) // UpgradeTimeout: the default minute
-		f.graph.upgrade = func(bot.Installation) error { time.Sleep(35 * time.Second); return nil }
+		f.graph.upgrade = func(approval.Installation) error { time.Sleep(35 * time.Second); return nil }
 		f.say("check")
 		var batch string
 		for id := range f.state.batches {
@@ -1155,7 +1158,7 @@ func TestApproveAllGivesEachUpgradeItsOwnTime(t *testing.T) {
 // Redis failing just after check's card went out must not fail the turn:
 // Teams would deliver the message again and a second card would follow.
 func TestCheckWhoseCardCannotBeRecordedPostsItOnce(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.conn.replied = func() {
 		f.state.mu.Lock()
 		f.state.down = bot.Errorf(bot.CodeUnavailable, "redis: connection refused")
@@ -1172,7 +1175,7 @@ func TestCheckWhoseCardCannotBeRecordedPostsItOnce(t *testing.T) {
 // A card whose record landed but whose answer was lost is recorded again
 // by the retry: once, not twice (it would be updated twice for everyone).
 func TestCardRecordedWhileItsAnswerWasLostIsRecordedOnce(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	f.state.mu.Lock()
 	f.state.lostAnswers = 1
@@ -1189,7 +1192,7 @@ func TestCardRecordedWhileItsAnswerWasLostIsRecordedOnce(t *testing.T) {
 }
 
 func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	invoke := f.activity(map[string]any{
@@ -1211,20 +1214,20 @@ func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
 }
 
 func TestExpiredRequestCannotBeRejected(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
 	a := f.onlyApproval()
 	f.now = f.now.Add(8 * 24 * time.Hour)
 	if resp := f.click("reject", a.ID, owner); !strings.Contains(resp, "expired") {
 		t.Errorf("response %s", resp)
 	}
-	if got := f.onlyApproval(); got.Status != bot.StatusExpired || got.DecidedBy != nil {
+	if got := f.onlyApproval(); got.Status != approval.StatusExpired || got.DecidedBy != nil {
 		t.Errorf("a late reject recorded %s by %+v", got.Status, got.DecidedBy)
 	}
 }
 
 func TestHistoryInAChannelCoversEveryThread(t *testing.T) {
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls")
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	in := func(thread string, m map[string]any) map[string]any {
 		m["conversation"] = map[string]any{"id": "19:general@thread.tacv2;messageid=" + thread, "conversationType": "channel", "tenantId": tenant}
 		m["channelData"] = map[string]any{"team": map[string]any{"id": "19:team@thread.tacv2", "aadGroupId": "team-group"}}

@@ -7,40 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/botframework"
 )
-
-// FuzzCompareVersions checks that version comparison is a total order (and
-// that a release ignores trailing zero parts), whatever the strings: catalogs hold
-// free-form versions, and "the newest" must not depend on listing order.
-// Seeds: testdata/fuzz/FuzzCompareVersions.
-func FuzzCompareVersions(f *testing.F) {
-	f.Add("1.10.0", "1.9.0", "1.9")
-	f.Add("1.0.0-beta", "1.0.0-alpha", "1.0.0")
-	f.Add("10", "2a", "3")
-	f.Add(" 1.2 ", "01.2.0", "1..2")
-	f.Fuzz(func(t *testing.T, a, b, c string) {
-		sign := func(x, y string) int { return bot.CompareVersions(x, y) }
-		if sign(a, a) != 0 {
-			t.Fatalf("%q != itself", a)
-		}
-		if sign(a, b) != -sign(b, a) {
-			t.Fatalf("compare(%q, %q) = %d but compare(%q, %q) = %d", a, b, sign(a, b), b, a, sign(b, a))
-		}
-		if sign(a, b) <= 0 && sign(b, c) <= 0 && sign(a, c) > 0 {
-			t.Fatalf("not transitive: %q <= %q <= %q but %q > %q", a, b, c, a, c)
-		}
-		if sign(a, b) == 0 && sign(a, c) != sign(b, c) {
-			t.Fatalf("%q == %q but they compare differently with %q", a, b, c)
-		}
-		// A plain release (no pre-release or build part) is unchanged by
-		// a trailing zero part.
-		if r := strings.TrimSpace(a); !strings.ContainsAny(r, "-+ ") && sign(r, r+".0") != 0 {
-			t.Fatalf("%q != %q", r, r+".0")
-		}
-	})
-}
 
 // FuzzCardAction sends any value as a card action (an Action.Execute
 // invoke, and the Action.Submit twin as a message) to a bot with one open
@@ -54,7 +23,7 @@ func FuzzCardAction(f *testing.F) {
 	f.Add([]byte(`{"action":{"verb":"review","data":"$ID"}}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, value []byte) {
-		fl := newFlow(t, bot.ApproverPolicy{Owners: true}, "Polls", "Tasks")
+		fl := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 		fl.say("check")
 		var id string
 		for k := range fl.state.approvals {

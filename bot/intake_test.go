@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -16,7 +17,7 @@ type pipelinedState struct {
 	combined, claims, refs int
 }
 
-func (p *pipelinedState) ClaimAndSaveReference(ctx context.Context, key string, ref bot.ConversationRef) (bool, error) {
+func (p *pipelinedState) ClaimAndSaveReference(ctx context.Context, key string, ref approval.ConversationRef) (bool, error) {
 	p.mu.Lock()
 	p.combined++
 	p.mu.Unlock()
@@ -31,7 +32,7 @@ func (p *pipelinedState) Claim(ctx context.Context, key string) (bool, error) {
 	return p.memState.Claim(ctx, key)
 }
 
-func (p *pipelinedState) SaveReference(ctx context.Context, ref bot.ConversationRef) error {
+func (p *pipelinedState) SaveReference(ctx context.Context, ref approval.ConversationRef) error {
 	p.mu.Lock()
 	p.refs++
 	p.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/cards"
 )
 
@@ -17,7 +18,7 @@ import (
 // recordList remembers a message listing a batch. Like a posted card's
 // record, it is retried a little, then logged: the list still works without
 // it, it is only not kept true.
-func (b *Bot) recordList(ctx context.Context, batchID string, list PostedCard) {
+func (b *Bot) recordList(ctx context.Context, batchID string, list approval.PostedCard) {
 	err := b.retryStore(ctx, recordRetry, func(ctx context.Context) error {
 		return b.opts.Approvals.RecordList(ctx, batchID, list)
 	})
@@ -30,14 +31,14 @@ func (b *Bot) recordList(ctx context.Context, batchID string, list PostedCard) {
 // listCard shows a batch's approvals, as posted in ref's conversation, as
 // they stand: one upgrading or decided shows how it stands instead of
 // Review, and Approve all stays while any is still pending.
-func (b *Bot) listCard(ref ConversationRef, batchID string, list []Approval) cards.Card {
-	if !slices.ContainsFunc(list, func(a Approval) bool { return a.Status == StatusPending }) {
+func (b *Bot) listCard(ref approval.ConversationRef, batchID string, list []approval.Approval) cards.Card {
+	if !slices.ContainsFunc(list, func(a approval.Approval) bool { return a.Status == approval.StatusPending }) {
 		batchID = ""
 	}
 	v := b.listView(ref, list, batchID)
 	for i, a := range list {
 		v.Items[i].Status = outcomeKind[a.Status] // none while pending: Review
-		if a.Status == StatusUpgrading {
+		if a.Status == approval.StatusUpgrading {
 			v.Items[i].Status = cards.OutcomeUpgrading
 		}
 	}
@@ -46,12 +47,12 @@ func (b *Bot) listCard(ref ConversationRef, batchID string, list []Approval) car
 
 // readList reads a batch and its approvals as they stand now, leaving out
 // the ones gone past their retention.
-func (b *Bot) readList(ctx context.Context, batchID string) (Batch, []Approval, error) {
+func (b *Bot) readList(ctx context.Context, batchID string) (approval.Batch, []approval.Approval, error) {
 	batch, err := b.opts.Approvals.Batch(ctx, batchID)
 	if err != nil {
 		return batch, nil, err
 	}
-	list := make([]Approval, 0, len(batch.Approvals))
+	list := make([]approval.Approval, 0, len(batch.Approvals))
 	for _, id := range batch.Approvals {
 		a, err := b.opts.Approvals.Approval(ctx, id)
 		if ErrorCode(err) == CodeNotFound {
@@ -121,7 +122,7 @@ func (b *Bot) updateListFrom(ctx context.Context, batchID, shown string) {
 
 // listState is what a batch's lists show: which messages, and how each
 // approval stands.
-func listState(batch Batch, list []Approval) string {
+func listState(batch approval.Batch, list []approval.Approval) string {
 	var s strings.Builder
 	for _, l := range batch.Lists {
 		s.WriteString(l.ActivityID + " ")
@@ -144,7 +145,7 @@ func (b *Bot) listsShow(ctx context.Context, approvalID, activityID string) bool
 	}
 	for _, id := range batches {
 		batch, err := b.opts.Approvals.Batch(ctx, id)
-		if err == nil && slices.ContainsFunc(batch.Lists, func(l PostedCard) bool { return l.ActivityID == activityID }) {
+		if err == nil && slices.ContainsFunc(batch.Lists, func(l approval.PostedCard) bool { return l.ActivityID == activityID }) {
 			return true
 		}
 	}

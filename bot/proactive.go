@@ -7,13 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/cards"
 )
-
-// StatusUpgradedOutside: the installation reached the target version another
-// way (Teams' Update button, the admin center, an approval elsewhere) while
-// the request was open.
-const StatusUpgradedOutside ApprovalStatus = "upgradedoutside"
 
 // ReferenceIndex is "where the bot is": the installation scopes (chats,
 // teams, users' personal scopes) it was talked to in, per tenant.
@@ -21,7 +17,7 @@ const StatusUpgradedOutside ApprovalStatus = "upgradedoutside"
 type ReferenceIndex interface {
 	// Forget removes a conversation the bot was removed from, and its
 	// installation scope.
-	Forget(ctx context.Context, ref ConversationRef) error
+	Forget(ctx context.Context, ref approval.ConversationRef) error
 	// Tenants lists the tenants the bot is in.
 	Tenants(ctx context.Context) ([]string, error)
 	// Conversations calls fn once for each installation scope of a tenant
@@ -37,7 +33,7 @@ type ReferenceIndex interface {
 // they are posted (upgraded outside, reminded, expired), and when each
 // conversation next needs a look.
 type Followups interface {
-	Follow(ctx context.Context, a Approval, due time.Time) error
+	Follow(ctx context.Context, a approval.Approval, due time.Time) error
 	Unfollow(ctx context.Context, conversationID, approvalID string) error
 	Followed(ctx context.Context, conversationID string) ([]string, error)
 	// Due sets when a conversation next needs a look; earlier keeps an
@@ -83,7 +79,7 @@ type followedApprovals struct {
 	b *Bot
 }
 
-func (f followedApprovals) OpenApproval(ctx context.Context, a Approval) (Approval, bool, error) {
+func (f followedApprovals) OpenApproval(ctx context.Context, a approval.Approval) (approval.Approval, bool, error) {
 	stored, created, err := f.ApprovalStore.OpenApproval(ctx, a)
 	if err == nil && created {
 		due := earliest(f.b.nextLook(stored, false), stored.CreatedAt.Add(f.b.opts.FollowEvery))
@@ -96,7 +92,7 @@ func (f followedApprovals) OpenApproval(ctx context.Context, a Approval) (Approv
 
 // nextLook is when an open approval next needs attention: its reminder, or
 // its expiry.
-func (b *Bot) nextLook(a Approval, reminded bool) time.Time {
+func (b *Bot) nextLook(a approval.Approval, reminded bool) time.Time {
 	if remind := a.CreatedAt.Add(b.opts.RemindAfter); !reminded && remind.Before(a.ExpiresAt) {
 		return remind
 	}
@@ -173,7 +169,7 @@ func (b *Bot) installed(ctx context.Context, t *Turn) error {
 
 // removed forgets the conversation and closes its open approvals, saying
 // why in their record. Nothing is posted: the bot can no longer post there.
-func (b *Bot) removed(ctx context.Context, ref ConversationRef) error {
+func (b *Bot) removed(ctx context.Context, ref approval.ConversationRef) error {
 	if b.opts.Proactive == nil {
 		return nil
 	}
@@ -190,9 +186,9 @@ func (b *Bot) removed(ctx context.Context, ref ConversationRef) error {
 	}
 	now := b.opts.Now().UTC()
 	for _, id := range ids {
-		_, err := b.opts.Approvals.Transition(ctx, id, []ApprovalStatus{StatusPending, StatusFailed}, func(a *Approval) {
-			a.Status, a.DecidedAt, a.Problem = StatusExpired, now, "closed: the bot was removed from this conversation"
-		})
+		// Only the id is at hand: the record is closed if it may still be decided.
+		_, err := b.record(ctx, approval.Approval{ID: id}, approval.Outcome{Status: approval.StatusExpired, At: now,
+			Problem: "closed: the bot was removed from this conversation"})
 		if err != nil && ErrorCode(err) != CodeConflict && ErrorCode(err) != CodeNotFound {
 			return err
 		}
@@ -238,10 +234,10 @@ func (b *Bot) postsOn(ctx context.Context, conversationID string) (bool, error) 
 	if b.opts.ProactiveOff {
 		return false, nil
 	}
-	return b.opts.Proactive.NotificationsOn(ctx, BaseConversation(conversationID))
+	return b.opts.Proactive.NotificationsOn(ctx, approval.BaseConversation(conversationID))
 }
 
-func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (ScanResult, error) {
+func (b *Bot) scan(ctx context.Context, ref approval.ConversationRef, install bool) (ScanResult, error) {
 	var res ScanResult
 	installed, err := b.opts.Installations.Installed(ctx, *ref.Scope)
 	if err != nil {
@@ -281,7 +277,7 @@ func (b *Bot) scan(ctx context.Context, ref ConversationRef, install bool) (Scan
 // approval is already open for it. Being added answers like "check" does
 // (force): what is pending gets a card unless one is open, and the post
 // counts as the one for that installation and target.
-func (b *Bot) postOnce(ctx context.Context, ref ConversationRef, u PendingUpgrade, force bool) (bool, error) {
+func (b *Bot) postOnce(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, force bool) (bool, error) {
 	p, tenant, inst, target := b.opts.Proactive, ref.TenantID, u.Installation.ID, u.Target.ID
 	ok, held, err := p.ClaimPost(ctx, tenant, inst, target, b.opts.ClaimStale)
 	// Not even when forced while another holds the claim: it posts the open
@@ -307,7 +303,7 @@ func (b *Bot) postOnce(ctx context.Context, ref ConversationRef, u PendingUpgrad
 // already shown; claimed says this replica holds the post claim, else only
 // a request it opens itself is posted (a scan holding the claim may be
 // posting the open one right now).
-func (b *Bot) postApproval(ctx context.Context, ref ConversationRef, u PendingUpgrade, claimed bool) (bool, string, error) {
+func (b *Bot) postApproval(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, claimed bool) (bool, string, error) {
 	a, created, err := b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, ref.Locale))
 	if err != nil {
 		return false, "", err
@@ -329,7 +325,7 @@ func (b *Bot) postApproval(ctx context.Context, ref ConversationRef, u PendingUp
 // followUp keeps the followed cards of a conversation true: expired ones
 // say so, ones upgraded elsewhere or superseded by a newer version say so,
 // and ones pending long get their one reminder.
-func (b *Bot) followUp(ctx context.Context, ref ConversationRef, installed []Installation, pending []PendingUpgrade, postsOn bool, res *ScanResult) error {
+func (b *Bot) followUp(ctx context.Context, ref approval.ConversationRef, installed []approval.Installation, pending []approval.PendingUpgrade, postsOn bool, res *ScanResult) error {
 	p := b.opts.Proactive
 	ids, err := p.Followed(ctx, ref.ConversationID)
 	if err != nil {
@@ -346,29 +342,29 @@ func (b *Bot) followUp(ctx context.Context, ref ConversationRef, installed []Ins
 		if err != nil {
 			return err
 		}
-		if a.Status == StatusUpgrading {
+		if a.Claimed() {
 			next = earliest(next, now.Add(b.claimLease()))
 			continue
 		}
-		if a.Status != StatusPending && a.Status != StatusFailed {
+		if !a.Decidable() {
 			if err := p.Unfollow(ctx, ref.ConversationID, id); err != nil {
 				return err
 			}
 			continue
 		}
-		closeAs, problem := ApprovalStatus(""), ""
-		switch i := slices.IndexFunc(pending, func(u PendingUpgrade) bool { return u.Installation.ID == a.Upgrade.Installation.ID }); {
-		case !now.Before(a.ExpiresAt):
-			closeAs = StatusExpired
+		closeAs, problem := approval.Status(""), ""
+		switch i := slices.IndexFunc(pending, func(u approval.PendingUpgrade) bool { return u.Installation.ID == a.Upgrade.Installation.ID }); {
+		case a.Expired(now):
+			closeAs = approval.StatusExpired
 		case i >= 0 && pending[i].Target.ID != a.Upgrade.Target.ID:
-			closeAs = StatusSuperseded
+			closeAs = approval.StatusSuperseded
 		case i < 0:
-			j := slices.IndexFunc(installed, func(in Installation) bool { return in.ID == a.Upgrade.Installation.ID })
+			j := slices.IndexFunc(installed, func(in approval.Installation) bool { return in.ID == a.Upgrade.Installation.ID })
 			switch {
 			case j < 0:
-				closeAs, problem = StatusExpired, "closed: the app is no longer installed here"
-			case CompareVersions(installed[j].Definition.Version, a.Upgrade.Target.Version) >= 0:
-				closeAs = StatusUpgradedOutside
+				closeAs, problem = approval.StatusExpired, "closed: the app is no longer installed here"
+			case approval.CompareVersions(installed[j].Definition.Version, a.Upgrade.Target.Version) >= 0:
+				closeAs = approval.StatusUpgradedOutside
 			}
 		}
 		if closeAs != "" {
@@ -407,7 +403,7 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // remind replies once under an approval's card, naming the approvers.
-func (b *Bot) remind(ctx context.Context, a Approval) (bool, error) {
+func (b *Bot) remind(ctx context.Context, a approval.Approval) (bool, error) {
 	p := b.opts.Proactive
 	ok, err := p.ClaimReminder(ctx, a.ID, time.Until(a.ExpiresAt)+b.opts.ApprovalTTL)
 	if err != nil || !ok {
@@ -429,8 +425,8 @@ func (b *Bot) remind(ctx context.Context, a Approval) (bool, error) {
 // approverPeople names who may approve, for @mentions: the owners from our
 // tenant when owners approve. Without names (a group, Graph failing) the
 // reminder says who may approve in words.
-func (b *Bot) approverPeople(ctx context.Context, scope Scope) []cards.Approver {
-	if !b.opts.Approvers.Owners || scope.Kind == ScopeUser || b.opts.Directory == nil {
+func (b *Bot) approverPeople(ctx context.Context, scope approval.Scope) []cards.Approver {
+	if !b.opts.Approvers.Owners || scope.Kind == approval.ScopeUser || b.opts.Directory == nil {
 		return nil
 	}
 	members, err := b.opts.Directory.Members(ctx, scope)
@@ -440,7 +436,7 @@ func (b *Bot) approverPeople(ctx context.Context, scope Scope) []cards.Approver 
 	}
 	var out []cards.Approver
 	for _, m := range members {
-		if m.IsOwner() && m.DisplayName != "" && (scope.TenantID == "" || strings.EqualFold(m.TenantID, scope.TenantID)) {
+		if m.IsOwner() && m.DisplayName != "" && scope.InTenant(m) {
 			out = append(out, cards.Approver{ID: m.UserID, Name: m.DisplayName})
 		}
 	}
@@ -473,17 +469,17 @@ func (b *Bot) setNotifications(ctx context.Context, t *Turn, on bool) error {
 	if t.Ref.Scope == nil {
 		return say(cards.SentenceNoScope)
 	}
-	if b.opts.Directory == nil && t.Ref.Scope.Kind != ScopeUser {
+	if b.opts.Directory == nil && t.Ref.Scope.Kind != approval.ScopeUser {
 		return say(cards.SentenceNoGraph)
 	}
-	ok, err := b.mayApprove(ctx, Approval{Upgrade: PendingUpgrade{Installation: Installation{Scope: *t.Ref.Scope}}}, t.person())
+	ok, err := b.mayApprove(ctx, *t.Ref.Scope, t.person())
 	if err != nil {
 		return fmt.Errorf("bot: notifications: %w", err)
 	}
 	if !ok {
 		return say(cards.SentenceNotificationsNotAllowed)
 	}
-	if err := b.opts.Proactive.SetNotifications(ctx, BaseConversation(t.Ref.ConversationID), on); err != nil {
+	if err := b.opts.Proactive.SetNotifications(ctx, approval.BaseConversation(t.Ref.ConversationID), on); err != nil {
 		return err
 	}
 	switch {
@@ -496,18 +492,9 @@ func (b *Bot) setNotifications(ctx context.Context, t *Turn, on bool) error {
 }
 
 // close records that an open approval ended without a decision (expired,
-// upgraded outside the bot, superseded) and updates its cards for everyone.
-func (b *Bot) close(ctx context.Context, a Approval, status ApprovalStatus, problem string) error {
-	now := b.opts.Now().UTC()
-	done, err := b.opts.Approvals.Transition(ctx, a.ID, []ApprovalStatus{StatusPending, StatusFailed}, func(c *Approval) {
-		c.Status, c.DecidedAt, c.Problem = status, now, problem
-	})
-	if ErrorCode(err) == CodeConflict {
-		return nil // decided meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	b.publish(ctx, done) // a superseded one's successor is posted by the scan itself
-	return nil
+// upgraded outside the bot, superseded) and updates its cards for everyone;
+// a superseded one's successor is posted by the scan itself.
+func (b *Bot) close(ctx context.Context, a approval.Approval, status approval.Status, problem string) error {
+	_, err := b.conclude(ctx, a, approval.Outcome{Status: status, At: b.opts.Now(), Problem: problem})
+	return err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/upgradeapprovals/bot/approval"
 )
 
 // Reap reconciles upgrade claims whose lease has ended: their replica died
@@ -40,18 +42,18 @@ func (b *Bot) Reap(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (b *Bot) reconcile(ctx context.Context, c Approval) bool {
+func (b *Bot) reconcile(ctx context.Context, c approval.Approval) bool {
 	if c.UpgradeSentAt.IsZero() {
 		b.opts.Logger.InfoContext(ctx, "upgrading an approval whose replica stopped before calling Graph", "approval", c.ID)
-		return b.runUpgrade(ctx, c, time.Now().Add(b.opts.UpgradeTimeout)).Status != StatusUpgrading
+		return !b.runUpgrade(ctx, c, time.Now().Add(b.opts.UpgradeTimeout)).Claimed()
 	}
 	u := c.Upgrade
 	gctx, cancel := context.WithTimeout(ctx, b.opts.UpgradeTimeout)
 	in, err := b.opts.Installations.Installation(gctx, u.Installation.Scope, u.Installation.ID)
 	cancel()
-	status, problem := StatusUpgraded, ""
+	status, problem := approval.StatusUpgraded, ""
 	switch {
-	case err == nil && CompareVersions(in.Definition.Version, u.Target.Version) >= 0:
+	case err == nil && approval.CompareVersions(in.Definition.Version, u.Target.Version) >= 0:
 	case err == nil && b.opts.Now().Before(c.UpgradeSentAt.Add(b.opts.UpgradeGrace)):
 		// Graph may not show an upgrade that took yet: Retry waits.
 		if _, err := b.opts.Approvals.HoldClaim(ctx, c.ID, c.ClaimToken, b.graceLeft(c.UpgradeSentAt)); err != nil {
@@ -59,11 +61,11 @@ func (b *Bot) reconcile(ctx context.Context, c Approval) bool {
 		}
 		return false
 	case err == nil:
-		status = StatusFailed
+		status = approval.StatusFailed
 		problem = fmt.Sprintf("the upgrade was interrupted before Microsoft Graph confirmed it, and %s still runs version %s; select Retry to upgrade it",
 			u.Installation.DisplayName, in.Definition.Version)
 	case ErrorCode(err) == CodeNotFound:
-		status, problem = StatusFailed, err.Error()
+		status, problem = approval.StatusFailed, err.Error()
 	default:
 		// Graph cannot tell now: the new lease ends and a later pass retries.
 		b.opts.Logger.WarnContext(ctx, "cannot reconcile an interrupted upgrade yet", "approval", c.ID, "err", err)
@@ -81,7 +83,7 @@ const ReaperLease = "reaper"
 // lease, until ctx ends. A claim is thus reconciled within its lease plus
 // about two intervals of its replica dying.
 func (b *Bot) RunReaper(ctx context.Context, leases Leases, every time.Duration) {
-	holder := NewApprovalID()[4:]
+	holder := approval.NewToken()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/upgradeapprovals/bot/approval"
 )
 
 // ScanJob asks for one conversation to be looked at (ScanConversation).
@@ -233,7 +235,7 @@ type WatchLog interface {
 type OrgCatalog interface {
 	// Published lists each app's newest published definition, in one
 	// paged read of the catalog with its definitions.
-	Published(ctx context.Context, tenantID string) ([]AppDefinition, error)
+	Published(ctx context.Context, tenantID string) ([]approval.AppDefinition, error)
 }
 
 // WatcherOptions configures a Watcher. Zero values take the defaults.
@@ -391,7 +393,7 @@ func (w *Watcher) watchCatalog(ctx context.Context, token int64, tenant string, 
 	var newer []string
 	for _, d := range defs {
 		now[d.TeamsAppID] = d.Version
-		if old, ok := seen[d.TeamsAppID]; known && (!ok || CompareVersions(d.Version, old) > 0) {
+		if old, ok := seen[d.TeamsAppID]; known && (!ok || approval.CompareVersions(d.Version, old) > 0) {
 			newer = append(newer, d.DisplayName+" "+d.Version)
 		}
 	}

@@ -3,186 +3,54 @@ package bot_test
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
-func TestCompareVersions(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want int
-	}{
-		{"1.10.0", "1.9.0", 1},
-		{"2.10", "2.9", 1},
-		{"1.2", "1.2.0", 0},
-		{"1.2", "1.2.1", -1},
-		{"2.0.0", "10.0.0", -1},
-		{"1.0.0", "1.0.0", 0},
-		{" 1.0.0 ", "1.0.0", 0},
-		// semver pre-release precedence (semver.org §11)
-		{"1.0.0-beta", "1.0.0", -1},
-		{"1.0.0-rc.1", "1.0.0", -1},
-		{"1.0.0-beta", "1.0.0-alpha", 1},
-		{"1.0.0-alpha", "1.0.0-alpha.1", -1},
-		{"1.0.0-alpha.1", "1.0.0-alpha.beta", -1},
-		{"1.0.0-beta.2", "1.0.0-beta.11", -1},
-		{"1.0.0-rc.1", "1.0.0-beta.11", 1},
-		{"1.0.0-beta", "0.9.9", 1},
-		{"1.2-beta", "1.2.0", -1},
-		{"1.0.0+build.5", "1.0.0+build.7", 0},
-		{"1.0.0-beta+exp", "1.0.0-beta", 0},
-		// free-form legacy versions
-		{"3b", "3a", 1},
-		{"3", "3a", -1},
-		{"10", "9a", 1},
-		{"1a", "2", -1},
-		{"x", "99", 1},
-		{"2024.01", "2023.12", 1},
-		{"build-7", "build-10", 1}, // no numeric release: plain text, no pre-release
-	} {
-		if got := bot.CompareVersions(tc.a, tc.b); got != tc.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-		if got := bot.CompareVersions(tc.b, tc.a); got != -tc.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.b, tc.a, got, -tc.want)
-		}
-	}
-}
-
-// Sorting needs a total order: no cycles, whatever mix of versions a
-// catalog holds.
-func TestCompareVersionsIsTransitive(t *testing.T) {
-	vs := []string{"1", "1.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-1", "1.0.0-beta", "1.0.0", "1.0.1", "1.10",
-		"1.9", "1a", "1b", "2", "10", "9a", "x", "y.1", "1.x", "1.0.0beta", "", "0", "99999999999999999999999", "v1"}
-	for _, a := range vs {
-		for _, b := range vs {
-			for _, c := range vs {
-				ab, bc, ac := bot.CompareVersions(a, b), bot.CompareVersions(b, c), bot.CompareVersions(a, c)
-				if ab <= 0 && bc <= 0 && ac > 0 {
-					t.Fatalf("%q <= %q <= %q but %q > %q", a, b, c, a, c)
-				}
-			}
-		}
-	}
-}
-
-func TestDiffPermissionsIgnoresTypeCase(t *testing.T) {
-	consented := []bot.Permission{
-		{Value: "ChatMessage.Read.Chat", Type: "application"},
-		{Value: "ChatSettings.Read.Chat", Type: "application"},
-	}
-	required := []bot.Permission{
-		{Value: "ChatMessage.Read.Chat", Type: "Application"},
-		{Value: "OnlineMeeting.ReadBasic.Chat", Type: "Delegated"},
-		{Value: "ChatMessage.Read.Chat", Type: "Delegated"},
-	}
-	d := bot.DiffPermissions(consented, required)
-	want := bot.PermissionDiff{
-		Added: []bot.Permission{
-			{Value: "ChatMessage.Read.Chat", Type: "Delegated"},
-			{Value: "OnlineMeeting.ReadBasic.Chat", Type: "Delegated"},
-		},
-		Removed: []bot.Permission{{Value: "ChatSettings.Read.Chat", Type: "application"}},
-		Kept:    []bot.Permission{{Value: "ChatMessage.Read.Chat", Type: "Application"}},
-	}
-	if !reflect.DeepEqual(d, want) {
-		t.Errorf("diff\n got %+v\nwant %+v", d, want)
-	}
-	if !d.Changed() {
-		t.Error("Changed() is false")
-	}
-	if bot.DiffPermissions(consented, consented).Changed() {
-		t.Error("a set differs from itself")
-	}
-	if !bot.SamePermissions(consented, []bot.Permission{{Value: "chatsettings.read.chat", Type: "APPLICATION"}, consented[0]}) {
-		t.Error("SamePermissions is case-sensitive")
-	}
-}
-
 var (
-	chatMsg  = bot.Permission{Value: "ChatMessage.Read.Chat", Type: "application"}
-	settings = bot.Permission{Value: "ChatSettings.Read.Chat", Type: "application"}
-	meeting  = bot.Permission{Value: "OnlineMeeting.ReadBasic.Chat", Type: "delegated"}
+	chatMsg  = approval.Permission{Value: "ChatMessage.Read.Chat", Type: "application"}
+	settings = approval.Permission{Value: "ChatSettings.Read.Chat", Type: "application"}
+	meeting  = approval.Permission{Value: "OnlineMeeting.ReadBasic.Chat", Type: "delegated"}
 )
 
-func def(app, id, version, state string, perms ...bot.Permission) bot.AppDefinition {
-	return bot.AppDefinition{ID: id, TeamsAppID: app, Version: version, PublishingState: state, Permissions: perms}
-}
-
-func TestNewestPublishedSkipsSubmittedAndRejected(t *testing.T) {
-	got := bot.NewestPublished([]bot.AppDefinition{
-		def("polls", "d1", "1.9.0", "published"),
-		def("polls", "d2", "1.10.0", "published", meeting),
-		def("polls", "d3", "2.0.0", "submitted"),
-		def("polls", "d4", "1.11.0", "rejected"),
-		def("tasks", "t1", "3.0", "published"),
-		def("tasks", "t2", "3.0-beta", "published"), // a pre-release of 3.0 ranks below it
-		def("draft", "x1", "1.0", "submitted"),
-	})
-	if len(got) != 2 || got["polls"].ID != "d2" || got["tasks"].ID != "t1" {
-		t.Errorf("newest %+v", got)
-	}
-}
-
-func TestBehindListsOnlyOlderInstallationsWithTheirDiff(t *testing.T) {
-	chat := bot.Scope{Kind: bot.ScopeChat, ID: "19:x@thread.v2"}
-	installed := []bot.Installation{
-		{ID: "i1", Scope: chat, TeamsAppID: "polls", DisplayName: "Polls", Definition: bot.AppDefinition{Version: "1.0.0"},
-			Consented: []bot.Permission{chatMsg, settings}},
-		{ID: "i2", Scope: chat, TeamsAppID: "tasks", Definition: bot.AppDefinition{Version: "3.1"}},
-		{ID: "i3", Scope: chat, TeamsAppID: "store-app", Definition: bot.AppDefinition{Version: "1.0"}},      // not in the catalog
-		{ID: "i4", Scope: chat, TeamsAppID: "board", Definition: bot.AppDefinition{Version: "2.0.0-beta.2"}}, // pre-release of the published one
-	}
-	catalog := []bot.AppDefinition{
-		def("polls", "p1", "1.0.0", "published", chatMsg, settings),
-		def("polls", "p2", "1.1.0", "published", chatMsg, meeting),
-		def("tasks", "t1", "3.1", "published"),
-		def("board", "b1", "2.0.0", "published"),
-	}
-	got := bot.Behind(installed, catalog)
-	if len(got) != 2 || got[0].Installation.ID != "i1" || got[1].Installation.ID != "i4" {
-		t.Fatalf("behind %+v", got)
-	}
-	want := bot.PermissionDiff{Added: []bot.Permission{meeting}, Removed: []bot.Permission{settings}, Kept: []bot.Permission{chatMsg}}
-	if got[0].Target.ID != "p2" || !reflect.DeepEqual(got[0].Diff, want) {
-		t.Errorf("polls: target %s diff %+v", got[0].Target.ID, got[0].Diff)
-	}
+func def(app, id, version, state string, perms ...approval.Permission) approval.AppDefinition {
+	return approval.AppDefinition{ID: id, TeamsAppID: app, Version: version, PublishingState: state, Permissions: perms}
 }
 
 func TestMayUpgrade(t *testing.T) {
-	chat := bot.Scope{Kind: bot.ScopeChat, ID: "19:x@thread.v2"}
-	approved := bot.PendingUpgrade{
-		Installation: bot.Installation{ID: "i1", Scope: chat, TeamsAppID: "polls", DisplayName: "Polls",
-			Definition: bot.AppDefinition{Version: "1.0.0"}},
+	chat := approval.Scope{Kind: approval.ScopeChat, ID: "19:x@thread.v2"}
+	approved := approval.PendingUpgrade{
+		Installation: approval.Installation{ID: "i1", Scope: chat, TeamsAppID: "polls", DisplayName: "Polls",
+			Definition: approval.AppDefinition{Version: "1.0.0"}},
 		Target: def("polls", "p2", "1.1.0", "published", chatMsg),
 	}
-	at := func(v string) bot.Installation {
+	at := func(v string) approval.Installation {
 		in := approved.Installation
 		in.Definition.Version = v
 		return in
 	}
 	for _, tc := range []struct {
 		name    string
-		catalog []bot.AppDefinition
-		now     bot.Installation
+		catalog []approval.AppDefinition
+		now     approval.Installation
 		want    error // nil, or a sentinel for errors.Is
 		code    bot.Code
 	}{
-		{"as approved", []bot.AppDefinition{def("polls", "p1", "1.0.0", "published"), approved.Target,
+		{"as approved", []approval.AppDefinition{def("polls", "p1", "1.0.0", "published"), approved.Target,
 			def("polls", "p3", "1.2.0", "submitted")}, at("1.0.0"), nil, ""},
-		{"upgraded elsewhere", []bot.AppDefinition{approved.Target}, at("1.1.0"), bot.ErrAlreadyUpgraded, bot.CodeConflict},
-		{"upgraded past it", []bot.AppDefinition{def("polls", "p3", "1.2.0", "published")}, at("1.2.0"), bot.ErrAlreadyUpgraded, bot.CodeConflict},
-		{"newer version published", []bot.AppDefinition{approved.Target, def("polls", "p3", "1.2.0", "published", chatMsg)},
-			at("1.0.0"), bot.ErrSuperseded, bot.CodeConflict},
-		{"same version, other permissions", []bot.AppDefinition{def("polls", "p2", "1.1.0", "published", chatMsg, meeting)},
-			at("1.0.0"), bot.ErrSuperseded, bot.CodeConflict},
-		{"re-uploaded under another definition", []bot.AppDefinition{def("polls", "p9", "1.1.0", "published", chatMsg)},
-			at("1.0.0"), bot.ErrSuperseded, bot.CodeConflict},
-		{"no longer published", []bot.AppDefinition{def("polls", "p2", "1.1.0", "rejected", chatMsg)},
+		{"upgraded elsewhere", []approval.AppDefinition{approved.Target}, at("1.1.0"), approval.ErrAlreadyUpgraded, bot.CodeConflict},
+		{"upgraded past it", []approval.AppDefinition{def("polls", "p3", "1.2.0", "published")}, at("1.2.0"), approval.ErrAlreadyUpgraded, bot.CodeConflict},
+		{"newer version published", []approval.AppDefinition{approved.Target, def("polls", "p3", "1.2.0", "published", chatMsg)},
+			at("1.0.0"), approval.ErrSuperseded, bot.CodeConflict},
+		{"same version, other permissions", []approval.AppDefinition{def("polls", "p2", "1.1.0", "published", chatMsg, meeting)},
+			at("1.0.0"), approval.ErrSuperseded, bot.CodeConflict},
+		{"re-uploaded under another definition", []approval.AppDefinition{def("polls", "p9", "1.1.0", "published", chatMsg)},
+			at("1.0.0"), approval.ErrSuperseded, bot.CodeConflict},
+		{"no longer published", []approval.AppDefinition{def("polls", "p2", "1.1.0", "rejected", chatMsg)},
 			at("1.0.0"), bot.ErrNotFound, bot.CodeNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,7 +77,7 @@ func TestGraphCallsPerCommand(t *testing.T) {
 	for i := range apps {
 		apps[i] = fmt.Sprintf("App %d", i)
 	}
-	f := newFlow(t, bot.ApproverPolicy{Owners: true}, apps...)
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, apps...)
 	f.say("check")
 	if want := []string{"Installed check", "Definitions check"}; !slices.Equal(f.graph.calls, want) {
 		t.Fatalf("check called %v, want %v", f.graph.calls, want)
@@ -231,40 +99,5 @@ func TestGraphCallsPerCommand(t *testing.T) {
 	slices.Sort(got[:len(got)-1]) // the catalog and the installation are read at once
 	if want := []string{"Definitions approve", "Installation approve", "Membership approve", "Upgrade approve"}; !slices.Equal(got, want) {
 		t.Errorf("approve called %v, want %v", f.graph.calls, want)
-	}
-}
-
-// BenchmarkDiffPermissions compares sets of 40 permissions, half shared.
-func BenchmarkDiffPermissions(b *testing.B) {
-	var consented, required []bot.Permission
-	for i := range 40 {
-		consented = append(consented, bot.Permission{Value: fmt.Sprintf("Contoso.Permission%d.Chat", i), Type: "application"})
-		required = append(required, bot.Permission{Value: fmt.Sprintf("Contoso.Permission%d.Chat", i+20), Type: "Application"})
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if d := bot.DiffPermissions(consented, required); len(d.Kept) != 20 {
-			b.Fatalf("kept %d", len(d.Kept))
-		}
-	}
-}
-
-// BenchmarkBehind is a check's decision for 30 installed apps against a
-// catalog listing three definitions of each.
-func BenchmarkBehind(b *testing.B) {
-	var installed []bot.Installation
-	var catalog []bot.AppDefinition
-	for i := range 30 {
-		app := fmt.Sprintf("app-%d", i)
-		installed = append(installed, bot.Installation{ID: "i" + app, TeamsAppID: app,
-			Definition: bot.AppDefinition{Version: "1.9.0"}, Consented: []bot.Permission{chatMsg, settings}})
-		catalog = append(catalog, def(app, "d1", "1.9.0", "published", chatMsg, settings),
-			def(app, "d2", "1.10.0", "published", chatMsg, meeting), def(app, "d3", "2.0.0-beta.1", "submitted"))
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if ups := bot.Behind(installed, catalog); len(ups) != 30 {
-			b.Fatalf("%d behind", len(ups))
-		}
 	}
 }

@@ -6,31 +6,15 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/cards"
 )
-
-// Grant is a resource-specific permission in force in a chat, team or
-// user's personal scope (a resourceSpecificPermissionGrant).
-type Grant struct {
-	ClientID    string
-	ClientAppID string
-	Permission  Permission
-}
 
 // GrantChecker reads the grants in force where an app is installed, to tell
 // whether an upgrade's consent took.
 type GrantChecker interface {
 	// PermissionGrants lists the RSC grants in force in a scope.
-	PermissionGrants(ctx context.Context, scope Scope) ([]Grant, error)
-}
-
-// Verification is what the bot found after an upgrade, shown on its card.
-type Verification struct {
-	// Missing are permissions of the new version that are not both
-	// consented and granted in the scope.
-	Missing []Permission `json:"missing,omitempty"`
-	// Problem: the check itself failed.
-	Problem string `json:"problem,omitempty"`
+	PermissionGrants(ctx context.Context, scope approval.Scope) ([]approval.Grant, error)
 }
 
 // errNotYetUpgraded: Graph can show the old version for a while after an
@@ -39,7 +23,7 @@ var errNotYetUpgraded = errors.New("bot: the installation does not show the new 
 
 // queueVerify asks for the post-upgrade check, as a job: it survives a
 // restart and Graph's delay in showing the new version.
-func (b *Bot) queueVerify(ctx context.Context, a Approval) {
+func (b *Bot) queueVerify(ctx context.Context, a approval.Approval) {
 	if b.opts.Jobs == nil || b.opts.Grants == nil {
 		return
 	}
@@ -67,14 +51,14 @@ func (b *Bot) VerifyUpgrade(ctx context.Context, approvalID string) error {
 	if err != nil {
 		return err
 	}
-	if a.Status != StatusUpgraded || a.Verification != nil {
+	if a.Status != approval.StatusUpgraded || a.Verification != nil {
 		return nil
 	}
 	v, err := b.verify(ctx, a)
 	if err != nil {
 		return err
 	}
-	done, err := b.opts.Approvals.Transition(ctx, a.ID, []ApprovalStatus{StatusUpgraded}, func(c *Approval) { c.Verification = &v })
+	done, err := b.opts.Approvals.Transition(ctx, a.ID, []approval.Status{approval.StatusUpgraded}, func(c *approval.Approval) { c.Verification = &v })
 	if err != nil {
 		if ErrorCode(err) == CodeConflict {
 			return nil
@@ -90,47 +74,30 @@ func (b *Bot) VerifyUpgrade(ctx context.Context, approvalID string) error {
 	return nil
 }
 
-func (b *Bot) verify(ctx context.Context, a Approval) (Verification, error) {
+func (b *Bot) verify(ctx context.Context, a approval.Approval) (approval.Verification, error) {
 	scope, target := a.Upgrade.Installation.Scope, a.Upgrade.Target
 	now, err := b.opts.Installations.Installation(ctx, scope, a.Upgrade.Installation.ID)
 	if err != nil {
-		return Verification{}, err
+		return approval.Verification{}, err
 	}
 	version, consented := now.Definition.Version, now.Consented
-	if CompareVersions(version, target.Version) < 0 {
-		return Verification{}, fmt.Errorf("%w (%s, not %s)", errNotYetUpgraded, version, target.Version)
+	if approval.CompareVersions(version, target.Version) < 0 {
+		return approval.Verification{}, fmt.Errorf("%w (%s, not %s)", errNotYetUpgraded, version, target.Version)
 	}
 	if len(target.Permissions) == 0 {
-		return Verification{}, nil
+		return approval.Verification{}, nil
 	}
 	grants, err := b.opts.Grants.PermissionGrants(ctx, scope)
 	if ErrorCode(err) == CodeForbidden {
-		return Verification{Problem: err.Error()}, nil
+		return approval.Verification{Problem: err.Error()}, nil
 	}
 	if err != nil {
-		return Verification{}, err
+		return approval.Verification{}, err
 	}
-	// v1.0 does not say which Entra app an installation is, so a
-	// permission counts as granted when some grant in the scope holds it.
-	have := map[string]bool{}
-	for _, g := range grants {
-		have[g.Permission.key()] = true
-	}
-	isConsented := map[string]bool{}
-	for _, p := range consented {
-		isConsented[p.key()] = true
-	}
-	var v Verification
-	for _, p := range target.Permissions {
-		if !have[p.key()] || !isConsented[p.key()] {
-			v.Missing = append(v.Missing, p)
-		}
-	}
-	SortPermissions(v.Missing)
-	return v, nil
+	return approval.Verification{Missing: approval.MissingPermissions(target.Permissions, consented, grants)}, nil
 }
 
-func verificationView(v *Verification) *cards.Verification {
+func verificationView(v *approval.Verification) *cards.Verification {
 	if v == nil {
 		return nil
 	}

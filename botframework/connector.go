@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/infracloudio/msbotbuilder-go/schema"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -141,7 +142,7 @@ type outgoing struct {
 	Attachments  []schema.Attachment         `json:"attachments,omitempty"`
 }
 
-func newOutgoing(ref bot.ConversationRef, replyToID string, m bot.Message) outgoing {
+func newOutgoing(ref approval.ConversationRef, replyToID string, m bot.Message) outgoing {
 	format := m.TextFormat
 	if format == "" && m.Text != "" {
 		format = "markdown"
@@ -161,21 +162,21 @@ func newOutgoing(ref bot.ConversationRef, replyToID string, m bot.Message) outgo
 
 // Send posts a message to the conversation and returns its activity id. Some
 // channels (and Teams for some payloads) answer without an id: then "".
-func (c *Connector) Send(ctx context.Context, ref bot.ConversationRef, m bot.Message) (string, error) {
+func (c *Connector) Send(ctx context.Context, ref approval.ConversationRef, m bot.Message) (string, error) {
 	var rr schema.ResourceResponse
 	err := c.do(ctx, "send", ref, http.MethodPost, conversationPath(ref.ConversationID, ""), newOutgoing(ref, "", m), &rr)
 	return rr.ID, err
 }
 
 // Reply posts a message as a reply to activity replyToID.
-func (c *Connector) Reply(ctx context.Context, ref bot.ConversationRef, replyToID string, m bot.Message) (string, error) {
+func (c *Connector) Reply(ctx context.Context, ref approval.ConversationRef, replyToID string, m bot.Message) (string, error) {
 	var rr schema.ResourceResponse
 	err := c.do(ctx, "reply", ref, http.MethodPost, conversationPath(ref.ConversationID, replyToID), newOutgoing(ref, replyToID, m), &rr)
 	return rr.ID, err
 }
 
 // Update replaces a message the bot posted.
-func (c *Connector) Update(ctx context.Context, ref bot.ConversationRef, activityID string, m bot.Message) error {
+func (c *Connector) Update(ctx context.Context, ref approval.ConversationRef, activityID string, m bot.Message) error {
 	o := newOutgoing(ref, "", m)
 	body := struct {
 		outgoing
@@ -248,7 +249,7 @@ func conversationPath(conversationID, activityID string) string {
 	return p
 }
 
-func (c *Connector) do(ctx context.Context, op string, ref bot.ConversationRef, method, path string, in, out any) (err error) {
+func (c *Connector) do(ctx context.Context, op string, ref approval.ConversationRef, method, path string, in, out any) (err error) {
 	start := time.Now()
 	status := 0
 	defer func() { c.opts.Metrics.observeConnector(op, status, time.Since(start)) }()

@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/infracloudio/msbotbuilder-go/schema"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/botframework/fakechannel"
@@ -47,8 +48,8 @@ func newConnector(t *testing.T, aad *fakeentra.Authority, trust *memTrust) *botf
 	return c
 }
 
-func refTo(conn *fakechannel.Connector) bot.ConversationRef {
-	return bot.ConversationRef{
+func refTo(conn *fakechannel.Connector) approval.ConversationRef {
+	return approval.ConversationRef{
 		ConversationID: "19:abc@thread.v2", ServiceURL: conn.URL(), ChannelID: "msteams",
 		BotID: "28:" + appID, BotName: "Upgrade Approvals",
 	}
@@ -152,7 +153,7 @@ func TestConnectorRetriesAPostOnlyWhenTheConnectionWasRefused(t *testing.T) {
 	}))
 	defer srv.Close()
 	trust := &memTrust{}
-	ref := bot.ConversationRef{ConversationID: "19:abc@thread.v2", ServiceURL: srv.URL + "/", ChannelID: "msteams", BotID: "28:" + appID}
+	ref := approval.ConversationRef{ConversationID: "19:abc@thread.v2", ServiceURL: srv.URL + "/", ChannelID: "msteams", BotID: "28:" + appID}
 	trust.TrustServiceURL(context.Background(), ref.ConversationID, ref.ServiceURL)
 	c, err := botframework.NewConnector(botframework.ConnectorOptions{Trust: trust, RetryDelay: 10 * time.Millisecond})
 	if err != nil {
@@ -280,7 +281,7 @@ func TestReplyBodyIsWhatJSONMarshalWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := bot.ConversationRef{ConversationID: "19:abc@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
+	ref := approval.ConversationRef{ConversationID: "19:abc@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
 		BotID: "28:app", BotName: "Upgrade \"Approvals\""}
 	att := func(content any) schema.Attachment {
 		return schema.Attachment{ContentType: "application/vnd.microsoft.card.adaptive", Content: content}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -71,7 +72,7 @@ func (s *ServiceURLs) TrustServiceURL(ctx context.Context, conversationID, servi
 	if err != nil || known {
 		return err
 	}
-	conv := bot.BaseConversation(conversationID) // every thread of a channel shares its connector
+	conv := approval.BaseConversation(conversationID) // every thread of a channel shares its connector
 	if u, ok := s.written.Get(conv); ok && u == serviceURL {
 		return nil
 	}
@@ -93,7 +94,7 @@ func (s *ServiceURLs) IsTrustedServiceURL(ctx context.Context, conversationID, s
 	if known {
 		return true, nil
 	}
-	conv := bot.BaseConversation(conversationID)
+	conv := approval.BaseConversation(conversationID)
 	if u, ok := s.trusted.Get(conv); ok && u == serviceURL {
 		return true, nil
 	}

@@ -98,13 +98,11 @@ func (c *Cards) Reminder(r Reminder) Card {
 type Verification struct {
 	// Missing are consented permissions with no grant in force.
 	Missing []Permission
-	// Extra are grants in force the new version did not ask for.
-	Extra []Permission
 	// Problem, when set, is why the bot could not verify.
 	Problem string
 }
 
-func (v *Verification) ok() bool { return v.Problem == "" && len(v.Missing) == 0 && len(v.Extra) == 0 }
+func (v *Verification) ok() bool { return v.Problem == "" && len(v.Missing) == 0 }
 
 // verification renders the check under an upgraded outcome.
 func (c *Cards) verification(t tr, v *Verification) []Element {
@@ -121,12 +119,6 @@ func (c *Cards) verification(t tr, v *Verification) []Element {
 			items = append(items, c.permissionLines(t, p)...)
 		}
 		items = append(items, text(t.T("WhatAdminCanDo", map[string]any{"Action": t.T("VerifyMissingAction")})))
-	}
-	if len(v.Extra) > 0 {
-		items = append(items, text(t.N("VerifyExtra", len(v.Extra), nil)))
-		for _, p := range v.Extra {
-			items = append(items, c.permissionLines(t, p)...)
-		}
 	}
 	return []Element{container("attention", items...)}
 }

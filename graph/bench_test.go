@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
 )
 
@@ -37,7 +37,7 @@ func BenchmarkCheckReads(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if ups := bot.Behind(ins, defs); len(ups) != 1 {
+		if ups := approval.Behind(ins, defs); len(ups) != 1 {
 			b.Fatalf("pending %v", ups)
 		}
 	}

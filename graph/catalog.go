@@ -6,6 +6,7 @@ import (
 
 	"github.com/microsoftgraph/msgraph-sdk-go/appcatalogs"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -21,7 +22,7 @@ var definitionsExpand = []string{"appDefinitions($select=id,teamsAppId,displayNa
 // RSC permissions each requires, in one request (and one per extra page):
 // $filter=id in ('a','b',…). It never caches: a version published a moment
 // ago shows on the next call.
-func (c *Client) Definitions(ctx context.Context, tenantID string, teamsAppIDs []string) ([]bot.AppDefinition, error) {
+func (c *Client) Definitions(ctx context.Context, tenantID string, teamsAppIDs []string) ([]approval.AppDefinition, error) {
 	if len(teamsAppIDs) == 0 {
 		return nil, nil
 	}
@@ -30,7 +31,7 @@ func (c *Client) Definitions(ctx context.Context, tenantID string, teamsAppIDs [
 
 // catalogDefinitions reads every definition of the catalog apps filter
 // selects, paged, each with the app's id.
-func (c *Client) catalogDefinitions(ctx context.Context, tenantID, filter string) ([]bot.AppDefinition, error) {
+func (c *Client) catalogDefinitions(ctx context.Context, tenantID, filter string) ([]approval.AppDefinition, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(tenantID)
@@ -47,7 +48,7 @@ func (c *Client) catalogDefinitions(ctx context.Context, tenantID, filter string
 	if err != nil {
 		return nil, translate(err, "read the app catalog", catalogPermission)
 	}
-	var defs []bot.AppDefinition
+	var defs []approval.AppDefinition
 	for _, app := range apps {
 		for _, d := range app.AppDefinitions {
 			def := definition(d)

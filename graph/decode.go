@@ -12,7 +12,7 @@ import (
 	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 )
 
 // Reads are built by msgraph-sdk-go's request builders and sent through its
@@ -126,8 +126,8 @@ type (
 	}
 )
 
-func toInstallation(scope bot.Scope, it installationJSON) bot.Installation {
-	in := bot.Installation{ID: it.ID, Scope: scope}
+func toInstallation(scope approval.Scope, it installationJSON) approval.Installation {
+	in := approval.Installation{ID: it.ID, Scope: scope}
 	if app := it.TeamsApp; app != nil {
 		in.TeamsAppID = app.ID
 		in.DisplayName = app.DisplayName
@@ -146,8 +146,8 @@ func toInstallation(scope bot.Scope, it installationJSON) bot.Installation {
 	return in
 }
 
-func definition(d definitionJSON) bot.AppDefinition {
-	def := bot.AppDefinition{
+func definition(d definitionJSON) approval.AppDefinition {
+	def := approval.AppDefinition{
 		ID:               d.ID,
 		TeamsAppID:       d.TeamsAppID,
 		DisplayName:      d.DisplayName,
@@ -163,13 +163,13 @@ func definition(d definitionJSON) bot.AppDefinition {
 
 // permissions reads an RSC permission set; a null set (apps without RSC) is
 // empty.
-func permissions(set *permissionSetJSON) []bot.Permission {
+func permissions(set *permissionSetJSON) []approval.Permission {
 	if set == nil || len(set.ResourceSpecificPermissions) == 0 {
 		return nil
 	}
-	out := make([]bot.Permission, 0, len(set.ResourceSpecificPermissions))
+	out := make([]approval.Permission, 0, len(set.ResourceSpecificPermissions))
 	for _, p := range set.ResourceSpecificPermissions {
-		out = append(out, bot.Permission{Value: p.PermissionValue, Type: strings.ToLower(p.PermissionType)})
+		out = append(out, approval.Permission{Value: p.PermissionValue, Type: strings.ToLower(p.PermissionType)})
 	}
 	return out
 }

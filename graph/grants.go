@@ -6,6 +6,7 @@ import (
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -15,11 +16,11 @@ var _ bot.GrantChecker = (*Client)(nil)
 // grants in force in a scope, as Microsoft's reference for each
 // permissionGrants list names them (the user's also accepts the
 // …AndConsentForUser.All one the bot holds anyway).
-func grantsPermission(k bot.ScopeKind) string {
+func grantsPermission(k approval.ScopeKind) string {
 	switch k {
-	case bot.ScopeTeam:
+	case approval.ScopeTeam:
 		return "TeamsAppInstallation.ReadForTeam.All"
-	case bot.ScopeUser:
+	case approval.ScopeUser:
 		return "TeamsAppInstallation.ReadWriteAndConsentForUser.All"
 	}
 	return "TeamsAppInstallation.ReadForChat.All"
@@ -28,7 +29,7 @@ func grantsPermission(k bot.ScopeKind) string {
 // PermissionGrants lists the resource-specific permissions granted in a
 // chat, team or user's personal scope (GET …/permissionGrants): what apps
 // there can actually do, whatever they were consented.
-func (c *Client) PermissionGrants(ctx context.Context, scope bot.Scope) ([]bot.Grant, error) {
+func (c *Client) PermissionGrants(ctx context.Context, scope approval.Scope) ([]approval.Grant, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(scope.TenantID)
@@ -37,11 +38,11 @@ func (c *Client) PermissionGrants(ctx context.Context, scope bot.Scope) ([]bot.G
 	}
 	var ri *abstractions.RequestInformation
 	switch scope.Kind {
-	case bot.ScopeChat:
+	case approval.ScopeChat:
 		ri, err = g.Chats().ByChatId(scope.ID).PermissionGrants().ToGetRequestInformation(ctx, nil)
-	case bot.ScopeTeam:
+	case approval.ScopeTeam:
 		ri, err = g.Teams().ByTeamId(scope.ID).PermissionGrants().ToGetRequestInformation(ctx, nil)
-	case bot.ScopeUser:
+	case approval.ScopeUser:
 		ri, err = g.Users().ByUserId(scope.ID).PermissionGrants().ToGetRequestInformation(ctx, nil)
 	default:
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
@@ -53,11 +54,11 @@ func (c *Client) PermissionGrants(ctx context.Context, scope bot.Scope) ([]bot.G
 	if err != nil {
 		return nil, translate(err, "read the permissions granted in "+scopeWords(scope.Kind), grantsPermission(scope.Kind))
 	}
-	out := make([]bot.Grant, 0, len(items))
+	out := make([]approval.Grant, 0, len(items))
 	for _, it := range items {
-		out = append(out, bot.Grant{
+		out = append(out, approval.Grant{
 			ClientID: it.ClientID, ClientAppID: it.ClientAppID,
-			Permission: bot.Permission{Value: it.Permission, Type: strings.ToLower(it.PermissionType)},
+			Permission: approval.Permission{Value: it.Permission, Type: strings.ToLower(it.PermissionType)},
 		})
 	}
 	return out, nil

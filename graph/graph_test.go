@@ -21,6 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
@@ -98,7 +99,9 @@ func seedPolls(tn *fakegraph.Tenant) {
 		}})
 }
 
-func chat() bot.Scope { return bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: tenantID} }
+func chat() approval.Scope {
+	return approval.Scope{Kind: approval.ScopeChat, ID: chatID, TenantID: tenantID}
+}
 
 func TestInstalledReadsDefinitionAndConsentInOnePagedRequest(t *testing.T) {
 	e := newEnv(t)
@@ -120,7 +123,7 @@ func TestInstalledReadsDefinitionAndConsentInOnePagedRequest(t *testing.T) {
 	if ins[0].Definition.Version != "1.0.0" || ins[0].DistributionMethod != "organization" || ins[0].TeamsAppID != pollsID {
 		t.Errorf("first installation %+v", ins[0])
 	}
-	want := []bot.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}, {Value: "ChatSettings.Read.Chat", Type: "application"}}
+	want := []approval.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}, {Value: "ChatSettings.Read.Chat", Type: "application"}}
 	if !reflect.DeepEqual(ins[0].Consented, want) || ins[1].Consented != nil {
 		t.Errorf("consented %+v and %+v", ins[0].Consented, ins[1].Consented)
 	}
@@ -148,7 +151,7 @@ func TestInstallationReadsOneAfresh(t *testing.T) {
 	e := newEnv(t)
 	seedPolls(e.tenant)
 	iid := e.tenant.Install(fakegraph.User, userID, pollsID, "1.1.0", []fakegraph.Permission{chatRead, meetingRead})
-	in, err := e.client.Installation(context.Background(), bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, iid)
+	in, err := e.client.Installation(context.Background(), approval.Scope{Kind: approval.ScopeUser, ID: userID, TenantID: tenantID}, iid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +184,7 @@ func TestDefinitionsOfExactlyTheGivenAppsInOneRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byApp := map[string][]bot.AppDefinition{}
+	byApp := map[string][]approval.AppDefinition{}
 	for _, d := range defs {
 		byApp[d.TeamsAppID] = append(byApp[d.TeamsAppID], d)
 	}
@@ -192,7 +195,7 @@ func TestDefinitionsOfExactlyTheGivenAppsInOneRequest(t *testing.T) {
 	if p[1].Version != "1.10.0" || p[1].PublishingState != "published" || p[2].PublishingState != "submitted" {
 		t.Errorf("polls definitions %+v", p)
 	}
-	if want := []bot.Permission{{Value: "ChannelMeeting.ReadBasic.Group", Type: "delegated"}}; !reflect.DeepEqual(p[1].Permissions, want) {
+	if want := []approval.Permission{{Value: "ChannelMeeting.ReadBasic.Group", Type: "delegated"}}; !reflect.DeepEqual(p[1].Permissions, want) {
 		t.Errorf("permissions %+v", p[1].Permissions)
 	}
 	calls := e.tenant.Calls()
@@ -215,7 +218,7 @@ func TestCatalogIsNeverStale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return bot.NewestPublished(defs)[pollsID].Version
+		return approval.NewestPublished(defs)[pollsID].Version
 	}
 	if v := newest(); v != "1.1.0" {
 		t.Fatalf("newest %s", v)
@@ -244,7 +247,7 @@ func upgradeBody(t *testing.T, tn *fakegraph.Tenant) (string, map[string]any) {
 
 // pending returns what the bot would offer in scope: the first installation
 // behind the catalog.
-func pending(t *testing.T, c *graph.Client, scope bot.Scope) bot.PendingUpgrade {
+func pending(t *testing.T, c *graph.Client, scope approval.Scope) approval.PendingUpgrade {
 	t.Helper()
 	ins, err := c.Installed(context.Background(), scope)
 	if err != nil {
@@ -254,7 +257,7 @@ func pending(t *testing.T, c *graph.Client, scope bot.Scope) bot.PendingUpgrade 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ups := bot.Behind(ins, defs)
+	ups := approval.Behind(ins, defs)
 	if len(ups) != 1 {
 		t.Fatalf("pending %+v", ups)
 	}
@@ -265,13 +268,13 @@ func TestUpgradeEveryScope(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		kind  string
-		scope bot.Scope
+		scope approval.Scope
 		path  string
 	}{
-		{"chat", fakegraph.Chat, bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: tenantID}, "/chats/" + chatID + "/installedApps/"},
-		{"meeting chat", fakegraph.Chat, bot.Scope{Kind: bot.ScopeChat, ID: meetID, TenantID: tenantID}, "/chats/" + meetID + "/installedApps/"},
-		{"team", fakegraph.Team, bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}, "/teams/" + teamID + "/installedApps/"},
-		{"user", fakegraph.User, bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, "/users/" + userID + "/teamwork/installedApps/"},
+		{"chat", fakegraph.Chat, approval.Scope{Kind: approval.ScopeChat, ID: chatID, TenantID: tenantID}, "/chats/" + chatID + "/installedApps/"},
+		{"meeting chat", fakegraph.Chat, approval.Scope{Kind: approval.ScopeChat, ID: meetID, TenantID: tenantID}, "/chats/" + meetID + "/installedApps/"},
+		{"team", fakegraph.Team, approval.Scope{Kind: approval.ScopeTeam, ID: teamID, TenantID: tenantID}, "/teams/" + teamID + "/installedApps/"},
+		{"user", fakegraph.User, approval.Scope{Kind: approval.ScopeUser, ID: userID, TenantID: tenantID}, "/users/" + userID + "/teamwork/installedApps/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -509,7 +512,7 @@ func TestMembersAndGroups(t *testing.T) {
 		t.Errorf("member fields %+v", ms)
 	}
 	e.tenant.AddMembers(fakegraph.Team, teamID, fakegraph.Member{UserID: "u-owner", Roles: []string{"owner"}})
-	if ms, err := e.client.Members(context.Background(), bot.Scope{Kind: bot.ScopeTeam, ID: teamID}); err != nil || len(ms) != 1 || !ms[0].IsOwner() {
+	if ms, err := e.client.Members(context.Background(), approval.Scope{Kind: approval.ScopeTeam, ID: teamID}); err != nil || len(ms) != 1 || !ms[0].IsOwner() {
 		t.Errorf("team members %+v %v", ms, err)
 	}
 
@@ -544,7 +547,7 @@ func TestMembershipAsksForOneUser(t *testing.T) {
 	}
 	ms = append(ms, fakegraph.Member{UserID: owner, DisplayName: "Megan", TenantID: tenantID, Roles: []string{"owner"}})
 	e.tenant.AddMembers(fakegraph.Team, teamID, ms...)
-	team := bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}
+	team := approval.Scope{Kind: approval.ScopeTeam, ID: teamID, TenantID: tenantID}
 	got, err := e.client.Membership(context.Background(), team, strings.ToUpper(owner))
 	if err != nil || len(got) != 1 || !got[0].IsOwner() || got[0].UserID != owner {
 		t.Fatalf("membership %+v %v", got, err)
@@ -675,12 +678,12 @@ func TestGraphLatencyMetric(t *testing.T) {
 // Microsoft's reference lists for that call.
 func TestGrantsReadRefusedNamesItsPermission(t *testing.T) {
 	for _, tc := range []struct {
-		scope bot.Scope
+		scope approval.Scope
 		want  string
 	}{
 		{chat(), "TeamsAppInstallation.ReadForChat.All"},
-		{bot.Scope{Kind: bot.ScopeTeam, ID: teamID, TenantID: tenantID}, "TeamsAppInstallation.ReadForTeam.All"},
-		{bot.Scope{Kind: bot.ScopeUser, ID: userID, TenantID: tenantID}, "TeamsAppInstallation.ReadWriteAndConsentForUser.All"},
+		{approval.Scope{Kind: approval.ScopeTeam, ID: teamID, TenantID: tenantID}, "TeamsAppInstallation.ReadForTeam.All"},
+		{approval.Scope{Kind: approval.ScopeUser, ID: userID, TenantID: tenantID}, "TeamsAppInstallation.ReadWriteAndConsentForUser.All"},
 	} {
 		t.Run(string(tc.scope.Kind), func(t *testing.T) {
 			e := newEnv(t)

@@ -10,27 +10,28 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/teams"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
 // installationPermission names the application permission that reads,
 // upgrades and consents for installations in a scope. The plain
 // ReadWrite(Self)For… permissions cannot consent RSC, so they are not enough.
-func installationPermission(k bot.ScopeKind) string {
+func installationPermission(k approval.ScopeKind) string {
 	switch k {
-	case bot.ScopeTeam:
+	case approval.ScopeTeam:
 		return "TeamsAppInstallation.ReadWriteAndConsentForTeam.All"
-	case bot.ScopeUser:
+	case approval.ScopeUser:
 		return "TeamsAppInstallation.ReadWriteAndConsentForUser.All"
 	}
 	return "TeamsAppInstallation.ReadWriteAndConsentForChat.All"
 }
 
-func scopeWords(k bot.ScopeKind) string {
+func scopeWords(k approval.ScopeKind) string {
 	switch k {
-	case bot.ScopeTeam:
+	case approval.ScopeTeam:
 		return "team"
-	case bot.ScopeUser:
+	case approval.ScopeUser:
 		return "personal scope"
 	}
 	return "chat"
@@ -47,7 +48,7 @@ var (
 // Installed lists the apps installed in scope with their app, installed
 // definition and consented RSC permissions: one request (and one per extra
 // page) however many apps there are.
-func (c *Client) Installed(ctx context.Context, scope bot.Scope) ([]bot.Installation, error) {
+func (c *Client) Installed(ctx context.Context, scope approval.Scope) ([]approval.Installation, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(scope.TenantID)
@@ -56,15 +57,15 @@ func (c *Client) Installed(ctx context.Context, scope bot.Scope) ([]bot.Installa
 	}
 	var ri *abstractions.RequestInformation
 	switch scope.Kind {
-	case bot.ScopeChat:
+	case approval.ScopeChat:
 		ri, err = g.Chats().ByChatId(scope.ID).InstalledApps().ToGetRequestInformation(ctx, &chats.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
 			QueryParameters: &chats.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
-	case bot.ScopeTeam:
+	case approval.ScopeTeam:
 		ri, err = g.Teams().ByTeamId(scope.ID).InstalledApps().ToGetRequestInformation(ctx, &teams.ItemInstalledAppsRequestBuilderGetRequestConfiguration{
 			QueryParameters: &teams.ItemInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
-	case bot.ScopeUser:
+	case approval.ScopeUser:
 		ri, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().ToGetRequestInformation(ctx, &users.ItemTeamworkInstalledAppsRequestBuilderGetRequestConfiguration{
 			QueryParameters: &users.ItemTeamworkInstalledAppsRequestBuilderGetQueryParameters{Expand: installationExpand, Select: installationSelect},
 		})
@@ -78,7 +79,7 @@ func (c *Client) Installed(ctx context.Context, scope bot.Scope) ([]bot.Installa
 	if err != nil {
 		return nil, translate(err, "list apps in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
 	}
-	out := make([]bot.Installation, 0, len(items))
+	out := make([]approval.Installation, 0, len(items))
 	for _, it := range items {
 		out = append(out, toInstallation(scope, it))
 	}
@@ -87,45 +88,45 @@ func (c *Client) Installed(ctx context.Context, scope bot.Scope) ([]bot.Installa
 
 // Installation reads one installation afresh with its app, installed
 // definition and consented RSC permissions.
-func (c *Client) Installation(ctx context.Context, scope bot.Scope, id string) (bot.Installation, error) {
+func (c *Client) Installation(ctx context.Context, scope approval.Scope, id string) (approval.Installation, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(scope.TenantID)
 	if err != nil {
-		return bot.Installation{}, err
+		return approval.Installation{}, err
 	}
 	var ri *abstractions.RequestInformation
 	switch scope.Kind {
-	case bot.ScopeChat:
+	case approval.ScopeChat:
 		ri, err = g.Chats().ByChatId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).ToGetRequestInformation(ctx,
 			&chats.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
 				QueryParameters: &chats.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
-	case bot.ScopeTeam:
+	case approval.ScopeTeam:
 		ri, err = g.Teams().ByTeamId(scope.ID).InstalledApps().ByTeamsAppInstallationId(id).ToGetRequestInformation(ctx,
 			&teams.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
 				QueryParameters: &teams.ItemInstalledAppsTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
-	case bot.ScopeUser:
+	case approval.ScopeUser:
 		ri, err = g.Users().ByUserId(scope.ID).Teamwork().InstalledApps().ByUserScopeTeamsAppInstallationId(id).ToGetRequestInformation(ctx,
 			&users.ItemTeamworkInstalledAppsUserScopeTeamsAppInstallationItemRequestBuilderGetRequestConfiguration{
 				QueryParameters: &users.ItemTeamworkInstalledAppsUserScopeTeamsAppInstallationItemRequestBuilderGetQueryParameters{Select: installationSelect, Expand: installationExpand},
 			})
 	default:
-		return bot.Installation{}, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
+		return approval.Installation{}, bot.Errorf(bot.CodeInvalid, "graph: unknown scope kind %q", scope.Kind)
 	}
 	var it installationJSON
 	if err == nil {
 		err = getJSON(ctx, g, ri, &it)
 	}
 	if err != nil {
-		return bot.Installation{}, translate(err, "read an app in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
+		return approval.Installation{}, translate(err, "read an app in "+scopeWords(scope.Kind), installationPermission(scope.Kind))
 	}
 	return toInstallation(scope, it), nil
 }
 
 // consentSet is the body's consentedPermissionSet for perms.
-func consentSet(perms []bot.Permission) (models.TeamsAppPermissionSetable, error) {
+func consentSet(perms []approval.Permission) (models.TeamsAppPermissionSetable, error) {
 	set := models.NewTeamsAppPermissionSet()
 	rsc := make([]models.TeamsAppResourceSpecificPermissionable, 0, len(perms))
 	for _, p := range perms {

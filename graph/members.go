@@ -9,6 +9,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/teams"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -16,7 +17,7 @@ var _ bot.Directory = (*Client)(nil)
 
 // Members lists the members of a chat or team with their roles. Personal
 // scope has no members to ask about.
-func (c *Client) Members(ctx context.Context, scope bot.Scope) ([]bot.Member, error) {
+func (c *Client) Members(ctx context.Context, scope approval.Scope) ([]approval.Member, error) {
 	return c.members(ctx, scope, "")
 }
 
@@ -24,24 +25,24 @@ func (c *Client) Members(ctx context.Context, scope bot.Scope) ([]bot.Member, er
 // team may have thousands of members (pages of 100): Graph is asked for
 // that user alone, so an approver check fits in Teams' invoke window. A
 // chat has at most 250 and its member list takes no filter.
-func (c *Client) Membership(ctx context.Context, scope bot.Scope, userID string) ([]bot.Member, error) {
+func (c *Client) Membership(ctx context.Context, scope approval.Scope, userID string) ([]approval.Member, error) {
 	// The id goes into an OData filter: hex digits and dashes only. (Not
-	// bot.IsEntraID: the Agents Playground's user has a 13-digit last group.)
+	// approval.IsEntraID: the Agents Playground's user has a 13-digit last group.)
 	if userID == "" || strings.Trim(strings.ToLower(userID), "0123456789abcdef-") != "" {
 		return nil, bot.Errorf(bot.CodeInvalid, "graph: %q is not an Entra user id", userID)
 	}
 	filter := ""
-	if scope.Kind == bot.ScopeTeam {
+	if scope.Kind == approval.ScopeTeam {
 		filter = "(microsoft.graph.aadUserConversationMember/userId eq '" + strings.ToLower(userID) + "')"
 	}
 	all, err := c.members(ctx, scope, filter)
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(all, func(m bot.Member) bool { return !strings.EqualFold(m.UserID, userID) }), nil
+	return slices.DeleteFunc(all, func(m approval.Member) bool { return !strings.EqualFold(m.UserID, userID) }), nil
 }
 
-func (c *Client) members(ctx context.Context, scope bot.Scope, teamFilter string) ([]bot.Member, error) {
+func (c *Client) members(ctx context.Context, scope approval.Scope, teamFilter string) ([]approval.Member, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	g, err := c.sdk(scope.TenantID)
@@ -51,10 +52,10 @@ func (c *Client) members(ctx context.Context, scope bot.Scope, teamFilter string
 	var ri *abstractions.RequestInformation
 	var op, permission string
 	switch scope.Kind {
-	case bot.ScopeChat:
+	case approval.ScopeChat:
 		op, permission = "list chat members", "ChatMember.Read.All"
 		ri, err = g.Chats().ByChatId(scope.ID).Members().ToGetRequestInformation(ctx, nil)
-	case bot.ScopeTeam:
+	case approval.ScopeTeam:
 		op, permission = "list team members", "TeamMember.Read.All"
 		var conf *teams.ItemMembersRequestBuilderGetRequestConfiguration
 		if teamFilter != "" {
@@ -72,9 +73,9 @@ func (c *Client) members(ctx context.Context, scope bot.Scope, teamFilter string
 	if err != nil {
 		return nil, translate(err, op, permission)
 	}
-	out := make([]bot.Member, 0, len(items))
+	out := make([]approval.Member, 0, len(items))
 	for _, it := range items {
-		m := bot.Member{DisplayName: it.DisplayName, Roles: it.Roles}
+		m := approval.Member{DisplayName: it.DisplayName, Roles: it.Roles}
 		if m.Roles == nil {
 			m.Roles = []string{}
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
 )
@@ -21,7 +21,7 @@ func TestGraphIsAskedAsTheTenantTheAppTypeAllows(t *testing.T) {
 		e := newEnv(t, func(o *graph.Options) { o.SingleTenant = c.single })
 		seedPolls(e.tenant)
 		e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
-		if _, err := e.client.Installed(context.Background(), bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: guestTenant}); err != nil {
+		if _, err := e.client.Installed(context.Background(), approval.Scope{Kind: approval.ScopeChat, ID: chatID, TenantID: guestTenant}); err != nil {
 			t.Fatal(err)
 		}
 		reqs := e.aad.Requests()

@@ -16,6 +16,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/chats"
 	"github.com/microsoftgraph/msgraph-sdk-go/teams"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -26,9 +27,9 @@ var _ bot.Installations = (*Client)(nil)
 // effect (429, refused connection); an error that leaves it unknown (5xx, a
 // lost answer) carries bot.ErrUpgradeUncertain. The action takes no version: Graph moves the
 // installation to the catalog's current definition, so the caller decides
-// beforehand that this is the approved one (bot.MayUpgrade). An app without
+// beforehand that this is the approved one (approval.MayUpgrade). An app without
 // RSC gets a body without consentedPermissionSet.
-func (c *Client) Upgrade(ctx context.Context, in bot.Installation, consent []bot.Permission) error {
+func (c *Client) Upgrade(ctx context.Context, in approval.Installation, consent []approval.Permission) error {
 	scope := in.Scope
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -47,17 +48,17 @@ func (c *Client) Upgrade(ctx context.Context, in bot.Installation, consent []bot
 	post := func() error {
 		opts := []abstractions.RequestOption{upgradeRetry(c.opts.MaxRetries)}
 		switch scope.Kind {
-		case bot.ScopeChat:
+		case approval.ScopeChat:
 			return g.Chats().ByChatId(scope.ID).InstalledApps().ByTeamsAppInstallationId(in.ID).Upgrade().Post(ctx, body,
 				&chats.ItemInstalledAppsItemUpgradeRequestBuilderPostRequestConfiguration{Options: opts})
-		case bot.ScopeTeam:
+		case approval.ScopeTeam:
 			tb := teams.NewItemInstalledAppsItemUpgradePostRequestBody()
 			if len(consent) > 0 {
 				tb.SetConsentedPermissionSet(set)
 			}
 			return g.Teams().ByTeamId(scope.ID).InstalledApps().ByTeamsAppInstallationId(in.ID).Upgrade().Post(ctx, tb,
 				&teams.ItemInstalledAppsItemUpgradeRequestBuilderPostRequestConfiguration{Options: opts})
-		case bot.ScopeUser:
+		case approval.ScopeUser:
 			// Graph v1.0 has POST /users/{id}/teamwork/installedApps/{id}/upgrade
 			// but msgraph-sdk-go has no builder for it. The chat builder posts
 			// the same action with the same body shape, so it is aimed at the

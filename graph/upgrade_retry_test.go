@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/graph"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
@@ -54,7 +55,7 @@ func posts(tn *fakegraph.Tenant) int {
 	return n
 }
 
-func pendingPolls(t *testing.T, e *env) bot.PendingUpgrade {
+func pendingPolls(t *testing.T, e *env) approval.PendingUpgrade {
 	t.Helper()
 	seedPolls(e.tenant)
 	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", []fakegraph.Permission{chatRead, settings})
@@ -63,7 +64,7 @@ func pendingPolls(t *testing.T, e *env) bot.PendingUpgrade {
 	return u
 }
 
-func upgrade(c *graph.Client, u bot.PendingUpgrade) error {
+func upgrade(c *graph.Client, u approval.PendingUpgrade) error {
 	return c.Upgrade(context.Background(), u.Installation, u.Target.Permissions)
 }
 

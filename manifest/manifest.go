@@ -18,7 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 )
 
 // SchemaVersion is the Teams manifest schema the package declares: the
@@ -193,13 +193,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BotID == "" {
 		return o, invalid("bot id", "required: the Azure Bot's Microsoft App ID (MicrosoftAppId)")
 	}
-	if !bot.IsEntraID(o.BotID) {
+	if !approval.IsEntraID(o.BotID) {
 		return o, invalid("bot id", "%q is not a GUID", o.BotID)
 	}
 	if o.AppID == "" {
 		o.AppID = o.BotID
 	}
-	if !bot.IsEntraID(o.AppID) {
+	if !approval.IsEntraID(o.AppID) {
 		return o, invalid("app id", "%q is not a GUID", o.AppID)
 	}
 	if o.Version == "" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -26,7 +27,7 @@ const approvalVersion = 1
 
 type approvalRecord struct {
 	V int `json:"v"`
-	bot.Approval
+	approval.Approval
 }
 
 // Keys. An approval, its open key and its claim lease share one {hash tag}
@@ -38,7 +39,7 @@ func (s *Store) approvalKey(id string) string {
 func (s *Store) claimKey(id string) string {
 	return s.opts.Prefix + "claim:{" + slotTag(id) + "}:" + id
 }
-func (s *Store) openKey(k bot.OpenKey) string {
+func (s *Store) openKey(k approval.OpenKey) string {
 	return s.opts.Prefix + "open:{" + openTag(k) + "}:" + k.String()
 }
 func (s *Store) batchKey(id string) string { return s.opts.Prefix + "batch:{" + id + "}" }
@@ -69,13 +70,13 @@ func (s *Store) claimIndexOf(id string) string {
 // Approval ids are "apr_" + an 8-hex-digit slot tag + 24 random hex digits.
 const tagLen = 8
 
-func openTag(k bot.OpenKey) string {
+func openTag(k approval.OpenKey) string {
 	sum := sha256.Sum256([]byte(k.String()))
 	return hex.EncodeToString(sum[:])[:tagLen]
 }
 
-func newApprovalID(k bot.OpenKey) string {
-	return "apr_" + openTag(k) + bot.NewApprovalID()[4:]
+func newApprovalID(k approval.OpenKey) string {
+	return "apr_" + openTag(k) + approval.NewToken()
 }
 
 func slotTag(id string) string {
@@ -87,23 +88,29 @@ func slotTag(id string) string {
 
 // approvalTTL keeps a decided approval readable (cards, history) for a while
 // after it expires.
-func (s *Store) approvalTTL(a bot.Approval) time.Duration {
+func (s *Store) approvalTTL(a approval.Approval) time.Duration {
 	return max(time.Until(a.ExpiresAt), 0) + s.opts.ApprovalRetention
 }
 
-// openScript returns the approval open under KEYS[1] unless it was
-// rejected, expired or superseded (or is gone), and otherwise stores the new
-// one (KEYS[2]) and points the open key at it. One script: replicas racing
-// to open the same key agree, and nothing can slip between read and write.
-// ARGV: new id, new record, approval ttl ms, open ttl ms, approval key prefix.
+// openScript returns the approval open under KEYS[1] if its status is one
+// of the open statuses it is given (approval.OpenStatuses), and otherwise
+// (or when it is gone) stores the new one (KEYS[2]) and points the open key
+// at it. One script: replicas racing to open the same key agree, and
+// nothing can slip between read and write.
+// ARGV: new id, new record, approval ttl ms, open ttl ms, approval key
+// prefix, then the open statuses.
 var openScript = redis.NewScript(`
 local id = redis.call('GET', KEYS[1])
 if id then
   local rec = redis.call('GET', ARGV[5] .. id)
   if rec then
     local ok, a = pcall(cjson.decode, rec)
-    if ok and a.status ~= 'rejected' and a.status ~= 'expired' and a.status ~= 'superseded' then
-      return {0, rec}
+    if ok then
+      for i = 6, #ARGV do
+        if a.status == ARGV[i] then
+          return {0, rec}
+        end
+      end
     end
   end
 end
@@ -114,50 +121,32 @@ return {1, ARGV[2]}
 
 // OpenApproval returns the approval open under a.OpenKey(), or stores a
 // under a new id.
-func (s *Store) OpenApproval(ctx context.Context, a bot.Approval) (bot.Approval, bool, error) {
+func (s *Store) OpenApproval(ctx context.Context, a approval.Approval) (approval.Approval, bool, error) {
 	k := a.OpenKey()
 	a.ID = newApprovalID(k)
 	b, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 	if err != nil {
-		return bot.Approval{}, false, fmt.Errorf("state: encode approval: %w", err)
+		return approval.Approval{}, false, fmt.Errorf("state: encode approval: %w", err)
 	}
 	openTTL := time.Until(a.ExpiresAt)
 	if openTTL <= 0 {
-		return bot.Approval{}, false, bot.Errorf(bot.CodeInvalid, "state: approval for %s expires before it opens", k)
+		return approval.Approval{}, false, bot.Errorf(bot.CodeInvalid, "state: approval for %s expires before it opens", k)
 	}
-	res, err := openScript.Run(ctx, s.rdb, []string{s.openKey(k), s.approvalKey(a.ID)},
-		a.ID, b, s.approvalTTL(a).Milliseconds(), openTTL.Milliseconds(),
-		s.opts.Prefix+"approval:{"+openTag(k)+"}:").Slice()
+	args := []any{a.ID, b, s.approvalTTL(a).Milliseconds(), openTTL.Milliseconds(), s.opts.Prefix + "approval:{" + openTag(k) + "}:"}
+	for _, st := range approval.OpenStatuses() {
+		args = append(args, string(st))
+	}
+	res, err := openScript.Run(ctx, s.rdb, []string{s.openKey(k), s.approvalKey(a.ID)}, args...).Slice()
 	if err != nil {
-		return bot.Approval{}, false, unavailable("open approval", err)
+		return approval.Approval{}, false, unavailable("open approval", err)
 	}
 	created, _ := res[0].(int64)
 	rec, _ := res[1].(string)
 	stored, err := decodeApproval(a.ID, []byte(rec))
 	if err != nil {
-		return bot.Approval{}, false, err
+		return approval.Approval{}, false, err
 	}
 	return stored, created == 1, nil
-}
-
-// OpenApprovalFor returns the approval open under k, or bot.CodeNotFound.
-func (s *Store) OpenApprovalFor(ctx context.Context, k bot.OpenKey) (bot.Approval, error) {
-	id, err := s.rdb.Get(ctx, s.openKey(k)).Result()
-	if errors.Is(err, redis.Nil) {
-		return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no open approval for %s", k)
-	}
-	if err != nil {
-		return bot.Approval{}, unavailable("read open approval", err)
-	}
-	a, err := s.Approval(ctx, id)
-	if err != nil {
-		return a, err
-	}
-	switch a.Status {
-	case bot.StatusRejected, bot.StatusExpired, bot.StatusSuperseded:
-		return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no open approval for %s", k)
-	}
-	return a, nil
 }
 
 // boundWaits keeps a Redis that hangs (frozen, partitioned) from holding a
@@ -169,33 +158,34 @@ func boundWaits(o *redis.UniversalOptions) {
 	o.MaxRetries = 1
 }
 
-func decodeApproval(id string, b []byte) (bot.Approval, error) {
+func decodeApproval(id string, b []byte) (approval.Approval, error) {
 	var rec approvalRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return bot.Approval{}, fmt.Errorf("state: decode approval %s: %w", id, err)
+		return approval.Approval{}, fmt.Errorf("state: decode approval %s: %w", id, err)
 	}
 	if rec.V != approvalVersion {
-		return bot.Approval{}, fmt.Errorf("state: approval %s has version %d, not supported", id, rec.V)
+		return approval.Approval{}, fmt.Errorf("state: approval %s has version %d, not supported", id, rec.V)
 	}
 	return rec.Approval, nil
 }
 
 // Approval returns an approval, or an error with bot.CodeNotFound.
-func (s *Store) Approval(ctx context.Context, id string) (bot.Approval, error) {
+func (s *Store) Approval(ctx context.Context, id string) (approval.Approval, error) {
 	b, err := s.rdb.Get(ctx, s.approvalKey(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
+		return approval.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
 	}
 	if err != nil {
-		return bot.Approval{}, unavailable("read approval", err)
+		return approval.Approval{}, unavailable("read approval", err)
 	}
 	return decodeApproval(id, b)
 }
 
-// Transition changes an approval atomically: WATCH the key, check the
-// status, write in MULTI; a concurrent writer makes it retry.
-func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalStatus, change func(*bot.Approval)) (bot.Approval, error) {
-	return s.update(ctx, id, nil, nil, func(a *bot.Approval, _ bool) (lease, error) {
+// Transition changes an approval atomically: it reads the record, checks
+// the status and writes with a compare-and-set script (see update); a
+// concurrent writer makes it read again.
+func (s *Store) Transition(ctx context.Context, id string, from []approval.Status, change func(*approval.Approval)) (approval.Approval, error) {
+	return s.update(ctx, id, nil, nil, func(a *approval.Approval, _ bool) (lease, error) {
 		if !slices.Contains(from, a.Status) {
 			return lease{}, errConflict
 		}
@@ -204,17 +194,18 @@ func (s *Store) Transition(ctx context.Context, id string, from []bot.ApprovalSt
 	})
 }
 
-// ClaimUpgrade claims a pending or failed approval for an upgrade.
-func (s *Store) ClaimUpgrade(ctx context.Context, id string, who bot.Person, at time.Time, ttl time.Duration) (bot.Approval, error) {
+// ClaimUpgrade claims an approval for an upgrade if its status may be
+// claimed (approval.Approval.Claim).
+func (s *Store) ClaimUpgrade(ctx context.Context, id string, who approval.Person, at time.Time, ttl time.Duration) (approval.Approval, error) {
 	// Indexed first, in the read's round trip: a replica that dies right
 	// after claiming leaves a claim the reaper can find. A stale index entry
 	// is harmless.
-	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
-		if a.Status != bot.StatusPending && a.Status != bot.StatusFailed {
+	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *approval.Approval, _ bool) (lease, error) {
+		claimed, ok := a.Claim(who, at, approval.NewToken())
+		if !ok {
 			return lease{}, errConflict
 		}
-		a.Status, a.DecidedBy, a.DecidedAt, a.Problem = bot.StatusUpgrading, &who, at.UTC(), ""
-		a.ClaimToken = newToken()
+		*a = claimed
 		return lease{set: a.ClaimToken, ttl: ttl}, nil
 	})
 }
@@ -222,20 +213,20 @@ func (s *Store) ClaimUpgrade(ctx context.Context, id string, who bot.Person, at 
 // TakeOverClaim takes an upgrading approval whose lease expired.
 // Its index entry stays listed until the takeover succeeds, when it moves
 // to the new lease's end.
-func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration) (bot.Approval, error) {
-	a, err := s.update(ctx, id, nil, nil, func(a *bot.Approval, leased bool) (lease, error) {
-		if a.Status != bot.StatusUpgrading || leased {
+func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration) (approval.Approval, error) {
+	a, err := s.update(ctx, id, nil, nil, func(a *approval.Approval, leased bool) (lease, error) {
+		if !a.Claimed() || leased {
 			return lease{}, errConflict
 		}
-		a.ClaimToken = newToken()
+		a.ClaimToken = approval.NewToken()
 		return lease{set: a.ClaimToken, ttl: ttl}, nil
 	})
 	switch {
 	case err == nil:
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { s.indexClaim(ctx, id, ttl)(p); return nil }); err != nil {
-			return bot.Approval{}, unavailable("index claim", err)
+			return approval.Approval{}, unavailable("index claim", err)
 		}
-	case errors.Is(err, bot.ErrNotFound) || (errors.Is(err, bot.ErrConflict) && a.Status != bot.StatusUpgrading):
+	case errors.Is(err, bot.ErrNotFound) || (errors.Is(err, bot.ErrConflict) && !a.Claimed()):
 		s.unindexClaim(ctx, id) // settled or gone: nothing left to reap
 	}
 	return a, err
@@ -244,10 +235,10 @@ func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration)
 // Amend changes an upgrading approval held by held.ClaimToken, keeping the
 // claim. It writes against held first: one round trip while nobody else
 // changed the approval since.
-func (s *Store) Amend(ctx context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
+func (s *Store) Amend(ctx context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
 	token := held.ClaimToken
-	return s.update(ctx, held.ID, &held, nil, func(a *bot.Approval, _ bool) (lease, error) {
-		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
+	return s.update(ctx, held.ID, &held, nil, func(a *approval.Approval, _ bool) (lease, error) {
+		if !a.HeldBy(token) {
 			return lease{}, errConflict
 		}
 		change(a)
@@ -256,10 +247,10 @@ func (s *Store) Amend(ctx context.Context, held bot.Approval, change func(*bot.A
 }
 
 // HoldClaim keeps the claim named by token for ttl from now.
-func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Duration) (bot.Approval, error) {
+func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Duration) (approval.Approval, error) {
 	// Indexed first, as when claiming: the index must never end before the lease.
-	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *bot.Approval, _ bool) (lease, error) {
-		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
+	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *approval.Approval, _ bool) (lease, error) {
+		if !a.HeldBy(token) {
 			return lease{}, errConflict
 		}
 		return lease{set: token, ttl: ttl}, nil
@@ -268,10 +259,10 @@ func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Durati
 
 // Settle records the outcome of the claim held.ClaimToken names, written
 // against held first, as Amend does.
-func (s *Store) Settle(ctx context.Context, held bot.Approval, change func(*bot.Approval)) (bot.Approval, error) {
+func (s *Store) Settle(ctx context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
 	id, token := held.ID, held.ClaimToken
-	a, err := s.update(ctx, id, &held, nil, func(a *bot.Approval, _ bool) (lease, error) {
-		if a.Status != bot.StatusUpgrading || token == "" || a.ClaimToken != token {
+	a, err := s.update(ctx, id, &held, nil, func(a *approval.Approval, _ bool) (lease, error) {
+		if !a.HeldBy(token) {
 			return lease{}, errConflict
 		}
 		change(a)
@@ -310,8 +301,6 @@ func (s *Store) unindexClaim(ctx context.Context, id string) {
 	s.rdb.ZRem(ctx, s.claimIndexOf(id), id) // best effort: the reaper skips what is not upgrading
 }
 
-func newToken() string { return bot.NewApprovalID()[4:] }
-
 // lease is what an update does to the approval's claim lease.
 type lease struct {
 	set   string // a new token to hold for ttl
@@ -324,7 +313,7 @@ var errConflict = errors.New("state: conflict")
 // update reads the approval and whether its claim lease is held, lets decide
 // change it, and writes both with casScript only if neither changed since
 // the read: a concurrent writer makes it start again from a fresh read.
-// That is two round trips, where WATCH, the reads and MULTI/EXEC were three.
+// That is two round trips: the read and the write.
 // decide returning errConflict leaves everything as it is and returns the
 // approval with CodeConflict. alongside, if set, adds commands to the read's
 // pipeline: they reach Redis before anything is written.
@@ -334,8 +323,8 @@ var errConflict = errors.New("state: conflict")
 // attempt decides on held and writes with no read, and the compare-and-set
 // refuses it unless held is exactly what is stored. Their decisions never
 // depend on the lease, only on the record.
-func (s *Store) update(ctx context.Context, id string, held *bot.Approval, alongside func(redis.Pipeliner),
-	decide func(a *bot.Approval, leased bool) (lease, error)) (bot.Approval, error) {
+func (s *Store) update(ctx context.Context, id string, held *approval.Approval, alongside func(redis.Pipeliner),
+	decide func(a *approval.Approval, leased bool) (lease, error)) (approval.Approval, error) {
 	key, claim := s.approvalKey(id), s.claimKey(id)
 	for range 10 {
 		if held != nil {
@@ -343,7 +332,7 @@ func (s *Store) update(ctx context.Context, id string, held *bot.Approval, along
 			held = nil
 			b, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: hint})
 			if err != nil {
-				return bot.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
+				return approval.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
 			}
 			a := hint
 			l, err := decide(&a, true)
@@ -352,7 +341,7 @@ func (s *Store) update(ctx context.Context, id string, held *bot.Approval, along
 			}
 			wrote, err := s.compareAndSet(ctx, key, claim, b, 1, a, l)
 			if err != nil {
-				return bot.Approval{}, err
+				return approval.Approval{}, err
 			}
 			if wrote {
 				return a, nil
@@ -370,27 +359,27 @@ func (s *Store) update(ctx context.Context, id string, held *bot.Approval, along
 			return nil
 		})
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return bot.Approval{}, unavailable("read approval", err)
+			return approval.Approval{}, unavailable("read approval", err)
 		}
 		for _, c := range cmds { // a reply error of what went alongside
 			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
-				return bot.Approval{}, unavailable("read approval", e)
+				return approval.Approval{}, unavailable("read approval", e)
 			}
 		}
 		b, err := get.Bytes()
 		if errors.Is(err, redis.Nil) {
-			return bot.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
+			return approval.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
 		}
 		if err != nil {
-			return bot.Approval{}, unavailable("read approval", err)
+			return approval.Approval{}, unavailable("read approval", err)
 		}
 		a, err := decodeApproval(id, b)
 		if err != nil {
-			return bot.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: err.Error(), Err: err}
+			return approval.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: err.Error(), Err: err}
 		}
 		leased, err := exists.Result()
 		if err != nil {
-			return bot.Approval{}, unavailable("read claim", err)
+			return approval.Approval{}, unavailable("read claim", err)
 		}
 		result := a
 		l, err := decide(&a, leased == 1)
@@ -398,11 +387,11 @@ func (s *Store) update(ctx context.Context, id string, held *bot.Approval, along
 			return result, &bot.Error{Code: bot.CodeConflict, Message: fmt.Sprintf("state: approval %s is %s", id, result.Status)}
 		}
 		if err != nil {
-			return bot.Approval{}, err
+			return approval.Approval{}, err
 		}
 		nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 		if err != nil {
-			return bot.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
+			return approval.Approval{}, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
 		}
 		if l == (lease{}) && bytes.Equal(nb, b) {
 			// Nothing changed (a card already recorded, a list already
@@ -411,18 +400,18 @@ func (s *Store) update(ctx context.Context, id string, held *bot.Approval, along
 		}
 		wrote, err := s.compareAndSet(ctx, key, claim, b, leased, a, l)
 		if err != nil {
-			return bot.Approval{}, err
+			return approval.Approval{}, err
 		}
 		if wrote {
 			return a, nil
 		}
 	}
-	return bot.Approval{}, bot.Errorf(bot.CodeConflict, "state: approval %s keeps changing", id)
+	return approval.Approval{}, bot.Errorf(bot.CodeConflict, "state: approval %s keeps changing", id)
 }
 
 // compareAndSet writes a and lease l if the approval is still was, and
 // its lease held (leased 1) or not (0) as it was.
-func (s *Store) compareAndSet(ctx context.Context, key, claim string, was []byte, leased int64, a bot.Approval, l lease) (bool, error) {
+func (s *Store) compareAndSet(ctx context.Context, key, claim string, was []byte, leased int64, a approval.Approval, l lease) (bool, error) {
 	nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 	if err != nil {
 		return false, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
@@ -512,7 +501,7 @@ const listVersion = 1
 
 type listRecord struct {
 	V int `json:"v"`
-	bot.PostedCard
+	approval.PostedCard
 }
 
 // SaveBatch stores approval ids under a new batch id, and the batch under
@@ -520,7 +509,7 @@ type listRecord struct {
 // approvals' keys are in other slots, and a batch nobody lists under an
 // approval is only not refreshed when that approval changes.
 func (s *Store) SaveBatch(ctx context.Context, ids []string) (string, error) {
-	id := "bat_" + bot.NewApprovalID()[4:]
+	id := "bat_" + approval.NewToken()
 	b, _ := json.Marshal(ids)
 	// Microseconds (exact in a float64 score): two batches of one approval
 	// saved within a millisecond, as two checks at once can be, still sort
@@ -544,7 +533,7 @@ func (s *Store) SaveBatch(ctx context.Context, ids []string) (string, error) {
 }
 
 // Batch returns a batch and the messages listing it.
-func (s *Store) Batch(ctx context.Context, id string) (bot.Batch, error) {
+func (s *Store) Batch(ctx context.Context, id string) (approval.Batch, error) {
 	var get *redis.StringCmd
 	var lists *redis.StringSliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -553,22 +542,22 @@ func (s *Store) Batch(ctx context.Context, id string) (bot.Batch, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return bot.Batch{}, unavailable("read batch", err)
+		return approval.Batch{}, unavailable("read batch", err)
 	}
 	b, err := get.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return bot.Batch{}, bot.Errorf(bot.CodeNotFound, "state: no batch %q", id)
+		return approval.Batch{}, bot.Errorf(bot.CodeNotFound, "state: no batch %q", id)
 	}
 	if err != nil {
-		return bot.Batch{}, unavailable("read batch", err)
+		return approval.Batch{}, unavailable("read batch", err)
 	}
-	out := bot.Batch{ID: id}
+	out := approval.Batch{ID: id}
 	if err := json.Unmarshal(b, &out.Approvals); err != nil {
-		return bot.Batch{}, fmt.Errorf("state: decode batch: %w", err)
+		return approval.Batch{}, fmt.Errorf("state: decode batch: %w", err)
 	}
 	raw, err := lists.Result()
 	if err != nil {
-		return bot.Batch{}, unavailable("read batch lists", err)
+		return approval.Batch{}, unavailable("read batch lists", err)
 	}
 	for _, r := range raw {
 		var rec listRecord
@@ -578,7 +567,7 @@ func (s *Store) Batch(ctx context.Context, id string) (bot.Batch, error) {
 		out.Lists = append(out.Lists, rec.PostedCard)
 	}
 	// HVALS has no order of its own.
-	slices.SortFunc(out.Lists, func(a, b bot.PostedCard) int { return strings.Compare(a.ActivityID, b.ActivityID) })
+	slices.SortFunc(out.Lists, func(a, b approval.PostedCard) int { return strings.Compare(a.ActivityID, b.ActivityID) })
 	return out, nil
 }
 
@@ -601,7 +590,7 @@ return 1
 `)
 
 // RecordList remembers a message listing the batch.
-func (s *Store) RecordList(ctx context.Context, batchID string, list bot.PostedCard) error {
+func (s *Store) RecordList(ctx context.Context, batchID string, list approval.PostedCard) error {
 	b, err := json.Marshal(listRecord{V: listVersion, PostedCard: list})
 	if err != nil {
 		return fmt.Errorf("state: encode list: %w", err)
@@ -632,7 +621,7 @@ const auditLength = 50
 // AppendAudit records an event, keeping the newest auditLength, and reads
 // the batches e.ApprovalID is listed in, in one pipeline (the keys are in
 // different slots; go-redis splits a pipeline on a Redis Cluster).
-func (s *Store) AppendAudit(ctx context.Context, conversationID string, e bot.AuditEvent) ([]string, error) {
+func (s *Store) AppendAudit(ctx context.Context, conversationID string, e approval.AuditEvent) ([]string, error) {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("state: encode audit event: %w", err)
@@ -672,14 +661,14 @@ return 1
 `)
 
 // Audit returns up to n events, newest first.
-func (s *Store) Audit(ctx context.Context, conversationID string, n int) ([]bot.AuditEvent, error) {
+func (s *Store) Audit(ctx context.Context, conversationID string, n int) ([]approval.AuditEvent, error) {
 	raw, err := s.rdb.LRange(ctx, s.auditKey(conversationID), 0, int64(n-1)).Result()
 	if err != nil {
 		return nil, unavailable("read audit", err)
 	}
-	out := make([]bot.AuditEvent, 0, len(raw))
+	out := make([]approval.AuditEvent, 0, len(raw))
 	for _, r := range raw {
-		var e bot.AuditEvent
+		var e approval.AuditEvent
 		if err := json.Unmarshal([]byte(r), &e); err != nil {
 			return nil, fmt.Errorf("state: decode audit event: %w", err)
 		}

@@ -10,21 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/state"
 )
 
 const tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
-func approval() bot.Approval {
+func sampleApproval() approval.Approval {
 	now := time.Now().UTC()
-	return bot.Approval{
-		Status: bot.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
-		Conversation: bot.ConversationRef{ConversationID: "19:general@thread.tacv2;messageid=1", TenantID: tenant},
-		Upgrade: bot.PendingUpgrade{
-			Installation: bot.Installation{ID: "inst", DisplayName: "Polls", Definition: bot.AppDefinition{Version: "1.0.0"},
-				Scope: bot.Scope{Kind: bot.ScopeTeam, ID: "team-1", TenantID: tenant}},
-			Target: bot.AppDefinition{ID: "def-1.1.0", Version: "1.1.0"},
+	return approval.Approval{
+		Status: approval.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+		Conversation: approval.ConversationRef{ConversationID: "19:general@thread.tacv2;messageid=1", TenantID: tenant},
+		Upgrade: approval.PendingUpgrade{
+			Installation: approval.Installation{ID: "inst", DisplayName: "Polls", Definition: approval.AppDefinition{Version: "1.0.0"},
+				Scope: approval.Scope{Kind: approval.ScopeTeam, ID: "team-1", TenantID: tenant}},
+			Target: approval.AppDefinition{ID: "def-1.1.0", Version: "1.1.0"},
 		},
 	}
 }
@@ -32,42 +33,39 @@ func approval() bot.Approval {
 func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
 	s, _ := newStore(t, state.Options{})
 	ctx := context.Background()
-	first, created, err := s.OpenApproval(ctx, approval())
+	first, created, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil || !created {
 		t.Fatalf("first: %v %v", created, err)
 	}
-	again, created, err := s.OpenApproval(ctx, approval())
+	again, created, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil || created || again.ID != first.ID {
 		t.Fatalf("second check opened %s (created %v), want the open %s", again.ID, created, first.ID)
 	}
 	// Another channel thread of the same team asks about the same
 	// installation: the same request, not one per conversation.
-	thread := approval()
+	thread := sampleApproval()
 	thread.Conversation.ConversationID = "19:random@thread.tacv2;messageid=7"
 	if o, created, _ := s.OpenApproval(ctx, thread); created || o.ID != first.ID {
 		t.Errorf("another channel of the team opened %s (created %v), want %s", o.ID, created, first.ID)
 	}
-	if o, err := s.OpenApprovalFor(ctx, first.OpenKey()); err != nil || o.ID != first.ID {
-		t.Errorf("OpenApprovalFor: %s %v", o.ID, err)
-	}
 	// A different target version is a different request.
-	other := approval()
+	other := sampleApproval()
 	other.Upgrade.Target.ID, other.Upgrade.Target.Version = "def-1.2.0", "1.2.0"
 	if o, created, _ := s.OpenApproval(ctx, other); !created || o.ID == first.ID {
 		t.Error("a new catalog version reused the old request")
 	}
 	// While the upgrade is in flight, check finds the same approval.
-	if _, err := s.ClaimUpgrade(ctx, first.ID, bot.Person{Name: "Megan"}, time.Now(), time.Minute); err != nil {
+	if _, err := s.ClaimUpgrade(ctx, first.ID, approval.Person{Name: "Megan"}, time.Now(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if o, created, _ := s.OpenApproval(ctx, approval()); created || o.ID != first.ID || o.Status != bot.StatusUpgrading {
+	if o, created, _ := s.OpenApproval(ctx, sampleApproval()); created || o.ID != first.ID || o.Status != approval.StatusUpgrading {
 		t.Errorf("check during the upgrade opened %s (%s, created %v), want the upgrading %s", o.ID, o.Status, created, first.ID)
 	}
-	if _, err := s.Transition(ctx, first.ID, []bot.ApprovalStatus{bot.StatusUpgrading}, func(a *bot.Approval) { a.Status = bot.StatusRejected }); err != nil {
+	if _, err := s.Transition(ctx, first.ID, []approval.Status{approval.StatusUpgrading}, func(a *approval.Approval) { a.Status = approval.StatusRejected }); err != nil {
 		t.Fatal(err)
 	}
 	// Once rejected, a new check opens a new request.
-	if n, created, _ := s.OpenApproval(ctx, approval()); !created || n.ID == first.ID {
+	if n, created, _ := s.OpenApproval(ctx, sampleApproval()); !created || n.ID == first.ID {
 		t.Error("a rejected request was reopened instead of replaced")
 	}
 }
@@ -86,7 +84,7 @@ func TestRacingOpensAgreeAcrossReplicas(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, c, err := s.OpenApproval(ctx, approval())
+			got, c, err := s.OpenApproval(ctx, sampleApproval())
 			if err != nil {
 				t.Error(err)
 				return
@@ -111,12 +109,12 @@ func TestRacingOpensAgreeAcrossReplicas(t *testing.T) {
 func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
-	claim, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{Name: "Megan"}, time.Now(), 300*time.Millisecond)
-	if err != nil || claim.ClaimToken == "" || claim.Status != bot.StatusUpgrading {
+	claim, err := a.ClaimUpgrade(ctx, ap.ID, approval.Person{Name: "Megan"}, time.Now(), 300*time.Millisecond)
+	if err != nil || claim.ClaimToken == "" || claim.Status != approval.StatusUpgrading {
 		t.Fatalf("claim %+v %v", claim, err)
 	}
 	// While the lease lives nobody takes over, and nothing is listed.
@@ -131,7 +129,7 @@ func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 		return err == nil && len(ids) == 1 && ids[0] == ap.ID
 	})
 	var wins atomic.Int32
-	tokens := make(chan bot.Approval, 16)
+	tokens := make(chan approval.Approval, 16)
 	var wg sync.WaitGroup
 	for i := range 16 {
 		s := a
@@ -158,21 +156,21 @@ func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 	}
 	winner := <-tokens
 	// The first claimant, back from the dead, can no longer record anything.
-	if _, err := a.Settle(ctx, claim, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
+	if _, err := a.Settle(ctx, claim, func(x *approval.Approval) { x.Status = approval.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("the old claim settled: %v", err)
 	}
-	done, err := b.Settle(ctx, winner, func(x *bot.Approval) { x.Status = bot.StatusUpgraded })
-	if err != nil || done.Status != bot.StatusUpgraded || done.ClaimToken != "" {
+	done, err := b.Settle(ctx, winner, func(x *approval.Approval) { x.Status = approval.StatusUpgraded })
+	if err != nil || done.Status != approval.StatusUpgraded || done.ClaimToken != "" {
 		t.Fatalf("settle by the takeover: %+v %v", done, err)
 	}
-	if _, err := b.Settle(ctx, winner, func(x *bot.Approval) { x.Status = bot.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
+	if _, err := b.Settle(ctx, winner, func(x *approval.Approval) { x.Status = approval.StatusFailed }); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("settled twice: %v", err)
 	}
 	if ids, _ := b.ExpiredClaims(ctx, 10); len(ids) != 0 {
 		t.Errorf("a settled claim is still listed: %v", ids)
 	}
 	// A decided approval cannot be claimed again.
-	if _, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{}, time.Now(), time.Minute); !errors.Is(err, bot.ErrConflict) {
+	if _, err := a.ClaimUpgrade(ctx, ap.ID, approval.Person{}, time.Now(), time.Minute); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("claim of an upgraded approval: %v", err)
 	}
 }
@@ -211,11 +209,11 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
-	claim, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{Name: "Megan"}, time.Now(), 200*time.Millisecond)
+	claim, err := a.ClaimUpgrade(ctx, ap.ID, approval.Person{Name: "Megan"}, time.Now(), 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +221,7 @@ func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 		t.Errorf("hold with another token: %v, want conflict", err)
 	}
 	held, err := b.HoldClaim(ctx, ap.ID, claim.ClaimToken, time.Minute)
-	if err != nil || held.ClaimToken != claim.ClaimToken || held.Status != bot.StatusUpgrading {
+	if err != nil || held.ClaimToken != claim.ClaimToken || held.Status != approval.StatusUpgrading {
 		t.Fatalf("hold %+v %v", held, err)
 	}
 	time.Sleep(300 * time.Millisecond) // past the first lease
@@ -233,7 +231,7 @@ func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 	if _, err := b.TakeOverClaim(ctx, ap.ID, time.Minute); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("takeover of a held claim: %v, want conflict", err)
 	}
-	if _, err := a.Settle(ctx, claim, func(x *bot.Approval) { x.Status = bot.StatusFailed }); err != nil {
+	if _, err := a.Settle(ctx, claim, func(x *approval.Approval) { x.Status = approval.StatusFailed }); err != nil {
 		t.Fatalf("the holder settles: %v", err)
 	}
 	if _, err := a.HoldClaim(ctx, ap.ID, claim.ClaimToken, time.Minute); !errors.Is(err, bot.ErrConflict) {
@@ -244,7 +242,7 @@ func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 func TestOnlyOneClaimWins(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,9 +256,9 @@ func TestOnlyOneClaimWins(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := s.Transition(ctx, ap.ID, []bot.ApprovalStatus{bot.StatusPending}, func(x *bot.Approval) {
-				x.Status = bot.StatusUpgrading
-				x.DecidedBy = &bot.Person{Name: fmt.Sprint(i)}
+			_, err := s.Transition(ctx, ap.ID, []approval.Status{approval.StatusPending}, func(x *approval.Approval) {
+				x.Status = approval.StatusUpgrading
+				x.DecidedBy = &approval.Person{Name: fmt.Sprint(i)}
 			})
 			switch {
 			case err == nil:
@@ -277,14 +275,14 @@ func TestOnlyOneClaimWins(t *testing.T) {
 		t.Fatalf("%d claims won and %d conflicted, want 1 and 15", wins.Load(), conflicts.Load())
 	}
 	got, err := b.Approval(ctx, ap.ID)
-	if err != nil || got.Status != bot.StatusUpgrading || got.DecidedBy == nil {
+	if err != nil || got.Status != approval.StatusUpgrading || got.DecidedBy == nil {
 		t.Errorf("after the race: %+v %v", got, err)
 	}
 }
 
 func TestTransitionOfUnknownApproval(t *testing.T) {
 	s, _ := newStore(t, state.Options{})
-	_, err := s.Transition(context.Background(), "apr_none", []bot.ApprovalStatus{bot.StatusPending}, func(*bot.Approval) {})
+	_, err := s.Transition(context.Background(), "apr_none", []approval.Status{approval.StatusPending}, func(*approval.Approval) {})
 	if !errors.Is(err, bot.ErrNotFound) {
 		t.Errorf("err %v, want not_found", err)
 	}
@@ -304,7 +302,7 @@ func TestBatchAndAudit(t *testing.T) {
 		t.Errorf("batch %+v %v", b, err)
 	}
 	for i := range 60 {
-		if _, err := s.AppendAudit(ctx, "19:abc@thread.v2", bot.AuditEvent{App: fmt.Sprint(i), Status: bot.StatusUpgraded}); err != nil {
+		if _, err := s.AppendAudit(ctx, "19:abc@thread.v2", approval.AuditEvent{App: fmt.Sprint(i), Status: approval.StatusUpgraded}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -325,7 +323,7 @@ func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 	prefix := fmt.Sprintf("test:lists:%d:", time.Now().UnixNano())
 	s, rdb := newStore(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
-	a, _, err := s.OpenApproval(ctx, approval())
+	a, _, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,8 +345,8 @@ func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 		t.Errorf("an approval never listed is in %v %v", got, err)
 	}
 
-	list := bot.PostedCard{Conversation: bot.ConversationRef{ConversationID: "19:abc@thread.v2", Locale: "zh-CN",
-		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: "19:abc@thread.v2", TenantID: tenant}}, ActivityID: "1700000000001"}
+	list := approval.PostedCard{Conversation: approval.ConversationRef{ConversationID: "19:abc@thread.v2", Locale: "zh-CN",
+		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: "19:abc@thread.v2", TenantID: tenant}}, ActivityID: "1700000000001"}
 	for range 2 { // the check's reply, then Approve all on it
 		if err := s.RecordList(ctx, first, list); err != nil {
 			t.Fatal(err)
@@ -386,34 +384,34 @@ func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 func TestClaimHolderKeepsWhatOthersWroteMeanwhile(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
-	ap, _, err := a.OpenApproval(ctx, approval())
+	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
-	claim, err := a.ClaimUpgrade(ctx, ap.ID, bot.Person{Name: "Megan"}, time.Now(), time.Minute)
+	claim, err := a.ClaimUpgrade(ctx, ap.ID, approval.Person{Name: "Megan"}, time.Now(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	marked, err := a.Amend(ctx, claim, func(x *bot.Approval) { x.UpgradeSentAt = time.Now().UTC() })
+	marked, err := a.Amend(ctx, claim, func(x *approval.Approval) { x.UpgradeSentAt = time.Now().UTC() })
 	if err != nil || marked.UpgradeSentAt.IsZero() {
 		t.Fatalf("amend: %+v %v", marked, err)
 	}
-	card := bot.PostedCard{ActivityID: "activity-9", Conversation: bot.ConversationRef{ConversationID: "19:random@thread.tacv2;messageid=7"}}
-	if _, err := b.Transition(ctx, ap.ID, []bot.ApprovalStatus{bot.StatusUpgrading}, func(x *bot.Approval) {
+	card := approval.PostedCard{ActivityID: "activity-9", Conversation: approval.ConversationRef{ConversationID: "19:random@thread.tacv2;messageid=7"}}
+	if _, err := b.Transition(ctx, ap.ID, []approval.Status{approval.StatusUpgrading}, func(x *approval.Approval) {
 		x.OtherCards = append(x.OtherCards, card)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	done, err := a.Settle(ctx, marked, func(x *bot.Approval) { x.Status = bot.StatusUpgraded })
-	if err != nil || done.Status != bot.StatusUpgraded || done.UpgradeSentAt.IsZero() || !slices.Contains(done.OtherCards, card) {
+	done, err := a.Settle(ctx, marked, func(x *approval.Approval) { x.Status = approval.StatusUpgraded })
+	if err != nil || done.Status != approval.StatusUpgraded || done.UpgradeSentAt.IsZero() || !slices.Contains(done.OtherCards, card) {
 		t.Fatalf("settle against an older copy: %+v %v", done, err)
 	}
 	stored, err := b.Approval(ctx, ap.ID)
-	if err != nil || stored.Status != bot.StatusUpgraded || !slices.Contains(stored.OtherCards, card) || stored.ClaimToken != "" {
+	if err != nil || stored.Status != approval.StatusUpgraded || !slices.Contains(stored.OtherCards, card) || stored.ClaimToken != "" {
 		t.Errorf("stored %+v %v", stored, err)
 	}
 	// A holder whose claim was settled cannot write with its old copy.
-	if _, err := a.Amend(ctx, marked, func(x *bot.Approval) { x.Problem = "late" }); !errors.Is(err, bot.ErrConflict) {
+	if _, err := a.Amend(ctx, marked, func(x *approval.Approval) { x.Problem = "late" }); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("amend after settling: %v, want conflict", err)
 	}
 }

@@ -56,7 +56,7 @@ func TestApprovalsAndDedupeOnRedisCluster(t *testing.T) {
 	ctx := context.Background()
 	var ids []string
 	for i := range 20 {
-		a := approval()
+		a := sampleApproval()
 		a.Upgrade.Installation.ID = "inst-" + string(rune('a'+i))
 		got, _, err := s.OpenApproval(ctx, a)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -16,7 +17,7 @@ var _ bot.ReferenceClaimer = (*Store)(nil)
 // whether the reference is new or changed, when it is written (a second
 // trip). The reference is saved even when the activity turns out to be a
 // redelivery: it is the same conversation's.
-func (s *Store) ClaimAndSaveReference(ctx context.Context, key string, ref bot.ConversationRef) (bool, error) {
+func (s *Store) ClaimAndSaveReference(ctx context.Context, key string, ref approval.ConversationRef) (bool, error) {
 	ref = ref.TopLevel() // as SaveReference: a thread's is its channel's
 	var claim *redis.BoolCmd
 	var stored storedReads

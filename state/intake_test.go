@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/state"
 )
 
@@ -73,7 +73,7 @@ func TestClaimAndSaveReferenceIsOneRoundTrip(t *testing.T) {
 	hook := &roundTrips{}
 	rdb.AddHook(hook)
 	ctx := context.Background()
-	ref := bot.ConversationRef{ConversationID: "19:intake@thread.v2", ConversationType: "groupChat",
+	ref := approval.ConversationRef{ConversationID: "19:intake@thread.v2", ConversationType: "groupChat",
 		ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams", UpdatedAt: time.Now().UTC().Truncate(time.Second)}
 
 	first, err := s.ClaimAndSaveReference(ctx, "19:intake@thread.v2|1", ref)
@@ -116,10 +116,10 @@ func TestActivitiesReadNoTenantWideKey(t *testing.T) {
 	rdb.AddHook(seen)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
-	team := &bot.Scope{Kind: bot.ScopeTeam, ID: "00000000-0000-0000-0000-0000000000aa", TenantID: tenant}
+	team := &approval.Scope{Kind: approval.ScopeTeam, ID: "00000000-0000-0000-0000-0000000000aa", TenantID: tenant}
 	in := func(channel string, n int) {
 		t.Helper()
-		ref := bot.ConversationRef{ConversationID: channel, ConversationType: "channel", ServiceURL: "https://smba.trafficmanager.net/amer/",
+		ref := approval.ConversationRef{ConversationID: channel, ConversationType: "channel", ServiceURL: "https://smba.trafficmanager.net/amer/",
 			ChannelID: "msteams", TenantID: tenant, BotID: "28:app", Scope: team, UpdatedAt: now.Add(time.Duration(n) * time.Minute)}
 		if _, err := s.ClaimAndSaveReference(ctx, fmt.Sprintf("%s|%d", channel, n), ref); err != nil {
 			t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -67,20 +66,6 @@ var releaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, string.find(v, '|', 1, true) + 1) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0`)
-
-// LeaseHolder returns who holds the lease and its token ("" when nobody).
-func (s *Watch) LeaseHolder(ctx context.Context) (string, int64, error) {
-	v, err := s.s.rdb.Get(ctx, s.leaseKey()).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", 0, nil
-	}
-	if err != nil {
-		return "", 0, unavailable("read lease", err)
-	}
-	tok, holder, _ := strings.Cut(v, "|")
-	n, _ := strconv.ParseInt(tok, 10, 64)
-	return holder, n, nil
-}
 
 // fencedSet sets a field of the watcher's memory only while token still
 // holds the lease.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/state"
 )
@@ -119,35 +120,35 @@ func TestWriteWhoseAnswerWasLostIsOurs(t *testing.T) {
 	s := state.New(rdb, state.Options{Prefix: prefix})
 	ctx := context.Background()
 
-	ap, _, err := s.OpenApproval(ctx, approval())
+	ap, _, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil {
 		t.Fatal(err)
 	}
 	cutter.armed.Store(true)
-	claim, err := s.ClaimUpgrade(ctx, ap.ID, bot.Person{Name: "Megan"}, time.Now(), time.Minute)
+	claim, err := s.ClaimUpgrade(ctx, ap.ID, approval.Person{Name: "Megan"}, time.Now(), time.Minute)
 	if cutter.cuts.Load() != 1 {
 		t.Fatalf("the claim's answer was not cut (%d cuts)", cutter.cuts.Load())
 	}
-	if err != nil || claim.Status != bot.StatusUpgrading || claim.ClaimToken == "" {
+	if err != nil || claim.Status != approval.StatusUpgrading || claim.ClaimToken == "" {
 		t.Fatalf("claim whose answer was lost: %+v %v", claim, err)
 	}
 	if stored, err := direct.Approval(ctx, ap.ID); err != nil || stored.ClaimToken != claim.ClaimToken {
 		t.Fatalf("stored claim %q, returned %q (%v)", stored.ClaimToken, claim.ClaimToken, err)
 	}
 
-	marked, err := s.Amend(ctx, claim, func(x *bot.Approval) { x.UpgradeSentAt = time.Now().UTC() })
+	marked, err := s.Amend(ctx, claim, func(x *approval.Approval) { x.UpgradeSentAt = time.Now().UTC() })
 	if err != nil {
 		t.Fatal(err)
 	}
 	cutter.armed.Store(true)
-	done, err := s.Settle(ctx, marked, func(x *bot.Approval) { x.Status = bot.StatusUpgraded })
+	done, err := s.Settle(ctx, marked, func(x *approval.Approval) { x.Status = approval.StatusUpgraded })
 	if cutter.cuts.Load() != 2 {
 		t.Fatalf("the outcome's answer was not cut (%d cuts)", cutter.cuts.Load())
 	}
-	if err != nil || done.Status != bot.StatusUpgraded {
+	if err != nil || done.Status != approval.StatusUpgraded {
 		t.Fatalf("outcome whose answer was lost: %+v %v (conflict: %v)", done, err, errors.Is(err, bot.ErrConflict))
 	}
-	if stored, err := direct.Approval(ctx, ap.ID); err != nil || stored.Status != bot.StatusUpgraded || stored.ClaimToken != "" {
+	if stored, err := direct.Approval(ctx, ap.ID); err != nil || stored.Status != approval.StatusUpgraded || stored.ClaimToken != "" {
 		t.Errorf("stored %+v %v", stored, err)
 	}
 }

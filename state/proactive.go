@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 )
 
 // Keys of the proactive side. Each operation touches one key, hash-tagged by
@@ -29,7 +29,7 @@ func (s *Store) quietKey(conversationID string) string {
 
 // Follow records that an open approval's card is to be kept true, and when
 // its conversation is next due for a look (a reminder or its expiry).
-func (s *Store) Follow(ctx context.Context, a bot.Approval, due time.Time) error {
+func (s *Store) Follow(ctx context.Context, a approval.Approval, due time.Time) error {
 	conv := a.Conversation.ConversationID
 	if err := s.rdb.SAdd(ctx, s.followKey(conv), a.ID).Err(); err != nil {
 		return unavailable("follow approval", err)

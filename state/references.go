@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -20,7 +21,7 @@ const referenceVersion = 1
 
 type referenceRecord struct {
 	V int `json:"v"`
-	bot.ConversationRef
+	approval.ConversationRef
 }
 
 // Keys that one operation touches share a {hash tag} so they live in one
@@ -43,7 +44,7 @@ func (s *Store) referenceKey(conversationID string) string {
 // Sweeps read it; activities read each scope's homeKey instead.
 func (s *Store) scopesKey(tenantID string) string { return s.opts.Prefix + "scopes:{" + tenantID + "}" }
 
-func scopeField(sc bot.Scope) string { return string(sc.Kind) + "|" + strings.ToLower(sc.ID) }
+func scopeField(sc approval.Scope) string { return string(sc.Kind) + "|" + strings.ToLower(sc.ID) }
 
 // homeKey holds the same as a scope's entry in scopesKey: the conversation
 // its unprompted cards go to. Every activity reads it, to see whether it
@@ -51,7 +52,7 @@ func scopeField(sc bot.Scope) string { return string(sc.Kind) + "|" + strings.To
 // scope's own, on a slot of its own: the tenant's index, on the path of
 // every activity of the tenant (all of them, for a single-tenant bot),
 // would be one hot key. The index is written only when the home moves.
-func (s *Store) homeKey(tenantID string, sc bot.Scope) string {
+func (s *Store) homeKey(tenantID string, sc approval.Scope) string {
 	return s.opts.Prefix + "home:{" + tenantID + "|" + scopeField(sc) + "}"
 }
 
@@ -74,7 +75,7 @@ const referenceRefresh = 24 * time.Hour
 // (or a day old, to renew its TTL), and indexes it under its tenant. Most
 // activities change nothing, and then cost one round trip. A thread's
 // reference is stored as its channel's.
-func (s *Store) SaveReference(ctx context.Context, ref bot.ConversationRef) error {
+func (s *Store) SaveReference(ctx context.Context, ref approval.ConversationRef) error {
 	ref = ref.TopLevel()
 	var r storedReads
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each read's error is looked at on its own
@@ -89,7 +90,7 @@ func (s *Store) SaveReference(ctx context.Context, ref bot.ConversationRef) erro
 type storedReads struct{ ref, home *redis.StringCmd }
 
 // readStored queues the reads of storedReads for ref (a top-level one).
-func (s *Store) readStored(ctx context.Context, p redis.Pipeliner, ref bot.ConversationRef) storedReads {
+func (s *Store) readStored(ctx context.Context, p redis.Pipeliner, ref approval.ConversationRef) storedReads {
 	r := storedReads{ref: p.Get(ctx, s.referenceKey(ref.ConversationID))}
 	if ref.TenantID != "" && ref.Scope != nil {
 		r.home = p.Get(ctx, s.homeKey(ref.TenantID, *ref.Scope))
@@ -100,7 +101,7 @@ func (s *Store) readStored(ctx context.Context, p redis.Pipeliner, ref bot.Conve
 // saveChangedReference writes ref (a top-level one) unless what was read
 // already says the same: the same reference, and its scope's cards going
 // to it. A team's cards go to the channel the bot was last talked to in.
-func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRef, r storedReads) error {
+func (s *Store) saveChangedReference(ctx context.Context, ref approval.ConversationRef, r storedReads) error {
 	stored, readErr := r.ref.Bytes()
 	if readErr != nil && !errors.Is(readErr, redis.Nil) {
 		return unavailable("read reference", readErr)
@@ -108,7 +109,7 @@ func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRe
 	// An index that cannot be read (its Redis Cluster master down) is
 	// left as it is, like one that cannot be written (below).
 	moved := r.home != nil && (r.home.Err() == nil || errors.Is(r.home.Err(), redis.Nil)) && r.home.Val() != ref.ConversationID
-	var old bot.ConversationRef
+	var old approval.ConversationRef
 	if readErr == nil {
 		var rec referenceRecord
 		if json.Unmarshal(stored, &rec) == nil && rec.V == referenceVersion {
@@ -141,7 +142,7 @@ func (s *Store) saveChangedReference(ctx context.Context, ref bot.ConversationRe
 
 // index records ref under its tenant: its installation scope now points at
 // it, or, without a scope, it joins the where set. It reports whether Redis took it all.
-func (s *Store) index(ctx context.Context, ref bot.ConversationRef) bool {
+func (s *Store) index(ctx context.Context, ref approval.ConversationRef) bool {
 	var added int64
 	var err error
 	if ref.Scope != nil {
@@ -167,7 +168,7 @@ func (s *Store) index(ctx context.Context, ref bot.ConversationRef) bool {
 
 // unindex takes ref out of its tenant's index, leaving its scope's entry
 // alone if that points at another conversation by now.
-func (s *Store) unindex(ctx context.Context, ref bot.ConversationRef) {
+func (s *Store) unindex(ctx context.Context, ref approval.ConversationRef) {
 	s.rdb.SRem(ctx, s.whereKey(ref.TenantID), ref.ConversationID)
 	if ref.Scope != nil {
 		unindexScript.Run(ctx, s.rdb, []string{s.scopesKey(ref.TenantID)}, scopeField(*ref.Scope), ref.ConversationID)
@@ -186,7 +187,7 @@ return 0`)
 // sameReference compares everything but the time it was seen. Every
 // activity asks, so it compares fields rather than encodings; a field added
 // to the reference that is not comparable stops the build here.
-func sameReference(a, b bot.ConversationRef) bool {
+func sameReference(a, b approval.ConversationRef) bool {
 	sa, sb := a.Scope, b.Scope
 	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
 	a.Scope, b.Scope = nil, nil
@@ -196,7 +197,7 @@ func sameReference(a, b bot.ConversationRef) bool {
 // Reference returns the stored reference of a conversation, or an error with
 // bot.CodeNotFound. A thread's is its channel's (with the thread's id), or,
 // when the channel has none, one an earlier release stored for the thread.
-func (s *Store) Reference(ctx context.Context, conversationID string) (bot.ConversationRef, error) {
+func (s *Store) Reference(ctx context.Context, conversationID string) (approval.ConversationRef, error) {
 	ids := referenceIDs(conversationID)
 	cmds := make([]*redis.StringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -206,7 +207,7 @@ func (s *Store) Reference(ctx context.Context, conversationID string) (bot.Conve
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return bot.ConversationRef{}, unavailable("read reference", err)
+		return approval.ConversationRef{}, unavailable("read reference", err)
 	}
 	for _, c := range cmds {
 		ref, found, err := decodeReference(c)
@@ -215,32 +216,32 @@ func (s *Store) Reference(ctx context.Context, conversationID string) (bot.Conve
 			return ref, err
 		}
 	}
-	return bot.ConversationRef{}, bot.Errorf(bot.CodeNotFound, "state: no conversation reference for %q", conversationID)
+	return approval.ConversationRef{}, bot.Errorf(bot.CodeNotFound, "state: no conversation reference for %q", conversationID)
 }
 
 // decodeReference reads the reference a GET returned; found false when
 // there was none.
-func decodeReference(c *redis.StringCmd) (bot.ConversationRef, bool, error) {
+func decodeReference(c *redis.StringCmd) (approval.ConversationRef, bool, error) {
 	b, err := c.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return bot.ConversationRef{}, false, nil
+		return approval.ConversationRef{}, false, nil
 	}
 	if err != nil {
-		return bot.ConversationRef{}, false, unavailable("read reference", err)
+		return approval.ConversationRef{}, false, unavailable("read reference", err)
 	}
 	var rec referenceRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return bot.ConversationRef{}, false, fmt.Errorf("state: decode reference: %w", err)
+		return approval.ConversationRef{}, false, fmt.Errorf("state: decode reference: %w", err)
 	}
 	if rec.V != referenceVersion {
-		return bot.ConversationRef{}, false, fmt.Errorf("state: reference version %d is not supported", rec.V)
+		return approval.ConversationRef{}, false, fmt.Errorf("state: reference version %d is not supported", rec.V)
 	}
 	return rec.ConversationRef, true, nil
 }
 
 // Forget removes a conversation the bot was removed from: its reference and
 // its installation scope's place in the tenant's index.
-func (s *Store) Forget(ctx context.Context, ref bot.ConversationRef) error {
+func (s *Store) Forget(ctx context.Context, ref approval.ConversationRef) error {
 	if ref.TenantID != "" {
 		// Conversations an earlier release indexed one by one (the other
 		// threads and channels of a team) move under their scope first, so
@@ -272,7 +273,7 @@ func (s *Store) Forget(ctx context.Context, ref bot.ConversationRef) error {
 // conversation's: its channel's, then for a thread its own (from an
 // earlier release).
 func referenceIDs(conversationID string) []string {
-	ids := []string{bot.BaseConversation(conversationID)}
+	ids := []string{approval.BaseConversation(conversationID)}
 	if ids[0] != conversationID {
 		ids = append(ids, conversationID)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/state"
 )
 
@@ -21,10 +21,10 @@ const (
 
 // inChannel is the reference of an activity in a channel (or one of its
 // threads) of a team.
-func inChannel(conversationID, team string, seen time.Time) bot.ConversationRef {
-	return bot.ConversationRef{ConversationID: conversationID, ConversationType: "channel",
+func inChannel(conversationID, team string, seen time.Time) approval.ConversationRef {
+	return approval.ConversationRef{ConversationID: conversationID, ConversationType: "channel",
 		ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams", TenantID: tenant, BotID: "28:app",
-		Scope: &bot.Scope{Kind: bot.ScopeTeam, ID: team, TenantID: tenant}, UpdatedAt: seen}
+		Scope: &approval.Scope{Kind: approval.ScopeTeam, ID: team, TenantID: tenant}, UpdatedAt: seen}
 }
 
 // toScan lists what a sweep of the tenant scans, with how often each came.
@@ -52,9 +52,9 @@ func TestThreadsAndChannelsOfATeamAreScannedAsTheTeamOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	chat := bot.ConversationRef{ConversationID: "19:abc@thread.v2", ConversationType: "groupChat",
+	chat := approval.ConversationRef{ConversationID: "19:abc@thread.v2", ConversationType: "groupChat",
 		ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams", TenantID: tenant, BotID: "28:app",
-		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: "19:abc@thread.v2", TenantID: tenant}, UpdatedAt: seen}
+		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: "19:abc@thread.v2", TenantID: tenant}, UpdatedAt: seen}
 	if err := s.SaveReference(ctx, chat); err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +95,12 @@ func TestThreadsAndChannelsOfATeamAreScannedAsTheTeamOnce(t *testing.T) {
 
 // legacyReference stores a reference as releases before one reference per
 // channel did: under its thread, and in the tenant's where set.
-func legacyReference(t *testing.T, rdb redis.UniversalClient, prefix string, ref bot.ConversationRef) {
+func legacyReference(t *testing.T, rdb redis.UniversalClient, prefix string, ref approval.ConversationRef) {
 	t.Helper()
 	ctx := context.Background()
 	b, err := json.Marshal(struct {
 		V int `json:"v"`
-		bot.ConversationRef
+		approval.ConversationRef
 	}{1, ref})
 	if err != nil {
 		t.Fatal(err)
@@ -134,9 +134,9 @@ func TestThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope(t *testing.T) 
 	for _, conv := range []string{"19:gone@thread.tacv2;messageid=6", "19:gone@thread.tacv2;messageid=7", "19:gone@thread.tacv2"} {
 		legacyReference(t, rdb, prefix, inChannel(conv, removedTeam, seen))
 	}
-	legacyReference(t, rdb, prefix, bot.ConversationRef{ConversationID: chat, ConversationType: "groupChat",
+	legacyReference(t, rdb, prefix, approval.ConversationRef{ConversationID: chat, ConversationType: "groupChat",
 		ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams", TenantID: tenant, BotID: "28:app",
-		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: chat, TenantID: tenant}, UpdatedAt: seen})
+		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: chat, TenantID: tenant}, UpdatedAt: seen})
 	noScope := inChannel(unscoped, teamGroup, seen)
 	noScope.Scope = nil
 	legacyReference(t, rdb, prefix, noScope)
@@ -192,10 +192,10 @@ func TestAScopeWhoseReferenceExpiredLeavesTheIndex(t *testing.T) {
 	s, rdb := newStore(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
-	meeting := bot.ConversationRef{ConversationID: "19:meeting_abc@thread.v2", ConversationType: "groupChat",
+	meeting := approval.ConversationRef{ConversationID: "19:meeting_abc@thread.v2", ConversationType: "groupChat",
 		ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams", TenantID: tenant, BotID: "28:app",
-		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: "19:meeting_abc@thread.v2", TenantID: tenant}, UpdatedAt: seen}
-	for _, ref := range []bot.ConversationRef{meeting, inChannel(general+";messageid=1", teamGroup, seen)} {
+		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: "19:meeting_abc@thread.v2", TenantID: tenant}, UpdatedAt: seen}
+	for _, ref := range []approval.ConversationRef{meeting, inChannel(general+";messageid=1", teamGroup, seen)} {
 		if err := s.SaveReference(ctx, ref); err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/state"
 )
@@ -66,10 +67,10 @@ func TestReferenceRoundTripAndSurvivesNewClient(t *testing.T) {
 	prefix := fmt.Sprintf("test:ref:%d:", time.Now().UnixNano())
 	s, _ := newStore(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
-	ref := bot.ConversationRef{
+	ref := approval.ConversationRef{
 		ConversationID: "19:abc@thread.v2", ConversationType: "groupChat", ServiceURL: "https://smba.trafficmanager.net/amer/",
 		ChannelID: "msteams", TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47", BotID: "28:app",
-		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: "19:abc@thread.v2"}, UpdatedAt: time.Now().UTC().Truncate(time.Second),
+		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: "19:abc@thread.v2"}, UpdatedAt: time.Now().UTC().Truncate(time.Second),
 	}
 	if err := s.SaveReference(ctx, ref); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/state"
 )
@@ -41,10 +41,10 @@ type config struct {
 	CustomAuthority   bool               // AZURE_AUTHORITY_HOST was set
 	GraphBaseURL      string             // GRAPH_BASE_URL, default the cloud's Graph
 
-	RedisURL       string             // REDIS_URL; empty runs an embedded Redis
-	RedisPrefix    string             // REDIS_PREFIX, default "upgradebot:"
-	AllowedTenants []string           // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
-	Approvers      bot.ApproverPolicy // BOT_APPROVERS, default "owners"
+	RedisURL       string                  // REDIS_URL; empty runs an embedded Redis
+	RedisPrefix    string                  // REDIS_PREFIX, default "upgradebot:"
+	AllowedTenants []string                // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
+	Approvers      approval.ApproverPolicy // BOT_APPROVERS, default "owners"
 
 	Proactive     bool          // BOT_PROACTIVE: on (default) or off, unprompted posts everywhere
 	ScanInterval  time.Duration // BOT_SCAN_INTERVAL: how often the catalog is read per tenant, default 15m
@@ -116,10 +116,10 @@ func (c *config) readIdentity(e environ) error {
 	c.CertificatePassword = e("MicrosoftAppCertificatePassword")
 	c.FederatedTokenFile = e.get("AZURE_FEDERATED_TOKEN_FILE")
 	hasSecret := c.AppPassword != "" || c.CertificatePath != "" || c.FederatedTokenFile != ""
-	if c.AppID != "" && !bot.IsEntraID(c.AppID) {
+	if c.AppID != "" && !approval.IsEntraID(c.AppID) {
 		return bad("MicrosoftAppId", "%q is not a GUID", c.AppID)
 	}
-	if c.AppTenantID != "" && !bot.IsEntraID(c.AppTenantID) {
+	if c.AppTenantID != "" && !approval.IsEntraID(c.AppTenantID) {
 		return bad("MicrosoftAppTenantId", "%q is not a GUID", c.AppTenantID)
 	}
 	switch c.AppType {
@@ -212,7 +212,7 @@ func (c *config) requireRedis(environ) error {
 func (c *config) readTenants(e environ) error {
 	c.AllowedTenants = list(e.get("BOT_ALLOWED_TENANTS"))
 	for _, t := range c.AllowedTenants {
-		if !bot.IsEntraID(t) {
+		if !approval.IsEntraID(t) {
 			return bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID)", t)
 		}
 	}
@@ -228,7 +228,7 @@ func (c *config) readApprovers(e environ) error {
 		approvers = []string{"owners"}
 	}
 	var err error
-	if c.Approvers, err = bot.ParseApproverPolicy(approvers); err != nil {
+	if c.Approvers, err = approval.ParseApproverPolicy(approvers); err != nil {
 		return bad("BOT_APPROVERS", "%v", err)
 	}
 	return nil

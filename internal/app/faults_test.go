@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/botframework/fakechannel"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
@@ -205,7 +206,7 @@ func TestRedisKilledMidLoadLosesAndDoublesNothing(t *testing.T) {
 		eventually(t, 20*time.Second, "approval in "+chat+" settles", func() bool {
 			a, err := st.Approval(context.Background(), id)
 			last = fmt.Sprintf("%s %q %v", a.Status, a.Problem, err)
-			return err == nil && a.Status == bot.StatusUpgraded
+			return err == nil && a.Status == approval.StatusUpgraded
 		}, &last)
 	}
 	for path, n := range upgradePosts(h.graph) {
@@ -419,7 +420,7 @@ func TestKilledBetweenGraphsAnswerAndTheRecordIsReconciled(t *testing.T) {
 	_, st := d.successor(t)
 	eventually(t, 20*time.Second, "the reaper settles the approval", func() bool {
 		ap, err := st.Approval(context.Background(), card[0])
-		return err == nil && ap.Status == bot.StatusUpgraded
+		return err == nil && ap.Status == approval.StatusUpgraded
 	})
 	if n := len(upgradePosts(a.graph)); n != 1 {
 		t.Errorf("%d upgrade POSTs, want exactly 1", n)
@@ -483,7 +484,7 @@ func TestThreeReplicasOnRedisCluster(t *testing.T) {
 	for _, chat := range chats {
 		eventually(t, 20*time.Second, "approval in "+chat+" settles", func() bool {
 			a, err := st.Approval(context.Background(), posted[chat][0])
-			return err == nil && a.Status == bot.StatusUpgraded
+			return err == nil && a.Status == approval.StatusUpgraded
 		})
 	}
 	for path, n := range upgradePosts(first.graph) {

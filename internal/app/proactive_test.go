@@ -19,6 +19,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/botframework/fakechannel"
@@ -641,7 +642,7 @@ func inTeamChannel(a map[string]any, team, channel, conversation string) map[str
 
 // storeEarlierReferences writes conversation references as releases before
 // one reference per channel did: one per thread, each in the tenant's set.
-func storeEarlierReferences(t *testing.T, h *harness, refs ...bot.ConversationRef) {
+func storeEarlierReferences(t *testing.T, h *harness, refs ...approval.ConversationRef) {
 	t.Helper()
 	rdb, closeFn, err := state.Connect(context.Background(), h.env["REDIS_URL"], slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -652,7 +653,7 @@ func storeEarlierReferences(t *testing.T, h *harness, refs ...bot.ConversationRe
 	for _, ref := range refs {
 		v, _ := json.Marshal(struct {
 			V int `json:"v"`
-			bot.ConversationRef
+			approval.ConversationRef
 		}{1, ref})
 		err := errors.Join(rdb.Set(ctx, prefix+"ref:{"+ref.ConversationID+"}", v, 90*24*time.Hour).Err(),
 			rdb.SAdd(ctx, prefix+"where:{"+ref.TenantID+"}", ref.ConversationID).Err(),
@@ -690,12 +691,12 @@ func TestSweepReadsATeamOnceHoweverManyThreadsItWasTalkedToIn(t *testing.T) {
 	// and not again for a day.
 	r := h.replica(t, nil, 0)
 	waitFor(t, 10*time.Second, "the first sweep", func() bool { last, _ := st.Watch().LastSweep(ctx); return !last.IsZero() })
-	var earlier []bot.ConversationRef
+	var earlier []approval.ConversationRef
 	for _, thread := range []string{general + ";messageid=1699990000001", planning + ";messageid=1699990000002",
 		"19:design@thread.tacv2;messageid=1699990000003", "19:design@thread.tacv2;messageid=1699990000004"} {
-		earlier = append(earlier, bot.ConversationRef{ConversationID: thread, ConversationType: "channel",
+		earlier = append(earlier, approval.ConversationRef{ConversationID: thread, ConversationType: "channel",
 			ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
-			Scope: &bot.Scope{Kind: bot.ScopeTeam, ID: team, TenantID: testTenant}, UpdatedAt: time.Now().UTC()})
+			Scope: &approval.Scope{Kind: approval.ScopeTeam, ID: team, TenantID: testTenant}, UpdatedAt: time.Now().UTC()})
 	}
 	storeEarlierReferences(t, h, earlier...)
 	threads := []string{general + ";messageid=1700000000600", general + ";messageid=1700000000610",
@@ -704,7 +705,7 @@ func TestSweepReadsATeamOnceHoweverManyThreadsItWasTalkedToIn(t *testing.T) {
 	for i, thread := range threads {
 		id := fmt.Sprintf("17000000007%02d", i)
 		n := len(h.connector.Calls())
-		if code := r.post(t, h, inTeamChannel(h.message(id, "help"), team, bot.BaseConversation(thread), thread)); code != http.StatusOK {
+		if code := r.post(t, h, inTeamChannel(h.message(id, "help"), team, approval.BaseConversation(thread), thread)); code != http.StatusOK {
 			t.Fatalf("help in %s: %d", thread, code)
 		}
 		reply := h.connector.WaitCalls(t, n+1)[n]
@@ -809,9 +810,9 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	ctx := context.Background()
 	st := storeOf(t, h)
 	// The bot was added here earlier; the first watcher round sweeps it.
-	if err := st.SaveReference(ctx, bot.ConversationRef{ConversationID: chatID, ConversationType: "groupChat",
+	if err := st.SaveReference(ctx, approval.ConversationRef{ConversationID: chatID, ConversationType: "groupChat",
 		ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
-		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: chatID, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
+		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: chatID, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
 	}
 	h.graph.Fail(fakegraph.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests,
@@ -844,9 +845,9 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	// Another scan of the throttled tenant waits for the same moment
 	// without asking Graph.
 	const other = "19:other@thread.v2"
-	if err := st.SaveReference(ctx, bot.ConversationRef{ConversationID: other, ConversationType: "groupChat",
+	if err := st.SaveReference(ctx, approval.ConversationRef{ConversationID: other, ConversationType: "groupChat",
 		ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
-		Scope: &bot.Scope{Kind: bot.ScopeChat, ID: other, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
+		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: other, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
 	}
 	q, err := st.Queue(state.QueueOptions{Consumer: "test"})
@@ -931,9 +932,9 @@ func TestAThrottledTenantDoesNotHoldUpAnother(t *testing.T) {
 	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: st})
 	known := func(tenant, chat string) {
 		t.Helper()
-		ref := bot.ConversationRef{ConversationID: chat, ConversationType: "groupChat", ServiceURL: h.connector.URL(),
+		ref := approval.ConversationRef{ConversationID: chat, ConversationType: "groupChat", ServiceURL: h.connector.URL(),
 			ChannelID: "msteams", TenantID: tenant, BotID: "28:" + testAppID, Locale: "en-US",
-			Scope: &bot.Scope{Kind: bot.ScopeChat, ID: chat, TenantID: tenant}, UpdatedAt: time.Now().UTC()}
+			Scope: &approval.Scope{Kind: approval.ScopeChat, ID: chat, TenantID: tenant}, UpdatedAt: time.Now().UTC()}
 		if err := st.SaveReference(ctx, ref); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
@@ -118,7 +119,7 @@ func (h adoptingHandler) Handle(ctx context.Context, a *bot.Activity) (*bot.Invo
 	return h.next.Handle(ctx, a)
 }
 
-var graphKinds = map[bot.ScopeKind]string{bot.ScopeChat: fakegraph.Chat, bot.ScopeTeam: fakegraph.Team, bot.ScopeUser: fakegraph.User}
+var graphKinds = map[approval.ScopeKind]string{approval.ScopeChat: fakegraph.Chat, approval.ScopeTeam: fakegraph.Team, approval.ScopeUser: fakegraph.User}
 
 // adopt makes the activity's installation scope (a personal scope, a group
 // or meeting chat, a team) exist in the fake tenant: on first sight it

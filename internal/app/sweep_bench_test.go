@@ -21,7 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
 	"github.com/upgradeapprovals/bot/state"
@@ -204,15 +204,15 @@ func newSweep(b *testing.B, n int, latency time.Duration, budget int) *sweep {
 		}
 	}
 
-	refs := make([]bot.ConversationRef, 0, n)
+	refs := make([]approval.ConversationRef, 0, n)
 	for i := range n {
-		ref := bot.ConversationRef{ServiceURL: serviceURL, ChannelID: "msteams", TenantID: testTenant,
+		ref := approval.ConversationRef{ServiceURL: serviceURL, ChannelID: "msteams", TenantID: testTenant,
 			BotID: "28:" + testAppID, BotName: "Upgrade Approvals", Locale: "en-US", UpdatedAt: time.Now().UTC()}
 		if i%10 == 9 {
 			team := fmt.Sprintf("7e57a000-0000-4000-8000-%012d", i/50)
 			ref.ConversationID = fmt.Sprintf("19:bench-channel-%d@thread.tacv2", i)
 			ref.ConversationType = "channel"
-			ref.Scope = &bot.Scope{Kind: bot.ScopeTeam, ID: team, TenantID: testTenant}
+			ref.Scope = &approval.Scope{Kind: approval.ScopeTeam, ID: team, TenantID: testTenant}
 			if i%50 == 9 { // the team's first channel
 				install(fakegraph.Team, team, pollsAppID, "1.0.0", "1.1.0", nil)
 				install(fakegraph.Team, team, whiteboardAppID, "3.2.0", "3.2.0", nil)
@@ -220,7 +220,7 @@ func newSweep(b *testing.B, n int, latency time.Duration, budget int) *sweep {
 		} else {
 			chat := fmt.Sprintf("19:bench-chat-%d@thread.v2", i)
 			ref.ConversationID, ref.ConversationType = chat, "groupChat"
-			ref.Scope = &bot.Scope{Kind: bot.ScopeChat, ID: chat, TenantID: testTenant}
+			ref.Scope = &approval.Scope{Kind: approval.ScopeChat, ID: chat, TenantID: testTenant}
 			if i%2 == 0 {
 				install(fakegraph.Chat, chat, pollsAppID, "1.0.0", "1.1.0", nil)
 			} else {
@@ -251,7 +251,7 @@ func newSweep(b *testing.B, n int, latency time.Duration, budget int) *sweep {
 	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: s.store})
 	var wg sync.WaitGroup
 	var failed atomic.Value
-	next := make(chan bot.ConversationRef)
+	next := make(chan approval.ConversationRef)
 	for range 16 {
 		wg.Add(1)
 		go func() {

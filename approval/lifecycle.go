@@ -1,0 +1,118 @@
+package approval
+
+import "time"
+
+// Status is where an approval stands.
+type Status string
+
+const (
+	StatusPending    Status = "pending"
+	StatusUpgrading  Status = "upgrading" // claimed by one approver; the upgrade call is in flight
+	StatusUpgraded   Status = "upgraded"
+	StatusRejected   Status = "rejected"
+	StatusFailed     Status = "failed" // may be retried
+	StatusExpired    Status = "expired"
+	StatusSuperseded Status = "superseded" // the catalog changed; a new approval replaces it
+	StatusUpToDate   Status = "uptodate"   // someone upgraded it another way first
+	// StatusUpgradedOutside: the installation reached the target version
+	// another way (Teams' Update button, the admin center, an approval
+	// elsewhere) while the request was open.
+	StatusUpgradedOutside Status = "upgradedoutside"
+)
+
+// New is a pending request for the upgrade u, asked in the conversation ref
+// in locale, open for ttl from now.
+func New(u PendingUpgrade, ref ConversationRef, locale string, now time.Time, ttl time.Duration) Approval {
+	now = now.UTC()
+	return Approval{Status: StatusPending, Upgrade: u, Conversation: ref, Locale: locale, CreatedAt: now,
+		ExpiresAt: now.Add(ttl)}
+}
+
+// Statuses lists every status.
+func Statuses() []Status {
+	return []Status{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected, StatusFailed, StatusExpired,
+		StatusSuperseded, StatusUpToDate, StatusUpgradedOutside}
+}
+
+// Open reports whether an approval in status s is still the request for
+// its installation and target version (its OpenKey): opening the same
+// request again finds it. A rejected, expired or superseded one gives way
+// to a new request; one upgraded (here or elsewhere) or in flight does not.
+func (s Status) Open() bool {
+	return s != StatusRejected && s != StatusExpired && s != StatusSuperseded
+}
+
+// OpenStatuses lists the statuses for which Open holds, for a store that
+// decides in a script which approval is open.
+func OpenStatuses() []Status { return filter(Status.Open) }
+
+// Decidable reports whether an approver can still act on an approval in
+// status s: approve (claim it for an upgrade) or reject it. A failed
+// upgrade may be retried.
+func (s Status) Decidable() bool { return s == StatusPending || s == StatusFailed }
+
+// DecidableStatuses lists the statuses for which Decidable holds: the ones
+// an approval may be claimed, or closed without a claim, from.
+func DecidableStatuses() []Status { return filter(Status.Decidable) }
+
+func filter(keep func(Status) bool) []Status {
+	var out []Status
+	for _, s := range Statuses() {
+		if keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Decidable reports whether an approver can still act on the approval.
+func (a Approval) Decidable() bool { return a.Status.Decidable() }
+
+// Expired reports whether the approval is past its time at now: from the
+// instant ExpiresAt on, it can no longer be approved or rejected, only
+// closed as expired.
+func (a Approval) Expired(now time.Time) bool { return !now.Before(a.ExpiresAt) }
+
+// Claim returns the approval claimed by who at at for an upgrade under
+// token, which only the claim's holder knows; false when its status may not
+// be claimed (someone else was first, or it was closed).
+func (a Approval) Claim(who Person, at time.Time, token string) (Approval, bool) {
+	if !a.Status.Decidable() {
+		return a, false
+	}
+	a.Status, a.DecidedBy, a.DecidedAt, a.Problem, a.ClaimToken = StatusUpgrading, &who, at.UTC(), "", token
+	return a, true
+}
+
+// Claimed reports whether an upgrade claim holds the approval.
+func (a Approval) Claimed() bool { return a.Status == StatusUpgrading }
+
+// HeldBy reports whether the claim named token holds the approval: only its
+// holder may change it or record the upgrade's outcome.
+func (a Approval) HeldBy(token string) bool {
+	return a.Status == StatusUpgrading && token != "" && a.ClaimToken == token
+}
+
+// Outcome is how a decision or a follow-up ends an approval.
+type Outcome struct {
+	Status Status
+	// By decided it; nil keeps who claimed it, or nobody (an expiry, an
+	// approval closed by what the bot saw).
+	By *Person
+	At time.Time
+	// Problem is why it failed or was closed, for an admin; empty clears
+	// the one of an earlier failure.
+	Problem string
+}
+
+// Close returns the approval ended with o: its status, who decided it and
+// when, why, and no claim any more. Every way an approval ends (a reject,
+// an expiry, an upgrade's outcome, a follow-up, the bot's removal) records
+// this record. A failed outcome stays decidable: Retry claims it again.
+func (a Approval) Close(o Outcome) Approval {
+	a.Status, a.DecidedAt, a.Problem, a.ClaimToken = o.Status, o.At.UTC(), o.Problem, ""
+	if o.By != nil {
+		a.DecidedBy = o.By
+	}
+	return a
+}

@@ -1,0 +1,132 @@
+package approval_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/upgradeapprovals/bot/approval"
+)
+
+func TestStatusSets(t *testing.T) {
+	open := []approval.Status{approval.StatusPending, approval.StatusUpgrading, approval.StatusUpgraded, approval.StatusFailed,
+		approval.StatusUpToDate, approval.StatusUpgradedOutside}
+	if got := approval.OpenStatuses(); !sameSet(got, open) {
+		t.Errorf("open statuses %v, want %v", got, open)
+	}
+	decidable := []approval.Status{approval.StatusPending, approval.StatusFailed}
+	if got := approval.DecidableStatuses(); !sameSet(got, decidable) {
+		t.Errorf("decidable statuses %v, want %v", got, decidable)
+	}
+	for _, s := range approval.Statuses() {
+		if s.Open() != slices.Contains(open, s) || s.Decidable() != slices.Contains(decidable, s) {
+			t.Errorf("%s: open %v, decidable %v", s, s.Open(), s.Decidable())
+		}
+		if s.Decidable() && !s.Open() {
+			t.Errorf("%s may be decided but is not open", s)
+		}
+	}
+	if n := len(approval.Statuses()); n != 9 {
+		t.Errorf("%d statuses, want 9", n)
+	}
+}
+
+func sameSet(a, b []approval.Status) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func TestExpiredFromTheExactInstant(t *testing.T) {
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	a := approval.Approval{ExpiresAt: at}
+	if a.Expired(at.Add(-time.Nanosecond)) {
+		t.Error("expired before its time")
+	}
+	if !a.Expired(at) {
+		t.Error("not expired at the instant it expires")
+	}
+	if !a.Expired(at.Add(time.Hour)) {
+		t.Error("not expired after its time")
+	}
+}
+
+func TestClaimOnlyWhatMayBeDecided(t *testing.T) {
+	megan := approval.Person{ID: "29:megan", AADObjectID: "00000000-0000-0000-0000-000000000001", Name: "Megan"}
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))
+	for _, s := range approval.Statuses() {
+		a := approval.Approval{ID: "apr_1", Status: s, Problem: "Graph refused"}
+		c, ok := a.Claim(megan, at, "token-1")
+		if ok != s.Decidable() {
+			t.Errorf("%s: claimed %v", s, ok)
+		}
+		if !ok {
+			if c.Status != s || c.ClaimToken != "" {
+				t.Errorf("%s: a refused claim changed it: %+v", s, c)
+			}
+			continue
+		}
+		if c.Status != approval.StatusUpgrading || !c.Claimed() || c.DecidedBy == nil || *c.DecidedBy != megan ||
+			!c.DecidedAt.Equal(at) || c.DecidedAt.Location() != time.UTC || c.Problem != "" {
+			t.Errorf("%s: claimed as %+v", s, c)
+		}
+		if !c.HeldBy("token-1") || c.HeldBy("token-2") || c.HeldBy("") {
+			t.Errorf("%s: the claim is not held by its token alone", s)
+		}
+	}
+	if (approval.Approval{Status: approval.StatusPending}).HeldBy("") {
+		t.Error("an unclaimed approval is held by the empty token")
+	}
+}
+
+func TestCloseIsTheRecordOfEveryEnd(t *testing.T) {
+	megan := approval.Person{Name: "Megan"}
+	adele := approval.Person{Name: "Adele"}
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))
+	claimed, _ := approval.Approval{ID: "apr_1", Status: approval.StatusPending}.Claim(megan, at.Add(-time.Minute), "token-1")
+
+	// An upgrade's outcome keeps who approved it and ends the claim.
+	done := claimed.Close(approval.Outcome{Status: approval.StatusFailed, At: at, Problem: "Graph refused"})
+	if done.Status != approval.StatusFailed || done.DecidedBy == nil || done.DecidedBy.Name != "Megan" ||
+		!done.DecidedAt.Equal(at) || done.DecidedAt.Location() != time.UTC || done.Problem != "Graph refused" ||
+		done.ClaimToken != "" || done.Claimed() {
+		t.Errorf("failed upgrade recorded as %+v", done)
+	}
+	if !done.Decidable() {
+		t.Error("a failed upgrade cannot be retried")
+	}
+	// A reject after it records who rejected and clears the old problem.
+	rejected := done.Close(approval.Outcome{Status: approval.StatusRejected, By: &adele, At: at.Add(time.Hour)})
+	if rejected.Status != approval.StatusRejected || rejected.DecidedBy.Name != "Adele" || rejected.Problem != "" ||
+		!rejected.DecidedAt.Equal(at.Add(time.Hour)) || rejected.Decidable() || rejected.Status.Open() {
+		t.Errorf("reject recorded as %+v", rejected)
+	}
+	// An expiry names nobody.
+	pending := approval.Approval{ID: "apr_2", Status: approval.StatusPending}
+	expired := pending.Close(approval.Outcome{Status: approval.StatusExpired, At: at, Problem: "closed: the app is no longer installed here"})
+	if expired.DecidedBy != nil || expired.Status != approval.StatusExpired || expired.Problem == "" {
+		t.Errorf("expiry recorded as %+v", expired)
+	}
+	if pending.Status != approval.StatusPending {
+		t.Error("Close changed the approval it was given")
+	}
+}
+
+func TestRecordCardKeepsEachCardOnce(t *testing.T) {
+	var a approval.Approval
+	card := func(id string) approval.PostedCard { return approval.PostedCard{ActivityID: id} }
+	a.RecordCard(card("own"))
+	a.RecordCard(card("own"))
+	a.RecordCard(card("other"))
+	a.RecordCard(card("other"))
+	if a.CardActivityID != "own" || len(a.OtherCards) != 1 || !a.ShowsOn("other") || a.ShowsOn("third") {
+		t.Fatalf("cards %q %+v", a.CardActivityID, a.OtherCards)
+	}
+	for i := range 2 * approval.MaxOtherCards {
+		a.RecordCard(card(string(rune('a' + i))))
+	}
+	if len(a.OtherCards) != approval.MaxOtherCards {
+		t.Errorf("%d other cards kept, want at most %d", len(a.OtherCards), approval.MaxOtherCards)
+	}
+}
