@@ -276,13 +276,6 @@ func (b *Bot) handle(ctx context.Context, a *Activity, ref approval.Conversation
 }
 
 func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	var submit cards.SubmitData
-	if len(t.Activity.Value) > 0 && json.Unmarshal(t.Activity.Value, &submit) == nil && submit.Verb != "" {
-		if _, ok := b.router.verbs[submit.Verb]; !ok {
-			return nil, nil // a button of some other card
-		}
-		return nil, b.onSubmit(ctx, t, submit)
-	}
 	if t.Text == "" {
 		return nil, nil // an attachment without words
 	}

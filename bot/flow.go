@@ -301,28 +301,6 @@ func (b *Bot) onReview(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	return InvokeCard(b.cardFor(a, t.Activity.Locale)), nil
 }
 
-// onSubmit handles the Action.Submit twin of a card action, sent by
-// clients without Universal Actions as a message whose value names the
-// verb. The same handler decides as for the invoke; only the answer
-// travels differently: a card replaces the clicked one through the
-// connector, and what speaks to the clicker alone is a reply.
-func (b *Bot) onSubmit(ctx context.Context, t *Turn, d cards.SubmitData) error {
-	t.CardAction = &CardAction{Verb: d.Verb, Data: cards.ActionData{ApprovalID: d.ApprovalID}, Submit: true}
-	resp, err := b.router.act(ctx, t)
-	if err != nil || resp == nil {
-		return err
-	}
-	switch {
-	case resp.Card != nil && !resp.ForClicker && t.Activity.ReplyToID != "":
-		return t.conn.Update(ctx, t.Ref, t.Activity.ReplyToID, CardMessage(*resp.Card))
-	case resp.Card != nil:
-		_, err = t.Reply(ctx, CardMessage(*resp.Card))
-	case resp.Refusal != nil:
-		_, err = t.Reply(ctx, Message{Text: resp.Refusal.Message})
-	}
-	return err
-}
-
 // cardFor is the card that shows an approval as it stands.
 func (b *Bot) cardFor(a approval.Approval, locale string) cards.Card {
 	place, app := placeOf(a.Conversation), appView(a.Upgrade)

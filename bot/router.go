@@ -16,7 +16,8 @@ type Handler func(ctx context.Context, t *Turn) (*InvokeResponse, error)
 // InvokeAdaptiveCardAction is the invoke name of an Adaptive Card Action.Execute.
 const InvokeAdaptiveCardAction = "adaptiveCard/action"
 
-// Router dispatches by activity type, then invoke name, then card verb. An
+// Router dispatches by activity type, then invoke name, then card verb; a
+// message carrying a card verb is the Action.Submit twin of a click. An
 // activity nobody handles gets 200 and is ignored: Teams keeps adding types
 // and actions, and rejecting them only makes it retry.
 type Router struct {
@@ -70,6 +71,13 @@ type invokeValue struct {
 func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	a := t.Activity
 	if string(a.Type) != "invoke" {
+		if d, ok := submitted(a); ok {
+			if _, known := r.verbs[d.Verb]; !known {
+				return nil, nil // a button of some other card
+			}
+			t.CardAction = &CardAction{Verb: d.Verb, Data: cards.ActionData{ApprovalID: d.ApprovalID}, Submit: true}
+			return nil, r.submit(ctx, t)
+		}
 		if h, ok := r.types[string(a.Type)]; ok {
 			return h(ctx, t)
 		}
@@ -86,6 +94,36 @@ func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 		return r.act(ctx, t)
 	}
 	return nil, nil
+}
+
+// submitted reads the Action.Submit twin of a card action: a message whose
+// value names a verb, sent by clients without Universal Actions.
+func submitted(a *Activity) (cards.SubmitData, bool) {
+	var d cards.SubmitData
+	if a.Type != "message" || len(a.Value) == 0 || json.Unmarshal(a.Value, &d) != nil || d.Verb == "" {
+		return d, false
+	}
+	return d, true
+}
+
+// submit decides the Action.Submit twin of a card action with the same
+// handler as the invoke; only the answer travels differently: a card
+// replaces the clicked one through the connector, and what speaks to the
+// clicker alone is a reply.
+func (r *Router) submit(ctx context.Context, t *Turn) error {
+	resp, err := r.act(ctx, t)
+	if err != nil || resp == nil {
+		return err
+	}
+	switch {
+	case resp.Card != nil && !resp.ForClicker && t.Activity.ReplyToID != "":
+		return t.conn.Update(ctx, t.Ref, t.Activity.ReplyToID, CardMessage(*resp.Card))
+	case resp.Card != nil:
+		_, err = t.Reply(ctx, CardMessage(*resp.Card))
+	case resp.Refusal != nil:
+		_, err = t.Reply(ctx, Message{Text: resp.Refusal.Message})
+	}
+	return err
 }
 
 // act decides a card action: the one path for both ways a click arrives.
