@@ -13,7 +13,6 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/botframework"
 )
 
 // fakeConnector records what the bot writes.
@@ -471,16 +470,15 @@ func TestUnknownActivityTypesAndInvokesAreAccepted(t *testing.T) {
 		t.Errorf("messageReaction: %v %v", resp, err)
 	}
 	resp, err = b.Handle(context.Background(), decode(t, `{"type":"invoke","name":"task/fetch","id":"i1","conversation":{"id":"19:x"}}`))
-	if err != nil || botframework.InvokeBody(resp) != nil {
+	if err != nil || answer(resp) != "" {
 		t.Errorf("unknown invoke: %+v %v", resp, err)
 	}
 	resp, err = b.Handle(context.Background(), decode(t, `{"type":"invoke","name":"adaptiveCard/action","id":"i2","conversation":{"id":"19:x"},"value":{"action":{"type":"Action.Execute","verb":"nope"}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(botframework.InvokeBody(resp))
-	if !strings.Contains(string(body), `"type":"application/vnd.microsoft.error"`) || !strings.Contains(string(body), `"statusCode":400`) {
-		t.Errorf("unknown verb answered %s", body)
+	if got := answer(resp); !refusedWith(got, bot.CodeInvalid) {
+		t.Errorf("unknown verb answered %s", got)
 	}
 	if len(conn.replies) != 0 {
 		t.Error("the bot replied to a non-message")

@@ -7,7 +7,7 @@ import (
 )
 
 // Code classifies an error so that each transport can map it once (the Bot
-// Framework endpoint: bot/botframework/status.go, to an HTTP status and to an
+// Framework endpoint: botframework/status.go, to an HTTP status and to an
 // error invoke response's statusCode).
 type Code string
 
