@@ -167,9 +167,6 @@ func New(opts Options) (*Bot, error) {
 		return nil, fmt.Errorf("bot: %w", err)
 	}
 	b := &Bot{opts: opts, router: NewRouter(), cards: c}
-	if opts.Proactive != nil {
-		b.opts.Approvals = followedApprovals{ApprovalStore: opts.Approvals, b: b}
-	}
 	b.router.OnType("message", b.onMessage)
 	// Teams sends both when the bot is added; the welcome is deduped.
 	b.router.OnType("conversationUpdate", b.onConversationUpdate)

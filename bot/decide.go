@@ -383,7 +383,10 @@ func (b *Bot) reopen(ctx context.Context, old approval.Approval) {
 		if u.Installation.ID != old.Upgrade.Installation.ID {
 			continue
 		}
-		a, err := b.open(ctx, old.Conversation, u, old.Locale)
+		a, created, err := b.open(ctx, old.Conversation, u, old.Locale)
+		if created {
+			b.follow(ctx, a)
+		}
 		if err == nil && a.Status == approval.StatusPending && a.CardActivityID == "" {
 			_, err = b.postCard(ctx, old.Conversation, "", a, old.Locale)
 		}

@@ -53,9 +53,12 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 	}
 	approvals := make([]approval.Approval, 0, len(ups))
 	for _, u := range ups {
-		a, err := b.open(ctx, t.Ref, u, locale)
+		a, created, err := b.open(ctx, t.Ref, u, locale)
 		if err != nil {
 			return err
+		}
+		if created {
+			b.follow(ctx, a)
 		}
 		approvals = append(approvals, a)
 	}
@@ -124,10 +127,10 @@ func (b *Bot) postList(ctx context.Context, t *Turn, approvals []approval.Approv
 	return nil
 }
 
-// open returns the open approval for this upgrade here, or a new one.
-func (b *Bot) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string) (approval.Approval, error) {
-	a, _, err := b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, locale))
-	return a, err
+// open returns the open approval for this upgrade here, or a new one
+// (created true), which whoever opened it then follows.
+func (b *Bot) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string) (approval.Approval, bool, error) {
+	return b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, locale))
 }
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.

@@ -72,22 +72,18 @@ type ProactiveStore interface {
 	Notifications
 }
 
-// followedApprovals follows every approval opened, by "check" or by a scan,
-// so that its card is kept true afterwards.
-type followedApprovals struct {
-	ApprovalStore
-	b *Bot
-}
-
-func (f followedApprovals) OpenApproval(ctx context.Context, a approval.Approval) (approval.Approval, bool, error) {
-	stored, created, err := f.ApprovalStore.OpenApproval(ctx, a)
-	if err == nil && created {
-		due := earliest(f.b.nextLook(stored, false), stored.CreatedAt.Add(f.b.opts.FollowEvery))
-		if ferr := f.b.opts.Proactive.Follow(ctx, stored, due); ferr != nil {
-			f.b.opts.Logger.WarnContext(ctx, "cannot follow approval", "approval", stored.ID, "err", ferr)
-		}
+// follow keeps the card of an approval just opened true from now on: a
+// scan looks at its conversation again when it is due (its reminder, its
+// expiry, or FollowEvery from its creation, whichever comes first). A
+// failure is logged: the card still works, it is only not kept true.
+func (b *Bot) follow(ctx context.Context, a approval.Approval) {
+	if b.opts.Proactive == nil {
+		return
 	}
-	return stored, created, err
+	due := earliest(b.nextLook(a, false), a.CreatedAt.Add(b.opts.FollowEvery))
+	if err := b.opts.Proactive.Follow(ctx, a, due); err != nil {
+		b.opts.Logger.WarnContext(ctx, "cannot follow approval", "approval", a.ID, "err", err)
+	}
 }
 
 // nextLook is when an open approval next needs attention: its reminder, or
@@ -304,9 +300,12 @@ func (b *Bot) postOnce(ctx context.Context, ref approval.ConversationRef, u appr
 // a request it opens itself is posted (a scan holding the claim may be
 // posting the open one right now).
 func (b *Bot) postApproval(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, claimed bool) (bool, string, error) {
-	a, created, err := b.opts.Approvals.OpenApproval(ctx, b.newApproval(ref, u, ref.Locale))
+	a, created, err := b.open(ctx, ref, u, ref.Locale)
 	if err != nil {
 		return false, "", err
+	}
+	if created {
+		b.follow(ctx, a)
 	}
 	if !created && (a.CardActivityID != "" || !claimed) {
 		return false, a.ID, nil // someone's "check" or scan shows it
