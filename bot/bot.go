@@ -1,16 +1,15 @@
-// Package bot is the domain of the upgrade-approval bot: the activity router,
-// the approval flow, its types, and the small interfaces it needs from the
-// Bot Framework connector, Microsoft Graph and the state store.
+// Package bot is the application of the upgrade-approval bot: the activity
+// router, the commands, the approval flow, the lists, the background work,
+// and the small interfaces it needs from the Bot Framework connector,
+// Microsoft Graph and the state store. The rules it applies are the
+// domain's (package approval).
 package bot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/infracloudio/msbotbuilder-go/schema"
@@ -106,21 +105,23 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Bot handles authenticated activities.
+// Bot handles authenticated activities: the front the wiring and the Bot
+// Framework endpoint use. Each capability is a part of its own, given only
+// the options it uses; Bot routes activities to them and runs their
+// background work.
 type Bot struct {
-	opts   Options
-	router *Router
-	cards  *cards.Cards
-	// inflight counts decisions still running after their invoke was
-	// answered; Drain waits for them before the store goes away.
-	inflight sync.WaitGroup
-	// redraws are list redraws: a change of one approval redraws every
-	// list it is in (up to Approvals' bounds), which no click's answer,
-	// and no approve-all slot, should wait for.
-	redraws background
-	// help holds the help card rendered as JSON per locale (see helpCard).
-	help      sync.Map // string → json.RawMessage
-	helpCount atomic.Int32
+	router        *Router
+	conn          Connector
+	conversations ConversationStore
+	activities    ActivityLog
+	log           *slog.Logger
+	now           func() time.Time
+
+	decisions *decisions
+	upgrades  *upgrades
+	lists     *lists
+	proactive *proactive
+	verifier  *verifier
 }
 
 // New returns a Bot. Connector, Conversations, Activities and Approvals are
@@ -166,16 +167,39 @@ func New(opts Options) (*Bot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bot: %w", err)
 	}
-	b := &Bot{opts: opts, router: NewRouter(), cards: c}
-	b.router.OnType("message", b.onMessage)
+	pl := &plumbing{cards: c, conn: opts.Connector, log: opts.Logger, now: opts.Now, policy: opts.Approvers}
+	ls := &lists{plumbing: pl, approvals: opts.Approvals}
+	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls}
+	rq := &requests{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
+		ttl: opts.ApprovalTTL}
+	fu := &followups{store: opts.Proactive, every: opts.FollowEvery, remindAfter: opts.RemindAfter, log: opts.Logger}
+	ap := &approvers{policy: opts.Approvers, directory: opts.Directory, log: opts.Logger}
+	vf := &verifier{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, grants: opts.Grants,
+		jobs: opts.Jobs, publisher: pb}
+	up := &upgrades{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
+		requests: rq, followups: fu, publisher: pb, verifier: vf, timeout: opts.UpgradeTimeout, grace: opts.UpgradeGrace}
+	dc := &decisions{plumbing: pl, approvals: opts.Approvals, haveGraph: opts.Installations != nil, approvers: ap,
+		upgrades: up, lists: ls, invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
+	cm := &commands{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, requests: rq, lists: ls,
+		approvers: ap, followups: fu, off: opts.ProactiveOff}
+	pr := &proactive{plumbing: pl, store: opts.Proactive, off: opts.ProactiveOff, approvals: opts.Approvals,
+		conversations: opts.Conversations, activities: opts.Activities, installations: opts.Installations,
+		requests: rq, upgrades: up, approvers: ap, followups: fu, verifier: vf, claimStale: opts.ClaimStale,
+		ttl: opts.ApprovalTTL}
+	if opts.Proactive != nil {
+		cm.notifications = opts.Proactive
+	}
+	b := &Bot{router: NewRouter(), conn: opts.Connector, conversations: opts.Conversations, activities: opts.Activities,
+		log: opts.Logger, now: opts.Now, decisions: dc, upgrades: up, lists: ls, proactive: pr, verifier: vf}
+	b.router.OnType("message", cm.onMessage)
 	// Teams sends both when the bot is added; the welcome is deduped.
-	b.router.OnType("conversationUpdate", b.onConversationUpdate)
-	b.router.OnType("installationUpdate", b.onInstallationUpdate)
-	b.router.OnVerb(cards.VerbApprove, b.onDecide)
-	b.router.OnVerb(cards.VerbReject, b.onDecide)
-	b.router.OnVerb(cards.VerbRetry, b.onDecide)
-	b.router.OnVerb(cards.VerbReview, b.onReview)
-	b.router.OnVerb(cards.VerbApproveAll, b.onApproveAll)
+	b.router.OnType("conversationUpdate", pr.onConversationUpdate)
+	b.router.OnType("installationUpdate", pr.onInstallationUpdate)
+	b.router.OnVerb(cards.VerbApprove, dc.onDecide)
+	b.router.OnVerb(cards.VerbReject, dc.onDecide)
+	b.router.OnVerb(cards.VerbRetry, dc.onDecide)
+	b.router.OnVerb(cards.VerbReview, dc.onReview)
+	b.router.OnVerb(cards.VerbApproveAll, dc.onApproveAll)
 	return b, nil
 }
 
@@ -200,11 +224,25 @@ func (t *Turn) Reply(ctx context.Context, m Message) (string, error) {
 	return t.conn.Reply(ctx, t.Ref, t.Activity.ID, m)
 }
 
+// approvalID is the approval (or, for approve all, the batch) the clicked
+// card names.
+func (t *Turn) approvalID() string {
+	if t.CardAction == nil {
+		return ""
+	}
+	return t.CardAction.Data.ApprovalID
+}
+
+func (t *Turn) person() approval.Person {
+	f := t.Activity.From
+	return approval.Person{ID: f.ID, AADObjectID: f.AadObjectID, Name: f.Name}
+}
+
 // Handle handles one authenticated activity: at most once per activity id,
 // after remembering the conversation it came from. On error the claim on the
 // activity is released so that the channel's redelivery is handled again.
 func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) {
-	ref := a.Reference(b.opts.Now())
+	ref := a.Reference(b.now())
 	saveRef := ref.ConversationID != "" && ref.ServiceURL != ""
 	key := ""
 	// Invokes are not deduplicated: Teams waits for their answer, so a
@@ -216,17 +254,17 @@ func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) 
 		key = a.Conversation.ID + "|" + a.ID
 		var first bool
 		var err error
-		if rc, ok := b.opts.Activities.(ReferenceClaimer); ok && saveRef {
+		if rc, ok := b.activities.(ReferenceClaimer); ok && saveRef {
 			first, err = rc.ClaimAndSaveReference(ctx, key, ref)
 			saveRef = false
 		} else {
-			first, err = b.opts.Activities.Claim(ctx, key)
+			first, err = b.activities.Claim(ctx, key)
 		}
 		if err != nil {
 			return nil, err
 		}
 		if !first {
-			b.opts.Logger.DebugContext(ctx, "duplicate activity ignored", "activity_id", a.ID, "type", a.Type)
+			b.log.DebugContext(ctx, "duplicate activity ignored", "activity_id", a.ID, "type", a.Type)
 			return nil, nil
 		}
 	}
@@ -250,8 +288,8 @@ func (b *Bot) Handle(ctx context.Context, a *Activity) (*InvokeResponse, error) 
 func (b *Bot) release(ctx context.Context, key, activityID string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := b.opts.Activities.Release(ctx, key); err != nil {
-		b.opts.Logger.WarnContext(ctx, "cannot release activity claim", "activity_id", activityID, "err", err)
+	if err := b.activities.Release(ctx, key); err != nil {
+		b.log.WarnContext(ctx, "cannot release activity claim", "activity_id", activityID, "err", err)
 	}
 }
 
@@ -264,52 +302,62 @@ type ReferenceClaimer interface {
 
 func (b *Bot) handle(ctx context.Context, a *Activity, ref approval.ConversationRef, saveRef bool) (*InvokeResponse, error) {
 	if saveRef {
-		if err := b.opts.Conversations.SaveReference(ctx, ref); err != nil {
+		if err := b.conversations.SaveReference(ctx, ref); err != nil {
 			return nil, err
 		}
 	}
-	t := &Turn{Activity: a, Text: a.TextWithoutMention(), Ref: ref, conn: b.opts.Connector}
+	t := &Turn{Activity: a, Text: a.TextWithoutMention(), Ref: ref, conn: b.conn}
 	return b.router.Route(ctx, t)
 }
 
-func (b *Bot) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, error) {
-	if t.Text == "" {
-		return nil, nil // an attachment without words
+// Drain waits until the decisions still running after their invoke was
+// answered have ended, then for the list redraws they started, or until ctx
+// ends. Call it after the HTTP server stopped and before the store closes.
+func (b *Bot) Drain(ctx context.Context) error {
+	if err := b.decisions.drain(ctx); err != nil {
+		return err
 	}
-	if on, ok := notificationsCommand(t.Text); ok {
-		return nil, b.setNotifications(ctx, t, on)
+	if err := b.lists.redraws.Wait(ctx); err != nil {
+		return fmt.Errorf("bot: lists still being redrawn: %w", err)
 	}
-	ctx = WithCommand(ctx, command(t.Text))
-	switch command(t.Text) {
-	case "check":
-		return nil, b.check(ctx, t)
-	case "history":
-		return nil, b.history(ctx, t)
-	}
-	// Anything else answers with help, so a typo is never met with silence.
-	_, err := t.Reply(ctx, Message{Attachments: []schema.Attachment{{ContentType: cards.ContentType, Content: b.helpCard(t.Activity.Locale)}}})
-	return nil, err
+	return nil
 }
 
-// maxHelpLocales bounds the help cards kept: locales come from activities.
-const maxHelpLocales = 64
+// DrainTimeout is how long Drain may need: one upgrade and its records.
+func (b *Bot) DrainTimeout() time.Duration { return b.upgrades.timeout + 3*recordTimeout }
 
-// helpCard is the help card for locale as JSON, rendered once per locale:
-// help is the most common answer, and translating and encoding its card
-// was the largest share of the memory a help costs.
-func (b *Bot) helpCard(locale string) any {
-	if c, ok := b.help.Load(locale); ok {
-		return c
-	}
-	card := b.cards.Help(locale)
-	raw, err := json.Marshal(card)
-	if err != nil {
-		return card
-	}
-	if b.helpCount.Add(1) <= maxHelpLocales {
-		b.help.Store(locale, json.RawMessage(raw))
-	}
-	return json.RawMessage(raw)
+// RunScans consumes scan jobs until ctx ends. A job is acknowledged only
+// after its work and records are written; a throttled tenant delays the
+// job by what Graph's Retry-After asked (10 s when it did not say), or by
+// the budget's wait, and never drops it.
+func (b *Bot) RunScans(ctx context.Context, o WorkerOptions) error {
+	return b.proactive.runScans(ctx, o)
+}
+
+// ScanConversation looks at one conversation the bot is in: it posts a card
+// for each pending upgrade never posted before (in a channel, as a new
+// post of the channel, not in the thread scanned), and keeps the cards it
+// follows true. A conversation the bot no longer knows is skipped.
+func (b *Bot) ScanConversation(ctx context.Context, j ScanJob) (ScanResult, error) {
+	return b.proactive.scanConversation(ctx, j)
+}
+
+// VerifyUpgrade re-reads an upgraded installation and the RSC grants in its
+// scope and says on the card whether the new version runs with exactly the
+// consented permissions, naming any that did not take.
+func (b *Bot) VerifyUpgrade(ctx context.Context, approvalID string) error {
+	return b.verifier.verifyUpgrade(ctx, approvalID)
+}
+
+// Reap reconciles upgrade claims whose lease has ended (see upgrades.reap)
+// and returns how many it settled.
+func (b *Bot) Reap(ctx context.Context) (int, error) { return b.upgrades.reap(ctx) }
+
+// RunReaper runs Reap every interval on whichever replica holds the reaper
+// lease, until ctx ends. A claim is thus reconciled within its lease plus
+// about two intervals of its replica dying.
+func (b *Bot) RunReaper(ctx context.Context, leases Leases, every time.Duration) {
+	b.upgrades.runReaper(ctx, leases, every)
 }
 
 // CardMessage is a message holding one Adaptive Card and no text: Teams (and

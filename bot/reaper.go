@@ -8,7 +8,7 @@ import (
 	"github.com/upgradeapprovals/bot/approval"
 )
 
-// Reap reconciles upgrade claims whose lease has ended: their replica died
+// reap reconciles upgrade claims whose lease has ended: their replica died
 // or hung between claiming and recording the outcome (perhaps after Graph's
 // 204). A claim that certainly never reached Graph (not marked as sent) is
 // upgraded now: the approver approved and nobody called Graph. Any other is
@@ -17,17 +17,17 @@ import (
 // upgraded if it runs the target version, failed (with Retry) if not once
 // the upgrade's grace period has passed (until then it holds the claim
 // again), and updates the card. It returns how many it settled.
-func (b *Bot) Reap(ctx context.Context) (int, error) {
-	if b.opts.Installations == nil {
+func (up *upgrades) reap(ctx context.Context) (int, error) {
+	if up.installations == nil {
 		return 0, nil
 	}
-	ids, err := b.opts.Approvals.ExpiredClaims(ctx, 100)
+	ids, err := up.approvals.ExpiredClaims(ctx, 100)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, id := range ids {
-		c, err := b.opts.Approvals.TakeOverClaim(ctx, id, b.claimLease())
+		c, err := up.approvals.TakeOverClaim(ctx, id, up.claimLease())
 		switch ErrorCode(err) {
 		case "":
 		case CodeConflict, CodeNotFound:
@@ -35,29 +35,29 @@ func (b *Bot) Reap(ctx context.Context) (int, error) {
 		default:
 			return n, err
 		}
-		if b.reconcile(ctx, c) {
+		if up.reconcile(ctx, c) {
 			n++
 		}
 	}
 	return n, nil
 }
 
-func (b *Bot) reconcile(ctx context.Context, c approval.Approval) bool {
+func (up *upgrades) reconcile(ctx context.Context, c approval.Approval) bool {
 	if c.UpgradeSentAt.IsZero() {
-		b.opts.Logger.InfoContext(ctx, "upgrading an approval whose replica stopped before calling Graph", "approval", c.ID)
-		return !b.runUpgrade(ctx, c, time.Now().Add(b.opts.UpgradeTimeout)).Claimed()
+		up.log.InfoContext(ctx, "upgrading an approval whose replica stopped before calling Graph", "approval", c.ID)
+		return !up.runUpgrade(ctx, c, time.Now().Add(up.timeout)).Claimed()
 	}
 	u := c.Upgrade
-	gctx, cancel := context.WithTimeout(ctx, b.opts.UpgradeTimeout)
-	in, err := b.opts.Installations.Installation(gctx, u.Installation.Scope, u.Installation.ID)
+	gctx, cancel := context.WithTimeout(ctx, up.timeout)
+	in, err := up.installations.Installation(gctx, u.Installation.Scope, u.Installation.ID)
 	cancel()
 	status, problem := approval.StatusUpgraded, ""
 	switch {
 	case err == nil && approval.CompareVersions(in.Definition.Version, u.Target.Version) >= 0:
-	case err == nil && b.opts.Now().Before(c.UpgradeSentAt.Add(b.opts.UpgradeGrace)):
+	case err == nil && up.now().Before(c.UpgradeSentAt.Add(up.grace)):
 		// Graph may not show an upgrade that took yet: Retry waits.
-		if _, err := b.opts.Approvals.HoldClaim(ctx, c.ID, c.ClaimToken, b.graceLeft(c.UpgradeSentAt)); err != nil {
-			b.opts.Logger.WarnContext(ctx, "cannot hold an unconfirmed upgrade's claim", "approval", c.ID, "err", err)
+		if _, err := up.approvals.HoldClaim(ctx, c.ID, c.ClaimToken, up.graceLeft(c.UpgradeSentAt)); err != nil {
+			up.log.WarnContext(ctx, "cannot hold an unconfirmed upgrade's claim", "approval", c.ID, "err", err)
 		}
 		return false
 	case err == nil:
@@ -68,31 +68,31 @@ func (b *Bot) reconcile(ctx context.Context, c approval.Approval) bool {
 		status, problem = approval.StatusFailed, err.Error()
 	default:
 		// Graph cannot tell now: the new lease ends and a later pass retries.
-		b.opts.Logger.WarnContext(ctx, "cannot reconcile an interrupted upgrade yet", "approval", c.ID, "err", err)
+		up.log.WarnContext(ctx, "cannot reconcile an interrupted upgrade yet", "approval", c.ID, "err", err)
 		return false
 	}
-	b.opts.Logger.InfoContext(ctx, "reconciled an interrupted upgrade", "approval", c.ID, "outcome", status)
-	b.settle(ctx, c, status, problem)
+	up.log.InfoContext(ctx, "reconciled an interrupted upgrade", "approval", c.ID, "outcome", status)
+	up.settle(ctx, c, status, problem)
 	return true
 }
 
 // ReaperLease names the lease that makes one replica the reaper.
 const ReaperLease = "reaper"
 
-// RunReaper runs Reap every interval on whichever replica holds the reaper
+// runReaper runs reap every interval on whichever replica holds the reaper
 // lease, until ctx ends. A claim is thus reconciled within its lease plus
 // about two intervals of its replica dying.
-func (b *Bot) RunReaper(ctx context.Context, leases Leases, every time.Duration) {
+func (up *upgrades) runReaper(ctx context.Context, leases Leases, every time.Duration) {
 	holder := approval.NewToken()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		held, err := leases.HoldLease(ctx, ReaperLease, holder, 3*every)
 		if err == nil && held {
-			if n, err := b.Reap(ctx); err != nil {
-				b.opts.Logger.WarnContext(ctx, "reaper pass failed", "err", err)
+			if n, err := up.reap(ctx); err != nil {
+				up.log.WarnContext(ctx, "reaper pass failed", "err", err)
 			} else if n > 0 {
-				b.opts.Logger.InfoContext(ctx, "reaper settled interrupted upgrades", "count", n)
+				up.log.InfoContext(ctx, "reaper settled interrupted upgrades", "count", n)
 			}
 		}
 		select {

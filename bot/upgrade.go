@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"slices"
 	"sync"
+	"time"
 
 	"github.com/upgradeapprovals/bot/approval"
 )
@@ -34,47 +34,236 @@ type Catalog interface {
 	Definitions(ctx context.Context, tenantID string, teamsAppIDs []string) ([]approval.AppDefinition, error)
 }
 
-// pendingUpgrades is what is installed in scope and behind the catalog:
-// the installations, then the catalog definitions of exactly those apps —
-// two reads however many apps there are ("check" makes the same two).
-func (b *Bot) pendingUpgrades(ctx context.Context, scope approval.Scope) ([]approval.PendingUpgrade, error) {
-	installed, err := b.opts.Installations.Installed(ctx, scope)
-	if err != nil {
-		return nil, err
-	}
-	return b.behind(ctx, scope, installed)
+// upgrades carries a decision out: it claims an approval, calls Graph's
+// upgrade, records how the approval ended and publishes it, and reconciles
+// (as the reaper) the claims whose replica died.
+type upgrades struct {
+	*plumbing
+	approvals     ApprovalStore
+	installations Installations
+	catalog       Catalog
+	requests      *requests
+	followups     *followups
+	publisher     *publisher
+	verifier      *verifier
+	timeout       time.Duration // Options.UpgradeTimeout
+	grace         time.Duration // Options.UpgradeGrace
 }
 
-// behind reads the catalog definitions of the installed apps and returns
-// the installations behind them.
-func (b *Bot) behind(ctx context.Context, scope approval.Scope, installed []approval.Installation) ([]approval.PendingUpgrade, error) {
-	ids := make([]string, 0, len(installed))
-	for _, in := range installed {
-		if in.TeamsAppID != "" && !slices.Contains(ids, in.TeamsAppID) {
-			ids = append(ids, in.TeamsAppID)
+// claimLease is how long an upgrade claim is untouchable: the upgrade call
+// and a quarter more for recording it. Past it, the reaper reconciles.
+func (up *upgrades) claimLease() time.Duration { return up.timeout + up.timeout/4 }
+
+// claim expires an approval past its time, or claims it for an upgrade
+// for lease: of concurrent clicks (on any replica) exactly one claim wins.
+func (up *upgrades) claim(ctx context.Context, a approval.Approval, who approval.Person, lease time.Duration) (approval.Approval, bool, error) {
+	now := up.now()
+	if a.Expired(now) {
+		a, err := up.conclude(ctx, a, approval.Outcome{Status: approval.StatusExpired, At: now})
+		return a, false, err
+	}
+	c, err := up.approvals.ClaimUpgrade(ctx, a.ID, who, now, lease)
+	if ErrorCode(err) == CodeConflict {
+		return c, false, nil // someone else was first
+	}
+	if err != nil {
+		return a, false, err
+	}
+	return c, true, nil
+}
+
+// conclude closes an approval without a Graph call (a reject, an expiry,
+// what a follow-up saw) and publishes it. One decided meanwhile is
+// returned as it stands.
+func (up *upgrades) conclude(ctx context.Context, a approval.Approval, o approval.Outcome) (approval.Approval, error) {
+	done, err := up.record(ctx, a, o)
+	if ErrorCode(err) == CodeConflict {
+		return done, nil
+	}
+	if err != nil {
+		return a, err
+	}
+	up.publisher.publish(ctx, done)
+	return done, nil
+}
+
+// record stores the end of an approval as approval.Approval.Close computes
+// it: every path that ends one comes through here. A claimed approval is
+// ended by the claim's holder (held is the approval as it holds it); any
+// other only from a status that may be decided, else CodeConflict.
+func (up *upgrades) record(ctx context.Context, held approval.Approval, o approval.Outcome) (approval.Approval, error) {
+	end := func(a *approval.Approval) { *a = a.Close(o) }
+	if held.Claimed() {
+		return up.approvals.Settle(ctx, held, end)
+	}
+	return up.approvals.Transition(ctx, held.ID, approval.DecidableStatuses(), end)
+}
+
+// runUpgrade calls Graph's upgrade for a claim and records the outcome. The
+// call ends by deadline, which falls inside the claim's lease, so nobody
+// reconciles a claim whose Graph call may still be running.
+func (up *upgrades) runUpgrade(ctx context.Context, c approval.Approval, deadline time.Time) approval.Approval {
+	sent := up.now().UTC()
+	// The mark must be true: Graph is called only once it is written. A
+	// write that fails may still have landed, so it is retried (Redis
+	// may be back) while there is time left to call Graph.
+	err := retryStore(ctx, time.Until(deadline)/2, func(ctx context.Context) error {
+		marked, err := up.approvals.Amend(ctx, c, func(a *approval.Approval) { a.UpgradeSentAt = sent })
+		if err == nil {
+			c = marked // what settle writes against
+		}
+		return err
+	})
+	if err != nil {
+		// No Graph call without the mark: the reaper upgrades a claim that
+		// certainly never reached Graph, once its lease ends.
+		up.log.WarnContext(ctx, "cannot mark the upgrade as sent; leaving it to the reaper", "approval", c.ID, "err", err)
+		return c
+	}
+	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	uerr := up.upgrade(gctx, c.Upgrade)
+	cancel()
+	if errors.Is(uerr, ErrUpgradeUncertain) {
+		if !up.upgradeTook(ctx, c.Upgrade) {
+			return up.awaitConfirmation(ctx, c, sent, uerr)
+		}
+		up.log.WarnContext(ctx, "the upgrade failed but took effect", "approval", c.ID, "err", uerr)
+		uerr = nil
+	}
+	status, problem := approval.StatusUpgraded, ""
+	switch {
+	case errors.Is(uerr, approval.ErrAlreadyUpgraded):
+		status = approval.StatusUpToDate
+	case errors.Is(uerr, approval.ErrSuperseded):
+		status = approval.StatusSuperseded
+	case uerr != nil:
+		status, problem = approval.StatusFailed, uerr.Error()
+		up.log.WarnContext(ctx, "upgrade failed", "approval", c.ID, "err", uerr)
+	}
+	return up.settle(ctx, c, status, problem)
+}
+
+// upgradeTook reads the installation back, a few times (Graph may briefly
+// show the old version), to learn whether an upgrade whose answer was a 5xx
+// or was lost took effect: it is never sent again to find out.
+func (up *upgrades) upgradeTook(ctx context.Context, u approval.PendingUpgrade) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), up.timeout)
+	defer cancel()
+	pause := min(2*time.Second, up.timeout/10)
+	for i := range 3 {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(pause):
+			}
+		}
+		in, err := up.installations.Installation(ctx, u.Installation.Scope, u.Installation.ID)
+		if err == nil && approval.CompareVersions(in.Definition.Version, u.Target.Version) >= 0 {
+			return true
 		}
 	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	defs, err := b.opts.Catalog.Definitions(ctx, scope.TenantID, ids)
+	return false
+}
+
+// awaitConfirmation keeps an uncertain upgrade "upgrading…" until its
+// grace period ends: the claim is held that long, then the reaper reads the
+// installation and records upgraded, or failed with Retry. Offering Retry
+// sooner could send a second upgrade for one Graph was slow to show.
+func (up *upgrades) awaitConfirmation(ctx context.Context, c approval.Approval, sent time.Time, cause error) approval.Approval {
+	up.log.WarnContext(ctx, "Microsoft Graph did not confirm the upgrade; waiting before offering Retry",
+		"approval", c.ID, "until", sent.Add(up.grace), "err", cause)
+	err := retryStore(ctx, recordTimeout, func(ctx context.Context) error {
+		var err error
+		c, err = up.approvals.HoldClaim(ctx, c.ID, c.ClaimToken, up.graceLeft(sent))
+		return err
+	})
 	if err != nil {
-		return nil, err
+		// The claim's own lease ends soon: the reaper then holds it again
+		// for what is left of the grace period.
+		up.log.WarnContext(ctx, "cannot hold the claim for the grace period", "approval", c.ID, "err", err)
 	}
-	return approval.Behind(installed, defs), nil
+	return c
+}
+
+// graceLeft is how long a claim whose upgrade was sent at sent still
+// waits for Graph to show it.
+func (up *upgrades) graceLeft(sent time.Time) time.Duration {
+	return max(sent.Add(up.grace).Sub(up.now()), time.Second)
+}
+
+// settle records the outcome of a claim, then its history line and card.
+// If the record cannot be written (Redis is down for half the upgrade
+// timeout) the claim stays upgrading and the reaper reconciles it from
+// Graph once its lease ends.
+func (up *upgrades) settle(ctx context.Context, c approval.Approval, status approval.Status, problem string) approval.Approval {
+	now := up.now().UTC()
+	var done approval.Approval
+	failed := false // a write failed: a later conflict may be our own write having landed
+	err := retryStore(ctx, up.timeout/2, func(ctx context.Context) error {
+		var err error
+		done, err = up.record(ctx, c, approval.Outcome{Status: status, At: now, Problem: problem})
+		failed = failed || ErrorCode(err) == CodeUnavailable
+		return err
+	})
+	if ErrorCode(err) == CodeConflict {
+		if !failed || done.Status != status || !done.DecidedAt.Equal(now) {
+			return done // settled by someone else: the reaper after our lease ended
+		}
+		err = nil // our write landed though its answer was lost
+	}
+	if err != nil {
+		up.log.ErrorContext(ctx, "cannot record an upgrade's outcome; the reaper will reconcile it",
+			"approval", c.ID, "outcome", status, "err", err)
+		return c
+	}
+	up.publisher.publish(ctx, done)
+	if status == approval.StatusUpgraded {
+		up.verifier.queue(ctx, done)
+	}
+	if status == approval.StatusSuperseded {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), up.timeout)
+		up.reopen(rctx, done)
+		cancel()
+	}
+	return done
+}
+
+// reopen posts a new request when the catalog moved on since approval.
+func (up *upgrades) reopen(ctx context.Context, old approval.Approval) {
+	ups, err := up.requests.pendingUpgrades(ctx, old.Upgrade.Installation.Scope)
+	if err != nil {
+		up.log.WarnContext(ctx, "cannot renew a superseded request", "approval", old.ID, "err", err)
+		return
+	}
+	for _, u := range ups {
+		if u.Installation.ID != old.Upgrade.Installation.ID {
+			continue
+		}
+		a, created, err := up.requests.open(ctx, old.Conversation, u, old.Locale)
+		if created {
+			up.followups.follow(ctx, a)
+		}
+		if err == nil && a.Status == approval.StatusPending && a.CardActivityID == "" {
+			_, err = up.requests.postCard(ctx, old.Conversation, "", a, old.Locale)
+		}
+		if err != nil {
+			up.log.WarnContext(ctx, "cannot post the renewed request", "approval", old.ID, "err", err)
+		}
+	}
 }
 
 // upgrade performs an approved upgrade after reading, at once, the catalog
 // and the installation as they are now: see mayUpgrade.
-func (b *Bot) upgrade(ctx context.Context, u approval.PendingUpgrade) error {
+func (up *upgrades) upgrade(ctx context.Context, u approval.PendingUpgrade) error {
 	in := u.Installation
 	var (
 		wg     sync.WaitGroup
 		defs   []approval.AppDefinition
 		defErr error
 	)
-	wg.Go(func() { defs, defErr = b.opts.Catalog.Definitions(ctx, in.Scope.TenantID, []string{in.TeamsAppID}) })
-	now, err := b.opts.Installations.Installation(ctx, in.Scope, in.ID)
+	wg.Go(func() { defs, defErr = up.catalog.Definitions(ctx, in.Scope.TenantID, []string{in.TeamsAppID}) })
+	now, err := up.installations.Installation(ctx, in.Scope, in.ID)
 	wg.Wait()
 	if err = cmp.Or(err, defErr); err != nil {
 		return err
@@ -82,7 +271,7 @@ func (b *Bot) upgrade(ctx context.Context, u approval.PendingUpgrade) error {
 	if err := mayUpgrade(u, defs, now); err != nil {
 		return err
 	}
-	return b.opts.Installations.Upgrade(ctx, in, u.Target.Permissions)
+	return up.installations.Upgrade(ctx, in, u.Target.Permissions)
 }
 
 // mayUpgrade is approval.MayUpgrade with the code of its refusal:
@@ -97,18 +286,4 @@ func mayUpgrade(approved approval.PendingUpgrade, current []approval.AppDefiniti
 		return &Error{Code: CodeNotFound, Message: err.Error(), Err: err}
 	}
 	return &Error{Code: CodeConflict, Message: err.Error(), Err: err}
-}
-
-// Directory answers who may approve: members and their roles, and group
-// membership for an explicit approver group.
-type Directory interface {
-	// Members lists the members of a chat or team scope.
-	Members(ctx context.Context, scope approval.Scope) ([]approval.Member, error)
-	// Membership returns the member entries of one user (an Entra object
-	// id) in a chat or team scope: none when they are not a member. It
-	// asks Graph for that user, not for a whole team.
-	Membership(ctx context.Context, scope approval.Scope, userID string) ([]approval.Member, error)
-	// InGroup reports whether the user is a member, directly or through
-	// nested groups, of the Entra group.
-	InGroup(ctx context.Context, tenantID, groupID, userID string) (bool, error)
 }

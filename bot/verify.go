@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/upgradeapprovals/bot/approval"
-	"github.com/upgradeapprovals/bot/cards"
 )
 
 // GrantChecker reads the grants in force where an app is installed, to tell
@@ -21,30 +19,41 @@ type GrantChecker interface {
 // upgrade returned 204; the verification job is retried.
 var errNotYetUpgraded = errors.New("bot: the installation does not show the new version yet")
 
-// queueVerify asks for the post-upgrade check, as a job: it survives a
-// restart and Graph's delay in showing the new version.
-func (b *Bot) queueVerify(ctx context.Context, a approval.Approval) {
-	if b.opts.Jobs == nil || b.opts.Grants == nil {
-		return
-	}
-	j := ScanJob{TenantID: a.Upgrade.Installation.Scope.TenantID, ConversationID: a.Conversation.ConversationID,
-		Reason: ReasonVerify, ApprovalID: a.ID}
-	if err := b.opts.Jobs.Enqueue(ctx, j); err != nil {
-		b.opts.Logger.WarnContext(ctx, "cannot queue the post-upgrade check", "approval", a.ID, "err", err)
-	}
+// verifier checks, as a job after an upgrade, that the new version runs
+// with exactly the consented permissions, and says so on its cards.
+type verifier struct {
+	*plumbing
+	approvals     ApprovalStore
+	installations Installations
+	grants        GrantChecker // nil: nothing is verified
+	jobs          JobQueue     // nil: nothing is verified
+	publisher     *publisher
 }
 
 // ReasonVerify is the job that checks an upgraded installation's grants.
 const ReasonVerify = "verify"
 
-// VerifyUpgrade re-reads an upgraded installation and the RSC grants in its
+// queue asks for the post-upgrade check, as a job: it survives a
+// restart and Graph's delay in showing the new version.
+func (vf *verifier) queue(ctx context.Context, a approval.Approval) {
+	if vf.jobs == nil || vf.grants == nil {
+		return
+	}
+	j := ScanJob{TenantID: a.Upgrade.Installation.Scope.TenantID, ConversationID: a.Conversation.ConversationID,
+		Reason: ReasonVerify, ApprovalID: a.ID}
+	if err := vf.jobs.Enqueue(ctx, j); err != nil {
+		vf.log.WarnContext(ctx, "cannot queue the post-upgrade check", "approval", a.ID, "err", err)
+	}
+}
+
+// verifyUpgrade re-reads an upgraded installation and the RSC grants in its
 // scope and says on the card whether the new version runs with exactly the
 // consented permissions, naming any that did not take.
-func (b *Bot) VerifyUpgrade(ctx context.Context, approvalID string) error {
-	if b.opts.Grants == nil {
+func (vf *verifier) verifyUpgrade(ctx context.Context, approvalID string) error {
+	if vf.grants == nil {
 		return nil
 	}
-	a, err := b.opts.Approvals.Approval(ctx, approvalID)
+	a, err := vf.approvals.Approval(ctx, approvalID)
 	if ErrorCode(err) == CodeNotFound {
 		return nil
 	}
@@ -54,11 +63,11 @@ func (b *Bot) VerifyUpgrade(ctx context.Context, approvalID string) error {
 	if a.Status != approval.StatusUpgraded || a.Verification != nil {
 		return nil
 	}
-	v, err := b.verify(ctx, a)
+	v, err := vf.verify(ctx, a)
 	if err != nil {
 		return err
 	}
-	done, err := b.opts.Approvals.Transition(ctx, a.ID, []approval.Status{approval.StatusUpgraded}, func(c *approval.Approval) { c.Verification = &v })
+	done, err := vf.approvals.Transition(ctx, a.ID, []approval.Status{approval.StatusUpgraded}, func(c *approval.Approval) { c.Verification = &v })
 	if err != nil {
 		if ErrorCode(err) == CodeConflict {
 			return nil
@@ -66,17 +75,17 @@ func (b *Bot) VerifyUpgrade(ctx context.Context, approvalID string) error {
 		return err
 	}
 	if len(v.Missing) > 0 {
-		b.opts.Logger.WarnContext(ctx, "an upgrade's consent did not take", "approval", a.ID, "missing", len(v.Missing))
+		vf.log.WarnContext(ctx, "an upgrade's consent did not take", "approval", a.ID, "missing", len(v.Missing))
 	}
 	// Every card showing the approval says it, like its outcome (a check's
 	// reply and a proactive post can both show one approval).
-	b.updateCards(ctx, done)
+	vf.publisher.updateCards(ctx, done)
 	return nil
 }
 
-func (b *Bot) verify(ctx context.Context, a approval.Approval) (approval.Verification, error) {
+func (vf *verifier) verify(ctx context.Context, a approval.Approval) (approval.Verification, error) {
 	scope, target := a.Upgrade.Installation.Scope, a.Upgrade.Target
-	now, err := b.opts.Installations.Installation(ctx, scope, a.Upgrade.Installation.ID)
+	now, err := vf.installations.Installation(ctx, scope, a.Upgrade.Installation.ID)
 	if err != nil {
 		return approval.Verification{}, err
 	}
@@ -87,7 +96,7 @@ func (b *Bot) verify(ctx context.Context, a approval.Approval) (approval.Verific
 	if len(target.Permissions) == 0 {
 		return approval.Verification{}, nil
 	}
-	grants, err := b.opts.Grants.PermissionGrants(ctx, scope)
+	grants, err := vf.grants.PermissionGrants(ctx, scope)
 	if ErrorCode(err) == CodeForbidden {
 		return approval.Verification{Problem: err.Error()}, nil
 	}
@@ -95,15 +104,4 @@ func (b *Bot) verify(ctx context.Context, a approval.Approval) (approval.Verific
 		return approval.Verification{}, err
 	}
 	return approval.Verification{Missing: approval.MissingPermissions(target.Permissions, consented, grants)}, nil
-}
-
-func verificationView(v *approval.Verification) *cards.Verification {
-	if v == nil {
-		return nil
-	}
-	out := &cards.Verification{Problem: v.Problem}
-	for _, p := range v.Missing {
-		out.Missing = append(out.Missing, cards.Permission{Value: p.Value, Type: strings.ToLower(p.Type)})
-	}
-	return out
 }

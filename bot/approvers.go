@@ -1,0 +1,82 @@
+package bot
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/upgradeapprovals/bot/approval"
+	"github.com/upgradeapprovals/bot/cards"
+)
+
+// Directory answers who may approve: members and their roles, and group
+// membership for an explicit approver group.
+type Directory interface {
+	// Members lists the members of a chat or team scope.
+	Members(ctx context.Context, scope approval.Scope) ([]approval.Member, error)
+	// Membership returns the member entries of one user (an Entra object
+	// id) in a chat or team scope: none when they are not a member. It
+	// asks Graph for that user, not for a whole team.
+	Membership(ctx context.Context, scope approval.Scope, userID string) ([]approval.Member, error)
+	// InGroup reports whether the user is a member, directly or through
+	// nested groups, of the Entra group.
+	InGroup(ctx context.Context, tenantID, groupID, userID string) (bool, error)
+}
+
+// approvers applies the approver policy (BOT_APPROVERS), asking Graph's
+// directory what it needs.
+type approvers struct {
+	policy    approval.ApproverPolicy
+	directory Directory // nil without Graph
+	log       *slog.Logger
+}
+
+// mayApprove applies the approver policy (BOT_APPROVERS) to who in scope,
+// asking Graph what the rule needs: who's membership of the chat or team,
+// then, if it comes to that, the policy's groups one by one.
+func (ap *approvers) mayApprove(ctx context.Context, scope approval.Scope, who approval.Person) (bool, error) {
+	p := ap.policy
+	var membership []approval.Member
+	if approval.NeedsMembership(scope, who) {
+		var err error
+		if membership, err = ap.directory.Membership(ctx, scope, who.AADObjectID); err != nil {
+			return false, err
+		}
+	}
+	switch p.Judge(scope, who, membership) {
+	case approval.Allowed:
+		return true, nil
+	case approval.Refused:
+		return false, nil
+	}
+	for _, g := range p.Groups {
+		in, err := ap.directory.InGroup(ctx, scope.TenantID, g, who.AADObjectID)
+		if err != nil {
+			return false, err
+		}
+		if in {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// people names who may approve, for @mentions: the owners from our
+// tenant when owners approve. Without names (a group, Graph failing) the
+// reminder says who may approve in words.
+func (ap *approvers) people(ctx context.Context, scope approval.Scope) []cards.Approver {
+	if !ap.policy.Owners || scope.Kind == approval.ScopeUser || ap.directory == nil {
+		return nil
+	}
+	members, err := ap.directory.Members(ctx, scope)
+	if err != nil {
+		ap.log.WarnContext(ctx, "cannot list approvers for a reminder", "err", err)
+		return nil
+	}
+	var out []cards.Approver
+	for _, m := range members {
+		if m.IsOwner() && m.DisplayName != "" && scope.InTenant(m) {
+			out = append(out, cards.Approver{ID: m.UserID, Name: m.DisplayName})
+		}
+	}
+	return out
+}

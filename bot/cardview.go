@@ -1,0 +1,108 @@
+package bot
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/upgradeapprovals/bot/approval"
+	"github.com/upgradeapprovals/bot/cards"
+)
+
+// cardFor is the card that shows an approval as it stands.
+func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
+	place, app := placeOf(a.Conversation), appView(a.Upgrade)
+	kind, decided := outcomeKind[a.Status]
+	if a.Status == approval.StatusUpgrading {
+		kind, decided = cards.OutcomeUpgrading, true
+	}
+	if !decided {
+		return pl.cards.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: a.ID, App: app,
+			Diff: diffView(a.Upgrade.Diff), Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope),
+			RequestedAt: a.CreatedAt})
+	}
+	o := cards.Outcome{Locale: locale, Kind: kind, ApprovalID: a.ID, App: app, Diff: diffView(a.Upgrade.Diff),
+		At: a.DecidedAt, Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope)}
+	if a.DecidedBy != nil {
+		o.By = a.DecidedBy.Name
+	}
+	if a.Status == approval.StatusFailed {
+		o.Problem = a.Problem
+	}
+	o.Verification = verificationView(a.Verification)
+	return pl.cards.Outcome(o)
+}
+
+var outcomeKind = map[approval.Status]cards.OutcomeKind{
+	approval.StatusUpgraded: cards.OutcomeUpgraded, approval.StatusRejected: cards.OutcomeRejected, approval.StatusFailed: cards.OutcomeFailed,
+	approval.StatusExpired: cards.OutcomeExpired, approval.StatusSuperseded: cards.OutcomeSuperseded, approval.StatusUpToDate: cards.OutcomeUpToDate,
+	approval.StatusUpgradedOutside: cards.OutcomeUpgradedOutside,
+}
+
+func appView(u approval.PendingUpgrade) cards.App {
+	in := u.Installation
+	desc := u.Target.ShortDescription
+	if desc == "" {
+		desc = in.Definition.ShortDescription
+	}
+	return cards.App{Name: in.DisplayName, ShortDescription: desc, FromVersion: in.Definition.Version, ToVersion: u.Target.Version}
+}
+
+// installedView lists what "check" found up to date, by name.
+func installedView(installed []approval.Installation) []cards.InstalledApp {
+	apps := make([]cards.InstalledApp, len(installed))
+	for i, in := range installed {
+		apps[i] = cards.InstalledApp{Name: in.DisplayName, Version: in.Definition.Version}
+	}
+	slices.SortStableFunc(apps, func(a, b cards.InstalledApp) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), strings.Compare(a.Name, b.Name))
+	})
+	return apps
+}
+
+func diffView(d approval.PermissionDiff) cards.Diff {
+	conv := func(ps []approval.Permission) []cards.Permission {
+		out := make([]cards.Permission, len(ps))
+		for i, p := range ps {
+			out[i] = cards.Permission{Value: p.Value, Type: p.Type}
+		}
+		return out
+	}
+	return cards.Diff{Added: conv(d.Added), Removed: conv(d.Removed), Kept: conv(d.Kept)}
+}
+
+func placeOf(ref approval.ConversationRef) cards.Place {
+	switch {
+	case ref.ConversationType == "personal":
+		return cards.PlacePersonal
+	case ref.ConversationType == "channel":
+		return cards.PlaceTeam
+	case strings.HasPrefix(ref.ConversationID, "19:meeting_"):
+		return cards.PlaceMeeting
+	}
+	return cards.PlaceChat
+}
+
+func (pl *plumbing) approverView(scope *approval.Scope) cards.ApproverPolicy {
+	p := pl.policy
+	switch {
+	case scope != nil && scope.Kind == approval.ScopeUser:
+		return cards.ApproversSelf
+	case p.Owners:
+		return cards.ApproversOwners
+	case len(p.Groups) > 0:
+		return cards.ApproversGroup
+	}
+	return cards.ApproversNamed
+}
+
+func verificationView(v *approval.Verification) *cards.Verification {
+	if v == nil {
+		return nil
+	}
+	out := &cards.Verification{Problem: v.Problem}
+	for _, p := range v.Missing {
+		out.Missing = append(out.Missing, cards.Permission{Value: p.Value, Type: strings.ToLower(p.Type)})
+	}
+	return out
+}

@@ -1,0 +1,68 @@
+package bot
+
+import (
+	"context"
+
+	"github.com/upgradeapprovals/bot/approval"
+)
+
+// publisher writes how an approval stands where people see it: its
+// history line, each of its cards and each list it is in.
+type publisher struct {
+	*plumbing
+	approvals ApprovalStore
+	lists     *lists
+}
+
+// publish writes the history line and updates the approval's card for
+// everyone, each step with its own deadline.
+func (pb *publisher) publish(ctx context.Context, done approval.Approval) {
+	ctx = context.WithoutCancel(ctx)
+	actor := ""
+	if done.DecidedBy != nil {
+		actor = done.DecidedBy.Name
+	}
+	in := done.Upgrade
+	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	listed, err := pb.approvals.AppendAudit(hctx, approval.BaseConversation(done.Conversation.ConversationID), approval.AuditEvent{At: done.DecidedAt,
+		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
+		To: in.Target.Version, ApprovalID: done.ID})
+	cancel()
+	if err != nil {
+		pb.log.WarnContext(ctx, "cannot record history", "approval", done.ID, "err", err)
+		pb.updateCards(ctx, done) // reads the lists again
+		return
+	}
+	// The lists read with the history line are as good as read after the
+	// cards' updates: a list drawn since reads the approval as decided.
+	pb.updateCardsAndLists(ctx, done, listed)
+}
+
+// updateCards shows the approval as it stands on every card that shows it,
+// and on every list it is in.
+func (pb *publisher) updateCards(ctx context.Context, done approval.Approval) {
+	pb.updateCardsOnly(ctx, done)
+	pb.lists.redraws.Go(func() { pb.lists.updateLists(ctx, done.ID) })
+}
+
+// updateCardsAndLists is updateCards, given the lists the approval is in.
+func (pb *publisher) updateCardsAndLists(ctx context.Context, done approval.Approval, listed []string) {
+	pb.updateCardsOnly(ctx, done)
+	if len(listed) == 0 {
+		return
+	}
+	pb.lists.redraws.Go(func() {
+		for _, id := range listed {
+			pb.lists.updateList(context.WithoutCancel(ctx), id)
+		}
+	})
+}
+
+func (pb *publisher) updateCardsOnly(ctx context.Context, done approval.Approval) {
+	if done.CardActivityID != "" {
+		pb.updateCard(ctx, done.Conversation, done.CardActivityID, pb.cardFor(done, done.Locale), done.ID)
+	}
+	for _, c := range done.OtherCards {
+		pb.updateCard(ctx, c.Conversation, c.ActivityID, pb.cardFor(done, c.Conversation.Locale), done.ID)
+	}
+}
