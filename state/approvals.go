@@ -662,6 +662,9 @@ return 1
 
 // Audit returns up to n events, newest first.
 func (s *Store) Audit(ctx context.Context, conversationID string, n int) ([]approval.AuditEvent, error) {
+	if n <= 0 {
+		return nil, nil // LRANGE 0 -1 would be the whole history
+	}
 	raw, err := s.rdb.LRange(ctx, s.auditKey(conversationID), 0, int64(n-1)).Result()
 	if err != nil {
 		return nil, unavailable("read audit", err)
