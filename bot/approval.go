@@ -35,11 +35,12 @@ type ApprovalStore interface {
 	// ListedIn returns the batches an approval was listed in, newest first
 	// (a bounded number of them).
 	ListedIn(ctx context.Context, approvalID string) ([]string, error)
-	// AppendAudit adds an event to a conversation's history and returns the
-	// batches e.ApprovalID is listed in, as ListedIn does: whoever records a
-	// decision then redraws those lists, and gets both in one round trip.
-	// On error the batches are unknown.
-	AppendAudit(ctx context.Context, conversationID string, e approval.AuditEvent) (listedIn []string, err error)
+	// RecordOutcome appends the history line e to a conversation's history
+	// and returns the lists to redraw: the batches e.ApprovalID is listed
+	// in, as ListedIn returns them. Recording a decision needs both, and
+	// gets them in one round trip. On error the lists are unknown, and the
+	// line may or may not have been added.
+	RecordOutcome(ctx context.Context, conversationID string, e approval.AuditEvent) (listedIn []string, err error)
 	// Audit returns up to n events of a conversation, newest first.
 	Audit(ctx context.Context, conversationID string, n int) ([]approval.AuditEvent, error)
 }

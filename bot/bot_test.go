@@ -280,7 +280,7 @@ func (m *memState) ListedIn(_ context.Context, approvalID string) ([]string, err
 	return out, nil
 }
 
-func (m *memState) AppendAudit(ctx context.Context, conv string, e approval.AuditEvent) ([]string, error) {
+func (m *memState) RecordOutcome(ctx context.Context, conv string, e approval.AuditEvent) ([]string, error) {
 	m.mu.Lock()
 	m.audit[conv] = append([]approval.AuditEvent{e}, m.audit[conv]...)
 	m.mu.Unlock()

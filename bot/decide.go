@@ -321,7 +321,7 @@ func (b *Bot) publish(ctx context.Context, done approval.Approval) {
 	}
 	in := done.Upgrade
 	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	listed, err := b.opts.Approvals.AppendAudit(hctx, approval.BaseConversation(done.Conversation.ConversationID), approval.AuditEvent{At: done.DecidedAt,
+	listed, err := b.opts.Approvals.RecordOutcome(hctx, approval.BaseConversation(done.Conversation.ConversationID), approval.AuditEvent{At: done.DecidedAt,
 		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
 		To: in.Target.Version, ApprovalID: done.ID})
 	cancel()

@@ -302,7 +302,7 @@ func TestBatchAndAudit(t *testing.T) {
 		t.Errorf("batch %+v %v", b, err)
 	}
 	for i := range 60 {
-		if _, err := s.AppendAudit(ctx, "19:abc@thread.v2", approval.AuditEvent{App: fmt.Sprint(i), Status: approval.StatusUpgraded}); err != nil {
+		if _, err := s.RecordOutcome(ctx, "19:abc@thread.v2", approval.AuditEvent{App: fmt.Sprint(i), Status: approval.StatusUpgraded}); err != nil {
 			t.Fatal(err)
 		}
 	}
