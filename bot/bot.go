@@ -29,7 +29,9 @@ type Connector interface {
 	Update(ctx context.Context, ref approval.ConversationRef, activityID string, m Message) error
 }
 
-// ConversationStore keeps conversation references.
+// ConversationStore keeps conversation references. A channel's threads
+// share the channel's: saving a thread's saves the channel's, and Reference
+// of any thread of the channel returns it with the thread's id.
 type ConversationStore interface {
 	SaveReference(ctx context.Context, ref approval.ConversationRef) error
 	// Reference returns an error with CodeNotFound for an unknown conversation.

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/memstore"
 )
 
 // fakeConnector records what the bot writes.
@@ -74,254 +73,6 @@ func (f *fakeConnector) update(id string) bot.Message {
 	return f.updates[id]
 }
 
-// memState is an in-memory ConversationStore, ActivityLog and
-// ApprovalStore (the Redis one is tested in state/).
-type memState struct {
-	mu        sync.Mutex
-	refs      map[string]approval.ConversationRef
-	claims    map[string]bool
-	approvals map[string]approval.Approval
-	open      map[approval.OpenKey]string
-	batches   map[string][]string
-	lists     map[string][]approval.PostedCard // by batch
-	audit     map[string][]approval.AuditEvent
-	leases    map[string]time.Time // claim leases by approval id
-	down      error                // every approval call fails with it
-	// lostAnswers approval writes take effect but answer unavailable, as
-	// when Redis's reply is lost.
-	lostAnswers int
-}
-
-func newMemState() *memState {
-	return &memState{refs: map[string]approval.ConversationRef{}, claims: map[string]bool{}, approvals: map[string]approval.Approval{},
-		open: map[approval.OpenKey]string{}, batches: map[string][]string{}, audit: map[string][]approval.AuditEvent{},
-		leases: map[string]time.Time{}}
-}
-
-func (m *memState) OpenApproval(_ context.Context, a approval.Approval) (approval.Approval, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if id, ok := m.open[a.OpenKey()]; ok {
-		if e := m.approvals[id]; e.Status.Open() {
-			return e, false, nil
-		}
-	}
-	a.ID = "apr_" + approval.NewToken()
-	m.approvals[a.ID], m.open[a.OpenKey()] = a, a.ID
-	return a, true, nil
-}
-
-func (m *memState) update(id string, f func(a *approval.Approval) error) (approval.Approval, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.down != nil {
-		return approval.Approval{}, m.down
-	}
-	a, ok := m.approvals[id]
-	if !ok {
-		return a, bot.Errorf(bot.CodeNotFound, "no approval")
-	}
-	if err := f(&a); err != nil {
-		return a, err
-	}
-	m.approvals[id] = a
-	if m.lostAnswers > 0 {
-		m.lostAnswers--
-		return approval.Approval{}, bot.Errorf(bot.CodeUnavailable, "redis: i/o timeout")
-	}
-	return a, nil
-}
-
-func (m *memState) ClaimUpgrade(_ context.Context, id string, who approval.Person, at time.Time, lease time.Duration) (approval.Approval, error) {
-	return m.update(id, func(a *approval.Approval) error {
-		claimed, ok := a.Claim(who, at, approval.NewToken())
-		if !ok {
-			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
-		}
-		*a = claimed
-		m.leases[id] = time.Now().Add(lease)
-		return nil
-	})
-}
-
-func (m *memState) TakeOverClaim(_ context.Context, id string, lease time.Duration) (approval.Approval, error) {
-	return m.update(id, func(a *approval.Approval) error {
-		if !a.Claimed() || time.Now().Before(m.leases[id]) {
-			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
-		}
-		a.ClaimToken = approval.NewToken()
-		m.leases[id] = time.Now().Add(lease)
-		return nil
-	})
-}
-
-func (m *memState) Amend(_ context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
-	return m.update(held.ID, func(a *approval.Approval) error {
-		if !a.HeldBy(held.ClaimToken) {
-			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
-		}
-		change(a)
-		return nil
-	})
-}
-
-func (m *memState) HoldClaim(_ context.Context, id, token string, lease time.Duration) (approval.Approval, error) {
-	return m.update(id, func(a *approval.Approval) error {
-		if !a.HeldBy(token) {
-			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
-		}
-		m.leases[id] = time.Now().Add(lease)
-		return nil
-	})
-}
-
-func (m *memState) Settle(_ context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
-	return m.update(held.ID, func(a *approval.Approval) error {
-		if !a.HeldBy(held.ClaimToken) {
-			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
-		}
-		change(a)
-		a.ClaimToken = ""
-		delete(m.leases, held.ID)
-		return nil
-	})
-}
-
-func (m *memState) ExpiredClaims(context.Context, int) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var ids []string
-	for id, until := range m.leases {
-		if time.Now().After(until) {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
-}
-
-func (m *memState) status(id string) approval.Status {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.approvals[id].Status
-}
-
-// expireLeases makes every claim's lease run out now.
-func (m *memState) expireLeases() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for id := range m.leases {
-		m.leases[id] = time.Now().Add(-time.Second)
-	}
-}
-
-func (m *memState) Approval(_ context.Context, id string) (approval.Approval, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a, ok := m.approvals[id]
-	if !ok {
-		return a, bot.Errorf(bot.CodeNotFound, "no approval")
-	}
-	return a, nil
-}
-
-func (m *memState) Transition(_ context.Context, id string, from []approval.Status, change func(*approval.Approval)) (approval.Approval, error) {
-	return m.update(id, func(a *approval.Approval) error {
-		if !slices.Contains(from, a.Status) {
-			return bot.Errorf(bot.CodeConflict, "approval is %s", a.Status)
-		}
-		change(a)
-		return nil
-	})
-}
-
-func (m *memState) SaveBatch(_ context.Context, ids []string) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	id := fmt.Sprintf("bat_%d", len(m.batches))
-	m.batches[id] = ids
-	return id, nil
-}
-
-func (m *memState) Batch(_ context.Context, id string) (approval.Batch, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ids, ok := m.batches[id]
-	if !ok {
-		return approval.Batch{}, bot.Errorf(bot.CodeNotFound, "no batch")
-	}
-	return approval.Batch{ID: id, Approvals: ids, Lists: slices.Clone(m.lists[id])}, nil
-}
-
-func (m *memState) RecordList(_ context.Context, id string, l approval.PostedCard) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.batches[id]; !ok {
-		return bot.Errorf(bot.CodeNotFound, "no batch")
-	}
-	if m.lists == nil {
-		m.lists = map[string][]approval.PostedCard{}
-	}
-	if !slices.ContainsFunc(m.lists[id], func(c approval.PostedCard) bool { return c.ActivityID == l.ActivityID }) {
-		m.lists[id] = append(m.lists[id], l)
-	}
-	return nil
-}
-
-func (m *memState) ListedIn(_ context.Context, approvalID string) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for id, ids := range m.batches {
-		if slices.Contains(ids, approvalID) {
-			out = append(out, id)
-		}
-	}
-	return out, nil
-}
-
-func (m *memState) AppendAudit(ctx context.Context, conv string, e approval.AuditEvent) ([]string, error) {
-	m.mu.Lock()
-	m.audit[conv] = append([]approval.AuditEvent{e}, m.audit[conv]...)
-	m.mu.Unlock()
-	return m.ListedIn(ctx, e.ApprovalID)
-}
-
-func (m *memState) Audit(_ context.Context, conv string, n int) ([]approval.AuditEvent, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.audit[conv][:min(n, len(m.audit[conv]))], nil
-}
-func (m *memState) SaveReference(_ context.Context, r approval.ConversationRef) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.refs[r.ConversationID] = r
-	return nil
-}
-func (m *memState) Reference(_ context.Context, id string) (approval.ConversationRef, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.refs[id]
-	if !ok {
-		return r, bot.Errorf(bot.CodeNotFound, "no reference")
-	}
-	return r, nil
-}
-func (m *memState) Claim(_ context.Context, k string) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.claims[k] {
-		return false, nil
-	}
-	m.claims[k] = true
-	return true, nil
-}
-func (m *memState) Release(_ context.Context, k string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.claims, k)
-	return nil
-}
-
 func decode(t *testing.T, s string) *bot.Activity {
 	t.Helper()
 	var a bot.Activity
@@ -381,7 +132,7 @@ func TestScopeOfEachConversationType(t *testing.T) {
 	}
 }
 
-func newBot(t *testing.T, conn *fakeConnector, st *memState) *bot.Bot {
+func newBot(t *testing.T, conn *fakeConnector, st *memstore.Store) *bot.Bot {
 	t.Helper()
 	b, err := bot.New(bot.Options{Connector: conn, Conversations: st, Activities: st, Approvals: st})
 	if err != nil {
@@ -391,7 +142,7 @@ func newBot(t *testing.T, conn *fakeConnector, st *memState) *bot.Bot {
 }
 
 func TestHelpRepliesOnceAndRemembersConversation(t *testing.T) {
-	conn, st := &fakeConnector{}, newMemState()
+	conn, st := &fakeConnector{}, memstore.New()
 	b := newBot(t, conn, st)
 	for i := 0; i < 2; i++ {
 		if _, err := b.Handle(context.Background(), decode(t, groupMessage)); err != nil {
@@ -415,7 +166,7 @@ func TestHelpRepliesOnceAndRemembersConversation(t *testing.T) {
 }
 
 func TestHelpInChinese(t *testing.T) {
-	conn, st := &fakeConnector{}, newMemState()
+	conn, st := &fakeConnector{}, memstore.New()
 	a := decode(t, groupMessage)
 	a.Locale = "zh-CN"
 	a.Text = "<at>Upgrade Approvals</at> 帮助"
@@ -428,7 +179,7 @@ func TestHelpInChinese(t *testing.T) {
 }
 
 func TestFailedActivityIsHandledOnRedelivery(t *testing.T) {
-	conn, st := &fakeConnector{err: bot.Errorf(bot.CodeUnavailable, "connector down")}, newMemState()
+	conn, st := &fakeConnector{err: bot.Errorf(bot.CodeUnavailable, "connector down")}, memstore.New()
 	b := newBot(t, conn, st)
 	if _, err := b.Handle(context.Background(), decode(t, groupMessage)); !errors.Is(err, bot.ErrUnavailable) {
 		t.Fatalf("err %v, want unavailable", err)
@@ -443,7 +194,7 @@ func TestFailedActivityIsHandledOnRedelivery(t *testing.T) {
 }
 
 func TestPanicReleasesTheActivityClaim(t *testing.T) {
-	conn, st := &fakeConnector{panics: true}, newMemState()
+	conn, st := &fakeConnector{panics: true}, memstore.New()
 	b := newBot(t, conn, st)
 	func() {
 		defer func() {
@@ -463,7 +214,7 @@ func TestPanicReleasesTheActivityClaim(t *testing.T) {
 }
 
 func TestUnknownActivityTypesAndInvokesAreAccepted(t *testing.T) {
-	conn, st := &fakeConnector{}, newMemState()
+	conn, st := &fakeConnector{}, memstore.New()
 	b := newBot(t, conn, st)
 	resp, err := b.Handle(context.Background(), decode(t, `{"type":"messageReaction","id":"r1","conversation":{"id":"19:x"}}`))
 	if err != nil || resp != nil {

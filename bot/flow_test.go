@@ -13,6 +13,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/memstore"
 )
 
 const (
@@ -158,7 +159,7 @@ type flow struct {
 	t     *testing.T
 	bot   *bot.Bot
 	conn  *fakeConnector
-	state *memState
+	state *memstore.Store
 	graph *fakeGraph
 	now   time.Time
 	n     int
@@ -166,7 +167,7 @@ type flow struct {
 
 func newFlow(t *testing.T, policy approval.ApproverPolicy, apps ...string) *flow {
 	t.Helper()
-	f := &flow{t: t, conn: &fakeConnector{}, state: newMemState(), now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
+	f := &flow{t: t, conn: &fakeConnector{}, state: memstore.New(), now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
 	f.graph = &fakeGraph{
 		members: []approval.Member{
 			{UserID: owner, TenantID: tenant, Roles: []string{"owner"}, DisplayName: "Megan"},
@@ -265,23 +266,19 @@ func (f *flow) drain() {
 
 func (f *flow) onlyApproval() approval.Approval {
 	f.t.Helper()
-	if len(f.state.approvals) != 1 {
-		f.t.Fatalf("%d approvals, want 1", len(f.state.approvals))
+	all := f.state.Approvals()
+	if len(all) != 1 {
+		f.t.Fatalf("%d approvals, want 1", len(all))
 	}
-	for _, a := range f.state.approvals {
-		return a
-	}
-	return approval.Approval{}
+	return all[0]
 }
 
 // approvalOf returns the id of the approval for the app named name.
 func (f *flow) approvalOf(name string) string {
 	f.t.Helper()
-	f.state.mu.Lock()
-	defer f.state.mu.Unlock()
-	for id, a := range f.state.approvals {
+	for _, a := range f.state.Approvals() {
 		if a.Upgrade.Installation.DisplayName == name {
-			return id
+			return a.ID
 		}
 	}
 	f.t.Fatalf("no approval for %s", name)
@@ -403,8 +400,8 @@ func TestSupersededRequestIsReplaced(t *testing.T) {
 	if len(f.conn.sends) != 1 || !strings.Contains(cardText(t, f.conn.sends[0]), "1.2.1") {
 		t.Fatalf("no new request for 1.2.1: %+v", f.conn.sends)
 	}
-	if len(f.state.approvals) != 2 {
-		t.Errorf("%d approvals, want the superseded one and its replacement", len(f.state.approvals))
+	if n := len(f.state.Approvals()); n != 2 {
+		t.Errorf("%d approvals, want the superseded one and its replacement", n)
 	}
 }
 
@@ -446,7 +443,7 @@ func TestCheckWithSeveralAppsAndApproveAll(t *testing.T) {
 		t.Fatalf("list %s", list)
 	}
 	var batch string
-	for id := range f.state.batches {
+	for _, id := range f.state.Batches() {
 		batch = id
 	}
 	// The answer comes at once, every app upgrading…; the list card then
@@ -743,8 +740,8 @@ func TestCheckListsTheAppsItFoundUpToDate(t *testing.T) {
 		!strings.Contains(c, `"facts":[{"title":"Polls","value":"1.1.0"},{"title":"Tasks","value":"1.1.0"}]`) {
 		t.Errorf("check with nothing pending: %s", c)
 	}
-	if len(f.state.approvals) != 0 {
-		t.Errorf("%d approvals opened", len(f.state.approvals))
+	if n := len(f.state.Approvals()); n != 0 {
+		t.Errorf("%d approvals opened", n)
 	}
 }
 
@@ -758,7 +755,7 @@ func TestUnknownApprovalAndNoGraph(t *testing.T) {
 		t.Errorf("nothing pending: %s", c)
 	}
 
-	conn, st := &fakeConnector{}, newMemState()
+	conn, st := &fakeConnector{}, memstore.New()
 	b, _ := bot.New(bot.Options{Connector: conn, Conversations: st, Activities: st, Approvals: st})
 	if _, err := b.Handle(context.Background(), decode(t, groupMessage)); err != nil {
 		t.Fatal(err)
@@ -810,7 +807,7 @@ func TestApprovalFromAnotherConversationOrTenantIsUnknown(t *testing.T) {
 	g := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 	g.say("check")
 	var batch string
-	for id := range g.state.batches {
+	for _, id := range g.state.Batches() {
 		batch = id
 	}
 	other := map[string]any{"id": "19:other@thread.v2", "conversationType": "groupChat", "tenantId": tenant}
@@ -868,11 +865,15 @@ func TestCheckDuringUpgradeOpensNoSecondApproval(t *testing.T) {
 		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": a.ID}}}})
 	done := make(chan error)
 	go func() { _, err := f.bot.Handle(context.Background(), click); done <- err }()
-	for f.state.status(a.ID) != approval.StatusUpgrading {
+	upgrading := func() bool {
+		got, _ := f.state.Approval(context.Background(), a.ID)
+		return got.Status == approval.StatusUpgrading
+	}
+	for !upgrading() {
 		time.Sleep(time.Millisecond)
 	}
 	f.say("check")
-	if n := len(f.state.approvals); n != 1 {
+	if n := len(f.state.Approvals()); n != 1 {
 		t.Errorf("check during the upgrade: %d approvals, want 1", n)
 	}
 	if c := cardText(t, f.conn.replies[len(f.conn.replies)-1]); !strings.Contains(c, "Upgrading Polls") {
@@ -917,16 +918,12 @@ func TestReaperFinishesAnUpgradeWhoseRecordWasLost(t *testing.T) {
 	// Graph answers 204, then Redis is gone before the outcome is written
 	// (as if the replica died there).
 	f.graph.upgrade = func(approval.Installation) error {
-		f.state.mu.Lock()
-		f.state.down = bot.Errorf(bot.CodeUnavailable, "state: redis unavailable")
-		f.state.mu.Unlock()
+		f.state.FailWrites(bot.Errorf(bot.CodeUnavailable, "state: redis unavailable"))
 		return nil
 	}
 	f.click("approve", a.ID, owner)
 	f.drain()
-	f.state.mu.Lock()
-	f.state.down = nil
-	f.state.mu.Unlock()
+	f.state.FailWrites(nil)
 	if got := f.onlyApproval(); got.Status != approval.StatusUpgrading {
 		t.Fatalf("status %s, want upgrading (the record was lost)", got.Status)
 	}
@@ -934,7 +931,7 @@ func TestReaperFinishesAnUpgradeWhoseRecordWasLost(t *testing.T) {
 	if n, err := f.bot.Reap(context.Background()); n != 0 || err != nil {
 		t.Fatalf("reaped %d (%v) while the lease lives", n, err)
 	}
-	f.state.expireLeases()
+	f.state.ExpireClaims()
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reaped %d, %v; want 1", n, err)
 	}
@@ -966,7 +963,7 @@ func TestReaperUpgradesAClaimThatNeverReachedGraph(t *testing.T) {
 	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "Upgrading Polls") || f.graph.upgradeCount() != 0 {
 		t.Errorf("approve during the claim: %s, %d upgrades", resp, f.graph.upgradeCount())
 	}
-	f.state.expireLeases()
+	f.state.ExpireClaims()
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reaped %d, %v", n, err)
 	}
@@ -989,7 +986,7 @@ func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.state.Amend(context.Background(), c, func(a *approval.Approval) { a.UpgradeSentAt = f.now })
-	f.state.expireLeases()
+	f.state.ExpireClaims()
 	f.now = f.now.Add(time.Hour) // past the grace period Graph gets to show it
 	if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 		t.Fatalf("reaped %d, %v", n, err)
@@ -1027,7 +1024,7 @@ func TestUncertainUpgradeOffersRetryOnlyAfterItsGracePeriod(t *testing.T) {
 			// Within the grace period: a reaper pass, a lease run out and a
 			// Retry click change nothing and send nothing.
 			f.now = f.now.Add(5 * time.Minute)
-			f.state.expireLeases()
+			f.state.ExpireClaims()
 			if n, err := f.bot.Reap(context.Background()); n != 0 || err != nil {
 				t.Fatalf("reaped %d, %v within the grace period", n, err)
 			}
@@ -1043,7 +1040,7 @@ func TestUncertainUpgradeOffersRetryOnlyAfterItsGracePeriod(t *testing.T) {
 				f.graph.mu.Unlock()
 			}
 			f.now = f.now.Add(6 * time.Minute)
-			f.state.expireLeases()
+			f.state.ExpireClaims()
 			if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
 				t.Fatalf("reaped %d, %v after the grace period", n, err)
 			}
@@ -1090,7 +1087,7 @@ func TestApproveAllRunsBoundedInParallel(t *testing.T) {
 		}
 		f.say("check")
 		var batch string
-		for id := range f.state.batches {
+		for _, id := range f.state.Batches() {
 			batch = id
 		}
 		// Were the answer to wait for an upgrade, every goroutine would be
@@ -1130,7 +1127,7 @@ func TestApproveAllGivesEachUpgradeItsOwnTime(t *testing.T) {
 		f.graph.upgrade = func(approval.Installation) error { time.Sleep(35 * time.Second); return nil }
 		f.say("check")
 		var batch string
-		for id := range f.state.batches {
+		for _, id := range f.state.Batches() {
 			batch = id
 		}
 		f.click("approveAll", batch, owner)
@@ -1158,9 +1155,7 @@ func TestApproveAllGivesEachUpgradeItsOwnTime(t *testing.T) {
 func TestCheckWhoseCardCannotBeRecordedPostsItOnce(t *testing.T) {
 	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.conn.replied = func() {
-		f.state.mu.Lock()
-		f.state.down = bot.Errorf(bot.CodeUnavailable, "redis: connection refused")
-		f.state.mu.Unlock()
+		f.state.FailWrites(bot.Errorf(bot.CodeUnavailable, "redis: connection refused"))
 	}
 	if _, err := f.bot.Handle(context.Background(), f.activity(map[string]any{"type": "message", "text": "check"})); err != nil {
 		t.Fatalf("check failed after its card was posted: %v", err)
@@ -1175,9 +1170,7 @@ func TestCheckWhoseCardCannotBeRecordedPostsItOnce(t *testing.T) {
 func TestCardRecordedWhileItsAnswerWasLostIsRecordedOnce(t *testing.T) {
 	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
-	f.state.mu.Lock()
-	f.state.lostAnswers = 1
-	f.state.mu.Unlock()
+	f.state.LoseAnswers(1)
 	f.say("check")
 	a := f.onlyApproval()
 	var seen []string

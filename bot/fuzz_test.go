@@ -26,8 +26,8 @@ func FuzzCardAction(f *testing.F) {
 		fl := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls", "Tasks")
 		fl.say("check")
 		var id string
-		for k := range fl.state.approvals {
-			id = k
+		for _, a := range fl.state.Approvals() {
+			id = a.ID
 		}
 		value = bytes.ReplaceAll(value, []byte("$ID"), []byte(id))
 		raw := json.RawMessage(value)

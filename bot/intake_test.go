@@ -7,12 +7,13 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/memstore"
 )
 
-// pipelinedState is a memState that also claims and saves in one call, and
+// pipelinedState is a memstore.Store that also claims and saves in one call, and
 // counts which calls the bot makes.
 type pipelinedState struct {
-	*memState
+	*memstore.Store
 	mu                     sync.Mutex
 	combined, claims, refs int
 }
@@ -21,26 +22,26 @@ func (p *pipelinedState) ClaimAndSaveReference(ctx context.Context, key string, 
 	p.mu.Lock()
 	p.combined++
 	p.mu.Unlock()
-	_ = p.memState.SaveReference(ctx, ref)
-	return p.memState.Claim(ctx, key)
+	_ = p.Store.SaveReference(ctx, ref)
+	return p.Store.Claim(ctx, key)
 }
 
 func (p *pipelinedState) Claim(ctx context.Context, key string) (bool, error) {
 	p.mu.Lock()
 	p.claims++
 	p.mu.Unlock()
-	return p.memState.Claim(ctx, key)
+	return p.Store.Claim(ctx, key)
 }
 
 func (p *pipelinedState) SaveReference(ctx context.Context, ref approval.ConversationRef) error {
 	p.mu.Lock()
 	p.refs++
 	p.mu.Unlock()
-	return p.memState.SaveReference(ctx, ref)
+	return p.Store.SaveReference(ctx, ref)
 }
 
 func TestActivityClaimAndReferenceGoTogether(t *testing.T) {
-	conn, st := &fakeConnector{}, &pipelinedState{memState: newMemState()}
+	conn, st := &fakeConnector{}, &pipelinedState{Store: memstore.New()}
 	b, err := bot.New(bot.Options{Connector: conn, Conversations: st, Activities: st, Approvals: st})
 	if err != nil {
 		t.Fatal(err)

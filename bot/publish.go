@@ -24,7 +24,7 @@ func (pb *publisher) publish(ctx context.Context, done approval.Approval) {
 	}
 	in := done.Upgrade
 	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	listed, err := pb.approvals.AppendAudit(hctx, approval.BaseConversation(done.Conversation.ConversationID), approval.AuditEvent{At: done.DecidedAt,
+	listed, err := pb.approvals.RecordOutcome(hctx, approval.BaseConversation(done.Conversation.ConversationID), approval.AuditEvent{At: done.DecidedAt,
 		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
 		To: in.Target.Version, ApprovalID: done.ID})
 	cancel()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/memstore"
 )
 
 // oneJobQueue hands out one job and records what became of it; with
@@ -91,7 +92,7 @@ func (f *scriptedBudget) Take(context.Context, string, int) (time.Duration, bool
 // runOneJob runs scan workers until done says so.
 func runOneJob(t *testing.T, q *oneJobQueue, budget bot.Budget, done func() bool) []string {
 	t.Helper()
-	b := newBot(t, &fakeConnector{}, newMemState())
+	b := newBot(t, &fakeConnector{}, memstore.New())
 	var mu sync.Mutex
 	var outcomes []string
 	ctx, cancel := context.WithCancel(context.Background())

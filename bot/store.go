@@ -29,17 +29,20 @@ type ApprovalStore interface {
 	// them, or CodeNotFound.
 	Batch(ctx context.Context, id string) (approval.Batch, error)
 	// RecordList remembers a message that lists the batch, so that it is
-	// kept true; recording one twice changes nothing. CodeNotFound when the
-	// batch is gone.
+	// kept true; recording one twice changes nothing. A batch keeps a
+	// bounded number of them: past it, a new one is not remembered.
+	// CodeNotFound when the batch is gone.
 	RecordList(ctx context.Context, batchID string, list approval.PostedCard) error
 	// ListedIn returns the batches an approval was listed in, newest first
 	// (a bounded number of them).
 	ListedIn(ctx context.Context, approvalID string) ([]string, error)
-	// AppendAudit adds an event to a conversation's history and returns the
-	// batches e.ApprovalID is listed in, as ListedIn does: whoever records a
-	// decision then redraws those lists, and gets both in one round trip.
-	// On error the batches are unknown.
-	AppendAudit(ctx context.Context, conversationID string, e approval.AuditEvent) (listedIn []string, err error)
+	// RecordOutcome appends the history line e to a conversation's history
+	// and returns the lists to redraw: the batches e.ApprovalID is listed
+	// in, as ListedIn returns them. Recording a decision needs both, and
+	// gets them in one round trip. On error the lists are unknown, and the
+	// line may or may not have been added. The history keeps a bounded
+	// number of the newest lines.
+	RecordOutcome(ctx context.Context, conversationID string, e approval.AuditEvent) (listedIn []string, err error)
 	// Audit returns up to n events of a conversation, newest first.
 	Audit(ctx context.Context, conversationID string, n int) ([]approval.AuditEvent, error)
 }
@@ -70,6 +73,8 @@ type Claims interface {
 	// CodeConflict. held is as for Amend.
 	Settle(ctx context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error)
 	// ExpiredClaims lists up to n upgrading approvals whose lease has expired.
+	// It may list one late, by up to the lease a refused ClaimUpgrade or
+	// HoldClaim asked for, and one no longer upgrading: TakeOverClaim tells.
 	ExpiredClaims(ctx context.Context, n int) ([]string, error)
 }
 

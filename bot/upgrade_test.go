@@ -82,13 +82,14 @@ func TestGraphCallsPerCommand(t *testing.T) {
 	if want := []string{"Installed check", "Definitions check"}; !slices.Equal(f.graph.calls, want) {
 		t.Fatalf("check called %v, want %v", f.graph.calls, want)
 	}
-	if n := len(f.state.approvals); n != 30 {
+	all := f.state.Approvals()
+	if n := len(all); n != 30 {
 		t.Fatalf("%d approvals, want 30", n)
 	}
 	var id string
-	for k, a := range f.state.approvals {
+	for _, a := range all {
 		if a.Upgrade.Installation.ID == "inst-7" {
-			id = k
+			id = a.ID
 		}
 	}
 	f.graph.calls = nil

@@ -618,10 +618,10 @@ func (s *Store) ListedIn(ctx context.Context, approvalID string) ([]string, erro
 // auditLength is how many events a conversation's history keeps.
 const auditLength = 50
 
-// AppendAudit records an event, keeping the newest auditLength, and reads
+// RecordOutcome records an event, keeping the newest auditLength, and reads
 // the batches e.ApprovalID is listed in, in one pipeline (the keys are in
 // different slots; go-redis splits a pipeline on a Redis Cluster).
-func (s *Store) AppendAudit(ctx context.Context, conversationID string, e approval.AuditEvent) ([]string, error) {
+func (s *Store) RecordOutcome(ctx context.Context, conversationID string, e approval.AuditEvent) ([]string, error) {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("state: encode audit event: %w", err)
@@ -662,6 +662,9 @@ return 1
 
 // Audit returns up to n events, newest first.
 func (s *Store) Audit(ctx context.Context, conversationID string, n int) ([]approval.AuditEvent, error) {
+	if n <= 0 {
+		return nil, nil // LRANGE 0 -1 would be the whole history
+	}
 	raw, err := s.rdb.LRange(ctx, s.auditKey(conversationID), 0, int64(n-1)).Result()
 	if err != nil {
 		return nil, unavailable("read audit", err)

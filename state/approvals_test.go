@@ -12,6 +12,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/bot/storetest"
 	"github.com/upgradeapprovals/bot/state"
 )
 
@@ -302,7 +303,7 @@ func TestBatchAndAudit(t *testing.T) {
 		t.Errorf("batch %+v %v", b, err)
 	}
 	for i := range 60 {
-		if _, err := s.AppendAudit(ctx, "19:abc@thread.v2", approval.AuditEvent{App: fmt.Sprint(i), Status: approval.StatusUpgraded}); err != nil {
+		if _, err := s.RecordOutcome(ctx, "19:abc@thread.v2", approval.AuditEvent{App: fmt.Sprint(i), Status: approval.StatusUpgraded}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -414,4 +415,13 @@ func TestClaimHolderKeepsWhatOthersWroteMeanwhile(t *testing.T) {
 	if _, err := a.Amend(ctx, marked, func(x *approval.Approval) { x.Problem = "late" }); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("amend after settling: %v, want conflict", err)
 	}
+}
+
+// The Redis store keeps the application's storage contract, the same one
+// the in-memory store bot's tests use passes.
+func TestStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		s, _ := newStore(t, state.Options{})
+		return s
+	})
 }

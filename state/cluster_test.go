@@ -45,6 +45,7 @@ func TestApprovalsAndDedupeOnRedisCluster(t *testing.T) {
 		{"ThreadsAndChannelsOfATeamAreScannedAsTheTeamOnce", TestThreadsAndChannelsOfATeamAreScannedAsTheTeamOnce},
 		{"ThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope", TestThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope},
 		{"AScopeWhoseReferenceExpiredLeavesTheIndex", TestAScopeWhoseReferenceExpiredLeavesTheIndex},
+		{"StoreContract", TestStoreContract},
 	}
 	for _, tc := range suite {
 		t.Run(tc.name, tc.run)

@@ -1,0 +1,384 @@
+// Package memstore is an in-memory, concurrency-safe implementation of the
+// application's stores (bot.ApprovalStore with its Claims,
+// bot.ConversationStore and bot.ActivityLog) for tests. It passes the same
+// conformance suite as the Redis store (bot/storetest), and can be made to
+// fail as Redis does.
+package memstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/upgradeapprovals/bot/approval"
+	"github.com/upgradeapprovals/bot/bot"
+)
+
+var (
+	_ bot.ApprovalStore     = (*Store)(nil)
+	_ bot.ConversationStore = (*Store)(nil)
+	_ bot.ActivityLog       = (*Store)(nil)
+)
+
+// The bounds the Redis store keeps.
+const (
+	maxBatchLists = 20 // messages listing one batch
+	maxListedIn   = 20 // batches one approval is listed in
+	auditLength   = 50 // lines of one conversation's history
+)
+
+// Store keeps everything in process memory. What it returns is a copy, as
+// encoded and decoded in JSON as the Redis store does, so nothing a caller
+// does to it changes what is stored. Leases run on the wall clock, as
+// Redis's TTLs do. The zero value is not usable: call New.
+type Store struct {
+	mu        sync.Mutex
+	refs      map[string]approval.ConversationRef // by top-level conversation id
+	claims    map[string]bool
+	approvals map[string]approval.Approval
+	open      map[approval.OpenKey]string
+	batches   map[string][]string
+	lists     map[string][]approval.PostedCard // by batch
+	listedIn  map[string][]string              // batch ids by approval, newest first
+	audit     map[string][]approval.AuditEvent // newest first
+	leases    map[string]time.Time             // claim leases by approval id
+	failWrite error
+	lose      int
+}
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{refs: map[string]approval.ConversationRef{}, claims: map[string]bool{},
+		approvals: map[string]approval.Approval{}, open: map[approval.OpenKey]string{}, batches: map[string][]string{},
+		lists: map[string][]approval.PostedCard{}, listedIn: map[string][]string{}, audit: map[string][]approval.AuditEvent{},
+		leases: map[string]time.Time{}}
+}
+
+// FailWrites makes every change to an approval (transitions and claims)
+// fail with err, as when Redis is down, until FailWrites(nil).
+func (s *Store) FailWrites(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failWrite = err
+}
+
+// LoseAnswers makes the next n changes to an approval take effect but
+// answer CodeUnavailable, as when Redis's reply is lost.
+func (s *Store) LoseAnswers(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lose = n
+}
+
+// ExpireClaims makes every claim's lease run out now, as if its replica
+// died.
+func (s *Store) ExpireClaims() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.leases {
+		s.leases[id] = time.Now().Add(-time.Second)
+	}
+}
+
+// Approvals returns every approval stored, in no particular order.
+func (s *Store) Approvals() []approval.Approval {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]approval.Approval, 0, len(s.approvals))
+	for _, a := range s.approvals {
+		out = append(out, clone(a))
+	}
+	return out
+}
+
+// Batches returns the id of every batch saved, in no particular order.
+func (s *Store) Batches() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.batches))
+	for id := range s.batches {
+		out = append(out, id)
+	}
+	return out
+}
+
+// OpenApproval implements bot.ApprovalStore.
+func (s *Store) OpenApproval(_ context.Context, a approval.Approval) (approval.Approval, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := a.OpenKey()
+	if id, ok := s.open[k]; ok {
+		if e := s.approvals[id]; e.Status.Open() {
+			return clone(e), false, nil
+		}
+	}
+	a.ID = "apr_" + approval.NewToken()
+	s.approvals[a.ID], s.open[k] = clone(a), a.ID
+	return clone(a), true, nil
+}
+
+// update changes an approval with f, which may refuse (its error returned
+// with the approval as it is).
+func (s *Store) update(id string, f func(a *approval.Approval) error) (approval.Approval, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failWrite != nil {
+		return approval.Approval{}, s.failWrite
+	}
+	a, ok := s.approvals[id]
+	if !ok {
+		return a, bot.Errorf(bot.CodeNotFound, "memstore: no approval %q", id)
+	}
+	a = clone(a)
+	if err := f(&a); err != nil {
+		return clone(s.approvals[id]), err
+	}
+	s.approvals[id] = clone(a)
+	if s.lose > 0 {
+		s.lose--
+		return approval.Approval{}, bot.Errorf(bot.CodeUnavailable, "memstore: answer lost")
+	}
+	return a, nil
+}
+
+func conflict(a *approval.Approval) error {
+	return bot.Errorf(bot.CodeConflict, "memstore: approval %s is %s", a.ID, a.Status)
+}
+
+// Approval implements bot.ApprovalStore.
+func (s *Store) Approval(_ context.Context, id string) (approval.Approval, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.approvals[id]
+	if !ok {
+		return a, bot.Errorf(bot.CodeNotFound, "memstore: no approval %q", id)
+	}
+	return clone(a), nil
+}
+
+// Transition implements bot.ApprovalStore.
+func (s *Store) Transition(_ context.Context, id string, from []approval.Status, change func(*approval.Approval)) (approval.Approval, error) {
+	return s.update(id, func(a *approval.Approval) error {
+		if !slices.Contains(from, a.Status) {
+			return conflict(a)
+		}
+		change(a)
+		return nil
+	})
+}
+
+// ClaimUpgrade implements bot.Claims.
+func (s *Store) ClaimUpgrade(_ context.Context, id string, who approval.Person, at time.Time, lease time.Duration) (approval.Approval, error) {
+	return s.update(id, func(a *approval.Approval) error {
+		c, ok := a.Claim(who, at, approval.NewToken())
+		if !ok {
+			return conflict(a)
+		}
+		*a = c
+		s.leases[id] = time.Now().Add(lease)
+		return nil
+	})
+}
+
+// TakeOverClaim implements bot.Claims.
+func (s *Store) TakeOverClaim(_ context.Context, id string, lease time.Duration) (approval.Approval, error) {
+	return s.update(id, func(a *approval.Approval) error {
+		if !a.Claimed() || s.leased(id) {
+			return conflict(a)
+		}
+		a.ClaimToken = approval.NewToken()
+		s.leases[id] = time.Now().Add(lease)
+		return nil
+	})
+}
+
+// leased reports whether the claim lease of approval id still runs.
+func (s *Store) leased(id string) bool {
+	until, ok := s.leases[id]
+	return ok && time.Now().Before(until)
+}
+
+// Amend implements bot.Claims.
+func (s *Store) Amend(_ context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
+	return s.update(held.ID, func(a *approval.Approval) error {
+		if !a.HeldBy(held.ClaimToken) {
+			return conflict(a)
+		}
+		change(a)
+		return nil
+	})
+}
+
+// HoldClaim implements bot.Claims.
+func (s *Store) HoldClaim(_ context.Context, id, token string, lease time.Duration) (approval.Approval, error) {
+	return s.update(id, func(a *approval.Approval) error {
+		if !a.HeldBy(token) {
+			return conflict(a)
+		}
+		s.leases[id] = time.Now().Add(lease)
+		return nil
+	})
+}
+
+// Settle implements bot.Claims.
+func (s *Store) Settle(_ context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
+	return s.update(held.ID, func(a *approval.Approval) error {
+		if !a.HeldBy(held.ClaimToken) {
+			return conflict(a)
+		}
+		change(a)
+		a.ClaimToken = ""
+		delete(s.leases, held.ID)
+		return nil
+	})
+}
+
+// ExpiredClaims implements bot.Claims.
+func (s *Store) ExpiredClaims(_ context.Context, n int) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id := range s.leases {
+		if len(ids) >= n {
+			break
+		}
+		if !s.leased(id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// SaveBatch implements bot.ApprovalStore. Batch ids count up from bat_0,
+// so that a test can name a batch before it is saved.
+func (s *Store) SaveBatch(_ context.Context, ids []string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := fmt.Sprint("bat_", len(s.batches))
+	s.batches[id] = slices.Clone(ids)
+	for _, a := range ids {
+		listed := slices.Insert(s.listedIn[a], 0, id)
+		s.listedIn[a] = listed[:min(len(listed), maxListedIn)]
+	}
+	return id, nil
+}
+
+// Batch implements bot.ApprovalStore.
+func (s *Store) Batch(_ context.Context, id string) (approval.Batch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids, ok := s.batches[id]
+	if !ok {
+		return approval.Batch{}, bot.Errorf(bot.CodeNotFound, "memstore: no batch %q", id)
+	}
+	return approval.Batch{ID: id, Approvals: slices.Clone(ids), Lists: clone(s.lists[id])}, nil
+}
+
+// RecordList implements bot.ApprovalStore. Lists are kept in the order of
+// their activity ids, as the Redis store returns them.
+func (s *Store) RecordList(_ context.Context, id string, l approval.PostedCard) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.batches[id]; !ok {
+		return bot.Errorf(bot.CodeNotFound, "memstore: no batch %q", id)
+	}
+	lists := s.lists[id]
+	i, found := slices.BinarySearchFunc(lists, l.ActivityID, func(c approval.PostedCard, activityID string) int {
+		return strings.Compare(c.ActivityID, activityID)
+	})
+	switch {
+	case found:
+		lists[i] = clone(l)
+	case len(lists) < maxBatchLists:
+		s.lists[id] = slices.Insert(lists, i, clone(l))
+	}
+	return nil
+}
+
+// ListedIn implements bot.ApprovalStore.
+func (s *Store) ListedIn(_ context.Context, approvalID string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.listedIn[approvalID]), nil
+}
+
+// RecordOutcome implements bot.ApprovalStore.
+func (s *Store) RecordOutcome(_ context.Context, conversationID string, e approval.AuditEvent) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := slices.Insert(s.audit[conversationID], 0, clone(e))
+	s.audit[conversationID] = h[:min(len(h), auditLength)]
+	if e.ApprovalID == "" {
+		return nil, nil
+	}
+	return slices.Clone(s.listedIn[e.ApprovalID]), nil
+}
+
+// Audit implements bot.ApprovalStore.
+func (s *Store) Audit(_ context.Context, conversationID string, n int) ([]approval.AuditEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.audit[conversationID]
+	return slices.Clone(h[:max(0, min(n, len(h)))]), nil
+}
+
+// SaveReference implements bot.ConversationStore: a thread's reference is
+// stored as its channel's.
+func (s *Store) SaveReference(_ context.Context, ref approval.ConversationRef) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref = clone(ref.TopLevel())
+	s.refs[ref.ConversationID] = ref
+	return nil
+}
+
+// Reference implements bot.ConversationStore.
+func (s *Store) Reference(_ context.Context, conversationID string) (approval.ConversationRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref, ok := s.refs[approval.BaseConversation(conversationID)]
+	if !ok {
+		return ref, bot.Errorf(bot.CodeNotFound, "memstore: no conversation reference for %q", conversationID)
+	}
+	ref = clone(ref)
+	ref.ConversationID = conversationID
+	return ref, nil
+}
+
+// Claim implements bot.ActivityLog.
+func (s *Store) Claim(_ context.Context, key string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.claims[key] {
+		return false, nil
+	}
+	s.claims[key] = true
+	return true, nil
+}
+
+// Release implements bot.ActivityLog.
+func (s *Store) Release(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.claims, key)
+	return nil
+}
+
+// clone returns v encoded and decoded in JSON, as the Redis store keeps
+// it: what the store holds and what it hands out share nothing, and
+// anything JSON would drop is dropped here too.
+func clone[T any](v T) T {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("memstore: encode: " + err.Error()) // the domain's types always encode
+	}
+	var out T
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic("memstore: decode: " + err.Error())
+	}
+	return out
+}
