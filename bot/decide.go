@@ -196,14 +196,14 @@ func (b *Bot) runUpgrade(ctx context.Context, c approval.Approval, deadline time
 		b.opts.Logger.WarnContext(ctx, "the upgrade failed but took effect", "approval", c.ID, "err", uerr)
 		uerr = nil
 	}
-	status, problem := approval.StatusUpgraded, ""
+	status, problem := approval.StatusUpgraded, approval.Problem{}
 	switch {
 	case errors.Is(uerr, approval.ErrAlreadyUpgraded):
 		status = approval.StatusUpToDate
 	case errors.Is(uerr, approval.ErrSuperseded):
 		status = approval.StatusSuperseded
 	case uerr != nil:
-		status, problem = approval.StatusFailed, uerr.Error()
+		status, problem = approval.StatusFailed, approval.ProblemOf(uerr)
 		b.opts.Logger.WarnContext(ctx, "upgrade failed", "approval", c.ID, "err", uerr)
 	}
 	return b.settle(ctx, c, status, problem)
@@ -262,7 +262,7 @@ func (b *Bot) graceLeft(sent time.Time) time.Duration {
 // If the record cannot be written (Redis is down for half the upgrade
 // timeout) the claim stays upgrading and the reaper reconciles it from
 // Graph once its lease ends.
-func (b *Bot) settle(ctx context.Context, c approval.Approval, status approval.Status, problem string) approval.Approval {
+func (b *Bot) settle(ctx context.Context, c approval.Approval, status approval.Status, problem approval.Problem) approval.Approval {
 	now := b.opts.Now().UTC()
 	var done approval.Approval
 	failed := false // a write failed: a later conflict may be our own write having landed

@@ -44,7 +44,7 @@ func (b *Bot) check(ctx context.Context, t *Turn) error {
 	}
 	if err != nil {
 		b.opts.Logger.WarnContext(ctx, "check failed", "scope", t.Ref.Scope.Kind, "err", err)
-		return say(cards.SentenceCheckFailed, map[string]any{"Problem": err.Error()})
+		return say(cards.SentenceCheckFailed, map[string]any{"Problem": problemView(approval.ProblemOf(err))})
 	}
 	place := placeOf(t.Ref)
 	if len(ups) == 0 {
@@ -341,7 +341,7 @@ func (b *Bot) cardFor(a approval.Approval, locale string) cards.Card {
 		o.By = a.DecidedBy.Name
 	}
 	if a.Status == approval.StatusFailed {
-		o.Problem = a.Problem
+		o.Problem = problemView(a.WhatWentWrong())
 	}
 	o.Verification = verificationView(a.Verification)
 	return b.cards.Outcome(o)

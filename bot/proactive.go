@@ -188,7 +188,7 @@ func (b *Bot) removed(ctx context.Context, ref approval.ConversationRef) error {
 	for _, id := range ids {
 		// Only the id is at hand: the record is closed if it may still be decided.
 		_, err := b.record(ctx, approval.Approval{ID: id}, approval.Outcome{Status: approval.StatusExpired, At: now,
-			Problem: "closed: the bot was removed from this conversation"})
+			Problem: approval.Problem{Reason: approval.ReasonBotRemoved}})
 		if err != nil && ErrorCode(err) != CodeConflict && ErrorCode(err) != CodeNotFound {
 			return err
 		}
@@ -352,7 +352,7 @@ func (b *Bot) followUp(ctx context.Context, ref approval.ConversationRef, instal
 			}
 			continue
 		}
-		closeAs, problem := approval.Status(""), ""
+		closeAs, problem := approval.Status(""), approval.Problem{}
 		switch i := slices.IndexFunc(pending, func(u approval.PendingUpgrade) bool { return u.Installation.ID == a.Upgrade.Installation.ID }); {
 		case a.Expired(now):
 			closeAs = approval.StatusExpired
@@ -362,7 +362,7 @@ func (b *Bot) followUp(ctx context.Context, ref approval.ConversationRef, instal
 			j := slices.IndexFunc(installed, func(in approval.Installation) bool { return in.ID == a.Upgrade.Installation.ID })
 			switch {
 			case j < 0:
-				closeAs, problem = approval.StatusExpired, "closed: the app is no longer installed here"
+				closeAs, problem = approval.StatusExpired, approval.Problem{Reason: approval.ReasonAppUninstalled}
 			case approval.CompareVersions(installed[j].Definition.Version, a.Upgrade.Target.Version) >= 0:
 				closeAs = approval.StatusUpgradedOutside
 			}
@@ -494,7 +494,7 @@ func (b *Bot) setNotifications(ctx context.Context, t *Turn, on bool) error {
 // close records that an open approval ended without a decision (expired,
 // upgraded outside the bot, superseded) and updates its cards for everyone;
 // a superseded one's successor is posted by the scan itself.
-func (b *Bot) close(ctx context.Context, a approval.Approval, status approval.Status, problem string) error {
+func (b *Bot) close(ctx context.Context, a approval.Approval, status approval.Status, problem approval.Problem) error {
 	_, err := b.conclude(ctx, a, approval.Outcome{Status: status, At: b.opts.Now(), Problem: problem})
 	return err
 }

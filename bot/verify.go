@@ -89,7 +89,8 @@ func (b *Bot) verify(ctx context.Context, a approval.Approval) (approval.Verific
 	}
 	grants, err := b.opts.Grants.PermissionGrants(ctx, scope)
 	if ErrorCode(err) == CodeForbidden {
-		return approval.Verification{Problem: err.Error()}, nil
+		b.opts.Logger.WarnContext(ctx, "cannot read the grants in force to verify an upgrade", "approval", a.ID, "err", err)
+		return approval.Verification{Problem: approval.ProblemOf(err)}, nil
 	}
 	if err != nil {
 		return approval.Verification{}, err
@@ -101,7 +102,7 @@ func verificationView(v *approval.Verification) *cards.Verification {
 	if v == nil {
 		return nil
 	}
-	out := &cards.Verification{Problem: v.Problem}
+	out := &cards.Verification{Problem: problemView(v.WhatWentWrong())}
 	for _, p := range v.Missing {
 		out.Missing = append(out.Missing, cards.Permission{Value: p.Value, Type: strings.ToLower(p.Type)})
 	}
