@@ -38,8 +38,12 @@ type Approval struct {
 	ExpiresAt  time.Time    `json:"expiresAt"`
 	DecidedBy  *Person      `json:"decidedBy,omitempty"`
 	DecidedAt  time.Time    `json:"decidedAt,omitzero"`
-	// Problem is why the upgrade failed, with what an admin can do.
-	Problem string `json:"problem,omitempty"`
+	// Problem is why the upgrade failed, or why the bot closed the
+	// approval (WhatWentWrong reads it).
+	Problem Problem `json:"why,omitzero"`
+	// ProblemText is what releases before Problem recorded instead, an
+	// English sentence: read, and cleared with Problem.
+	ProblemText string `json:"problem,omitempty"`
 	// ClaimToken names the upgrade claim while upgrading: only its holder
 	// may record the outcome.
 	ClaimToken string `json:"claimToken,omitempty"`

@@ -80,7 +80,8 @@ func (a Approval) Claim(who Person, at time.Time, token string) (Approval, bool)
 	if !a.Status.Decidable() {
 		return a, false
 	}
-	a.Status, a.DecidedBy, a.DecidedAt, a.Problem, a.ClaimToken = StatusUpgrading, &who, at.UTC(), "", token
+	a.Status, a.DecidedBy, a.DecidedAt, a.ClaimToken = StatusUpgrading, &who, at.UTC(), token
+	a.Problem, a.ProblemText = Problem{}, ""
 	return a, true
 }
 
@@ -100,9 +101,9 @@ type Outcome struct {
 	// approval closed by what the bot saw).
 	By *Person
 	At time.Time
-	// Problem is why it failed or was closed, for an admin; empty clears
-	// the one of an earlier failure.
-	Problem string
+	// Problem is why it failed or was closed; zero clears the one of an
+	// earlier failure.
+	Problem Problem
 }
 
 // Close returns the approval ended with o: its status, who decided it and
@@ -110,7 +111,7 @@ type Outcome struct {
 // an expiry, an upgrade's outcome, a follow-up, the bot's removal) records
 // this record. A failed outcome stays decidable: Retry claims it again.
 func (a Approval) Close(o Outcome) Approval {
-	a.Status, a.DecidedAt, a.Problem, a.ClaimToken = o.Status, o.At.UTC(), o.Problem, ""
+	a.Status, a.DecidedAt, a.Problem, a.ProblemText, a.ClaimToken = o.Status, o.At.UTC(), o.Problem, "", ""
 	if o.By != nil {
 		a.DecidedBy = o.By
 	}

@@ -52,11 +52,14 @@ func TestExpiredFromTheExactInstant(t *testing.T) {
 	}
 }
 
+var refused = approval.Problem{Reason: approval.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
+	Permission: "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
+
 func TestClaimOnlyWhatMayBeDecided(t *testing.T) {
 	megan := approval.Person{ID: "29:megan", AADObjectID: "00000000-0000-0000-0000-000000000001", Name: "Megan"}
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))
 	for _, s := range approval.Statuses() {
-		a := approval.Approval{ID: "apr_1", Status: s, Problem: "Graph refused"}
+		a := approval.Approval{ID: "apr_1", Status: s, Problem: refused, ProblemText: "Graph refused the call"}
 		c, ok := a.Claim(megan, at, "token-1")
 		if ok != s.Decidable() {
 			t.Errorf("%s: claimed %v", s, ok)
@@ -68,7 +71,7 @@ func TestClaimOnlyWhatMayBeDecided(t *testing.T) {
 			continue
 		}
 		if c.Status != approval.StatusUpgrading || !c.Claimed() || c.DecidedBy == nil || *c.DecidedBy != megan ||
-			!c.DecidedAt.Equal(at) || c.DecidedAt.Location() != time.UTC || c.Problem != "" {
+			!c.DecidedAt.Equal(at) || c.DecidedAt.Location() != time.UTC || !c.WhatWentWrong().IsZero() {
 			t.Errorf("%s: claimed as %+v", s, c)
 		}
 		if !c.HeldBy("token-1") || c.HeldBy("token-2") || c.HeldBy("") {
@@ -87,9 +90,9 @@ func TestCloseIsTheRecordOfEveryEnd(t *testing.T) {
 	claimed, _ := approval.Approval{ID: "apr_1", Status: approval.StatusPending}.Claim(megan, at.Add(-time.Minute), "token-1")
 
 	// An upgrade's outcome keeps who approved it and ends the claim.
-	done := claimed.Close(approval.Outcome{Status: approval.StatusFailed, At: at, Problem: "Graph refused"})
+	done := claimed.Close(approval.Outcome{Status: approval.StatusFailed, At: at, Problem: refused})
 	if done.Status != approval.StatusFailed || done.DecidedBy == nil || done.DecidedBy.Name != "Megan" ||
-		!done.DecidedAt.Equal(at) || done.DecidedAt.Location() != time.UTC || done.Problem != "Graph refused" ||
+		!done.DecidedAt.Equal(at) || done.DecidedAt.Location() != time.UTC || done.WhatWentWrong() != refused ||
 		done.ClaimToken != "" || done.Claimed() {
 		t.Errorf("failed upgrade recorded as %+v", done)
 	}
@@ -98,14 +101,15 @@ func TestCloseIsTheRecordOfEveryEnd(t *testing.T) {
 	}
 	// A reject after it records who rejected and clears the old problem.
 	rejected := done.Close(approval.Outcome{Status: approval.StatusRejected, By: &adele, At: at.Add(time.Hour)})
-	if rejected.Status != approval.StatusRejected || rejected.DecidedBy.Name != "Adele" || rejected.Problem != "" ||
+	if rejected.Status != approval.StatusRejected || rejected.DecidedBy.Name != "Adele" || !rejected.WhatWentWrong().IsZero() ||
 		!rejected.DecidedAt.Equal(at.Add(time.Hour)) || rejected.Decidable() || rejected.Status.Open() {
 		t.Errorf("reject recorded as %+v", rejected)
 	}
 	// An expiry names nobody.
 	pending := approval.Approval{ID: "apr_2", Status: approval.StatusPending}
-	expired := pending.Close(approval.Outcome{Status: approval.StatusExpired, At: at, Problem: "closed: the app is no longer installed here"})
-	if expired.DecidedBy != nil || expired.Status != approval.StatusExpired || expired.Problem == "" {
+	expired := pending.Close(approval.Outcome{Status: approval.StatusExpired, At: at,
+		Problem: approval.Problem{Reason: approval.ReasonAppUninstalled}})
+	if expired.DecidedBy != nil || expired.Status != approval.StatusExpired || expired.WhatWentWrong().Reason != approval.ReasonAppUninstalled {
 		t.Errorf("expiry recorded as %+v", expired)
 	}
 	if pending.Status != approval.StatusPending {

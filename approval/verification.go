@@ -13,8 +13,11 @@ type Verification struct {
 	// Missing are permissions of the new version that are not both
 	// consented and granted in the scope.
 	Missing []Permission `json:"missing,omitempty"`
-	// Problem: the check itself failed.
-	Problem string `json:"problem,omitempty"`
+	// Problem: the check itself failed (WhatWentWrong reads it).
+	Problem Problem `json:"why,omitzero"`
+	// ProblemText is what releases before Problem recorded instead, an
+	// English sentence.
+	ProblemText string `json:"problem,omitempty"`
 }
 
 // MissingPermissions are the permissions of required that are not both

@@ -27,7 +27,7 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 		o.By = a.DecidedBy.Name
 	}
 	if a.Status == approval.StatusFailed {
-		o.Problem = a.Problem
+		o.Problem = problemView(a.WhatWentWrong())
 	}
 	o.Verification = verificationView(a.Verification)
 	return pl.cards.Outcome(o)
@@ -100,7 +100,7 @@ func verificationView(v *approval.Verification) *cards.Verification {
 	if v == nil {
 		return nil
 	}
-	out := &cards.Verification{Problem: v.Problem}
+	out := &cards.Verification{Problem: problemView(v.WhatWentWrong())}
 	for _, p := range v.Missing {
 		out.Missing = append(out.Missing, cards.Permission{Value: p.Value, Type: strings.ToLower(p.Type)})
 	}

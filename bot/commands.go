@@ -104,7 +104,7 @@ func (cm *commands) check(ctx context.Context, t *Turn) error {
 	}
 	if err != nil {
 		cm.log.WarnContext(ctx, "check failed", "scope", t.Ref.Scope.Kind, "err", err)
-		return say(cards.SentenceCheckFailed, map[string]any{"Problem": err.Error()})
+		return say(cards.SentenceCheckFailed, map[string]any{"Problem": problemView(approval.ProblemOf(err))})
 	}
 	place := placeOf(t.Ref)
 	if len(ups) == 0 {

@@ -368,7 +368,7 @@ func TestRejectDoesNotUpgrade(t *testing.T) {
 func TestFailedUpgradeCanBeRetried(t *testing.T) {
 	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.graph.upgrade = func(approval.Installation) error {
-		return bot.Errorf(bot.CodeForbidden, "graph: upgrade Polls in chat: 403 Forbidden; an admin must grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All")
+		return refusedByGraph("TeamsAppInstallation.ReadWriteAndConsentForChat.All")
 	}
 	f.say("check")
 	a := f.onlyApproval()
@@ -992,8 +992,8 @@ func TestReaperNeverSendsAnUpgradeTwice(t *testing.T) {
 		t.Fatalf("reaped %d, %v", n, err)
 	}
 	got := f.onlyApproval()
-	if got.Status != approval.StatusFailed || !strings.Contains(got.Problem, "still runs version 1.0.0") {
-		t.Errorf("after reaping: %s %q", got.Status, got.Problem)
+	if got.Status != approval.StatusFailed || got.Problem != (approval.Problem{Reason: approval.ReasonInterrupted, InstalledVersion: "1.0.0"}) {
+		t.Errorf("after reaping: %s %+v", got.Status, got.Problem)
 	}
 	if f.graph.upgradeCount() != 0 {
 		t.Errorf("the reaper upgraded %d times", f.graph.upgradeCount())

@@ -72,7 +72,7 @@ func (pr *proactive) followUp(ctx context.Context, ref approval.ConversationRef,
 			}
 			continue
 		}
-		closeAs, problem := approval.Status(""), ""
+		closeAs, problem := approval.Status(""), approval.Problem{}
 		switch i := slices.IndexFunc(pending, func(u approval.PendingUpgrade) bool { return u.Installation.ID == a.Upgrade.Installation.ID }); {
 		case a.Expired(now):
 			closeAs = approval.StatusExpired
@@ -82,7 +82,7 @@ func (pr *proactive) followUp(ctx context.Context, ref approval.ConversationRef,
 			j := slices.IndexFunc(installed, func(in approval.Installation) bool { return in.ID == a.Upgrade.Installation.ID })
 			switch {
 			case j < 0:
-				closeAs, problem = approval.StatusExpired, "closed: the app is no longer installed here"
+				closeAs, problem = approval.StatusExpired, approval.Problem{Reason: approval.ReasonAppUninstalled}
 			case approval.CompareVersions(installed[j].Definition.Version, a.Upgrade.Target.Version) >= 0:
 				closeAs = approval.StatusUpgradedOutside
 			}
@@ -145,7 +145,7 @@ func (pr *proactive) remind(ctx context.Context, a approval.Approval) (bool, err
 // close records that an open approval ended without a decision (expired,
 // upgraded outside the bot, superseded) and updates its cards for everyone;
 // a superseded one's successor is posted by the scan itself.
-func (pr *proactive) close(ctx context.Context, a approval.Approval, status approval.Status, problem string) error {
+func (pr *proactive) close(ctx context.Context, a approval.Approval, status approval.Status, problem approval.Problem) error {
 	_, err := pr.upgrades.conclude(ctx, a, approval.Outcome{Status: status, At: pr.now(), Problem: problem})
 	return err
 }

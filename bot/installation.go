@@ -97,7 +97,7 @@ func (pr *proactive) removed(ctx context.Context, ref approval.ConversationRef) 
 	for _, id := range ids {
 		// Only the id is at hand: the record is closed if it may still be decided.
 		_, err := pr.upgrades.record(ctx, approval.Approval{ID: id}, approval.Outcome{Status: approval.StatusExpired, At: now,
-			Problem: "closed: the bot was removed from this conversation"})
+			Problem: approval.Problem{Reason: approval.ReasonBotRemoved}})
 		if err != nil && ErrorCode(err) != CodeConflict && ErrorCode(err) != CodeNotFound {
 			return err
 		}

@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/upgradeapprovals/bot/approval"
@@ -51,7 +50,7 @@ func (up *upgrades) reconcile(ctx context.Context, c approval.Approval) bool {
 	gctx, cancel := context.WithTimeout(ctx, up.timeout)
 	in, err := up.installations.Installation(gctx, u.Installation.Scope, u.Installation.ID)
 	cancel()
-	status, problem := approval.StatusUpgraded, ""
+	status, problem := approval.StatusUpgraded, approval.Problem{}
 	switch {
 	case err == nil && approval.CompareVersions(in.Definition.Version, u.Target.Version) >= 0:
 	case err == nil && up.now().Before(c.UpgradeSentAt.Add(up.grace)):
@@ -62,10 +61,10 @@ func (up *upgrades) reconcile(ctx context.Context, c approval.Approval) bool {
 		return false
 	case err == nil:
 		status = approval.StatusFailed
-		problem = fmt.Sprintf("the upgrade was interrupted before Microsoft Graph confirmed it, and %s still runs version %s; select Retry to upgrade it",
-			u.Installation.DisplayName, in.Definition.Version)
+		problem = approval.Problem{Reason: approval.ReasonInterrupted, InstalledVersion: in.Definition.Version}
 	case ErrorCode(err) == CodeNotFound:
-		status, problem = approval.StatusFailed, err.Error()
+		status, problem = approval.StatusFailed, approval.ProblemOf(err)
+		up.log.WarnContext(ctx, "an interrupted upgrade's installation is gone", "approval", c.ID, "err", err)
 	default:
 		// Graph cannot tell now: the new lease ends and a later pass retries.
 		up.log.WarnContext(ctx, "cannot reconcile an interrupted upgrade yet", "approval", c.ID, "err", err)

@@ -130,14 +130,14 @@ func (up *upgrades) runUpgrade(ctx context.Context, c approval.Approval, deadlin
 		up.log.WarnContext(ctx, "the upgrade failed but took effect", "approval", c.ID, "err", uerr)
 		uerr = nil
 	}
-	status, problem := approval.StatusUpgraded, ""
+	status, problem := approval.StatusUpgraded, approval.Problem{}
 	switch {
 	case errors.Is(uerr, approval.ErrAlreadyUpgraded):
 		status = approval.StatusUpToDate
 	case errors.Is(uerr, approval.ErrSuperseded):
 		status = approval.StatusSuperseded
 	case uerr != nil:
-		status, problem = approval.StatusFailed, uerr.Error()
+		status, problem = approval.StatusFailed, approval.ProblemOf(uerr)
 		up.log.WarnContext(ctx, "upgrade failed", "approval", c.ID, "err", uerr)
 	}
 	return up.settle(ctx, c, status, problem)
@@ -196,7 +196,7 @@ func (up *upgrades) graceLeft(sent time.Time) time.Duration {
 // If the record cannot be written (Redis is down for half the upgrade
 // timeout) the claim stays upgrading and the reaper reconciles it from
 // Graph once its lease ends.
-func (up *upgrades) settle(ctx context.Context, c approval.Approval, status approval.Status, problem string) approval.Approval {
+func (up *upgrades) settle(ctx context.Context, c approval.Approval, status approval.Status, problem approval.Problem) approval.Approval {
 	now := up.now().UTC()
 	var done approval.Approval
 	failed := false // a write failed: a later conflict may be our own write having landed

@@ -98,7 +98,8 @@ func (vf *verifier) verify(ctx context.Context, a approval.Approval) (approval.V
 	}
 	grants, err := vf.grants.PermissionGrants(ctx, scope)
 	if ErrorCode(err) == CodeForbidden {
-		return approval.Verification{Problem: err.Error()}, nil
+		vf.log.WarnContext(ctx, "cannot read the grants in force to verify an upgrade", "approval", a.ID, "err", err)
+		return approval.Verification{Problem: approval.ProblemOf(err)}, nil
 	}
 	if err != nil {
 		return approval.Verification{}, err

@@ -73,8 +73,8 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 			By: "Megan Bowen", At: decided, Place: cards.PlaceChat, Approvers: cards.ApproversOwners}
 	}
 	failed := outcome(cards.OutcomeFailed)
-	failed.Problem = "graph: upgrade app in chat: 403 Forbidden (Forbidden: Missing scope permissions on the request): Graph refused the call; " +
-		"an admin must grant the application permission TeamsAppInstallation.ReadWriteAndConsentForChat.All with admin consent"
+	failed.Problem = cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
+		GraphMessage: "Missing scope permissions on the request.", Permission: "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
 	return map[string]cards.Card{
 		"pending":            pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
 		"pending-meeting":    pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
@@ -132,6 +132,9 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 		"outcome-upgraded-verified": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{})),
 		"outcome-upgraded-missing-grant": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{
 			Missing: []cards.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})),
+		"outcome-upgraded-unverified": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{
+			Problem: cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
+				GraphMessage: "Missing role permissions on the request.", Permission: "TeamsAppInstallation.ReadForChat.All"}})),
 	}
 }
 

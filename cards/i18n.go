@@ -190,10 +190,19 @@ const (
 	SentenceNoScope       Sentence = "NoScope"       // the conversation has no Graph scope
 	SentenceNoGraph       Sentence = "NoGraph"       // Graph access is not configured
 	SentenceUnknownAction Sentence = "UnknownAction" // a card refers to an approval that is gone
-	SentenceCheckFailed   Sentence = "CheckFailed"   // {{.Problem}}
+	SentenceCheckFailed   Sentence = "CheckFailed"   // {{.Problem}}: a Problem
 )
 
-// Sentence returns a sentence in the locale's language; data fills it.
+// Sentence returns a sentence in the locale's language; data fills it. A
+// Problem in data is worded in one line, with what can be done about it.
 func (c *Cards) Sentence(locale string, s Sentence, data map[string]any) string {
-	return c.tr(locale).T(string(s), data)
+	t := c.tr(locale)
+	filled := make(map[string]any, len(data))
+	for k, v := range data {
+		if p, ok := v.(Problem); ok {
+			v = t.problemLine(p)
+		}
+		filled[k] = v
+	}
+	return t.T(string(s), filled)
 }

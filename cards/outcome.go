@@ -28,9 +28,8 @@ type Outcome struct {
 	Diff       Diff      // upgraded: what was consented
 	By         string    // who approved or rejected
 	At         time.Time // when
-	// Failed: what went wrong, and what an admin can do about it (graph/
-	// words its errors so).
-	Problem string
+	// Failed: what went wrong; the card says what can be done about it.
+	Problem Problem
 	// NotAllowed: who may approve instead.
 	Place     Place
 	Approvers ApproverPolicy
@@ -63,8 +62,8 @@ func (c *Cards) Outcome(o Outcome) Card {
 			status = append(status, text(t.T("Outcome_"+string(o.Kind)+"_By", data)))
 		}
 	case OutcomeFailed:
-		if o.Problem != "" {
-			status = append(status, text(t.T("WhatWentWrong", map[string]any{"Problem": o.Problem})))
+		if o.Problem != (Problem{}) {
+			status = append(status, t.problemElements(o.Problem)...)
 		}
 		if o.ApprovalID != "" {
 			actions = append(actions, execute(t.T("Retry"), VerbRetry, o.ApprovalID, "positive"))

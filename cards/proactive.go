@@ -99,18 +99,19 @@ type Verification struct {
 	// Missing are consented permissions with no grant in force.
 	Missing []Permission
 	// Problem, when set, is why the bot could not verify.
-	Problem string
+	Problem Problem
 }
 
-func (v *Verification) ok() bool { return v.Problem == "" && len(v.Missing) == 0 }
+func (v *Verification) ok() bool { return v.Problem == (Problem{}) && len(v.Missing) == 0 }
 
 // verification renders the check under an upgraded outcome.
 func (c *Cards) verification(t tr, v *Verification) []Element {
 	if v.ok() {
 		return []Element{container("good", text(t.T("VerifiedOK")))}
 	}
-	if v.Problem != "" {
-		return []Element{container("warning", text(t.T("VerifyFailed", map[string]any{"Problem": v.Problem})))}
+	if v.Problem != (Problem{}) {
+		items := append([]Element{text(t.T("VerifyFailed"))}, t.problemElements(v.Problem)...)
+		return []Element{container("warning", items...)}
 	}
 	items := []Element{{Type: "TextBlock", Text: t.T("VerifyWarningTitle"), Weight: "Bolder", Wrap: true}}
 	if len(v.Missing) > 0 {

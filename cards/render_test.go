@@ -100,6 +100,10 @@ func TestCardsRenderInABrowser(t *testing.T) {
 	}
 	for _, r := range seen {
 		card := built[r.Name]
+		// Markdown the renderer did not take as bold shows as asterisks.
+		if strings.Contains(r.Text, "**") {
+			t.Errorf("%s shows literal asterisks:\n%s", r.Name, r.Text)
+		}
 		img := readPNG(t, filepath.Join(out, r.Name+".png"))
 		if b := img.Bounds(); b.Dx() < 300 || b.Dy() < 60 {
 			t.Errorf("%s: a %dx%d picture is not a rendered card", r.Name, b.Dx(), b.Dy())

@@ -16,6 +16,7 @@ import (
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -41,6 +42,17 @@ func (e *APIError) Error() string {
 		s += fmt.Sprintf(" (%s: %s)", e.Code, e.Message)
 	}
 	return s
+}
+
+// Problem is what went wrong, as facts the cards word in the reader's
+// language (approval.ProblemOf finds it in the chain).
+func (e *APIError) Problem() approval.Problem {
+	_, reason, _ := assess(e)
+	p := approval.Problem{Reason: reason, Status: e.Status, GraphCode: e.Code, GraphMessage: e.Message}
+	if reason == approval.ReasonGraphRefused {
+		p.Permission = e.Permission
+	}
+	return p
 }
 
 // Throttled reports a 429 that the client did not wait out itself (its
@@ -97,8 +109,10 @@ func responseHeaders(err error) http.Header {
 }
 
 // translate turns an SDK error into a *bot.Error whose code callers test
-// and whose message tells an admin what to do; the *APIError stays in the
-// chain for errors.As. Nothing above this package sees an SDK error type.
+// and whose message, for the log, tells an operator what to do; the
+// *APIError stays in the chain for errors.As, and with it the
+// approval.Problem the cards word. Nothing above this package sees an SDK
+// error type.
 func translate(err error, op, permission string) error {
 	if err == nil {
 		return nil
@@ -122,39 +136,51 @@ func translate(err error, op, permission string) error {
 		ae.Status = api.ResponseStatusCode
 		ae.Message = api.Message
 	default:
-		return &bot.Error{Code: bot.CodeUnavailable, Message: "graph: " + op + ": Microsoft Graph unreachable", Err: err}
+		return &bot.Error{Code: bot.CodeUnavailable, Message: "graph: " + op + ": Microsoft Graph unreachable", Err: &noAnswer{err}}
 	}
 	ae.RetryAfter = retryAfter(responseHeaders(err), time.Now())
-	code, hint := codeAndHint(ae)
+	code, _, hint := assess(ae)
 	return &bot.Error{Code: code, Message: ae.Error() + hint, Err: ae}
 }
 
-// codeAndHint maps a Graph failure to the domain's code and what an admin
-// can do about it.
-func codeAndHint(e *APIError) (bot.Code, string) {
+// assess maps a Graph failure to the domain's code, the reason the cards
+// word, and what an operator reading the log can do about it.
+func assess(e *APIError) (bot.Code, approval.Reason, string) {
 	switch {
 	case e.Status == http.StatusBadRequest:
-		return bot.CodeInvalid, ""
+		return bot.CodeInvalid, approval.ReasonUnexpected, ""
 	case e.Status == http.StatusUnauthorized:
-		return bot.CodeForbidden, ": the app's Graph token was refused; check MicrosoftAppId, its secret and the tenant"
+		return bot.CodeForbidden, approval.ReasonTokenRefused, ": the app's Graph token was refused; check MicrosoftAppId, its secret and the tenant"
 	case e.Status == http.StatusForbidden:
 		hint := ": Graph refused the call"
 		if e.Permission != "" {
 			hint += "; an admin must grant the application permission " + e.Permission + " with admin consent"
 		}
-		return bot.CodeForbidden, hint
+		return bot.CodeForbidden, approval.ReasonGraphRefused, hint
 	case e.Status == http.StatusNotFound:
-		return bot.CodeNotFound, ": the chat, team, user or installation is gone, or the catalog app was re-uploaded under a new id"
+		return bot.CodeNotFound, approval.ReasonNotFound, ": the chat, team, user or installation is gone, or the catalog app was re-uploaded under a new id"
 	case e.Status == http.StatusConflict:
-		return bot.CodeConflict, ""
+		return bot.CodeConflict, approval.ReasonUnexpected, ""
 	case e.Status == http.StatusPreconditionFailed:
-		return bot.CodeForbidden, ": the tenant does not let this consent be granted (resource-specific consent may be turned off for chats, teams or users)"
+		return bot.CodeForbidden, approval.ReasonConsentNotAllowed, ": the tenant does not let this consent be granted (resource-specific consent may be turned off for chats, teams or users)"
 	case e.Status == http.StatusTooManyRequests:
-		return bot.CodeUnavailable, ": Graph is throttling; try again shortly"
+		return bot.CodeUnavailable, approval.ReasonThrottled, ": Graph is throttling; try again shortly"
 	case e.Status >= 500:
-		return bot.CodeUnavailable, ""
+		return bot.CodeUnavailable, approval.ReasonGraphUnavailable, ""
 	}
-	return bot.CodeInternal, ""
+	return bot.CodeInternal, approval.ReasonUnexpected, ""
+}
+
+// noAnswer is a Graph call that got no answer: the connection failed or
+// the deadline passed.
+type noAnswer struct{ err error }
+
+func (e *noAnswer) Error() string { return e.err.Error() }
+func (e *noAnswer) Unwrap() error { return e.err }
+
+// Problem is what went wrong, for the cards: Graph could not be reached.
+func (e *noAnswer) Problem() approval.Problem {
+	return approval.Problem{Reason: approval.ReasonGraphUnavailable}
 }
 
 func deref(s *string) string {
@@ -195,6 +221,15 @@ func (e *tokenError) Error() string {
 }
 
 func (e *tokenError) Unwrap() error { return e.err }
+
+// Problem is what went wrong, for the cards: Entra ID refused the
+// credential, or failed to answer.
+func (e *tokenError) Problem() approval.Problem {
+	if e.refused() {
+		return approval.Problem{Reason: approval.ReasonCredentialRefused}
+	}
+	return approval.Problem{Reason: approval.ReasonEntraUnavailable}
+}
 
 // refused reports a failure that the configuration causes and only an
 // admin can end: Entra ID refused the app's credential (a wrong or expired

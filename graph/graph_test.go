@@ -346,20 +346,27 @@ func TestErrorsAreTypedAndNameWhatToDo(t *testing.T) {
 		is     error
 		status int
 		text   string
+		reason approval.Reason
 	}{
 		{"missing permission", fakegraph.Fault{Status: 403, Code: "Forbidden", Message: "Missing scope permissions on the request."},
-			bot.ErrForbidden, 403, "TeamsAppInstallation.ReadWriteAndConsentForChat.All"},
+			bot.ErrForbidden, 403, "TeamsAppInstallation.ReadWriteAndConsentForChat.All", approval.ReasonGraphRefused},
 		{"403 with empty message", fakegraph.Fault{Status: 403, Code: "UnknownError", Message: ""},
-			bot.ErrForbidden, 403, "UnknownError"},
-		{"chat gone", fakegraph.Fault{Status: 404, Code: "NotFound", Message: "Not Found"}, bot.ErrNotFound, 404, "gone"},
-		{"conflict", fakegraph.Fault{Status: 409, Code: "Conflict", Message: "Conflict"}, bot.ErrConflict, 409, "409"},
+			bot.ErrForbidden, 403, "UnknownError", approval.ReasonGraphRefused},
+		{"token refused", fakegraph.Fault{Status: 401, Code: "InvalidAuthenticationToken", Message: "Access token validation failure."},
+			bot.ErrForbidden, 401, "MicrosoftAppId", approval.ReasonTokenRefused},
+		{"chat gone", fakegraph.Fault{Status: 404, Code: "NotFound", Message: "Not Found"}, bot.ErrNotFound, 404, "gone", approval.ReasonNotFound},
+		{"conflict", fakegraph.Fault{Status: 409, Code: "Conflict", Message: "Conflict"}, bot.ErrConflict, 409, "409", approval.ReasonUnexpected},
 		{"precondition", fakegraph.Fault{Status: 412, Code: "PreconditionFailed",
-			Message: "IsUserAuthorizedToGrantGroupResourceSpecificPermissionsRequest"}, bot.ErrForbidden, 412, "resource-specific consent"},
+			Message: "IsUserAuthorizedToGrantGroupResourceSpecificPermissionsRequest"}, bot.ErrForbidden, 412, "resource-specific consent",
+			approval.ReasonConsentNotAllowed},
 		{"invalid consent", fakegraph.Fault{Status: 400, Code: "BadRequest", Message: "The consented permissions do not match"},
-			bot.ErrInvalid, 400, "do not match"},
+			bot.ErrInvalid, 400, "do not match", approval.ReasonUnexpected},
 		{"throttled after retries", fakegraph.Fault{Status: 429, Code: "TooManyRequests", Message: "Too many requests", RetryAfter: "0", Times: 4},
-			bot.ErrUnavailable, 429, "throttling"},
-		{"unavailable", fakegraph.Fault{Status: 500, Code: "InternalServerError", Message: "boom"}, bot.ErrUnavailable, 500, "500"},
+			bot.ErrUnavailable, 429, "throttling", approval.ReasonThrottled},
+		{"unavailable", fakegraph.Fault{Status: 500, Code: "InternalServerError", Message: "boom"}, bot.ErrUnavailable, 500, "500",
+			approval.ReasonGraphUnavailable},
+		{"bad gateway", fakegraph.Fault{Status: 502, Code: "BadGateway", Message: "upstream"}, bot.ErrUnavailable, 502, "502",
+			approval.ReasonGraphUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -377,6 +384,15 @@ func TestErrorsAreTypedAndNameWhatToDo(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.text) {
 				t.Errorf("%q does not mention %q", err.Error(), tc.text)
+			}
+			// What the cards word: the reason and Graph's own answer, and
+			// the permission only where granting it is the fix.
+			want := approval.Problem{Reason: tc.reason, Status: tc.status, GraphCode: tc.fault.Code, GraphMessage: tc.fault.Message}
+			if tc.reason == approval.ReasonGraphRefused {
+				want.Permission = "TeamsAppInstallation.ReadWriteAndConsentForChat.All"
+			}
+			if got := approval.ProblemOf(err); got != want {
+				t.Errorf("problem %+v, want %+v", got, want)
 			}
 		})
 	}
@@ -726,6 +742,9 @@ func TestRefusedCredentialIsForbiddenAndNamesTheFixWithoutEntrasText(t *testing.
 	if !strings.Contains(logs.String(), "AADSTS7000215") {
 		t.Errorf("the log lacks Entra ID's answer: %s", logs.String())
 	}
+	if got := approval.ProblemOf(err); got != (approval.Problem{Reason: approval.ReasonCredentialRefused}) {
+		t.Errorf("problem %+v", got)
+	}
 }
 
 type failingCredential struct{ err error }
@@ -739,15 +758,16 @@ func (c failingCredential) GetToken(context.Context, policy.TokenRequestOptions)
 // unavailable. Neither shows the credential's own text in a chat.
 func TestUnusableCredentialIsForbiddenAndAFailingOneUnavailable(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		err  error
-		is   error
-		text string
+		name   string
+		err    error
+		is     error
+		text   string
+		reason approval.Reason
 	}{
 		{"managed identity unavailable", azidentity.NewCredentialUnavailableError("ManagedIdentityCredential: no managed identity endpoint for tenant " + tenantID),
-			bot.ErrForbidden, "MicrosoftAppId, its secret or certificate"},
+			bot.ErrForbidden, "MicrosoftAppId, its secret or certificate", approval.ReasonCredentialRefused},
 		{"no answer", fmt.Errorf("POST https://login.microsoftonline.com/%s/oauth2/v2.0/token: connection reset", tenantID),
-			bot.ErrUnavailable, "Microsoft Entra ID is unreachable or failing"},
+			bot.ErrUnavailable, "Microsoft Entra ID is unreachable or failing", approval.ReasonEntraUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(o *graph.Options) {
@@ -761,6 +781,23 @@ func TestUnusableCredentialIsForbiddenAndAFailingOneUnavailable(t *testing.T) {
 			if text := err.Error(); !strings.Contains(text, tc.text) || strings.Contains(text, tenantID) {
 				t.Errorf("%q: want %q and no tenant id", text, tc.text)
 			}
+			if got := approval.ProblemOf(err); got != (approval.Problem{Reason: tc.reason}) {
+				t.Errorf("problem %+v, want %s", got, tc.reason)
+			}
 		})
+	}
+}
+
+// A Graph that does not answer is unavailable, for the cards as for the
+// caller.
+func TestUnreachableGraphIsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	e.srv.Close()
+	_, err := e.client.Installed(context.Background(), chat())
+	if !errors.Is(err, bot.ErrUnavailable) {
+		t.Fatalf("err %v, want unavailable", err)
+	}
+	if got := approval.ProblemOf(err); got != (approval.Problem{Reason: approval.ReasonGraphUnavailable}) {
+		t.Errorf("problem %+v", got)
 	}
 }

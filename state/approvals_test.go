@@ -412,7 +412,7 @@ func TestClaimHolderKeepsWhatOthersWroteMeanwhile(t *testing.T) {
 		t.Errorf("stored %+v %v", stored, err)
 	}
 	// A holder whose claim was settled cannot write with its old copy.
-	if _, err := a.Amend(ctx, marked, func(x *approval.Approval) { x.Problem = "late" }); !errors.Is(err, bot.ErrConflict) {
+	if _, err := a.Amend(ctx, marked, func(x *approval.Approval) { x.Problem = approval.Problem{Reason: approval.ReasonUnexpected} }); !errors.Is(err, bot.ErrConflict) {
 		t.Errorf("amend after settling: %v, want conflict", err)
 	}
 }

@@ -247,7 +247,9 @@ func transitionOnlyFromGiven(t *testing.T, s Store) {
 	ctx := context.Background()
 	a := opened(t, s, sample())
 	got, err := s.Transition(ctx, a.ID, []approval.Status{approval.StatusFailed, approval.StatusUpgraded},
-		func(x *approval.Approval) { x.Status, x.Problem = approval.StatusRejected, "should not be written" })
+		func(x *approval.Approval) {
+			x.Status, x.Problem = approval.StatusRejected, approval.Problem{Reason: approval.ReasonUnexpected, GraphMessage: "should not be written"}
+		})
 	wantCode(t, "transition from statuses it is not in", err, bot.CodeConflict)
 	if !reflect.DeepEqual(got, a) {
 		t.Errorf("a conflicting transition returned\n%+v\nwant the approval as it is\n%+v", got, a)
@@ -312,11 +314,13 @@ func claimUpgradeClaimsDecidable(t *testing.T, s Store) {
 		t.Errorf("a conflicting claim returned\n%+v\nwant the approval as it stands\n%+v", again, c)
 	}
 	// A failed upgrade may be claimed again; a closed approval may not.
-	if _, err := s.Settle(ctx, c, func(x *approval.Approval) { x.Status, x.Problem = approval.StatusFailed, "Graph refused" }); err != nil {
+	if _, err := s.Settle(ctx, c, func(x *approval.Approval) {
+		x.Status, x.Problem = approval.StatusFailed, approval.Problem{Reason: approval.ReasonUnexpected, GraphMessage: "Graph refused"}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	retry, err := s.ClaimUpgrade(ctx, a.ID, who, time.Now(), time.Minute)
-	if err != nil || !retry.Claimed() || retry.ClaimToken == "" || retry.ClaimToken == c.ClaimToken || retry.Problem != "" {
+	if err != nil || !retry.Claimed() || retry.ClaimToken == "" || retry.ClaimToken == c.ClaimToken || !retry.Problem.IsZero() {
 		t.Fatalf("claim of a failed approval: %+v %v", retry, err)
 	}
 	if _, err := s.Settle(ctx, retry, func(x *approval.Approval) { x.Status = approval.StatusUpgraded }); err != nil {
@@ -486,7 +490,9 @@ func amendAndSettleNeedTheToken(t *testing.T, s Store) {
 	}
 	forged := marked
 	forged.ClaimToken = "not-the-token"
-	_, err = s.Amend(ctx, forged, func(x *approval.Approval) { x.Problem = "forged" })
+	_, err = s.Amend(ctx, forged, func(x *approval.Approval) {
+		x.Problem = approval.Problem{Reason: approval.ReasonUnexpected, GraphMessage: "forged"}
+	})
 	wantCode(t, "amend with another token", err, bot.CodeConflict)
 	_, err = s.Settle(ctx, forged, func(x *approval.Approval) { x.Status = approval.StatusFailed })
 	wantCode(t, "settle with another token", err, bot.CodeConflict)
@@ -507,7 +513,9 @@ func amendAndSettleNeedTheToken(t *testing.T, s Store) {
 	}
 	_, err = s.Settle(ctx, marked, func(x *approval.Approval) { x.Status = approval.StatusFailed })
 	wantCode(t, "settle twice", err, bot.CodeConflict)
-	_, err = s.Amend(ctx, marked, func(x *approval.Approval) { x.Problem = "late" })
+	_, err = s.Amend(ctx, marked, func(x *approval.Approval) {
+		x.Problem = approval.Problem{Reason: approval.ReasonUnexpected, GraphMessage: "late"}
+	})
 	wantCode(t, "amend after settling", err, bot.CodeConflict)
 }
 

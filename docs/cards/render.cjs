@@ -22,8 +22,9 @@ const modules = path.join(__dirname, "..", "..", "node_modules");
 // YaHei on Windows). Noto Sans CJK SC stands in for both where Segoe UI is
 // missing, named before the generic families so Chromium takes its glyphs
 // rather than whatever fontconfig falls back to (for Chinese, often an empty
-// box); cards/render_test.go refuses to write screenshots without it.
-const fontFamily = "'Segoe UI', 'Noto Sans CJK SC', 'Noto Sans', system-ui, sans-serif";
+// box); cards/render_test.go refuses to write screenshots without it. Noto
+// Color Emoji draws the titles' ⏳, ✅ and ⚠️ as Teams does, in colour.
+const fontFamily = "'Segoe UI', 'Noto Sans CJK SC', 'Noto Sans', 'Noto Color Emoji', system-ui, sans-serif";
 
 // Teams' light theme, approximately: Segoe UI, its greys and its purple.
 const hostConfig = {

@@ -205,7 +205,7 @@ func TestRedisKilledMidLoadLosesAndDoublesNothing(t *testing.T) {
 		var last string
 		eventually(t, 20*time.Second, "approval in "+chat+" settles", func() bool {
 			a, err := st.Approval(context.Background(), id)
-			last = fmt.Sprintf("%s %q %v", a.Status, a.Problem, err)
+			last = fmt.Sprintf("%s %+v %v", a.Status, a.Problem, err)
 			return err == nil && a.Status == approval.StatusUpgraded
 		}, &last)
 	}
