@@ -129,28 +129,34 @@ func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
 		ids, err := b.ExpiredClaims(ctx, 10)
 		return err == nil && len(ids) == 1 && ids[0] == ap.ID
 	})
+	// The index lists a claim from the instant its lease ends by the
+	// claimant's clock, which can be a moment before Redis expires the
+	// lease key: a round in which every takeover still meets the live key
+	// is run again. Two winners in one round is the failure.
 	var wins atomic.Int32
 	tokens := make(chan approval.Approval, 16)
-	var wg sync.WaitGroup
-	for i := range 16 {
-		s := a
-		if i%2 == 1 {
-			s = b
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got, err := s.TakeOverClaim(ctx, ap.ID, time.Minute)
-			switch {
-			case err == nil:
-				wins.Add(1)
-				tokens <- got
-			case !errors.Is(err, bot.ErrConflict):
-				t.Error(err)
+	for deadline := time.Now().Add(5 * time.Second); wins.Load() == 0 && time.Now().Before(deadline); {
+		var wg sync.WaitGroup
+		for i := range 16 {
+			s := a
+			if i%2 == 1 {
+				s = b
 			}
-		}()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := s.TakeOverClaim(ctx, ap.ID, time.Minute)
+				switch {
+				case err == nil:
+					wins.Add(1)
+					tokens <- got
+				case !errors.Is(err, bot.ErrConflict):
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	close(tokens)
 	if wins.Load() != 1 {
 		t.Fatalf("%d takeovers won, want exactly 1", wins.Load())
