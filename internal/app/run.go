@@ -7,6 +7,10 @@ import (
 	"strings"
 )
 
+// Version is the bot's version: the Helm chart's appVersion and its image
+// tag (a test compares).
+const Version = "1.0.0"
+
 // Run executes a subcommand and returns the process exit code: 0 on success,
 // 1 on a runtime failure, 2 on bad usage or configuration.
 func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
