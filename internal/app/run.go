@@ -45,10 +45,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return sandboxCommand(ctx, getenv, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv, stderr)
+	case "doctor":
+		return doctorCommand(ctx, args, getenv, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck]")
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox or healthcheck)\n", cmd)
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck or doctor)\n", cmd)
 	return 2
 }

@@ -148,6 +148,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
+	if !d.noBackground {
+		// Once, beside the start: a missing permission is named in the log
+		// before the first chat needs it.
+		checked := make(chan struct{})
+		go func() { defer close(checked); logMissingPermissions(ctx, cfg, creds, logger) }()
+		defer func() { <-checked }()
+	}
 	stopWork, err := startWork(ctx, cfg, d, b, store, queue, replica, g, reg, logger)
 	if err != nil {
 		return err
