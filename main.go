@@ -9,6 +9,7 @@
 //	upgradebot manifest [flags]  write the Teams app package (see -h)
 //	upgradebot sandbox           run locally against a fake Graph tenant
 //	upgradebot healthcheck       exit 0 when the local bot answers /healthz
+//	upgradebot doctor [-tenant]  check the configuration, Redis, tokens, Graph permissions, catalog, signing keys
 package main
 
 import (

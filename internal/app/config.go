@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,10 @@ const (
 type config struct {
 	Port int    // PORT, default 3978
 	Host string // HOST: the interface to listen on; default all, or loopback when auth is off
+	// OpsPort (OPS_PORT) serves /healthz, /readyz and /metrics instead of
+	// Port, so what exposes Port to Teams (an Ingress) exposes
+	// /api/messages alone. Default 0: they are served on Port.
+	OpsPort int
 
 	AppID       string // MicrosoftAppId; empty turns authentication off (loopback only)
 	AppPassword string // MicrosoftAppPassword
@@ -78,7 +83,7 @@ func (e environ) get(name string) string { return strings.TrimSpace(e(name)) }
 func loadConfig(getenv func(string) string) (config, error) {
 	var c config
 	for _, read := range []func(environ) error{
-		c.readPort, c.readIdentity, c.readHost, c.readEndpoints, c.readRedis, c.readTenants,
+		c.readPort, c.readOpsPort, c.readIdentity, c.readHost, c.readEndpoints, c.readRedis, c.readTenants,
 		// After the rest of the deployment's essentials, so a deployment
 		// missing more than Redis hears about the rest first.
 		c.requireRedis,
@@ -100,6 +105,22 @@ func (c *config) readPort(e environ) error {
 		}
 		c.Port = p
 	}
+	return nil
+}
+
+func (c *config) readOpsPort(e environ) error {
+	v := e.get("OPS_PORT")
+	if v == "" {
+		return nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 1 || p > 65535 {
+		return bad("OPS_PORT", "%q is not a port number", v)
+	}
+	if p == c.Port {
+		return bad("OPS_PORT", "%d is PORT too; unset OPS_PORT to serve everything on PORT", p)
+	}
+	c.OpsPort = p
 	return nil
 }
 
@@ -313,3 +334,24 @@ func list(v string) []string {
 
 // addr is the listen address.
 func (c config) addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+// opsAddr is the listen address of /healthz, /readyz and /metrics when
+// OPS_PORT is set.
+func (c config) opsAddr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.OpsPort)) }
+
+// ConfigNames are the environment variables the bot's configuration reads,
+// sorted. They are taken from loadConfig itself (every name it asks for when
+// nothing is set, which is when it reads them all), so a deployment's
+// manifests can be checked against the code rather than against a copy.
+func ConfigNames() []string {
+	seen := map[string]bool{}
+	if _, err := loadConfig(func(name string) string { seen[name] = true; return "" }); err != nil {
+		panic("app: the empty configuration is refused: " + err.Error())
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

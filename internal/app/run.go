@@ -7,6 +7,10 @@ import (
 	"strings"
 )
 
+// Version is the bot's version: the Helm chart's appVersion and its image
+// tag (a test compares).
+const Version = "1.0.0"
+
 // Run executes a subcommand and returns the process exit code: 0 on success,
 // 1 on a runtime failure, 2 on bad usage or configuration.
 func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
@@ -41,10 +45,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return sandboxCommand(ctx, getenv, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv, stderr)
+	case "doctor":
+		return doctorCommand(ctx, args, getenv, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck]")
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox or healthcheck)\n", cmd)
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck or doctor)\n", cmd)
 	return 2
 }

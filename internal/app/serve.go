@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +32,9 @@ import (
 // deps are the seams tests use; zero values mean production behaviour.
 type deps struct {
 	listener net.Listener // default: listen on cfg.addr()
+	// opsListener serves the probes and /metrics when OPS_PORT is set;
+	// default: listen on cfg.opsAddr().
+	opsListener net.Listener
 	// azureTransport carries Entra ID token requests (a test trusts its
 	// fake authority's certificate here).
 	azureTransport *http.Client
@@ -91,6 +96,15 @@ const (
 // shutdownGrace bounds how long in-flight requests may take after SIGTERM.
 const shutdownGrace = 10 * time.Second
 
+// upgradeDrain is what the bot's DrainTimeout comes to with serve's options:
+// one upgrade's 60 s timeout and its records (a test compares).
+const upgradeDrain = 75 * time.Second
+
+// StopTimeout bounds how long the bot takes to stop after SIGTERM: in-flight
+// requests, then upgrades already sent to Graph recording their outcome. A
+// deployment's grace period must be longer.
+func StopTimeout() time.Duration { return shutdownGrace + upgradeDrain }
+
 // reaperInterval is how often the reaper looks for interrupted upgrades.
 const reaperInterval = 15 * time.Second
 
@@ -134,6 +148,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
+	if !d.noBackground {
+		// Once, beside the start: a missing permission is named in the log
+		// before the first chat needs it.
+		checked := make(chan struct{})
+		go func() { defer close(checked); logMissingPermissions(ctx, cfg, creds, logger) }()
+		defer func() { <-checked }()
+	}
 	stopWork, err := startWork(ctx, cfg, d, b, store, queue, replica, g, reg, logger)
 	if err != nil {
 		return err
@@ -159,7 +180,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
-	return listenAndServe(ctx, cfg, d.listener, srv, b, logger, verifier != nil)
+	return listenAndServe(ctx, cfg, d, srv, b, logger, verifier != nil)
 }
 
 // newRegistry is the process's Prometheus registry, with Go and process
@@ -292,25 +313,59 @@ func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state
 
 // listenAndServe serves handler until ctx ends, then shuts down: in-flight
 // requests get shutdownGrace, and upgrades that outlive their invokes get
-// to record their outcome before Redis closes.
-func listenAndServe(ctx context.Context, cfg config, ln net.Listener, srv *http.Server, b *bot.Bot,
+// to record their outcome before Redis closes. With OPS_PORT a second
+// server answers the probes and /metrics there, and keeps answering
+// /healthz until the upgrades are recorded.
+func listenAndServe(ctx context.Context, cfg config, d deps, srv *http.Server, b *bot.Bot,
 	logger *slog.Logger, auth bool) error {
+	ln := d.listener
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", cfg.addr()); err != nil {
 			return err
 		}
 	}
-	errc := make(chan error, 1)
+	var ops *http.Server
+	var opsLn net.Listener
+	var draining atomic.Bool
+	if cfg.OpsPort != 0 {
+		if opsLn = d.opsListener; opsLn == nil {
+			var err error
+			if opsLn, err = net.Listen("tcp", cfg.opsAddr()); err != nil {
+				ln.Close()
+				return err
+			}
+		}
+		ops = &http.Server{
+			Handler:           portHandler{next: srv.Handler, ops: true, draining: &draining},
+			ReadTimeout:       srv.ReadTimeout,
+			ReadHeaderTimeout: srv.ReadHeaderTimeout,
+			WriteTimeout:      srv.WriteTimeout,
+			IdleTimeout:       srv.IdleTimeout,
+			MaxHeaderBytes:    srv.MaxHeaderBytes,
+		}
+		srv.Handler = portHandler{next: srv.Handler, draining: &draining}
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "cloud", cfg.Cloud.Name, "app_type", cfg.AppType,
-		"redis", cfg.RedisURL != "", "auth", auth)
+	attrs := []any{"addr", ln.Addr().String()}
+	if ops != nil {
+		go func() { errc <- ops.Serve(opsLn) }()
+		attrs = append(attrs, "ops_addr", opsLn.Addr().String())
+	}
+	logger.Info("listening", append(attrs, "cloud", cfg.Cloud.Name, "app_type", cfg.AppType,
+		"redis", cfg.RedisURL != "", "auth", auth)...)
 
 	select {
 	case err := <-errc:
+		srv.Close()
+		if ops != nil {
+			ops.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
+	draining.Store(true)
 	logger.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -322,20 +377,35 @@ func listenAndServe(ctx context.Context, cfg config, ln net.Listener, srv *http.
 	if err := b.Drain(dctx); err != nil {
 		logger.Warn("shutdown: upgrades still running are left to the reaper", "err", err)
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	servers := 1
+	if ops != nil {
+		servers = 2
+		octx, ocancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer ocancel()
+		if err := ops.Shutdown(octx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+	}
+	for range servers {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	return nil
 }
 
 // healthcheck is the container's HEALTHCHECK: the image has no shell or curl.
 func healthcheck(ctx context.Context, getenv func(string) string, stderr io.Writer) int {
-	port := getenv("PORT")
+	// /healthz is on OPS_PORT when that is set.
+	name, port := "OPS_PORT", strings.TrimSpace(getenv("OPS_PORT"))
+	if port == "" {
+		name, port = "PORT", strings.TrimSpace(getenv("PORT"))
+	}
 	if port == "" {
 		port = "3978"
 	}
 	if _, err := strconv.Atoi(port); err != nil {
-		fmt.Fprintf(stderr, "healthcheck: PORT %q is not a number\n", port)
+		fmt.Fprintf(stderr, "healthcheck: %s %q is not a number\n", name, port)
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)

@@ -5,6 +5,7 @@
 package fakeentra
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -21,6 +22,7 @@ type Authority struct {
 	mu       sync.Mutex
 	requests []TokenRequest
 	refuse   func(TokenRequest) bool
+	roles    func(TokenRequest) []string
 }
 
 // TokenRequest is what one token request asked for.
@@ -67,7 +69,7 @@ func New(tb testing.TB) *Authority {
 		a.mu.Lock()
 		a.requests = append(a.requests, req)
 		n := len(a.requests)
-		refuse := a.refuse
+		refuse, roles := a.refuse, a.roles
 		a.mu.Unlock()
 		if refuse != nil && refuse(req) {
 			writeJSON(w, http.StatusUnauthorized, invalidSecret(req))
@@ -77,11 +79,15 @@ func New(tb testing.TB) *Authority {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request"})
 			return
 		}
+		token := a.AccessToken(req.Tenant, req.Scope, n)
+		if roles != nil {
+			token = jwtAccessToken(req, roles(req))
+		}
 		writeJSON(w, http.StatusOK, map[string]any{
 			"token_type":     "Bearer",
 			"expires_in":     3599,
 			"ext_expires_in": 3599,
-			"access_token":   a.AccessToken(req.Tenant, req.Scope, n),
+			"access_token":   token,
 		})
 	})
 	a.srv = httptest.NewTLSServer(mux)
@@ -95,6 +101,37 @@ func (a *Authority) Refuse(f func(TokenRequest) bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.refuse = f
+}
+
+// GrantRoles makes the endpoint issue access tokens shaped as Entra ID's
+// app-only tokens, JWTs whose roles claim lists roles(req): the application
+// permissions granted to the app in the request's tenant. Their signature is
+// not a real one; nothing that reads them here verifies it.
+func (a *Authority) GrantRoles(roles func(TokenRequest) []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.roles = roles
+}
+
+func jwtAccessToken(req TokenRequest, roles []string) string {
+	part := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	claims := map[string]any{
+		"aud":   strings.TrimSuffix(req.Scope, "/.default"),
+		"iss":   "https://sts.windows.net/" + req.Tenant + "/",
+		"tid":   req.Tenant,
+		"appid": req.ClientID,
+		"idtyp": "app",
+		"iat":   1795000000,
+		"exp":   1795003599,
+	}
+	if roles != nil {
+		claims["roles"] = roles
+	}
+	return part(map[string]any{"typ": "JWT", "alg": "RS256", "kid": "fakeentra"}) + "." + part(claims) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte("not a real signature"))
 }
 
 // RefusalTraceID is the trace id in Refuse's answers.
