@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/botframework"
 	"github.com/upgradeapprovals/bot/state"
 )
@@ -249,7 +249,7 @@ func checkCatalog(ctx context.Context, cfg config, creds *credentials, tenant st
 	defer cancel()
 	g, err := newGraph(cfg, creds, deps{azureTransport: d.azureTransport}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err == nil {
-		var apps []bot.AppDefinition
+		var apps []approval.AppDefinition
 		if apps, err = g.Published(ctx, tenant); err == nil {
 			r.ok("org app catalog of tenant %s is readable (%d apps published)", tenant, len(apps))
 			return
