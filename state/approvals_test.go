@@ -231,7 +231,9 @@ func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 	if err != nil || held.ClaimToken != claim.ClaimToken || held.Status != approval.StatusUpgrading {
 		t.Fatalf("hold %+v %v", held, err)
 	}
-	time.Sleep(300 * time.Millisecond) // past the first lease
+	// Past the first lease: a claim not held would be listed by now. The
+	// passing time is what is under test.
+	time.Sleep(300 * time.Millisecond)
 	if ids, _ := b.ExpiredClaims(ctx, 10); slices.Contains(ids, ap.ID) {
 		t.Errorf("a held claim is listed as expired: %v", ids)
 	}

@@ -158,10 +158,18 @@ func TestQueueHandsAnAbandonedJobToAnotherConsumer(t *testing.T) {
 	if _, ok, _ := alive.Next(ctx); ok {
 		t.Fatal("a job in flight was handed out again at once")
 	}
-	time.Sleep(300 * time.Millisecond)
-	j2, ok, err := alive.Next(ctx)
-	if err != nil || !ok || j2.ID != j.ID {
-		t.Fatalf("reclaim: %+v %v %v", j2, ok, err)
+	var j2 bot.Job
+	eventually(t, "the job reclaimed once idle for 200 ms", func() bool {
+		var ok bool
+		var err error
+		j2, ok, err = alive.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	})
+	if j2.ID != j.ID {
+		t.Fatalf("reclaimed %+v, want the abandoned job %s", j2, j.ID)
 	}
 	if st, _ := alive.Stats(ctx); st.Length != 1 || st.OldestAge <= 0 {
 		t.Errorf("stats %+v", st)
@@ -169,6 +177,8 @@ func TestQueueHandsAnAbandonedJobToAnotherConsumer(t *testing.T) {
 	if err := alive.Ack(ctx, j2); err != nil {
 		t.Fatal(err)
 	}
+	// Longer than ReclaimAfter: the job would be reclaimed by now had the
+	// acknowledgement not removed it. The idle time is what is under test.
 	time.Sleep(300 * time.Millisecond)
 	if _, ok, _ := alive.Next(ctx); ok {
 		t.Error("an acknowledged job came back")
@@ -209,10 +219,10 @@ func TestDelayedJobComesBackWhenDue(t *testing.T) {
 	if st, _ := q.Stats(ctx); st.Length != 1 {
 		t.Errorf("a delayed job is not counted: %+v", st)
 	}
-	time.Sleep(2 * time.Second)
-	j2, ok := next()
-	if !ok || j2.Attempt != 3 || j2.ConversationID != j.ConversationID {
-		t.Fatalf("delayed job: %+v %v", j2, ok)
+	var j2 bot.Job
+	eventually(t, "the delayed job once due", func() bool { j2, ok = next(); return ok })
+	if j2.Attempt != 3 || j2.ConversationID != j.ConversationID {
+		t.Fatalf("delayed job: %+v", j2)
 	}
 }
 
@@ -276,10 +286,13 @@ func TestLeaseIsHeldByOneAndFencesTheOldHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a stalls past its lease; b takes over with a higher token.
-	time.Sleep(1100 * time.Millisecond)
-	t2, ok, _ := w.Acquire(ctx, "b", time.Second)
-	if !ok || t2 <= t1 {
-		t.Fatalf("b after expiry: %d %v", t2, ok)
+	var t2 int64
+	eventually(t, "b to take the lease once a's ends", func() bool {
+		t2, ok, err = w.Acquire(ctx, "b", time.Second)
+		return err == nil && ok
+	})
+	if t2 <= t1 {
+		t.Fatalf("b after expiry: token %d, want more than %d", t2, t1)
 	}
 	if holder, tok := leaseHolder(); holder != "b" || tok != t2 {
 		t.Errorf("holder %s %d", holder, tok)
@@ -318,13 +331,12 @@ func TestPostClaimIsOnceUnlessAbandoned(t *testing.T) {
 	if ok, held, err := s.ClaimPost(ctx, tenant, "inst", "def-1.1", time.Minute); err != nil || ok || !held {
 		t.Fatalf("a claim in progress: granted %v, held %v, %v", ok, held, err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if !claim(10 * time.Millisecond) {
-		t.Fatal("an abandoned claim was not taken over")
-	}
+	eventually(t, "an abandoned claim taken over once 10 ms stale", func() bool { return claim(10 * time.Millisecond) })
 	if err := s.PostDone(ctx, tenant, "inst", "def-1.1", "apr_1"); err != nil {
 		t.Fatal(err)
 	}
+	// Longer than the 10 ms staleness: a claim still under way could be
+	// taken over by now. The passing time is what is under test.
 	time.Sleep(50 * time.Millisecond)
 	if claim(10 * time.Millisecond) {
 		t.Fatal("a posted card was claimed again")

@@ -55,19 +55,13 @@ func startRedisCluster(t *testing.T) *redisCluster {
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
 	for _, a := range c.addrs {
 		rdb := redis.NewClient(&redis.Options{Addr: a})
-		for {
-			info, _ := rdb.ClusterInfo(context.Background()).Result()
-			if strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster at %s never became ok: %s", a, info)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		var info string
+		eventually(t, 20*time.Second, "the cluster at "+a+" to be ok", func() bool {
+			info, _ = rdb.ClusterInfo(context.Background()).Result()
+			return strings.Contains(info, "cluster_state:ok")
+		}, &info)
 		rdb.Close()
 	}
 	return c
@@ -77,13 +71,9 @@ func waitRedis(t *testing.T, addr string) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server at %s did not start", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, "redis-server at "+addr+" to start", func() bool {
+		return rdb.Ping(context.Background()).Err() == nil
+	})
 }
 
 func (c *redisCluster) url() string {
@@ -188,18 +178,15 @@ func TestOneClusterMasterDown(t *testing.T) {
 
 func waitReady(t *testing.T, base string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the bot never became ready")
-		}
-		time.Sleep(50 * time.Millisecond)
+	eventually(t, 10*time.Second, "the bot to become ready", func() bool { return ready(base) })
+}
+
+// ready reports whether the bot at base answers /readyz with 200.
+func ready(base string) bool {
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		return false
 	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

@@ -118,19 +118,12 @@ func startBotProcess(t *testing.T, h *harness, env map[string]string) (*exec.Cmd
 		}
 	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get(base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return cmd, logs
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the bot process never became ready:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var seen string
+	eventually(t, 30*time.Second, "the bot process to become ready", func() bool {
+		seen = logs.String()
+		return ready(base)
+	}, &seen)
+	return cmd, logs
 }
 
 // pendingJobs returns how many scan jobs consumers hold unacknowledged, by
@@ -172,7 +165,7 @@ func TestReplicaProcessKilledMidJobIsReclaimedAndPostedOnce(t *testing.T) {
 	h.env["BOT_SCAN_INTERVAL"] = "1s"
 	setup := h.replica(t, nil, 0)
 	seedTenant(t, h, setup)
-	time.Sleep(1500 * time.Millisecond) // the watcher has read the catalog once
+	h.awaitCatalogReads(t, 1) // the watcher has seen 1.0.0
 	setup.stop()
 
 	// The process's Graph answers everything but installation listings,
@@ -189,7 +182,7 @@ func TestReplicaProcessKilledMidJobIsReclaimedAndPostedOnce(t *testing.T) {
 	}
 	// Its four scan workers each hold one chat's job: every card to come
 	// must come from a reclaimed job.
-	waitFor(t, 10*time.Second, "the process to hold every chat's scan job", func() bool {
+	eventually(t, 10*time.Second, "the process to hold every chat's scan job", func() bool {
 		var held int64
 		for _, n := range pendingJobs(t, h) {
 			held += n

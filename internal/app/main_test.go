@@ -49,11 +49,13 @@ type harness struct {
 	stop        context.CancelFunc
 	done        chan error
 	tune        func(*deps) // adjusts serve's seams before start
+	reads       *catalogReads
 }
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	h := &harness{channel: fakechannel.NewChannel(t, testAppID), aad: fakeentra.New(t), connector: fakechannel.NewConnector(t), graph: fakegraph.New()}
+	h := &harness{channel: fakechannel.NewChannel(t, testAppID), aad: fakeentra.New(t), connector: fakechannel.NewConnector(t), graph: fakegraph.New(),
+		reads: &catalogReads{}}
 	h.channel.ServiceURL = h.connector.URL()
 	graphSrv := httptest.NewServer(h.graph)
 	t.Cleanup(graphSrv.Close)
@@ -86,7 +88,7 @@ func (h *harness) start(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop, h.done = cancel, make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := deps{listener: ln, azureTransport: h.aad.Client()}
+	d := deps{listener: ln, azureTransport: h.aad.Client(), catalogRead: h.reads.note}
 	if h.tune != nil {
 		h.tune(&d)
 	}
@@ -403,13 +405,12 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps{listener: ln}) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(5 * time.Second)
-	for Run(context.Background(), []string{"healthcheck"}, env, &stderr) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("healthcheck never passed: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var seen string
+	eventually(t, 5*time.Second, "the healthcheck to pass", func() bool {
+		ok := Run(context.Background(), []string{"healthcheck"}, env, &stderr) == 0
+		seen = stderr.String()
+		return ok
+	}, &seen)
 }
 
 func TestManifestSubcommand(t *testing.T) {

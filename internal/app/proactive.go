@@ -26,9 +26,11 @@ const graphCallsPerSecond = 10
 
 // background runs what the bot does unprompted: the catalog watcher (on the
 // replica that holds the lease) and scan workers (on every replica). The
-// returned function stops them and waits.
+// returned function stops them and waits. catalogRead, if set, is told of
+// each catalog read the watcher records.
 func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store, queue *state.Queue, holder string,
-	catalog bot.OrgCatalog, graphBudget int, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
+	catalog bot.OrgCatalog, graphBudget int, catalogRead func(tenantID string), reg prometheus.Registerer,
+	logger *slog.Logger) (func(), error) {
 	m := newProactiveMetrics(reg, queue, logger)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -41,8 +43,12 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 	}
 	if catalog != nil {
 		watch := store.Watch()
+		var log bot.WatchLog = watch
+		if catalogRead != nil {
+			log = notedWatchLog{WatchLog: watch, noted: catalogRead}
+		}
 		w, err := bot.NewWatcher(bot.WatcherOptions{
-			Lease: watch, Log: watch, Queue: queue, Catalog: catalog, Where: store, Due: store, Holder: holder,
+			Lease: watch, Log: log, Queue: queue, Catalog: catalog, Where: store, Due: store, Holder: holder,
 			ScanInterval: cfg.ScanInterval, SweepInterval: cfg.SweepInterval, OnLease: m.lease, Logger: logger,
 		})
 		if err != nil {
@@ -60,6 +66,22 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 	logger.Info("proactive work started", "replica", holder, "workers", scanWorkers, "watcher", catalog != nil,
 		"scan_interval", cfg.ScanInterval.String(), "sweep_interval", cfg.SweepInterval.String(), "posts", cfg.Proactive)
 	return func() { cancel(); wg.Wait() }, nil
+}
+
+// notedWatchLog tells noted of each catalog read the watcher records: the
+// read is recorded after the scans it calls for are queued, so whoever
+// waits for it knows the watcher has acted on the catalog it read.
+type notedWatchLog struct {
+	bot.WatchLog
+	noted func(tenantID string)
+}
+
+func (l notedWatchLog) SaveCatalog(ctx context.Context, token int64, tenantID string, versions map[string]string) error {
+	if err := l.WatchLog.SaveCatalog(ctx, token, tenantID, versions); err != nil {
+		return err
+	}
+	l.noted(tenantID)
+	return nil
 }
 
 // replicaName names this process in the consumer group and the lease.

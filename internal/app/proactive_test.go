@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
@@ -95,9 +97,12 @@ func approvalIDOf(t *testing.T, c fakechannel.ConnectorCall) string {
 	return att[0].Content.Actions[0].Data.ApprovalID
 }
 
-// settle waits for stray calls, then returns every call so far.
-func settle(h *harness) []fakechannel.ConnectorCall {
-	time.Sleep(300 * time.Millisecond)
+// settle waits until every scan job is done, then returns every call so
+// far: an activity's own posts are made before it is answered, so only a
+// scan could still post.
+func settle(t *testing.T, h *harness) []fakechannel.ConnectorCall {
+	t.Helper()
+	h.scansDone(t)
 	return h.connector.Calls()
 }
 
@@ -119,7 +124,7 @@ func TestInstallWelcomesOnceAndPostsWhatIsPending(t *testing.T) {
 	}
 	wg.Wait()
 	h.connector.WaitCalls(t, 2)
-	calls := settle(h)
+	calls := settle(t, h)
 	if len(calls) != 2 {
 		t.Fatalf("%d posts, want a welcome and one card: %+v", len(calls), calls)
 	}
@@ -137,14 +142,18 @@ func TestInstallWelcomesOnceAndPostsWhatIsPending(t *testing.T) {
 		t.Errorf("second post is not the pending card: %s", s)
 	}
 
-	// Teams redelivers the install after a restart: still nothing new.
+	// Teams redelivers the install after a restart: still nothing new,
+	// neither from the events nor from the scan the restarted watcher's
+	// first catalog read queues.
 	h.shutdown(t)
+	reads := h.reads.count()
 	h.start(t)
 	for _, ev := range h.installEvents(chatID) {
 		ev["id"] = ev["id"].(string) + "-again"
 		h.post(t, ev)
 	}
-	if calls := settle(h); len(calls) != 2 {
+	h.awaitCatalogReads(t, reads+1)
+	if calls := settle(t, h); len(calls) != 2 {
 		t.Fatalf("after a redelivered install: %d posts, want still 2", len(calls))
 	}
 }
@@ -158,7 +167,7 @@ func TestRemoveForgetsAndClosesApprovalsWithoutPosting(t *testing.T) {
 	approvalID := approvalIDOf(t, calls[1])
 
 	h.post(t, h.event("installationUpdate", "f:remove-1", chatID, map[string]any{"action": "remove"}))
-	if calls := settle(h); len(calls) != 2 {
+	if calls := settle(t, h); len(calls) != 2 {
 		t.Fatalf("removal posted %d messages, want none", len(calls)-2)
 	}
 
@@ -179,7 +188,7 @@ func TestRemoveForgetsAndClosesApprovalsWithoutPosting(t *testing.T) {
 		ev["id"] = ev["id"].(string) + "-readd"
 		h.post(t, ev)
 	}
-	calls = settle(h)
+	calls = settle(t, h)
 	var posts []string
 	for _, c := range calls[2:] {
 		if c.Method == http.MethodPost {
@@ -231,7 +240,7 @@ func (h *harness) replica(t testing.TB, env map[string]string, reclaimAfter time
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := deps{listener: ln, azureTransport: h.aad.Client(), reclaimAfter: reclaimAfter, graph: g}
+	d := deps{listener: ln, azureTransport: h.aad.Client(), reclaimAfter: reclaimAfter, graph: g, catalogRead: h.reads.note}
 	if h.tune != nil {
 		h.tune(&d)
 	}
@@ -271,18 +280,6 @@ func cardPosts(calls []fakechannel.ConnectorCall) map[string]int {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 var proactiveChats = []string{"19:a@thread.v2", "19:b@thread.v2", "19:c@thread.v2", "19:d@thread.v2"}
 
 // seedTenant installs Polls 1.0.0 (the catalog's newest) in three chats and
@@ -320,13 +317,13 @@ func TestNewCatalogVersionPostsOneCardPerConversationAcrossThreeReplicas(t *test
 		rs = append(rs, h.replica(t, nil, 0))
 	}
 	seedTenant(t, h, rs[0])
-	time.Sleep(1500 * time.Millisecond) // the watcher has read the catalog once
+	h.awaitCatalogReads(t, 1) // the watcher has seen 1.0.0
 
 	publishPolls11(h)
 	start := time.Now()
-	waitFor(t, 10*time.Second, "a card in each affected chat", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	eventually(t, 10*time.Second, "a card in each affected chat", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
 	t.Logf("cards posted %s after the catalog changed", time.Since(start).Round(10*time.Millisecond))
-	time.Sleep(3 * time.Second) // several more scan rounds on every replica
+	h.watcherRounds(t, 3) // more catalog reads and follow-ups, on whichever replica holds the lease
 	posts := cardPosts(h.connector.Calls())
 	for _, chat := range proactiveChats[:3] {
 		if posts[chat] != 1 {
@@ -338,13 +335,15 @@ func TestNewCatalogVersionPostsOneCardPerConversationAcrossThreeReplicas(t *test
 	}
 
 	// Restarting every replica posts nothing again: "once" lives in Redis.
+	// A replica stopped mid-job leaves it unacknowledged: the new ones take
+	// it over within seconds, not the default minute, so the queue empties.
 	for _, r := range rs {
 		r.stop()
 	}
 	for range 3 {
-		h.replica(t, map[string]string{"BOT_SWEEP_INTERVAL": "1s"}, 0)
+		h.replica(t, map[string]string{"BOT_SWEEP_INTERVAL": "1s"}, 2*time.Second)
 	}
-	time.Sleep(3 * time.Second)
+	h.watcherRounds(t, 3) // a sweep comes before each of these reads
 	if again := cardPosts(h.connector.Calls()); len(again) != 3 || again[proactiveChats[0]] != 1 {
 		t.Errorf("after restarts and sweeps: %v, want still one card per chat", again)
 	}
@@ -374,7 +373,7 @@ func TestJobOfAKilledReplicaIsReclaimedAndPostedOnce(t *testing.T) {
 	h.env["BOT_SCAN_INTERVAL"] = "1s"
 	setup := h.replica(t, nil, 0)
 	seedTenant(t, h, setup)
-	time.Sleep(1500 * time.Millisecond)
+	h.awaitCatalogReads(t, 1) // the watcher has seen 1.0.0
 	setup.stop()
 
 	// The only replica now hangs on Graph in the middle of its scans.
@@ -402,15 +401,16 @@ func TestJobOfAKilledReplicaIsReclaimedAndPostedOnce(t *testing.T) {
 
 // reclaimByTwoReplicas starts two replicas that take over scan jobs left
 // unacknowledged for 2 s, waits until the three chats with Polls have a
-// card and every job is acknowledged, then, once another reclaim could have
-// posted again, returns the cards posted per chat.
+// card and every job is acknowledged, then, once the queue is empty (an
+// acknowledged job leaves it, so no reclaim can run it again) and the
+// watcher has done more rounds, returns the cards posted per chat.
 func reclaimByTwoReplicas(t *testing.T, h *harness) map[string]int {
 	t.Helper()
 	const reclaimAfter = 2 * time.Second
 	h.replica(t, nil, reclaimAfter)
 	h.replica(t, nil, reclaimAfter)
-	waitFor(t, 30*time.Second, "the reclaimed jobs to post", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
-	waitFor(t, 10*time.Second, "every job acknowledged", func() bool {
+	eventually(t, 30*time.Second, "the reclaimed jobs to post", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	eventually(t, 10*time.Second, "every job acknowledged", func() bool {
 		for _, n := range pendingJobs(t, h) {
 			if n > 0 {
 				return false
@@ -418,7 +418,7 @@ func reclaimByTwoReplicas(t *testing.T, h *harness) map[string]int {
 		}
 		return true
 	})
-	time.Sleep(2 * reclaimAfter)
+	h.watcherRounds(t, 3)
 	return cardPosts(h.connector.Calls())
 }
 
@@ -457,10 +457,10 @@ func TestCardUpdatedWhenUpgradedOutsideTheBot(t *testing.T) {
 
 	h.graph.UpgradeOutside(fakegraph.Chat, chatID, iid, "1.1.0") // Teams' own Update button
 	path := "/v3/conversations/" + chatID + "/activities/" + cardID
-	waitFor(t, 10*time.Second, "the card to be updated", func() bool {
+	eventually(t, 10*time.Second, "the card to be updated", func() bool {
 		return len(callsTo(h.connector.Calls(), http.MethodPut, path)) > 0
 	})
-	time.Sleep(2500 * time.Millisecond) // more scans
+	h.watcherRounds(t, 3) // more scans of the chat
 	puts := callsTo(h.connector.Calls(), http.MethodPut, path)
 	if len(puts) != 1 || !strings.Contains(cardOf(puts[0]), "already up to date (upgraded outside this bot)") {
 		t.Fatalf("updates of the card: %d, first %s", len(puts), cardOf(puts[0]))
@@ -480,7 +480,7 @@ func TestReminderOnceThenExpiryUpdatesTheCard(t *testing.T) {
 	_, cardID := cardIndex(t, h.connector.Calls(), chatID)
 	under := "/v3/conversations/" + chatID + "/activities/" + cardID
 
-	waitFor(t, 10*time.Second, "the reminder", func() bool { return len(callsTo(h.connector.Calls(), http.MethodPost, under)) > 0 })
+	eventually(t, 10*time.Second, "the reminder", func() bool { return len(callsTo(h.connector.Calls(), http.MethodPost, under)) > 0 })
 	reminder := callsTo(h.connector.Calls(), http.MethodPost, under)[0]
 	if reminder.Activity["replyToId"] != cardID {
 		t.Errorf("reminder replies to %v, want the card %s", reminder.Activity["replyToId"], cardID)
@@ -491,8 +491,8 @@ func TestReminderOnceThenExpiryUpdatesTheCard(t *testing.T) {
 		t.Errorf("reminder %s does not @mention the owner", s)
 	}
 
-	waitFor(t, 15*time.Second, "the expiry", func() bool { return len(callsTo(h.connector.Calls(), http.MethodPut, under)) > 0 })
-	time.Sleep(2 * time.Second)
+	eventually(t, 15*time.Second, "the expiry", func() bool { return len(callsTo(h.connector.Calls(), http.MethodPut, under)) > 0 })
+	h.watcherRounds(t, 3) // more follow-ups
 	calls := h.connector.Calls()
 	if n := len(callsTo(calls, http.MethodPost, under)); n != 1 {
 		t.Errorf("%d reminders, want 1", n)
@@ -518,7 +518,7 @@ func TestUpgradeReportsAGrantThatDidNotTake(t *testing.T) {
 		t.Fatalf("approve: %d %s", code, body)
 	}
 	path := "/v3/conversations/" + chatID + "/activities/activity-1"
-	waitFor(t, 30*time.Second, "the verification", func() bool {
+	eventually(t, 30*time.Second, "the verification", func() bool {
 		for _, c := range callsTo(h.connector.Calls(), http.MethodPut, path) {
 			if strings.Contains(cardOf(c), "permissions in force do not match") {
 				return true
@@ -554,7 +554,7 @@ func TestUpgradeWithEveryGrantInForceIsVerified(t *testing.T) {
 			"data": map[string]any{"approvalId": approvalID}}}})
 	h.exchange(t, invoke)
 	path := "/v3/conversations/" + chatID + "/activities/activity-1"
-	waitFor(t, 30*time.Second, "the verification", func() bool {
+	eventually(t, 30*time.Second, "the verification", func() bool {
 		for _, c := range callsTo(h.connector.Calls(), http.MethodPut, path) {
 			if strings.Contains(cardOf(c), "Verified: the new version runs with exactly the permissions that were consented") {
 				return true
@@ -585,8 +585,8 @@ func TestNotificationsOffStopsProactivePostsOnlyForApprovers(t *testing.T) {
 		t.Errorf("owner: %q", got)
 	}
 	publishPolls11(h)
-	waitFor(t, 10*time.Second, "cards in the other chats", func() bool { return len(cardPosts(h.connector.Calls())) == 2 })
-	time.Sleep(2 * time.Second)
+	eventually(t, 10*time.Second, "cards in the other chats", func() bool { return len(cardPosts(h.connector.Calls())) == 2 })
+	h.watcherRounds(t, 2) // the quiet chat's scan, queued with the others, is done
 	if posts := cardPosts(h.connector.Calls()); posts[quiet] != 0 {
 		t.Errorf("a quiet chat got %d cards", posts[quiet])
 	}
@@ -621,8 +621,8 @@ func TestNotificationsOffInAChannelThreadQuietsTheChannel(t *testing.T) {
 		t.Fatalf("owner in a thread: %q", got)
 	}
 	publishPolls11(h)
-	waitFor(t, 10*time.Second, "cards in the group chats", func() bool { return len(cardPosts(h.connector.Calls())) >= 3 })
-	time.Sleep(2 * time.Second) // the channel's scan runs in the same round
+	eventually(t, 10*time.Second, "cards in the group chats", func() bool { return len(cardPosts(h.connector.Calls())) >= 3 })
+	h.watcherRounds(t, 2) // the channel's scan, queued in the same round, is done
 	for conv, k := range cardPosts(h.connector.Calls()) {
 		if strings.HasPrefix(conv, channel) || strings.HasPrefix(conv, url.PathEscape(channel)) {
 			t.Errorf("the quiet channel got %d cards at %s", k, conv)
@@ -690,7 +690,7 @@ func TestSweepReadsATeamOnceHoweverManyThreadsItWasTalkedToIn(t *testing.T) {
 	// The first replica sweeps at once, while it knows no conversation yet,
 	// and not again for a day.
 	r := h.replica(t, nil, 0)
-	waitFor(t, 10*time.Second, "the first sweep", func() bool { last, _ := st.Watch().LastSweep(ctx); return !last.IsZero() })
+	eventually(t, 10*time.Second, "the first sweep", func() bool { last, _ := st.Watch().LastSweep(ctx); return !last.IsZero() })
 	var earlier []approval.ConversationRef
 	for _, thread := range []string{general + ";messageid=1699990000001", planning + ";messageid=1699990000002",
 		"19:design@thread.tacv2;messageid=1699990000003", "19:design@thread.tacv2;messageid=1699990000004"} {
@@ -716,7 +716,7 @@ func TestSweepReadsATeamOnceHoweverManyThreadsItWasTalkedToIn(t *testing.T) {
 	r.stop()
 
 	// The next replica's first round sweeps (a second is long enough).
-	waitFor(t, 5*time.Second, "a second since the sweep", func() bool {
+	eventually(t, 5*time.Second, "a second since the sweep", func() bool {
 		last, _ := st.Watch().LastSweep(ctx)
 		return time.Since(last) > time.Second
 	})
@@ -727,7 +727,7 @@ func TestSweepReadsATeamOnceHoweverManyThreadsItWasTalkedToIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "the sweep's cards", func() bool {
+	eventually(t, 15*time.Second, "the sweep's cards", func() bool {
 		qs, err := queue.Stats(ctx)
 		return err == nil && qs.Length == 0 && len(cardPosts(h.connector.Calls()[before:])) > 0
 	})
@@ -761,10 +761,10 @@ func TestNewCatalogVersionOnARedisCluster(t *testing.T) {
 		rs = append(rs, h.replica(t, nil, 0))
 	}
 	seedTenant(t, h, rs[1])
-	time.Sleep(1500 * time.Millisecond)
+	h.awaitCatalogReads(t, 1) // the watcher has seen 1.0.0
 	publishPolls11(h)
-	waitFor(t, 15*time.Second, "a card in each affected chat", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
-	time.Sleep(3 * time.Second)
+	eventually(t, 15*time.Second, "a card in each affected chat", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	h.watcherRounds(t, 3)
 	posts := cardPosts(h.connector.Calls())
 	for _, chat := range proactiveChats[:3] {
 		if posts[chat] != 1 {
@@ -800,6 +800,57 @@ func delayedJobs(t *testing.T, h *harness) []time.Time {
 	return out
 }
 
+// tendLog counts, per stream, the bot's reclaims of idle scan jobs: each
+// follows the move of that shard's due delayed jobs onto the stream, in
+// one tending of the shard.
+type tendLog struct {
+	mu      sync.Mutex
+	reclaim map[string]int
+}
+
+func (l *tendLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *tendLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if args := cmd.Args(); strings.EqualFold(cmd.Name(), "xautoclaim") && len(args) > 1 {
+			l.mu.Lock()
+			l.reclaim[fmt.Sprint(args[1])]++
+			l.mu.Unlock()
+		}
+		return err
+	}
+}
+
+func (l *tendLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// awaitTends waits until each of the queue's four shards has been tended
+// twice more (so once begun after this call): a delayed job that were due
+// would have been moved back onto its stream.
+func (l *tendLog) awaitTends(t *testing.T) {
+	t.Helper()
+	snapshot := func() map[string]int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return maps.Clone(l.reclaim)
+	}
+	before := snapshot()
+	eventually(t, 10*time.Second, "the scan workers to tend every shard", func() bool {
+		now := snapshot()
+		if len(now) < 4 {
+			return false
+		}
+		for stream, n := range now {
+			if n < before[stream]+2 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // Graph throttles a scan and asks for two minutes, longer than the Graph
 // client waits by itself: the scan job is put off by exactly Graph's
 // Retry-After, kept on the queue, and Graph is not asked again meanwhile,
@@ -817,11 +868,13 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	}
 	h.graph.Fail(fakegraph.Fault{Method: http.MethodGet, Path: "/installedApps", Status: http.StatusTooManyRequests,
 		Code: "TooManyRequests", Message: "Application is over its MailboxConcurrency limit.", RetryAfter: "120", Times: 100})
+	tends := &tendLog{reclaim: map[string]int{}}
+	h.tune = func(d *deps) { d.redisHook = tends }
 	start := time.Now()
 	h.replica(t, nil, 0)
 	var due []time.Time
-	waitFor(t, 20*time.Second, "the throttled scan to be delayed", func() bool { due = delayedJobs(t, h); return len(due) > 0 })
-	time.Sleep(time.Second) // more worker rounds: the job must stay put
+	eventually(t, 20*time.Second, "the throttled scan to be delayed", func() bool { due = delayedJobs(t, h); return len(due) > 0 })
+	tends.awaitTends(t) // more worker rounds: the job must stay put
 	due = delayedJobs(t, h)
 	if len(due) != 1 {
 		t.Fatalf("%d delayed jobs, want the one", len(due))
@@ -857,7 +910,7 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	if err := q.Enqueue(ctx, bot.ScanJob{TenantID: testTenant, ConversationID: other, Reason: "followup"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the second scan to be delayed", func() bool { due = delayedJobs(t, h); return len(due) == 2 })
+	eventually(t, 20*time.Second, "the second scan to be delayed", func() bool { due = delayedJobs(t, h); return len(due) == 2 })
 	for _, d := range due {
 		if wait := d.Sub(start); wait < 119*time.Second || wait > 120*time.Second+time.Since(start) {
 			t.Errorf("a job is due in %s, want when Graph's Retry-After ends", wait.Round(time.Second))
@@ -894,7 +947,7 @@ func TestProactiveOffWelcomesButPostsNoCardUnasked(t *testing.T) {
 	}
 	h.graph.Publish(pollsAppID, fakegraph.Definition{Version: "1.2.0",
 		RSC: []fakegraph.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
-	time.Sleep(3500 * time.Millisecond) // several watcher rounds and scans
+	h.watcherRounds(t, 3) // the read that sees 1.2.0 queues scans of the chat, and more rounds follow
 	if calls := h.connector.Calls(); len(calls) != 1 {
 		t.Fatalf("%d posts with BOT_PROACTIVE=off, want only the welcome; the second: %s", len(calls), cardOf(calls[1]))
 	}
@@ -954,7 +1007,7 @@ func TestAThrottledTenantDoesNotHoldUpAnother(t *testing.T) {
 	known(other, otherChat)
 
 	h.replica(t, nil, 0) // its first watcher round sweeps both tenants
-	waitFor(t, 10*time.Second, "the other tenant's card", func() bool { return cardPosts(h.connector.Calls())[otherChat] == 1 })
+	eventually(t, 10*time.Second, "the other tenant's card", func() bool { return cardPosts(h.connector.Calls())[otherChat] == 1 })
 	listings := 0
 	for _, c := range h.graph.Calls() {
 		if strings.HasSuffix(c.Path, "/installedApps") && strings.Contains(c.Path, "busy") {

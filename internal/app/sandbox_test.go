@@ -104,16 +104,18 @@ func (h *sandboxHarness) post(t *testing.T, a map[string]any) (int, string) {
 // reply waits for the bot's first message to a conversation.
 func (h *sandboxHarness) reply(t *testing.T, conversation string) string {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var reply string
+	eventually(t, 10*time.Second, "a reply in "+conversation, func() bool {
 		for _, c := range h.connector.Calls() {
 			if c.Method == http.MethodPost && strings.Contains(c.Path, "/v3/conversations/"+conversation+"/") {
 				b, _ := json.Marshal(c.Activity)
-				return string(b)
+				reply = string(b)
+				return true
 			}
 		}
-	}
-	t.Fatalf("no reply in %s", conversation)
-	return ""
+		return false
+	})
+	return reply
 }
 
 // replyTo waits for the bot's reply to activity a (its answer posted with
@@ -122,15 +124,18 @@ func (h *sandboxHarness) reply(t *testing.T, conversation string) string {
 // between, so the calls' order says nothing.
 func (h *sandboxHarness) replyTo(t *testing.T, a map[string]any) (fakechannel.ConnectorCall, string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var reply fakechannel.ConnectorCall
+	var id string
+	eventually(t, 10*time.Second, fmt.Sprint("a reply to ", a["id"]), func() bool {
 		for k, c := range h.connector.Calls() {
 			if c.Method == http.MethodPost && c.Activity["replyToId"] == a["id"] {
-				return c, fmt.Sprintf("activity-%d", k+1) // the connector fake's ids
+				reply, id = c, fmt.Sprintf("activity-%d", k+1) // the connector fake's ids
+				return true
 			}
 		}
-	}
-	t.Fatalf("no reply to %v", a["id"])
-	return fakechannel.ConnectorCall{}, ""
+		return false
+	})
+	return reply, id
 }
 
 // approvalIDs lists the ids of the single approvals a card carries.

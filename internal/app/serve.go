@@ -64,6 +64,10 @@ type deps struct {
 	// readTimeout replaces the HTTP server's readTimeout (a test cuts a
 	// slow client off sooner).
 	readTimeout time.Duration
+	// catalogRead, when set, is told each time the catalog watcher has
+	// read a tenant's catalog and queued the scans the read calls for: a
+	// test waits for the watcher's rounds rather than for the clock.
+	catalogRead func(tenantID string)
 	// redisHook, when set, sees every command the bot sends to Redis (a
 	// test counts the round trips of one activity).
 	redisHook redis.Hook
@@ -296,7 +300,8 @@ func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state
 	stopBackground := func() {}
 	if !d.noBackground {
 		var err error
-		stopBackground, err = background(ctx, cfg, b, store, queue, replica, catalog, cmp.Or(d.graphBudget, graphCallsPerSecond), reg, logger)
+		stopBackground, err = background(ctx, cfg, b, store, queue, replica, catalog, cmp.Or(d.graphBudget, graphCallsPerSecond),
+			d.catalogRead, reg, logger)
 		if err != nil {
 			cancel()
 			return nil, err
