@@ -11,7 +11,6 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
-	"github.com/upgradeapprovals/bot/botframework"
 )
 
 // graphFailure is a failed Graph call as graph/ returns one: a coded error
@@ -75,8 +74,7 @@ func TestFailedUpgradeInChineseSaysWhyAndWhichPermission(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(botframework.InvokeBody(resp))
-	card := string(b)
+	card := answer(resp)
 	for _, want := range []string{"失败", "出了什么问题", "Microsoft Graph 拒绝了机器人的调用", "管理员可以怎么做", perm, `"verb":"retry"`} {
 		if !strings.Contains(card, want) {
 			t.Errorf("the failed card lacks %q: %s", want, card)
