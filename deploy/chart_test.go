@@ -553,6 +553,8 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"unknown app type", append(tenantSets(), "config.MicrosoftAppType=Personal"), []string{"/config/MicrosoftAppType", "MultiTenant"}},
 		{"no app id", tenantSets()[1:], []string{"/config/MicrosoftAppId"}},
 		{"app id not a GUID", append(tenantSets(), "config.MicrosoftAppId=upgradebot"), []string{"/config/MicrosoftAppId"}},
+		{"SingleTenant without its tenant", append(tenantSets(), "config.MicrosoftAppTenantId="), []string{"/config/MicrosoftAppTenantId"}},
+		{"UserAssignedMSI without its tenant", append(tenantSets(), "config.MicrosoftAppType=UserAssignedMSI", "config.MicrosoftAppTenantId="), []string{"/config/MicrosoftAppTenantId"}},
 		{"no Redis for two replicas", []string{tenantSets()[0], tenantSets()[2]}, []string{"/redis/url", "/redis/existingSecret"}},
 		{"no Redis for autoscaling", []string{tenantSets()[0], tenantSets()[2], "autoscaling.enabled=true"}, []string{"/redis/url"}},
 		{"unknown cloud", append(tenantSets(), "config.BOT_CLOUD=mars"), []string{"/config/BOT_CLOUD", "usgov"}},
