@@ -21,7 +21,22 @@ import (
 	"github.com/upgradeapprovals/bot/bot"
 )
 
-var _ bot.ApprovalStore = (*Store)(nil)
+var (
+	_ bot.ApprovalStore = (*Approvals)(nil)
+	_ bot.Claims        = (*ApprovalRecords)(nil)
+)
+
+// Approvals is bot.ApprovalStore on Redis: the approval records and the
+// lists and history that name them.
+type Approvals struct {
+	*ApprovalRecords
+	*ApprovalLists
+}
+
+// ApprovalRecords keeps the approvals themselves and their upgrade claims:
+// opening one once per open key, changing one only by compare-and-set, and
+// the index of claims the reaper reads.
+type ApprovalRecords struct{ *conn }
 
 const approvalVersion = 1
 
@@ -33,35 +48,24 @@ type approvalRecord struct {
 // Keys. An approval, its open key and its claim lease share one {hash tag}
 // (derived from the open key and carried in the approval id), so opening
 // and claiming are single-slot scripts and transactions on a Redis Cluster.
-func (s *Store) approvalKey(id string) string {
+func (s *ApprovalRecords) approvalKey(id string) string {
 	return s.opts.Prefix + "approval:{" + slotTag(id) + "}:" + id
 }
-func (s *Store) claimKey(id string) string {
+func (s *ApprovalRecords) claimKey(id string) string {
 	return s.opts.Prefix + "claim:{" + slotTag(id) + "}:" + id
 }
-func (s *Store) openKey(k approval.OpenKey) string {
+func (s *ApprovalRecords) openKey(k approval.OpenKey) string {
 	return s.opts.Prefix + "open:{" + openTag(k) + "}:" + k.String()
 }
-func (s *Store) batchKey(id string) string { return s.opts.Prefix + "batch:{" + id + "}" }
-
-// batchListsKey holds the messages listing a batch; it shares the batch
-// key's {hash tag}, so a script can read the batch's expiry.
-func (s *Store) batchListsKey(id string) string { return s.opts.Prefix + "batchlists:{" + id + "}" }
-
-// listedKey holds the batches an approval is listed in, with its tag.
-func (s *Store) listedKey(approvalID string) string {
-	return s.opts.Prefix + "listed:{" + slotTag(approvalID) + "}:" + approvalID
-}
-func (s *Store) auditKey(conv string) string { return s.opts.Prefix + "audit:{" + conv + "}" }
 
 // claimIndexShards spread the index of upgrading approvals over several
 // keys (slots), read only by the reaper.
 const claimIndexShards = 8
 
-func (s *Store) claimIndexKey(shard int) string {
+func (s *ApprovalRecords) claimIndexKey(shard int) string {
 	return s.opts.Prefix + "claims:{" + strconv.Itoa(shard) + "}"
 }
-func (s *Store) claimIndexOf(id string) string {
+func (s *ApprovalRecords) claimIndexOf(id string) string {
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return s.claimIndexKey(int(h.Sum32() % claimIndexShards))
@@ -88,7 +92,7 @@ func slotTag(id string) string {
 
 // approvalTTL keeps a decided approval readable (cards, history) for a while
 // after it expires.
-func (s *Store) approvalTTL(a approval.Approval) time.Duration {
+func (s *ApprovalRecords) approvalTTL(a approval.Approval) time.Duration {
 	return max(time.Until(a.ExpiresAt), 0) + s.opts.ApprovalRetention
 }
 
@@ -121,7 +125,7 @@ return {1, ARGV[2]}
 
 // OpenApproval returns the approval open under a.OpenKey(), or stores a
 // under a new id.
-func (s *Store) OpenApproval(ctx context.Context, a approval.Approval) (approval.Approval, bool, error) {
+func (s *ApprovalRecords) OpenApproval(ctx context.Context, a approval.Approval) (approval.Approval, bool, error) {
 	k := a.OpenKey()
 	a.ID = newApprovalID(k)
 	b, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
@@ -170,7 +174,7 @@ func decodeApproval(id string, b []byte) (approval.Approval, error) {
 }
 
 // Approval returns an approval, or an error with bot.CodeNotFound.
-func (s *Store) Approval(ctx context.Context, id string) (approval.Approval, error) {
+func (s *ApprovalRecords) Approval(ctx context.Context, id string) (approval.Approval, error) {
 	b, err := s.rdb.Get(ctx, s.approvalKey(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return approval.Approval{}, bot.Errorf(bot.CodeNotFound, "state: no approval %q", id)
@@ -184,7 +188,7 @@ func (s *Store) Approval(ctx context.Context, id string) (approval.Approval, err
 // Transition changes an approval atomically: it reads the record, checks
 // the status and writes with a compare-and-set script (see update); a
 // concurrent writer makes it read again.
-func (s *Store) Transition(ctx context.Context, id string, from []approval.Status, change func(*approval.Approval)) (approval.Approval, error) {
+func (s *ApprovalRecords) Transition(ctx context.Context, id string, from []approval.Status, change func(*approval.Approval)) (approval.Approval, error) {
 	return s.update(ctx, id, nil, nil, func(a *approval.Approval, _ bool) (lease, error) {
 		if !slices.Contains(from, a.Status) {
 			return lease{}, errConflict
@@ -196,7 +200,7 @@ func (s *Store) Transition(ctx context.Context, id string, from []approval.Statu
 
 // ClaimUpgrade claims an approval for an upgrade if its status may be
 // claimed (approval.Approval.Claim).
-func (s *Store) ClaimUpgrade(ctx context.Context, id string, who approval.Person, at time.Time, ttl time.Duration) (approval.Approval, error) {
+func (s *ApprovalRecords) ClaimUpgrade(ctx context.Context, id string, who approval.Person, at time.Time, ttl time.Duration) (approval.Approval, error) {
 	// Indexed first, in the read's round trip: a replica that dies right
 	// after claiming leaves a claim the reaper can find. A stale index entry
 	// is harmless.
@@ -213,7 +217,7 @@ func (s *Store) ClaimUpgrade(ctx context.Context, id string, who approval.Person
 // TakeOverClaim takes an upgrading approval whose lease expired.
 // Its index entry stays listed until the takeover succeeds, when it moves
 // to the new lease's end.
-func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration) (approval.Approval, error) {
+func (s *ApprovalRecords) TakeOverClaim(ctx context.Context, id string, ttl time.Duration) (approval.Approval, error) {
 	a, err := s.update(ctx, id, nil, nil, func(a *approval.Approval, leased bool) (lease, error) {
 		if !a.Claimed() || leased {
 			return lease{}, errConflict
@@ -235,7 +239,7 @@ func (s *Store) TakeOverClaim(ctx context.Context, id string, ttl time.Duration)
 // Amend changes an upgrading approval held by held.ClaimToken, keeping the
 // claim. It writes against held first: one round trip while nobody else
 // changed the approval since.
-func (s *Store) Amend(ctx context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
+func (s *ApprovalRecords) Amend(ctx context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
 	token := held.ClaimToken
 	return s.update(ctx, held.ID, &held, nil, func(a *approval.Approval, _ bool) (lease, error) {
 		if !a.HeldBy(token) {
@@ -247,7 +251,7 @@ func (s *Store) Amend(ctx context.Context, held approval.Approval, change func(*
 }
 
 // HoldClaim keeps the claim named by token for ttl from now.
-func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Duration) (approval.Approval, error) {
+func (s *ApprovalRecords) HoldClaim(ctx context.Context, id, token string, ttl time.Duration) (approval.Approval, error) {
 	// Indexed first, as when claiming: the index must never end before the lease.
 	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *approval.Approval, _ bool) (lease, error) {
 		if !a.HeldBy(token) {
@@ -259,7 +263,7 @@ func (s *Store) HoldClaim(ctx context.Context, id, token string, ttl time.Durati
 
 // Settle records the outcome of the claim held.ClaimToken names, written
 // against held first, as Amend does.
-func (s *Store) Settle(ctx context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
+func (s *ApprovalRecords) Settle(ctx context.Context, held approval.Approval, change func(*approval.Approval)) (approval.Approval, error) {
 	id, token := held.ID, held.ClaimToken
 	a, err := s.update(ctx, id, &held, nil, func(a *approval.Approval, _ bool) (lease, error) {
 		if !a.HeldBy(token) {
@@ -277,7 +281,7 @@ func (s *Store) Settle(ctx context.Context, held approval.Approval, change func(
 
 // ExpiredClaims lists upgrading approvals whose lease has expired (and a few
 // stale index entries, which TakeOverClaim clears).
-func (s *Store) ExpiredClaims(ctx context.Context, n int) ([]string, error) {
+func (s *ApprovalRecords) ExpiredClaims(ctx context.Context, n int) ([]string, error) {
 	var ids []string
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	for shard := range claimIndexShards {
@@ -291,13 +295,13 @@ func (s *Store) ExpiredClaims(ctx context.Context, n int) ([]string, error) {
 }
 
 // indexClaim lists a claim lasting ttl from now for the reaper, in p.
-func (s *Store) indexClaim(ctx context.Context, id string, ttl time.Duration) func(redis.Pipeliner) {
+func (s *ApprovalRecords) indexClaim(ctx context.Context, id string, ttl time.Duration) func(redis.Pipeliner) {
 	return func(p redis.Pipeliner) {
 		p.ZAdd(ctx, s.claimIndexOf(id), redis.Z{Score: float64(time.Now().Add(ttl).UnixMilli()), Member: id})
 	}
 }
 
-func (s *Store) unindexClaim(ctx context.Context, id string) {
+func (s *ApprovalRecords) unindexClaim(ctx context.Context, id string) {
 	s.rdb.ZRem(ctx, s.claimIndexOf(id), id) // best effort: the reaper skips what is not upgrading
 }
 
@@ -323,7 +327,7 @@ var errConflict = errors.New("state: conflict")
 // attempt decides on held and writes with no read, and the compare-and-set
 // refuses it unless held is exactly what is stored. Their decisions never
 // depend on the lease, only on the record.
-func (s *Store) update(ctx context.Context, id string, held *approval.Approval, alongside func(redis.Pipeliner),
+func (s *ApprovalRecords) update(ctx context.Context, id string, held *approval.Approval, alongside func(redis.Pipeliner),
 	decide func(a *approval.Approval, leased bool) (lease, error)) (approval.Approval, error) {
 	key, claim := s.approvalKey(id), s.claimKey(id)
 	for range 10 {
@@ -411,7 +415,7 @@ func (s *Store) update(ctx context.Context, id string, held *approval.Approval, 
 
 // compareAndSet writes a and lease l if the approval is still was, and
 // its lease held (leased 1) or not (0) as it was.
-func (s *Store) compareAndSet(ctx context.Context, key, claim string, was []byte, leased int64, a approval.Approval, l lease) (bool, error) {
+func (s *ApprovalRecords) compareAndSet(ctx context.Context, key, claim string, was []byte, leased int64, a approval.Approval, l lease) (bool, error) {
 	nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 	if err != nil {
 		return false, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
@@ -468,214 +472,3 @@ elseif ARGV[5] == 'clear' then
 end
 return 1
 `)
-
-// HoldLease takes or renews the lease name for holder: a singleton for
-// background work across replicas.
-func (s *Store) HoldLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
-	ok, err := holdLeaseScript.Run(ctx, s.rdb, []string{s.opts.Prefix + "lease:{" + name + "}"}, holder, ttl.Milliseconds()).Bool()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, unavailable("hold lease", err)
-	}
-	return ok, nil
-}
-
-var holdLeaseScript = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur == false or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-`)
-
-// Bounds on what keeps lists true: the messages listing one batch, and the
-// batches one approval is listed in (each check lists it anew; the newest
-// lists are the ones people look at).
-const (
-	maxBatchLists = 20
-	maxListedIn   = 20
-)
-
-// listVersion versions a recorded list message.
-const listVersion = 1
-
-type listRecord struct {
-	V int `json:"v"`
-	approval.PostedCard
-}
-
-// SaveBatch stores approval ids under a new batch id, and the batch under
-// each approval. The writes go in one pipeline, not a transaction: the
-// approvals' keys are in other slots, and a batch nobody lists under an
-// approval is only not refreshed when that approval changes.
-func (s *Store) SaveBatch(ctx context.Context, ids []string) (string, error) {
-	id := "bat_" + approval.NewToken()
-	b, _ := json.Marshal(ids)
-	// Microseconds (exact in a float64 score): two batches of one approval
-	// saved within a millisecond, as two checks at once can be, still sort
-	// newest first. Scores of earlier releases, in milliseconds, sort as
-	// older than any of these, as they are.
-	now := float64(time.Now().UnixMicro())
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.batchKey(id), b, s.opts.ApprovalRetention)
-		for _, a := range ids {
-			k := s.listedKey(a)
-			p.ZAdd(ctx, k, redis.Z{Score: now, Member: id})
-			p.ZRemRangeByRank(ctx, k, 0, -maxListedIn-1)
-			p.PExpire(ctx, k, s.opts.ApprovalRetention)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", unavailable("save batch", err)
-	}
-	return id, nil
-}
-
-// Batch returns a batch and the messages listing it.
-func (s *Store) Batch(ctx context.Context, id string) (approval.Batch, error) {
-	var get *redis.StringCmd
-	var lists *redis.StringSliceCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, s.batchKey(id))
-		lists = p.HVals(ctx, s.batchListsKey(id))
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return approval.Batch{}, unavailable("read batch", err)
-	}
-	b, err := get.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return approval.Batch{}, bot.Errorf(bot.CodeNotFound, "state: no batch %q", id)
-	}
-	if err != nil {
-		return approval.Batch{}, unavailable("read batch", err)
-	}
-	out := approval.Batch{ID: id}
-	if err := json.Unmarshal(b, &out.Approvals); err != nil {
-		return approval.Batch{}, fmt.Errorf("state: decode batch: %w", err)
-	}
-	raw, err := lists.Result()
-	if err != nil {
-		return approval.Batch{}, unavailable("read batch lists", err)
-	}
-	for _, r := range raw {
-		var rec listRecord
-		if err := json.Unmarshal([]byte(r), &rec); err != nil || rec.V != listVersion {
-			continue // a list we cannot read is one we cannot update, not a broken batch
-		}
-		out.Lists = append(out.Lists, rec.PostedCard)
-	}
-	// HVALS has no order of its own.
-	slices.SortFunc(out.Lists, func(a, b approval.PostedCard) int { return strings.Compare(a.ActivityID, b.ActivityID) })
-	return out, nil
-}
-
-// recordListScript adds a list message (ARGV[1] its activity id, ARGV[2]
-// its record) to KEYS[1] unless the batch (KEYS[2]) is gone or already has
-// ARGV[3] lists, and lets it expire with the batch.
-var recordListScript = redis.NewScript(`
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl == -2 then
-  return -1
-end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-return 1
-`)
-
-// RecordList remembers a message listing the batch.
-func (s *Store) RecordList(ctx context.Context, batchID string, list approval.PostedCard) error {
-	b, err := json.Marshal(listRecord{V: listVersion, PostedCard: list})
-	if err != nil {
-		return fmt.Errorf("state: encode list: %w", err)
-	}
-	n, err := recordListScript.Run(ctx, s.rdb, []string{s.batchListsKey(batchID), s.batchKey(batchID)},
-		list.ActivityID, b, maxBatchLists).Int()
-	if err != nil {
-		return unavailable("record list", err)
-	}
-	if n < 0 {
-		return bot.Errorf(bot.CodeNotFound, "state: no batch %q", batchID)
-	}
-	return nil
-}
-
-// ListedIn returns the batches an approval is listed in, newest first.
-func (s *Store) ListedIn(ctx context.Context, approvalID string) ([]string, error) {
-	ids, err := s.rdb.ZRevRange(ctx, s.listedKey(approvalID), 0, -1).Result()
-	if err != nil {
-		return nil, unavailable("read listed batches", err)
-	}
-	return ids, nil
-}
-
-// auditLength is how many events a conversation's history keeps.
-const auditLength = 50
-
-// RecordOutcome records an event, keeping the newest auditLength, and reads
-// the batches e.ApprovalID is listed in, in one pipeline (the keys are in
-// different slots; go-redis splits a pipeline on a Redis Cluster).
-func (s *Store) RecordOutcome(ctx context.Context, conversationID string, e approval.AuditEvent) ([]string, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("state: encode audit event: %w", err)
-	}
-	var appended *redis.Cmd
-	var listed *redis.StringSliceCmd
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		// A script, so that the push, trim and expiry stay one step.
-		appended = appendAuditScript.Eval(ctx, p, []string{s.auditKey(conversationID)}, b, auditLength-1,
-			s.opts.AuditRetention.Milliseconds())
-		if e.ApprovalID != "" {
-			listed = p.ZRevRange(ctx, s.listedKey(e.ApprovalID), 0, -1)
-		}
-		return nil
-	})
-	if err := appended.Err(); err != nil {
-		return nil, unavailable("append audit", err)
-	}
-	if err != nil {
-		return nil, unavailable("read listed batches", err)
-	}
-	if listed == nil {
-		return nil, nil
-	}
-	return listed.Val(), nil
-}
-
-// appendAuditScript pushes ARGV[1] onto the list KEYS[1], keeps its
-// elements 0..ARGV[2], and lets it expire in ARGV[3] ms (0: never).
-var appendAuditScript = redis.NewScript(`
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, ARGV[2])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return 1
-`)
-
-// Audit returns up to n events, newest first.
-func (s *Store) Audit(ctx context.Context, conversationID string, n int) ([]approval.AuditEvent, error) {
-	if n <= 0 {
-		return nil, nil // LRANGE 0 -1 would be the whole history
-	}
-	raw, err := s.rdb.LRange(ctx, s.auditKey(conversationID), 0, int64(n-1)).Result()
-	if err != nil {
-		return nil, unavailable("read audit", err)
-	}
-	out := make([]approval.AuditEvent, 0, len(raw))
-	for _, r := range raw {
-		var e approval.AuditEvent
-		if err := json.Unmarshal([]byte(r), &e); err != nil {
-			return nil, fmt.Errorf("state: decode audit event: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
-}

@@ -32,7 +32,7 @@ func sampleApproval() approval.Approval {
 }
 
 func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
-	s, _ := newStore(t, state.Options{})
+	s, _ := newApprovals(t, state.Options{})
 	ctx := context.Background()
 	first, created, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil || !created {
@@ -72,7 +72,7 @@ func TestOpenApprovalIsOncePerInstallationAndTarget(t *testing.T) {
 }
 
 func TestRacingOpensAgreeAcrossReplicas(t *testing.T) {
-	a, b := replicas(t)
+	a, b := approvalReplicas(t)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var created atomic.Int32
@@ -108,7 +108,7 @@ func TestRacingOpensAgreeAcrossReplicas(t *testing.T) {
 }
 
 func TestStaleClaimHasExactlyOneTakeover(t *testing.T) {
-	a, b := replicas(t)
+	a, b := approvalReplicas(t)
 	ctx := context.Background()
 	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
@@ -214,7 +214,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // period: only its holder can extend it, and nothing lists it as expired
 // before the extended lease ends.
 func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
-	a, b := replicas(t)
+	a, b := approvalReplicas(t)
 	ctx := context.Background()
 	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
@@ -249,7 +249,7 @@ func TestHeldClaimOutlivesItsFirstLease(t *testing.T) {
 }
 
 func TestOnlyOneClaimWins(t *testing.T) {
-	a, b := replicas(t)
+	a, b := approvalReplicas(t)
 	ctx := context.Background()
 	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
@@ -290,7 +290,7 @@ func TestOnlyOneClaimWins(t *testing.T) {
 }
 
 func TestTransitionOfUnknownApproval(t *testing.T) {
-	s, _ := newStore(t, state.Options{})
+	s, _ := newApprovals(t, state.Options{})
 	_, err := s.Transition(context.Background(), "apr_none", []approval.Status{approval.StatusPending}, func(*approval.Approval) {})
 	if !errors.Is(err, bot.ErrNotFound) {
 		t.Errorf("err %v, want not_found", err)
@@ -301,7 +301,7 @@ func TestTransitionOfUnknownApproval(t *testing.T) {
 }
 
 func TestBatchAndAudit(t *testing.T) {
-	s, _ := newStore(t, state.Options{})
+	s, _ := newApprovals(t, state.Options{})
 	ctx := context.Background()
 	id, err := s.SaveBatch(ctx, []string{"apr_1", "apr_2"})
 	if err != nil {
@@ -330,7 +330,7 @@ func TestBatchAndAudit(t *testing.T) {
 // first, so that any replica can redraw them.
 func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 	prefix := fmt.Sprintf("test:lists:%d:", time.Now().UnixNano())
-	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	s, rdb := newApprovals(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
 	a, _, err := s.OpenApproval(ctx, sampleApproval())
 	if err != nil {
@@ -391,7 +391,7 @@ func TestBatchListsAreKeptWithTheBatch(t *testing.T) {
 // The claim holder writes against the approval as it last had it; a card
 // another replica recorded meanwhile is neither lost nor a reason to fail.
 func TestClaimHolderKeepsWhatOthersWroteMeanwhile(t *testing.T) {
-	a, b := replicas(t)
+	a, b := approvalReplicas(t)
 	ctx := context.Background()
 	ap, _, err := a.OpenApproval(ctx, sampleApproval())
 	if err != nil {
@@ -430,6 +430,13 @@ func TestClaimHolderKeepsWhatOthersWroteMeanwhile(t *testing.T) {
 func TestStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		s, _ := newStore(t, state.Options{})
-		return s
+		return contractStore{s.Approvals(), s.Conversations()}
 	})
+}
+
+// contractStore is the parts of a Store the contract covers, as the wiring
+// hands them to the bot.
+type contractStore struct {
+	*state.Approvals
+	*state.Conversations
 }

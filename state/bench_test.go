@@ -11,7 +11,7 @@ import (
 // BenchmarkClaim is one Redis round trip on the activity path: claiming an
 // activity id for dedupe, on the real Redis at REDIS_URL.
 func BenchmarkClaim(b *testing.B) {
-	s, _ := newStore(b, state.Options{})
+	s, _ := newConversations(b, state.Options{})
 	ctx := context.Background()
 	i := 0
 	b.ReportAllocs()

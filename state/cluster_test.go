@@ -53,7 +53,7 @@ func TestApprovalsAndDedupeOnRedisCluster(t *testing.T) {
 
 	// One master restarts (killed, back with its data): approvals opened
 	// before are still there, and everything works again.
-	s, _ := newStore(t, state.Options{})
+	s, _ := newApprovals(t, state.Options{})
 	ctx := context.Background()
 	var ids []string
 	for i := range 20 {

@@ -10,14 +10,14 @@ import (
 	"github.com/upgradeapprovals/bot/bot"
 )
 
-var _ bot.ReferenceClaimer = (*Store)(nil)
+var _ bot.ReferenceClaimer = (*Conversations)(nil)
 
 // ClaimAndSaveReference is Claim and SaveReference in one pipelined round
 // trip, as every activity needs both: the claim and the reads that say
 // whether the reference is new or changed, when it is written (a second
 // trip). The reference is saved even when the activity turns out to be a
 // redelivery: it is the same conversation's.
-func (s *Store) ClaimAndSaveReference(ctx context.Context, key string, ref approval.ConversationRef) (bool, error) {
+func (s *Conversations) ClaimAndSaveReference(ctx context.Context, key string, ref approval.ConversationRef) (bool, error) {
 	ref = ref.TopLevel() // as SaveReference: a thread's is its channel's
 	var claim *redis.BoolCmd
 	var stored storedReads

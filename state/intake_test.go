@@ -69,7 +69,7 @@ func (h *roundTrips) take() []string {
 }
 
 func TestClaimAndSaveReferenceIsOneRoundTrip(t *testing.T) {
-	s, rdb := newStore(t, state.Options{})
+	s, rdb := newConversations(t, state.Options{})
 	hook := &roundTrips{}
 	rdb.AddHook(hook)
 	ctx := context.Background()
@@ -111,7 +111,7 @@ func TestClaimAndSaveReferenceIsOneRoundTrip(t *testing.T) {
 // would be on every request's path. The tenant's index is written only
 // when the answer changes: a team talked to in another channel.
 func TestActivitiesReadNoTenantWideKey(t *testing.T) {
-	s, rdb := newStore(t, state.Options{})
+	s, rdb := newConversations(t, state.Options{})
 	seen := &roundTrips{}
 	rdb.AddHook(seen)
 	ctx := context.Background()

@@ -16,7 +16,27 @@ import (
 var (
 	_ bot.Lease    = (*Watch)(nil)
 	_ bot.WatchLog = (*Watch)(nil)
+	_ bot.Leases   = (*Store)(nil)
 )
+
+// HoldLease takes or renews the lease name for holder: a singleton for
+// background work across replicas.
+func (s *Store) HoldLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	ok, err := holdLeaseScript.Run(ctx, s.rdb, []string{s.opts.Prefix + "lease:{" + name + "}"}, holder, ttl.Milliseconds()).Bool()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, unavailable("hold lease", err)
+	}
+	return ok, nil
+}
+
+var holdLeaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`)
 
 // Watch is the catalog watcher's lease and memory.
 type Watch struct{ s *Store }

@@ -116,8 +116,8 @@ func TestWriteWhoseAnswerWasLostIsOurs(t *testing.T) {
 	}
 	t.Cleanup(func() { closeFn() })
 	prefix := fmt.Sprintf("test:%s:%d:", t.Name(), time.Now().UnixNano())
-	direct, _ := newStore(t, state.Options{Prefix: prefix})
-	s := state.New(rdb, state.Options{Prefix: prefix})
+	direct, _ := newApprovals(t, state.Options{Prefix: prefix})
+	s := state.New(rdb, state.Options{Prefix: prefix}).Approvals()
 	ctx := context.Background()
 
 	ap, _, err := s.OpenApproval(ctx, sampleApproval())

@@ -9,27 +9,55 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/upgradeapprovals/bot/approval"
+	"github.com/upgradeapprovals/bot/bot"
 )
+
+var _ bot.ProactiveStore = (*Proactive)(nil)
+
+// Proactive keeps what the bot needs to act unprompted: the approvals whose
+// cards it follows and when each conversation is next due, the log of
+// unprompted posts and reminders, and each conversation's quiet mode. Where
+// the bot is (Tenants, Conversations, Forget) it reads from the
+// conversations' index.
+type Proactive struct {
+	*conn
+	index *Conversations
+}
+
+// Forget removes a conversation the bot was removed from, and its
+// installation scope (Conversations.Forget).
+func (s *Proactive) Forget(ctx context.Context, ref approval.ConversationRef) error {
+	return s.index.Forget(ctx, ref)
+}
+
+// Tenants lists the tenants the bot is in (Conversations.Tenants).
+func (s *Proactive) Tenants(ctx context.Context) ([]string, error) { return s.index.Tenants(ctx) }
+
+// Conversations calls fn for each installation scope of a tenant, as
+// Conversations.Conversations does.
+func (s *Proactive) Conversations(ctx context.Context, tenantID string, fn func(conversationID string) error) error {
+	return s.index.Conversations(ctx, tenantID, fn)
+}
 
 // Keys of the proactive side. Each operation touches one key, hash-tagged by
 // the conversation, tenant or installation it is about.
-func (s *Store) followKey(conversationID string) string {
+func (s *Proactive) followKey(conversationID string) string {
 	return s.opts.Prefix + "follow:{" + conversationID + "}"
 }
-func (s *Store) dueKey(tenantID string) string { return s.opts.Prefix + "due:{" + tenantID + "}" }
-func (s *Store) postedKey(tenantID, installationID, targetID string) string {
+func (s *Proactive) dueKey(tenantID string) string { return s.opts.Prefix + "due:{" + tenantID + "}" }
+func (s *Proactive) postedKey(tenantID, installationID, targetID string) string {
 	return s.opts.Prefix + "posted:{" + tenantID + "|" + installationID + "}|" + targetID
 }
-func (s *Store) remindedKey(approvalID string) string {
+func (s *Proactive) remindedKey(approvalID string) string {
 	return s.opts.Prefix + "reminded:{" + approvalID + "}"
 }
-func (s *Store) quietKey(conversationID string) string {
+func (s *Proactive) quietKey(conversationID string) string {
 	return s.opts.Prefix + "quiet:{" + conversationID + "}"
 }
 
 // Follow records that an open approval's card is to be kept true, and when
 // its conversation is next due for a look (a reminder or its expiry).
-func (s *Store) Follow(ctx context.Context, a approval.Approval, due time.Time) error {
+func (s *Proactive) Follow(ctx context.Context, a approval.Approval, due time.Time) error {
 	conv := a.Conversation.ConversationID
 	if err := s.rdb.SAdd(ctx, s.followKey(conv), a.ID).Err(); err != nil {
 		return unavailable("follow approval", err)
@@ -39,7 +67,7 @@ func (s *Store) Follow(ctx context.Context, a approval.Approval, due time.Time) 
 }
 
 // Unfollow stops following an approval.
-func (s *Store) Unfollow(ctx context.Context, conversationID, approvalID string) error {
+func (s *Proactive) Unfollow(ctx context.Context, conversationID, approvalID string) error {
 	if err := s.rdb.SRem(ctx, s.followKey(conversationID), approvalID).Err(); err != nil {
 		return unavailable("unfollow approval", err)
 	}
@@ -47,7 +75,7 @@ func (s *Store) Unfollow(ctx context.Context, conversationID, approvalID string)
 }
 
 // Followed lists the approvals followed in a conversation.
-func (s *Store) Followed(ctx context.Context, conversationID string) ([]string, error) {
+func (s *Proactive) Followed(ctx context.Context, conversationID string) ([]string, error) {
 	ids, err := s.rdb.SMembers(ctx, s.followKey(conversationID)).Result()
 	if err != nil {
 		return nil, unavailable("list followed approvals", err)
@@ -57,7 +85,7 @@ func (s *Store) Followed(ctx context.Context, conversationID string) ([]string, 
 
 // Due sets when a conversation next needs a look; earlier keeps an earlier
 // time already set. A zero time removes it.
-func (s *Store) Due(ctx context.Context, tenantID, conversationID string, at time.Time, earlier bool) error {
+func (s *Proactive) Due(ctx context.Context, tenantID, conversationID string, at time.Time, earlier bool) error {
 	key := s.dueKey(tenantID)
 	var err error
 	switch {
@@ -77,7 +105,7 @@ func (s *Store) Due(ctx context.Context, tenantID, conversationID string, at tim
 // DueConversations returns up to n conversations of a tenant due by now and
 // pushes each back by retry, so a follow-up that is never done is tried
 // again rather than lost, and a due one is not handed out on every tick.
-func (s *Store) DueConversations(ctx context.Context, tenantID string, now time.Time, retry time.Duration, n int) ([]string, error) {
+func (s *Proactive) DueConversations(ctx context.Context, tenantID string, now time.Time, retry time.Duration, n int) ([]string, error) {
 	ids, err := dueScript.Run(ctx, s.rdb, []string{s.dueKey(tenantID)},
 		now.UnixMilli(), now.Add(retry).UnixMilli(), n).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -95,7 +123,7 @@ return ids`)
 // target version. It is granted once, ever, unless a claim is abandoned:
 // one older than stale that was never marked posted (its replica died
 // mid-post) may be taken over.
-func (s *Store) ClaimPost(ctx context.Context, tenantID, installationID, targetID string, stale time.Duration) (granted, held bool, err error) {
+func (s *Proactive) ClaimPost(ctx context.Context, tenantID, installationID, targetID string, stale time.Duration) (granted, held bool, err error) {
 	now := time.Now()
 	n, err := claimPostScript.Run(ctx, s.rdb, []string{s.postedKey(tenantID, installationID, targetID)},
 		now.UnixMilli(), stale.Milliseconds(), postedRetention.Milliseconds()).Int()
@@ -120,7 +148,7 @@ return 1`)
 
 // PostDone marks the card for an installation and target as posted (or as
 // not to be posted: an approval was already open for it).
-func (s *Store) PostDone(ctx context.Context, tenantID, installationID, targetID, approvalID string) error {
+func (s *Proactive) PostDone(ctx context.Context, tenantID, installationID, targetID, approvalID string) error {
 	if err := s.rdb.Set(ctx, s.postedKey(tenantID, installationID, targetID), "p:"+approvalID, postedRetention).Err(); err != nil {
 		return unavailable("mark proactive post", err)
 	}
@@ -128,7 +156,7 @@ func (s *Store) PostDone(ctx context.Context, tenantID, installationID, targetID
 }
 
 // ReleasePost gives up a claim whose post failed, so a retry may post.
-func (s *Store) ReleasePost(ctx context.Context, tenantID, installationID, targetID string) error {
+func (s *Proactive) ReleasePost(ctx context.Context, tenantID, installationID, targetID string) error {
 	if err := releasePostScript.Run(ctx, s.rdb, []string{s.postedKey(tenantID, installationID, targetID)}).Err(); err != nil &&
 		!errors.Is(err, redis.Nil) {
 		return unavailable("release proactive post", err)
@@ -143,7 +171,7 @@ return 0`)
 
 // ClaimReminder reports whether the approval's one reminder is still to be
 // sent, and claims it.
-func (s *Store) ClaimReminder(ctx context.Context, approvalID string, keep time.Duration) (bool, error) {
+func (s *Proactive) ClaimReminder(ctx context.Context, approvalID string, keep time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.remindedKey(approvalID), strconv.FormatInt(time.Now().Unix(), 10), keep).Result()
 	if err != nil {
 		return false, unavailable("claim reminder", err)
@@ -152,7 +180,7 @@ func (s *Store) ClaimReminder(ctx context.Context, approvalID string, keep time.
 }
 
 // ReleaseReminder gives up a reminder claim whose post failed.
-func (s *Store) ReleaseReminder(ctx context.Context, approvalID string) error {
+func (s *Proactive) ReleaseReminder(ctx context.Context, approvalID string) error {
 	if err := s.rdb.Del(ctx, s.remindedKey(approvalID)).Err(); err != nil {
 		return unavailable("release reminder", err)
 	}
@@ -160,7 +188,7 @@ func (s *Store) ReleaseReminder(ctx context.Context, approvalID string) error {
 }
 
 // SetNotifications turns unprompted posts in a conversation on or off.
-func (s *Store) SetNotifications(ctx context.Context, conversationID string, on bool) error {
+func (s *Proactive) SetNotifications(ctx context.Context, conversationID string, on bool) error {
 	var err error
 	if on {
 		err = s.rdb.Del(ctx, s.quietKey(conversationID)).Err()
@@ -175,7 +203,7 @@ func (s *Store) SetNotifications(ctx context.Context, conversationID string, on 
 
 // NotificationsOn reports whether unprompted posts are on in a conversation
 // (the default).
-func (s *Store) NotificationsOn(ctx context.Context, conversationID string) (bool, error) {
+func (s *Proactive) NotificationsOn(ctx context.Context, conversationID string) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.quietKey(conversationID)).Result()
 	if err != nil {
 		return false, unavailable("read notifications", err)

@@ -15,12 +15,12 @@ import (
 )
 
 var (
-	_ bot.ProactiveStore = (*state.Store)(nil)
+	_ bot.ProactiveStore = (*state.Proactive)(nil)
 	_ bot.JobQueue       = (*state.Queue)(nil)
 )
 
 func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) {
-	s, _ := newStore(t, state.Options{})
+	s, _ := newConversations(t, state.Options{})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
 	ref := approval.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
@@ -74,7 +74,7 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 // The installation scope counts, by value: once known it is written; the
 // same scope again (another activity, another copy) is no change.
 func TestReferenceScopeIsComparedByValue(t *testing.T) {
-	s, _ := newStore(t, state.Options{})
+	s, _ := newConversations(t, state.Options{})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
 	ref := approval.ConversationRef{ConversationID: "19:a@thread.v2", ServiceURL: "https://smba.trafficmanager.net/amer/",
@@ -315,7 +315,8 @@ func TestLeaseIsHeldByOneAndFencesTheOldHolder(t *testing.T) {
 }
 
 func TestPostClaimIsOnceUnlessAbandoned(t *testing.T) {
-	s, _ := newStore(t, state.Options{})
+	st, _ := newStore(t, state.Options{})
+	s := st.Proactive()
 	ctx := context.Background()
 	claim := func(stale time.Duration) bool {
 		ok, _, err := s.ClaimPost(ctx, tenant, "inst", "def-1.1", stale)

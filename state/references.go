@@ -31,7 +31,7 @@ type referenceRecord struct {
 // every thread has the channel's connector, tenant and team, and only the
 // conversation id differs. Earlier releases stored one per thread, and
 // those are still read (Reference) and indexed (adoptLegacy).
-func (s *Store) referenceKey(conversationID string) string {
+func (s *Conversations) referenceKey(conversationID string) string {
 	return s.opts.Prefix + "ref:{" + conversationID + "}"
 }
 
@@ -42,7 +42,9 @@ func (s *Store) referenceKey(conversationID string) string {
 // scope once, however many channels and threads the bot was talked to in.
 // It shares the where set's hash tag: one script moves an entry over.
 // Sweeps read it; activities read each scope's homeKey instead.
-func (s *Store) scopesKey(tenantID string) string { return s.opts.Prefix + "scopes:{" + tenantID + "}" }
+func (s *Conversations) scopesKey(tenantID string) string {
+	return s.opts.Prefix + "scopes:{" + tenantID + "}"
+}
 
 func scopeField(sc approval.Scope) string { return string(sc.Kind) + "|" + strings.ToLower(sc.ID) }
 
@@ -52,7 +54,7 @@ func scopeField(sc approval.Scope) string { return string(sc.Kind) + "|" + strin
 // scope's own, on a slot of its own: the tenant's index, on the path of
 // every activity of the tenant (all of them, for a single-tenant bot),
 // would be one hot key. The index is written only when the home moves.
-func (s *Store) homeKey(tenantID string, sc approval.Scope) string {
+func (s *Conversations) homeKey(tenantID string, sc approval.Scope) string {
 	return s.opts.Prefix + "home:{" + tenantID + "|" + scopeField(sc) + "}"
 }
 
@@ -60,12 +62,14 @@ func (s *Store) homeKey(tenantID string, sc approval.Scope) string {
 // scope is not known (a channel activity without its team's Entra group),
 // and, from earlier releases, of every conversation and thread the bot was
 // in, until adoptLegacy moves each under its scope.
-func (s *Store) whereKey(tenantID string) string { return s.opts.Prefix + "where:{" + tenantID + "}" }
+func (s *Conversations) whereKey(tenantID string) string {
+	return s.opts.Prefix + "where:{" + tenantID + "}"
+}
 
 // tenantsKey lists the tenants the bot is in. It is written only when a
 // tenant's first conversation appears and read by the catalog watcher,
 // never on a request's path.
-func (s *Store) tenantsKey() string { return s.opts.Prefix + "tenants" }
+func (s *Conversations) tenantsKey() string { return s.opts.Prefix + "tenants" }
 
 // referenceRefresh is how old a stored reference may get before an activity
 // rewrites it although nothing changed, to keep its TTL alive.
@@ -75,7 +79,7 @@ const referenceRefresh = 24 * time.Hour
 // (or a day old, to renew its TTL), and indexes it under its tenant. Most
 // activities change nothing, and then cost one round trip. A thread's
 // reference is stored as its channel's.
-func (s *Store) SaveReference(ctx context.Context, ref approval.ConversationRef) error {
+func (s *Conversations) SaveReference(ctx context.Context, ref approval.ConversationRef) error {
 	ref = ref.TopLevel()
 	var r storedReads
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each read's error is looked at on its own
@@ -90,7 +94,7 @@ func (s *Store) SaveReference(ctx context.Context, ref approval.ConversationRef)
 type storedReads struct{ ref, home *redis.StringCmd }
 
 // readStored queues the reads of storedReads for ref (a top-level one).
-func (s *Store) readStored(ctx context.Context, p redis.Pipeliner, ref approval.ConversationRef) storedReads {
+func (s *Conversations) readStored(ctx context.Context, p redis.Pipeliner, ref approval.ConversationRef) storedReads {
 	r := storedReads{ref: p.Get(ctx, s.referenceKey(ref.ConversationID))}
 	if ref.TenantID != "" && ref.Scope != nil {
 		r.home = p.Get(ctx, s.homeKey(ref.TenantID, *ref.Scope))
@@ -101,7 +105,7 @@ func (s *Store) readStored(ctx context.Context, p redis.Pipeliner, ref approval.
 // saveChangedReference writes ref (a top-level one) unless what was read
 // already says the same: the same reference, and its scope's cards going
 // to it. A team's cards go to the channel the bot was last talked to in.
-func (s *Store) saveChangedReference(ctx context.Context, ref approval.ConversationRef, r storedReads) error {
+func (s *Conversations) saveChangedReference(ctx context.Context, ref approval.ConversationRef, r storedReads) error {
 	stored, readErr := r.ref.Bytes()
 	if readErr != nil && !errors.Is(readErr, redis.Nil) {
 		return unavailable("read reference", readErr)
@@ -142,7 +146,7 @@ func (s *Store) saveChangedReference(ctx context.Context, ref approval.Conversat
 
 // index records ref under its tenant: its installation scope now points at
 // it, or, without a scope, it joins the where set. It reports whether Redis took it all.
-func (s *Store) index(ctx context.Context, ref approval.ConversationRef) bool {
+func (s *Conversations) index(ctx context.Context, ref approval.ConversationRef) bool {
 	var added int64
 	var err error
 	if ref.Scope != nil {
@@ -168,7 +172,7 @@ func (s *Store) index(ctx context.Context, ref approval.ConversationRef) bool {
 
 // unindex takes ref out of its tenant's index, leaving its scope's entry
 // alone if that points at another conversation by now.
-func (s *Store) unindex(ctx context.Context, ref approval.ConversationRef) {
+func (s *Conversations) unindex(ctx context.Context, ref approval.ConversationRef) {
 	s.rdb.SRem(ctx, s.whereKey(ref.TenantID), ref.ConversationID)
 	if ref.Scope != nil {
 		unindexScript.Run(ctx, s.rdb, []string{s.scopesKey(ref.TenantID)}, scopeField(*ref.Scope), ref.ConversationID)
@@ -197,7 +201,7 @@ func sameReference(a, b approval.ConversationRef) bool {
 // Reference returns the stored reference of a conversation, or an error with
 // bot.CodeNotFound. A thread's is its channel's (with the thread's id), or,
 // when the channel has none, one an earlier release stored for the thread.
-func (s *Store) Reference(ctx context.Context, conversationID string) (approval.ConversationRef, error) {
+func (s *Conversations) Reference(ctx context.Context, conversationID string) (approval.ConversationRef, error) {
 	ids := referenceIDs(conversationID)
 	cmds := make([]*redis.StringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -241,7 +245,7 @@ func decodeReference(c *redis.StringCmd) (approval.ConversationRef, bool, error)
 
 // Forget removes a conversation the bot was removed from: its reference and
 // its installation scope's place in the tenant's index.
-func (s *Store) Forget(ctx context.Context, ref approval.ConversationRef) error {
+func (s *Conversations) Forget(ctx context.Context, ref approval.ConversationRef) error {
 	if ref.TenantID != "" {
 		// Conversations an earlier release indexed one by one (the other
 		// threads and channels of a team) move under their scope first, so
@@ -281,7 +285,7 @@ func referenceIDs(conversationID string) []string {
 }
 
 // Tenants lists the tenants the bot is in.
-func (s *Store) Tenants(ctx context.Context) ([]string, error) {
+func (s *Conversations) Tenants(ctx context.Context) ([]string, error) {
 	ts, err := s.rdb.SMembers(ctx, s.tenantsKey()).Result()
 	if err != nil {
 		return nil, unavailable("list tenants", err)
@@ -296,7 +300,7 @@ func (s *Store) Tenants(ctx context.Context) ([]string, error) {
 // whose conversation's reference is gone (its TTL ran out: nobody talked
 // there for that long, as with a meeting's chat) is dropped from the index
 // rather than scanned, sweep after sweep, for nothing.
-func (s *Store) Conversations(ctx context.Context, tenantID string, fn func(conversationID string) error) error {
+func (s *Conversations) Conversations(ctx context.Context, tenantID string, fn func(conversationID string) error) error {
 	if err := s.adoptLegacy(ctx, tenantID, fn); err != nil {
 		return err
 	}
@@ -329,7 +333,7 @@ func (s *Store) Conversations(ctx context.Context, tenantID string, fn func(conv
 // conversation, …), whether none of its references exists. One EXISTS per
 // key, pipelined: the keys are in different Redis Cluster slots. A read
 // that fails counts as present.
-func (s *Store) goneReferences(ctx context.Context, kv []string) []bool {
+func (s *Conversations) goneReferences(ctx context.Context, kv []string) []bool {
 	cmds := make([][]*redis.IntCmd, len(kv)/2)
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each EXISTS is looked at on its own
 		for i := 1; i < len(kv); i += 2 {
@@ -353,7 +357,7 @@ func (s *Store) goneReferences(ctx context.Context, kv []string) []bool {
 // there; this release only those without a scope, which stay, and are
 // passed to scopeless if set. No reference is touched: a moved thread
 // still finds its own (Reference).
-func (s *Store) adoptLegacy(ctx context.Context, tenantID string, scopeless func(conversationID string) error) error {
+func (s *Conversations) adoptLegacy(ctx context.Context, tenantID string, scopeless func(conversationID string) error) error {
 	where := s.whereKey(tenantID)
 	var cursor uint64
 	for {

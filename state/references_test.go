@@ -28,7 +28,7 @@ func inChannel(conversationID, team string, seen time.Time) approval.Conversatio
 }
 
 // toScan lists what a sweep of the tenant scans, with how often each came.
-func toScan(t *testing.T, s *state.Store) map[string]int {
+func toScan(t *testing.T, s *state.Conversations) map[string]int {
 	t.Helper()
 	m := map[string]int{}
 	if err := s.Conversations(context.Background(), tenant, func(id string) error { m[id]++; return nil }); err != nil {
@@ -42,7 +42,7 @@ func toScan(t *testing.T, s *state.Store) map[string]int {
 // thread), while each thread still reads as itself.
 func TestThreadsAndChannelsOfATeamAreScannedAsTheTeamOnce(t *testing.T) {
 	prefix := fmt.Sprintf("test:threads:%d:", time.Now().UnixNano())
-	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	s, rdb := newConversations(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
 	talk := func(conversationID string) {
@@ -116,7 +116,7 @@ func legacyReference(t *testing.T, rdb redis.UniversalClient, prefix string, ref
 // team too, still read, and a team forgotten is not brought back by them.
 func TestThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope(t *testing.T) {
 	prefix := fmt.Sprintf("test:legacy:%d:", time.Now().UnixNano())
-	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	s, rdb := newConversations(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
 	const (
@@ -189,7 +189,7 @@ func TestThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope(t *testing.T) 
 // back.
 func TestAScopeWhoseReferenceExpiredLeavesTheIndex(t *testing.T) {
 	prefix := fmt.Sprintf("test:expiredscope:%d:", time.Now().UnixNano())
-	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	s, rdb := newConversations(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
 	seen := time.Now().UTC().Truncate(time.Second)
 	meeting := approval.ConversationRef{ConversationID: "19:meeting_abc@thread.v2", ConversationType: "groupChat",

@@ -6,7 +6,6 @@ package state
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -35,8 +34,20 @@ type Options struct {
 	AuditRetention time.Duration
 }
 
-// Store implements the bot's state interfaces on Redis.
+// Store is the bot's state on Redis. What it keeps is split by what it is
+// about, each part a value of its own that the wiring hands to the bot:
+// Approvals, Conversations and Proactive, and the Queue, Watch and Budget of
+// the background work.
 type Store struct {
+	*conn
+	approvals     *Approvals
+	conversations *Conversations
+	proactive     *Proactive
+}
+
+// conn is what every part of a Store shares: one client and one set of
+// options, the key prefix among them.
+type conn struct {
 	rdb  redis.UniversalClient
 	opts Options
 }
@@ -58,8 +69,28 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.AuditRetention <= 0 {
 		opts.AuditRetention = 180 * 24 * time.Hour
 	}
-	return &Store{rdb: rdb, opts: opts}
+	c := &conn{rdb: rdb, opts: opts}
+	conversations := &Conversations{conn: c}
+	return &Store{
+		conn:          c,
+		approvals:     &Approvals{ApprovalRecords: &ApprovalRecords{conn: c}, ApprovalLists: &ApprovalLists{conn: c}},
+		conversations: conversations,
+		proactive:     &Proactive{conn: c, index: conversations},
+	}
 }
+
+// Approvals returns the approvals, their claims, batches, lists and
+// history: bot.ApprovalStore.
+func (s *Store) Approvals() *Approvals { return s.approvals }
+
+// Conversations returns the conversation references and the index of
+// where the bot is, the activity claims and the trusted service URLs:
+// bot.ConversationStore and bot.ActivityLog.
+func (s *Store) Conversations() *Conversations { return s.conversations }
+
+// Proactive returns what the bot keeps to act unprompted:
+// bot.ProactiveStore.
+func (s *Store) Proactive() *Proactive { return s.proactive }
 
 // Connect opens the Redis named by rawURL (see ParseURL). An empty URL
 // starts an embedded in-process Redis: fine for a laptop, but nothing
@@ -134,55 +165,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return unavailable("ping", err)
 	}
 	return nil
-}
-
-func (s *Store) activityKey(key string) string { return s.opts.Prefix + "activity:{" + key + "}" }
-
-// Claim reports whether the activity key is seen for the first time, and
-// claims it for ActivityTTL. SET NX makes it atomic across replicas.
-func (s *Store) Claim(ctx context.Context, key string) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.activityKey(key), time.Now().UTC().Format(time.RFC3339), s.opts.ActivityTTL).Result()
-	if err != nil {
-		return false, unavailable("claim activity", err)
-	}
-	return ok, nil
-}
-
-// Release forgets a claim, so the channel's redelivery of a failed activity
-// is handled again.
-func (s *Store) Release(ctx context.Context, key string) error {
-	if err := s.rdb.Del(ctx, s.activityKey(key)).Err(); err != nil {
-		return unavailable("release activity", err)
-	}
-	return nil
-}
-
-func (s *Store) serviceURLKey(conversationID string) string {
-	return s.opts.Prefix + "svc:{" + conversationID + "}"
-}
-
-// TrustServiceURL records the service URL that arrived on an authenticated
-// activity of the conversation, for ReferenceTTL. One key per conversation:
-// no single key sits on every request's path.
-func (s *Store) TrustServiceURL(ctx context.Context, conversationID, serviceURL string) error {
-	if err := s.rdb.Set(ctx, s.serviceURLKey(conversationID), serviceURL, s.opts.ReferenceTTL).Err(); err != nil {
-		return unavailable("trust service url", err)
-	}
-	return nil
-}
-
-// IsTrustedServiceURL reports whether serviceURL arrived on an authenticated
-// activity of the conversation, so the bot's token is never sent anywhere
-// else.
-func (s *Store) IsTrustedServiceURL(ctx context.Context, conversationID, serviceURL string) (bool, error) {
-	got, err := s.rdb.Get(ctx, s.serviceURLKey(conversationID)).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	if err != nil {
-		return false, unavailable("check service url", err)
-	}
-	return got == serviceURL, nil
 }
 
 func unavailable(op string, err error) error {

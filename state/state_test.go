@@ -20,11 +20,11 @@ import (
 	"github.com/upgradeapprovals/bot/state"
 )
 
-// The wiring hands the store to the Bot Framework adapter as its
+// The wiring hands the conversations to the Bot Framework adapter as its
 // ServiceURLTrust, which checks that at compile time there.
 var (
-	_ bot.ConversationStore = (*state.Store)(nil)
-	_ bot.ActivityLog       = (*state.Store)(nil)
+	_ bot.ConversationStore = (*state.Conversations)(nil)
+	_ bot.ActivityLog       = (*state.Conversations)(nil)
 )
 
 // redisURL is the real Redis the tests use: REDIS_URL, or the local one.
@@ -63,9 +63,23 @@ func newStore(t testing.TB, opts state.Options) (*state.Store, redis.UniversalCl
 	return state.New(rdb, opts), rdb
 }
 
+// newApprovals is newStore's approvals.
+func newApprovals(t testing.TB, opts state.Options) (*state.Approvals, redis.UniversalClient) {
+	t.Helper()
+	s, rdb := newStore(t, opts)
+	return s.Approvals(), rdb
+}
+
+// newConversations is newStore's conversations.
+func newConversations(t testing.TB, opts state.Options) (*state.Conversations, redis.UniversalClient) {
+	t.Helper()
+	s, rdb := newStore(t, opts)
+	return s.Conversations(), rdb
+}
+
 func TestReferenceRoundTripAndSurvivesNewClient(t *testing.T) {
 	prefix := fmt.Sprintf("test:ref:%d:", time.Now().UnixNano())
-	s, _ := newStore(t, state.Options{Prefix: prefix})
+	s, _ := newConversations(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
 	ref := approval.ConversationRef{
 		ConversationID: "19:abc@thread.v2", ConversationType: "groupChat", ServiceURL: "https://smba.trafficmanager.net/amer/",
@@ -76,7 +90,7 @@ func TestReferenceRoundTripAndSurvivesNewClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second process (a restart, another replica) reads it back.
-	s2, rdb := newStore(t, state.Options{Prefix: prefix})
+	s2, rdb := newConversations(t, state.Options{Prefix: prefix})
 	got, err := s2.Reference(ctx, ref.ConversationID)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +109,7 @@ func TestReferenceRoundTripAndSurvivesNewClient(t *testing.T) {
 
 func TestReferenceOfUnknownVersionIsRefused(t *testing.T) {
 	prefix := fmt.Sprintf("test:ver:%d:", time.Now().UnixNano())
-	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	s, rdb := newConversations(t, state.Options{Prefix: prefix})
 	ctx := context.Background()
 	rdb.Set(ctx, prefix+"ref:{c}", `{"v":99,"conversationId":"c"}`, 0)
 	if _, err := s.Reference(ctx, "c"); err == nil {
@@ -113,8 +127,22 @@ func replicas(t *testing.T) (*state.Store, *state.Store) {
 	return a, b
 }
 
-func TestClaimIsOncePerActivityAcrossReplicas(t *testing.T) {
+// approvalReplicas is replicas' approvals.
+func approvalReplicas(t *testing.T) (*state.Approvals, *state.Approvals) {
+	t.Helper()
 	a, b := replicas(t)
+	return a.Approvals(), b.Approvals()
+}
+
+// conversationReplicas is replicas' conversations.
+func conversationReplicas(t *testing.T) (*state.Conversations, *state.Conversations) {
+	t.Helper()
+	a, b := replicas(t)
+	return a.Conversations(), b.Conversations()
+}
+
+func TestClaimIsOncePerActivityAcrossReplicas(t *testing.T) {
+	a, b := conversationReplicas(t)
 	ctx := context.Background()
 	var wins atomic.Int32
 	var wg sync.WaitGroup
@@ -148,7 +176,7 @@ func TestClaimIsOncePerActivityAcrossReplicas(t *testing.T) {
 }
 
 func TestClaimExpires(t *testing.T) {
-	s, _ := newStore(t, state.Options{ActivityTTL: 50 * time.Millisecond})
+	s, _ := newConversations(t, state.Options{ActivityTTL: 50 * time.Millisecond})
 	ctx := context.Background()
 	if ok, err := s.Claim(ctx, "k"); !ok || err != nil {
 		t.Fatalf("first claim: %v %v", ok, err)
@@ -163,7 +191,7 @@ func TestClaimExpires(t *testing.T) {
 // conversation's own key (its own Cluster slot), for ReferenceTTL.
 func TestServiceURLTrustIsPerConversation(t *testing.T) {
 	prefix := fmt.Sprintf("test:svc:%d:", time.Now().UnixNano())
-	s, rdb := newStore(t, state.Options{Prefix: prefix, ReferenceTTL: time.Hour})
+	s, rdb := newConversations(t, state.Options{Prefix: prefix, ReferenceTTL: time.Hour})
 	ctx := context.Background()
 	const u = "https://connector.contoso.example/amer/"
 	if ok, _ := s.IsTrustedServiceURL(ctx, "19:a@thread.v2", u); ok {
@@ -200,7 +228,7 @@ func TestRedisDownIsUnavailable(t *testing.T) {
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:1"}, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer rdb.Close()
 	s := state.New(rdb, state.Options{})
-	if _, err := s.Claim(context.Background(), "k"); !errors.Is(err, bot.ErrUnavailable) {
+	if _, err := s.Conversations().Claim(context.Background(), "k"); !errors.Is(err, bot.ErrUnavailable) {
 		t.Errorf("err %v, want unavailable", err)
 	}
 	if err := s.Ping(context.Background()); !errors.Is(err, bot.ErrUnavailable) {
@@ -215,7 +243,7 @@ func TestEmbeddedRedisWhenURLUnset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeFn()
-	s := state.New(rdb, state.Options{})
+	s := state.New(rdb, state.Options{}).Conversations()
 	if ok, err := s.Claim(context.Background(), "k"); !ok || err != nil {
 		t.Fatalf("claim on embedded redis: %v %v", ok, err)
 	}

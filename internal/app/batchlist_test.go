@@ -154,7 +154,7 @@ func TestApproveAllListIsKeptTrueWhenItsReplicaDies(t *testing.T) {
 		return i >= died && strings.Count(card, upgraded) == 2 && !strings.Contains(card, upgrading)
 	}, &last)
 	for _, id := range cardActions(t, list)["review"] {
-		if ap, err := st.Approval(context.Background(), id); err != nil || ap.Status != approval.StatusUpgraded {
+		if ap, err := st.Approvals().Approval(context.Background(), id); err != nil || ap.Status != approval.StatusUpgraded {
 			t.Errorf("approval %s: %s %v", id, ap.Status, err)
 		}
 	}

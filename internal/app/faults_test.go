@@ -196,7 +196,7 @@ func TestRedisKilledMidLoadLosesAndDoublesNothing(t *testing.T) {
 		id := posted[chat][0]
 		var last string
 		eventually(t, 20*time.Second, "approval in "+chat+" settles", func() bool {
-			a, err := st.Approval(context.Background(), id)
+			a, err := st.Approvals().Approval(context.Background(), id)
 			last = fmt.Sprintf("%s %+v %v", a.Status, a.Problem, err)
 			return err == nil && a.Status == approval.StatusUpgraded
 		}, &last)
@@ -411,7 +411,7 @@ func TestKilledBetweenGraphsAnswerAndTheRecordIsReconciled(t *testing.T) {
 	// Another replica's reaper reconciles it from Graph, without upgrading.
 	_, st := d.successor(t)
 	eventually(t, 20*time.Second, "the reaper settles the approval", func() bool {
-		ap, err := st.Approval(context.Background(), card[0])
+		ap, err := st.Approvals().Approval(context.Background(), card[0])
 		return err == nil && ap.Status == approval.StatusUpgraded
 	})
 	if n := len(upgradePosts(a.graph)); n != 1 {
@@ -475,7 +475,7 @@ func TestThreeReplicasOnRedisCluster(t *testing.T) {
 	st := storeOf(t, first)
 	for _, chat := range chats {
 		eventually(t, 20*time.Second, "approval in "+chat+" settles", func() bool {
-			a, err := st.Approval(context.Background(), posted[chat][0])
+			a, err := st.Approvals().Approval(context.Background(), posted[chat][0])
 			return err == nil && a.Status == approval.StatusUpgraded
 		})
 	}

@@ -91,7 +91,7 @@ func TestStopTimeoutCoversTheDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := botframework.NewConnector(botframework.ConnectorOptions{Trust: botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: store})})
+	conn, err := botframework.NewConnector(botframework.ConnectorOptions{Trust: botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: store.Conversations()})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 			log = notedWatchLog{WatchLog: watch, noted: catalogRead}
 		}
 		w, err := bot.NewWatcher(bot.WatcherOptions{
-			Lease: watch, Log: log, Queue: queue, Catalog: catalog, Where: store, Due: store, Holder: holder,
+			Lease: watch, Log: log, Queue: queue, Catalog: catalog, Where: store.Proactive(), Due: store.Proactive(), Holder: holder,
 			ScanInterval: cfg.ScanInterval, SweepInterval: cfg.SweepInterval, OnLease: m.lease, Logger: logger,
 		})
 		if err != nil {

@@ -861,7 +861,7 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	ctx := context.Background()
 	st := storeOf(t, h)
 	// The bot was added here earlier; the first watcher round sweeps it.
-	if err := st.SaveReference(ctx, approval.ConversationRef{ConversationID: chatID, ConversationType: "groupChat",
+	if err := st.Conversations().SaveReference(ctx, approval.ConversationRef{ConversationID: chatID, ConversationType: "groupChat",
 		ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
 		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: chatID, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
@@ -898,7 +898,7 @@ func TestThrottledScanIsDelayedByGraphsRetryAfter(t *testing.T) {
 	// Another scan of the throttled tenant waits for the same moment
 	// without asking Graph.
 	const other = "19:other@thread.v2"
-	if err := st.SaveReference(ctx, approval.ConversationRef{ConversationID: other, ConversationType: "groupChat",
+	if err := st.Conversations().SaveReference(ctx, approval.ConversationRef{ConversationID: other, ConversationType: "groupChat",
 		ServiceURL: h.connector.URL(), ChannelID: "msteams", TenantID: testTenant, BotID: "28:" + testAppID, Locale: "en-US",
 		Scope: &approval.Scope{Kind: approval.ScopeChat, ID: other, TenantID: testTenant}, UpdatedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
@@ -982,13 +982,13 @@ func TestAThrottledTenantDoesNotHoldUpAnother(t *testing.T) {
 	h.tune = func(d *deps) { d.graphBudget = 2 } // one scan a second
 	ctx := context.Background()
 	st := storeOf(t, h)
-	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: st})
+	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: st.Conversations()})
 	known := func(tenant, chat string) {
 		t.Helper()
 		ref := approval.ConversationRef{ConversationID: chat, ConversationType: "groupChat", ServiceURL: h.connector.URL(),
 			ChannelID: "msteams", TenantID: tenant, BotID: "28:" + testAppID, Locale: "en-US",
 			Scope: &approval.Scope{Kind: approval.ScopeChat, ID: chat, TenantID: tenant}, UpdatedAt: time.Now().UTC()}
-		if err := st.SaveReference(ctx, ref); err != nil {
+		if err := st.Conversations().SaveReference(ctx, ref); err != nil {
 			t.Fatal(err)
 		}
 		if err := trust.TrustServiceURL(ctx, chat, ref.ServiceURL); err != nil {

@@ -138,7 +138,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
-	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Hosts: cfg.Cloud.ServiceURLHosts, Records: store})
+	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Hosts: cfg.Cloud.ServiceURLHosts, Records: store.Conversations()})
 	connector, err := newConnector(cfg, creds, trust, metrics, logger)
 	if err != nil {
 		return err
@@ -272,9 +272,9 @@ func newConnector(cfg config, creds *credentials, trust botframework.ServiceURLT
 func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, queue *state.Queue, g graphClient,
 	logger *slog.Logger) (*bot.Bot, error) {
 	opts := bot.Options{
-		Connector: connector, Conversations: store, Activities: store, Approvals: store,
-		Approvers: cfg.Approvers, Logger: logger,
-		Proactive: store, ProactiveOff: !cfg.Proactive,
+		Connector: connector, Conversations: store.Conversations(), Activities: store.Conversations(),
+		Approvals: store.Approvals(), Approvers: cfg.Approvers, Logger: logger,
+		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive,
 		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue,
 	}

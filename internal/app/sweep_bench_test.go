@@ -248,7 +248,7 @@ func newSweep(b *testing.B, n int, latency time.Duration, budget int) *sweep {
 	})
 	// What an activity in each conversation left: its reference (indexed
 	// under the tenant) and its trusted service URL.
-	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: s.store})
+	trust := botframework.NewServiceURLs(botframework.ServiceURLOptions{Records: s.store.Conversations()})
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	next := make(chan approval.ConversationRef)
@@ -258,7 +258,7 @@ func newSweep(b *testing.B, n int, latency time.Duration, budget int) *sweep {
 			defer wg.Done()
 			ctx := context.Background()
 			for ref := range next {
-				err := s.store.SaveReference(ctx, ref)
+				err := s.store.Conversations().SaveReference(ctx, ref)
 				if err == nil {
 					err = trust.TrustServiceURL(ctx, ref.ConversationID, ref.ServiceURL)
 				}
@@ -339,7 +339,7 @@ func (s *sweep) checkCards(b *testing.B) {
 	posted := map[pair]int{}
 	var problems []string
 	for id, convs := range s.connector.posts() {
-		a, err := s.store.Approval(ctx, id)
+		a, err := s.store.Approvals().Approval(ctx, id)
 		if err != nil {
 			b.Fatalf("a card for approval %s that Redis does not hold: %v", id, err)
 		}
