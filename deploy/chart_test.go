@@ -25,6 +25,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	"helm.sh/helm/v4/pkg/strvals"
 	appsv1 "k8s.io/api/apps/v1"
@@ -324,10 +325,9 @@ func TestChartDefaultsForATenant(t *testing.T) {
 		}
 	}
 
-	// Long enough for the bot to finish upgrades after SIGTERM.
-	if g := spec.TerminationGracePeriodSeconds; g == nil || float64(*g) <= app.StopTimeout().Seconds() {
-		t.Errorf("terminationGracePeriodSeconds %v, want more than the bot's %s to stop", g, app.StopTimeout())
-	}
+	// The pod serves on while the Ingress stops routing to it, then has long
+	// enough for the bot to finish upgrades after SIGTERM.
+	checkGrace(t, spec, 5)
 
 	// Resources, and GOMEMLIMIT 90% of the memory limit.
 	limit := c.Resources.Limits[corev1.ResourceMemory]
@@ -413,6 +413,56 @@ func TestChartDefaultsForATenant(t *testing.T) {
 	}
 	if len(o.serviceMonitors) != 0 || len(o.deployments) != 1 {
 		t.Errorf("objects not asked for: %d ServiceMonitors, %d Deployments", len(o.serviceMonitors), len(o.deployments))
+	}
+}
+
+// checkGrace: the bot sleeps sleep seconds in a preStop hook, then the grace
+// period still covers the bot's stop after SIGTERM.
+func checkGrace(t *testing.T, spec corev1.PodSpec, sleep int64) {
+	t.Helper()
+	var got int64
+	if l := spec.Containers[0].Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Sleep == nil {
+		t.Errorf("no preStop sleep: a terminating pod would refuse requests the Ingress still routes to it")
+	} else if got = l.PreStop.Sleep.Seconds; got != sleep {
+		t.Errorf("preStop sleep %d s, want %d", got, sleep)
+	}
+	if g := spec.TerminationGracePeriodSeconds; g == nil || float64(*g) < float64(got)+app.StopTimeout().Seconds() {
+		t.Errorf("terminationGracePeriodSeconds %v, want at least the %d s preStop sleep plus the bot's %s to stop", g, got, app.StopTimeout())
+	}
+}
+
+// The longest preStop sleep the schema accepts beside the shortest grace
+// period it accepts still leaves the bot its time to stop; the chart needs
+// a cluster with the sleep action.
+func TestChartGraceCoversPreStopSleepAndStop(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties struct {
+			Sleep struct {
+				Minimum, Maximum *int64
+			} `json:"preStopSleepSeconds"`
+			Grace struct {
+				Minimum *int64
+			} `json:"terminationGracePeriodSeconds"`
+		} `json:"properties"`
+	}
+	if err := yaml.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	sleep, grace := schema.Properties.Sleep, schema.Properties.Grace
+	if sleep.Minimum == nil || *sleep.Minimum < 1 || sleep.Maximum == nil || grace.Minimum == nil {
+		t.Fatalf("values.schema.json bounds preStopSleepSeconds %+v and terminationGracePeriodSeconds %+v", sleep, grace)
+	}
+	o := renderOK(t, append(tenantSets(), "preStopSleepSeconds="+strconv.FormatInt(*sleep.Maximum, 10),
+		"terminationGracePeriodSeconds="+strconv.FormatInt(*grace.Minimum, 10))...)
+	checkGrace(t, o.bot(t).Spec.Template.Spec, *sleep.Maximum)
+
+	kube := loadChart(t).Metadata.KubeVersion
+	if chartutil.IsCompatibleRange(kube, "v1.29.9") || !chartutil.IsCompatibleRange(kube, "v1.30.0") {
+		t.Errorf("kubeVersion %q, want 1.30 or later: the preStop sleep action is on by default from 1.30", kube)
 	}
 }
 
@@ -562,6 +612,9 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"memory limit in bytes", append(tenantSets(), "resources.limits.memory=134217728"), []string{"/resources/limits/memory"}},
 		{"Ingress without host", append(tenantSets(), "ingress.host="), []string{"/ingress/host"}},
 		{"a grace period shorter than the drain", append(tenantSets(), "terminationGracePeriodSeconds=30"), []string{"/terminationGracePeriodSeconds"}},
+		{"a grace period shorter than the longest preStop sleep and the drain", append(tenantSets(), "terminationGracePeriodSeconds=99"), []string{"/terminationGracePeriodSeconds"}},
+		{"a preStop sleep longer than the grace period allows for", append(tenantSets(), "preStopSleepSeconds=16"), []string{"/preStopSleepSeconds"}},
+		{"no preStop sleep", append(tenantSets(), "preStopSleepSeconds=0"), []string{"/preStopSleepSeconds"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := render(t, values(t, tc.sets...))
