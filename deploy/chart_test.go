@@ -352,9 +352,7 @@ func TestChartDefaultsForATenant(t *testing.T) {
 		*sc.AllowPrivilegeEscalation || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
 		t.Errorf("container securityContext %+v", sc)
 	}
-	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-		t.Errorf("automountServiceAccountToken %v, want false without workload identity", spec.AutomountServiceAccountToken)
-	}
+	checkNoKubernetesToken(t, o)
 
 	// Secrets by reference only.
 	for _, name := range []string{"MicrosoftAppPassword", "REDIS_URL"} {
@@ -466,6 +464,29 @@ func TestChartGraceCoversPreStopSleepAndStop(t *testing.T) {
 	}
 }
 
+// checkNoKubernetesToken: neither the bot's pods, nor the helm test pod, nor
+// the chart's service account mount a Kubernetes API token; the bot never
+// calls the API.
+func checkNoKubernetesToken(t *testing.T, o objects) {
+	t.Helper()
+	mounts := map[string]*bool{"the bot's pods": o.bot(t).Spec.Template.Spec.AutomountServiceAccountToken}
+	if pod, ok := o.pods[fullname+"-doctor"]; ok {
+		mounts["the helm test pod"] = pod.Spec.AutomountServiceAccountToken
+	} else {
+		t.Error("no helm test pod")
+	}
+	if sa, ok := o.serviceAccounts[fullname]; ok {
+		mounts["the service account"] = sa.AutomountServiceAccountToken
+	} else {
+		t.Error("no service account")
+	}
+	for who, a := range mounts {
+		if a == nil || *a {
+			t.Errorf("%s: automountServiceAccountToken %v, want false", who, a)
+		}
+	}
+}
+
 func selects(selector, labels map[string]string) bool {
 	if len(selector) == 0 {
 		return false
@@ -492,9 +513,9 @@ func TestChartOptions(t *testing.T) {
 		if sa == nil || sa.Annotations["azure.workload.identity/client-id"] != appID {
 			t.Fatalf("service account %+v", sa)
 		}
-		if a := d.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || !*a {
-			t.Errorf("automountServiceAccountToken %v, want true for workload identity", a)
-		}
+		// The webhook projects its own token volume: the Kubernetes API
+		// token stays out of the pods.
+		checkNoKubernetesToken(t, o)
 		if _, ok := env(d.Spec.Template.Spec.Containers[0])["MicrosoftAppPassword"]; ok {
 			t.Errorf("a client secret beside workload identity")
 		}
