@@ -61,9 +61,14 @@ func loadChart(t *testing.T) *chart.Chart {
 // checked against values.schema.json first.
 func render(t *testing.T, vals map[string]any) (map[string]string, error) {
 	t.Helper()
+	return renderRelease(t, release, vals)
+}
+
+func renderRelease(t *testing.T, name string, vals map[string]any) (map[string]string, error) {
+	t.Helper()
 	c := loadChart(t)
 	top, err := util.ToRenderValuesWithSchemaValidation(c, vals,
-		common.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, nil, false)
+		common.ReleaseOptions{Name: name, Namespace: namespace, IsInstall: true}, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -546,17 +551,45 @@ func TestChartOptions(t *testing.T) {
 	t.Run("external Redis Cluster from values", func(t *testing.T) {
 		url := "rediss://:p@ss/w0rd@redis.contoso.internal:6380/0?cluster=true&addr=redis-2.contoso.internal:6380"
 		o := renderOK(t, append(tenantSets()[:2:2], "secrets.MicrosoftAppPassword=s3cret", "redis.url="+url)...)
-		s, ok := o.secrets[fullname]
+		s, ok := o.secrets[fullname+"-secrets"]
 		if !ok || string(s.Data["REDIS_URL"]) != url || string(s.Data["MicrosoftAppPassword"]) != "s3cret" {
-			t.Fatalf("Secret %+v", s)
+			t.Fatalf("Secret %+v among %v", s, slices.Collect(maps.Keys(o.secrets)))
 		}
 		e := env(o.bot(t).Spec.Template.Spec.Containers[0])
-		if r := e["REDIS_URL"].ValueFrom; r == nil || r.SecretKeyRef.Name != fullname || r.SecretKeyRef.Key != "REDIS_URL" {
-			t.Errorf("REDIS_URL %+v", e["REDIS_URL"])
+		for _, name := range []string{"REDIS_URL", "MicrosoftAppPassword"} {
+			if r := e[name].ValueFrom; r == nil || r.SecretKeyRef.Name != s.Name || r.SecretKeyRef.Key != name {
+				t.Errorf("%s %+v, want it from the chart's Secret %s", name, e[name], s.Name)
+			}
 		}
 		checksum := o.bot(t).Spec.Template.Annotations["checksum/secret"]
 		if checksum == "" {
 			t.Error("no checksum of the Secret: a changed secret would not roll the pods")
+		}
+	})
+	t.Run("README's install with redis.url", func(t *testing.T) {
+		// README names the release and the tenant's Secret upgradebot; the
+		// chart's own Secret must not take that name, or the install would
+		// clash with (or overwrite) the tenant's client secret.
+		var sets []string
+		for _, set := range tenantSets() {
+			if !strings.HasPrefix(set, "redis.") {
+				sets = append(sets, set)
+			}
+		}
+		rendered, err := renderRelease(t, "upgradebot", values(t, append(sets, "redis.url=rediss://:k@redis.contoso.internal:6380/0")...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := decode(t, rendered)
+		if _, clash := o.secrets["upgradebot"]; clash || len(o.secrets) != 1 {
+			t.Fatalf("the chart renders Secrets %v beside the tenant's Secret upgradebot", slices.Collect(maps.Keys(o.secrets)))
+		}
+		e := env(o.deployments["upgradebot"].Spec.Template.Spec.Containers[0])
+		if r := e["MicrosoftAppPassword"].ValueFrom; r == nil || r.SecretKeyRef.Name != "upgradebot" {
+			t.Errorf("MicrosoftAppPassword %+v, want it from the tenant's Secret upgradebot", e["MicrosoftAppPassword"])
+		}
+		if r := e["REDIS_URL"].ValueFrom; r == nil || o.secrets[r.SecretKeyRef.Name] == nil {
+			t.Errorf("REDIS_URL %+v, want it from the chart's Secret", e["REDIS_URL"])
 		}
 	})
 	t.Run("ServiceMonitor", func(t *testing.T) {
