@@ -664,6 +664,8 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"unknown cloud", append(tenantSets(), "config.BOT_CLOUD=mars"), []string{"/config/BOT_CLOUD", "usgov"}},
 		{"a misspelt configuration name", append(tenantSets(), "config.BOT_APROVERS=owners"), []string{"BOT_APROVERS"}},
 		{"memory limit in bytes", append(tenantSets(), "resources.limits.memory=134217728"), []string{"/resources/limits/memory"}},
+		{"a LoadBalancer would expose the ops port", append(tenantSets(), "service.type=LoadBalancer"), []string{"/service/type", "ClusterIP"}},
+		{"a NodePort would expose the ops port", append(tenantSets(), "service.type=NodePort"), []string{"/service/type", "ClusterIP"}},
 		{"Ingress without host", append(tenantSets(), "ingress.host="), []string{"/ingress/host"}},
 		{"a grace period shorter than the drain", append(tenantSets(), "terminationGracePeriodSeconds=30"), []string{"/terminationGracePeriodSeconds"}},
 		{"a grace period shorter than the longest preStop sleep and the drain", append(tenantSets(), "terminationGracePeriodSeconds=99"), []string{"/terminationGracePeriodSeconds"}},
