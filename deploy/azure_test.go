@@ -140,14 +140,24 @@ func TestARMTemplateResources(t *testing.T) {
 	}
 
 	var redis struct {
-		EnableNonSslPort  bool   `json:"enableNonSslPort"`
-		MinimumTLSVersion string `json:"minimumTlsVersion"`
+		EnableNonSslPort    bool   `json:"enableNonSslPort"`
+		MinimumTLSVersion   string `json:"minimumTlsVersion"`
+		PublicNetworkAccess string `json:"publicNetworkAccess"`
 	}
 	if err := json.Unmarshal(tpl.resource(t, "Microsoft.Cache/redis").Properties, &redis); err != nil {
 		t.Fatal(err)
 	}
 	if redis.EnableNonSslPort || redis.MinimumTLSVersion != "1.2" {
 		t.Errorf("Redis %+v, want TLS only", redis)
+	}
+	// Public access is the deployer's choice: Disabled once Redis has a
+	// private endpoint. Enabled by default, as the template's Container Apps
+	// environment is not in a virtual network and would not reach it else.
+	access := tpl.Parameters["redisPublicNetworkAccess"]
+	if redis.PublicNetworkAccess != "[parameters('redisPublicNetworkAccess')]" ||
+		!slices.Equal(access.AllowedValues, []any{"Enabled", "Disabled"}) || access.DefaultValue != "Enabled" {
+		t.Errorf("Redis publicNetworkAccess %q, parameter redisPublicNetworkAccess %+v: want it from the parameter, Enabled or Disabled, Enabled by default",
+			redis.PublicNetworkAccess, access)
 	}
 	if sku := tpl.Parameters["redisSku"]; slices.Contains(sku.AllowedValues, any("Basic")) {
 		t.Errorf("Redis Basic (one node, no replica) is offered")

@@ -25,6 +25,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	"helm.sh/helm/v4/pkg/strvals"
 	appsv1 "k8s.io/api/apps/v1"
@@ -60,9 +61,14 @@ func loadChart(t *testing.T) *chart.Chart {
 // checked against values.schema.json first.
 func render(t *testing.T, vals map[string]any) (map[string]string, error) {
 	t.Helper()
+	return renderRelease(t, release, vals)
+}
+
+func renderRelease(t *testing.T, name string, vals map[string]any) (map[string]string, error) {
+	t.Helper()
 	c := loadChart(t)
 	top, err := util.ToRenderValuesWithSchemaValidation(c, vals,
-		common.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, nil, false)
+		common.ReleaseOptions{Name: name, Namespace: namespace, IsInstall: true}, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -324,10 +330,9 @@ func TestChartDefaultsForATenant(t *testing.T) {
 		}
 	}
 
-	// Long enough for the bot to finish upgrades after SIGTERM.
-	if g := spec.TerminationGracePeriodSeconds; g == nil || float64(*g) <= app.StopTimeout().Seconds() {
-		t.Errorf("terminationGracePeriodSeconds %v, want more than the bot's %s to stop", g, app.StopTimeout())
-	}
+	// The pod serves on while the Ingress stops routing to it, then has long
+	// enough for the bot to finish upgrades after SIGTERM.
+	checkGrace(t, spec, 5)
 
 	// Resources, and GOMEMLIMIT 90% of the memory limit.
 	limit := c.Resources.Limits[corev1.ResourceMemory]
@@ -352,9 +357,7 @@ func TestChartDefaultsForATenant(t *testing.T) {
 		*sc.AllowPrivilegeEscalation || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
 		t.Errorf("container securityContext %+v", sc)
 	}
-	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-		t.Errorf("automountServiceAccountToken %v, want false without workload identity", spec.AutomountServiceAccountToken)
-	}
+	checkNoKubernetesToken(t, o)
 
 	// Secrets by reference only.
 	for _, name := range []string{"MicrosoftAppPassword", "REDIS_URL"} {
@@ -416,6 +419,79 @@ func TestChartDefaultsForATenant(t *testing.T) {
 	}
 }
 
+// checkGrace: the bot sleeps sleep seconds in a preStop hook, then the grace
+// period still covers the bot's stop after SIGTERM.
+func checkGrace(t *testing.T, spec corev1.PodSpec, sleep int64) {
+	t.Helper()
+	var got int64
+	if l := spec.Containers[0].Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Sleep == nil {
+		t.Errorf("no preStop sleep: a terminating pod would refuse requests the Ingress still routes to it")
+	} else if got = l.PreStop.Sleep.Seconds; got != sleep {
+		t.Errorf("preStop sleep %d s, want %d", got, sleep)
+	}
+	if g := spec.TerminationGracePeriodSeconds; g == nil || float64(*g) < float64(got)+app.StopTimeout().Seconds() {
+		t.Errorf("terminationGracePeriodSeconds %v, want at least the %d s preStop sleep plus the bot's %s to stop", g, got, app.StopTimeout())
+	}
+}
+
+// The longest preStop sleep the schema accepts beside the shortest grace
+// period it accepts still leaves the bot its time to stop; the chart needs
+// a cluster with the sleep action.
+func TestChartGraceCoversPreStopSleepAndStop(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties struct {
+			Sleep struct {
+				Minimum, Maximum *int64
+			} `json:"preStopSleepSeconds"`
+			Grace struct {
+				Minimum *int64
+			} `json:"terminationGracePeriodSeconds"`
+		} `json:"properties"`
+	}
+	if err := yaml.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	sleep, grace := schema.Properties.Sleep, schema.Properties.Grace
+	if sleep.Minimum == nil || *sleep.Minimum < 1 || sleep.Maximum == nil || grace.Minimum == nil {
+		t.Fatalf("values.schema.json bounds preStopSleepSeconds %+v and terminationGracePeriodSeconds %+v", sleep, grace)
+	}
+	o := renderOK(t, append(tenantSets(), "preStopSleepSeconds="+strconv.FormatInt(*sleep.Maximum, 10),
+		"terminationGracePeriodSeconds="+strconv.FormatInt(*grace.Minimum, 10))...)
+	checkGrace(t, o.bot(t).Spec.Template.Spec, *sleep.Maximum)
+
+	kube := loadChart(t).Metadata.KubeVersion
+	if chartutil.IsCompatibleRange(kube, "v1.29.9") || !chartutil.IsCompatibleRange(kube, "v1.30.0") {
+		t.Errorf("kubeVersion %q, want 1.30 or later: the preStop sleep action is on by default from 1.30", kube)
+	}
+}
+
+// checkNoKubernetesToken: neither the bot's pods, nor the helm test pod, nor
+// the chart's service account mount a Kubernetes API token; the bot never
+// calls the API.
+func checkNoKubernetesToken(t *testing.T, o objects) {
+	t.Helper()
+	mounts := map[string]*bool{"the bot's pods": o.bot(t).Spec.Template.Spec.AutomountServiceAccountToken}
+	if pod, ok := o.pods[fullname+"-doctor"]; ok {
+		mounts["the helm test pod"] = pod.Spec.AutomountServiceAccountToken
+	} else {
+		t.Error("no helm test pod")
+	}
+	if sa, ok := o.serviceAccounts[fullname]; ok {
+		mounts["the service account"] = sa.AutomountServiceAccountToken
+	} else {
+		t.Error("no service account")
+	}
+	for who, a := range mounts {
+		if a == nil || *a {
+			t.Errorf("%s: automountServiceAccountToken %v, want false", who, a)
+		}
+	}
+}
+
 func selects(selector, labels map[string]string) bool {
 	if len(selector) == 0 {
 		return false
@@ -442,9 +518,9 @@ func TestChartOptions(t *testing.T) {
 		if sa == nil || sa.Annotations["azure.workload.identity/client-id"] != appID {
 			t.Fatalf("service account %+v", sa)
 		}
-		if a := d.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || !*a {
-			t.Errorf("automountServiceAccountToken %v, want true for workload identity", a)
-		}
+		// The webhook projects its own token volume: the Kubernetes API
+		// token stays out of the pods.
+		checkNoKubernetesToken(t, o)
 		if _, ok := env(d.Spec.Template.Spec.Containers[0])["MicrosoftAppPassword"]; ok {
 			t.Errorf("a client secret beside workload identity")
 		}
@@ -475,17 +551,45 @@ func TestChartOptions(t *testing.T) {
 	t.Run("external Redis Cluster from values", func(t *testing.T) {
 		url := "rediss://:p@ss/w0rd@redis.contoso.internal:6380/0?cluster=true&addr=redis-2.contoso.internal:6380"
 		o := renderOK(t, append(tenantSets()[:2:2], "secrets.MicrosoftAppPassword=s3cret", "redis.url="+url)...)
-		s, ok := o.secrets[fullname]
+		s, ok := o.secrets[fullname+"-secrets"]
 		if !ok || string(s.Data["REDIS_URL"]) != url || string(s.Data["MicrosoftAppPassword"]) != "s3cret" {
-			t.Fatalf("Secret %+v", s)
+			t.Fatalf("Secret %+v among %v", s, slices.Collect(maps.Keys(o.secrets)))
 		}
 		e := env(o.bot(t).Spec.Template.Spec.Containers[0])
-		if r := e["REDIS_URL"].ValueFrom; r == nil || r.SecretKeyRef.Name != fullname || r.SecretKeyRef.Key != "REDIS_URL" {
-			t.Errorf("REDIS_URL %+v", e["REDIS_URL"])
+		for _, name := range []string{"REDIS_URL", "MicrosoftAppPassword"} {
+			if r := e[name].ValueFrom; r == nil || r.SecretKeyRef.Name != s.Name || r.SecretKeyRef.Key != name {
+				t.Errorf("%s %+v, want it from the chart's Secret %s", name, e[name], s.Name)
+			}
 		}
 		checksum := o.bot(t).Spec.Template.Annotations["checksum/secret"]
 		if checksum == "" {
 			t.Error("no checksum of the Secret: a changed secret would not roll the pods")
+		}
+	})
+	t.Run("README's install with redis.url", func(t *testing.T) {
+		// README names the release and the tenant's Secret upgradebot; the
+		// chart's own Secret must not take that name, or the install would
+		// clash with (or overwrite) the tenant's client secret.
+		var sets []string
+		for _, set := range tenantSets() {
+			if !strings.HasPrefix(set, "redis.") {
+				sets = append(sets, set)
+			}
+		}
+		rendered, err := renderRelease(t, "upgradebot", values(t, append(sets, "redis.url=rediss://:k@redis.contoso.internal:6380/0")...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := decode(t, rendered)
+		if _, clash := o.secrets["upgradebot"]; clash || len(o.secrets) != 1 {
+			t.Fatalf("the chart renders Secrets %v beside the tenant's Secret upgradebot", slices.Collect(maps.Keys(o.secrets)))
+		}
+		e := env(o.deployments["upgradebot"].Spec.Template.Spec.Containers[0])
+		if r := e["MicrosoftAppPassword"].ValueFrom; r == nil || r.SecretKeyRef.Name != "upgradebot" {
+			t.Errorf("MicrosoftAppPassword %+v, want it from the tenant's Secret upgradebot", e["MicrosoftAppPassword"])
+		}
+		if r := e["REDIS_URL"].ValueFrom; r == nil || o.secrets[r.SecretKeyRef.Name] == nil {
+			t.Errorf("REDIS_URL %+v, want it from the chart's Secret", e["REDIS_URL"])
 		}
 	})
 	t.Run("ServiceMonitor", func(t *testing.T) {
@@ -560,8 +664,13 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"unknown cloud", append(tenantSets(), "config.BOT_CLOUD=mars"), []string{"/config/BOT_CLOUD", "usgov"}},
 		{"a misspelt configuration name", append(tenantSets(), "config.BOT_APROVERS=owners"), []string{"BOT_APROVERS"}},
 		{"memory limit in bytes", append(tenantSets(), "resources.limits.memory=134217728"), []string{"/resources/limits/memory"}},
+		{"a LoadBalancer would expose the ops port", append(tenantSets(), "service.type=LoadBalancer"), []string{"/service/type", "ClusterIP"}},
+		{"a NodePort would expose the ops port", append(tenantSets(), "service.type=NodePort"), []string{"/service/type", "ClusterIP"}},
 		{"Ingress without host", append(tenantSets(), "ingress.host="), []string{"/ingress/host"}},
 		{"a grace period shorter than the drain", append(tenantSets(), "terminationGracePeriodSeconds=30"), []string{"/terminationGracePeriodSeconds"}},
+		{"a grace period shorter than the longest preStop sleep and the drain", append(tenantSets(), "terminationGracePeriodSeconds=99"), []string{"/terminationGracePeriodSeconds"}},
+		{"a preStop sleep longer than the grace period allows for", append(tenantSets(), "preStopSleepSeconds=16"), []string{"/preStopSleepSeconds"}},
+		{"no preStop sleep", append(tenantSets(), "preStopSleepSeconds=0"), []string{"/preStopSleepSeconds"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := render(t, values(t, tc.sets...))

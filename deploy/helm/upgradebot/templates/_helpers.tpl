@@ -45,7 +45,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (not .Values.sandbox) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}true{{ end }}
 {{- end }}
 
-{{/* The chart's own Secret holds whatever secret the values carry. */}}
+{{/*
+The chart's own Secret holds whatever secret the values carry. Its name is not
+the release's: README has the tenant create a Secret named like the release.
+*/}}
+{{- define "upgradebot.secretName" -}}
+{{- include "upgradebot.fullname" . }}-secrets
+{{- end }}
+
 {{- define "upgradebot.ownSecret" -}}
 {{- if or (and (not .Values.secrets.existingSecret) (or .Values.secrets.MicrosoftAppPassword .Values.secrets.MicrosoftAppCertificatePassword)) (and .Values.redis.url (not .Values.redis.existingSecret)) }}true{{ end }}
 {{- end }}
@@ -79,7 +86,7 @@ before the kernel kills the pod. The schema allows the limit only in Mi or Gi.
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
-{{- $secret := .Values.secrets.existingSecret | default (include "upgradebot.fullname" .) }}
+{{- $secret := .Values.secrets.existingSecret | default (include "upgradebot.secretName" .) }}
 {{- if or .Values.secrets.existingSecret .Values.secrets.MicrosoftAppPassword }}
 - name: MicrosoftAppPassword
   valueFrom:
@@ -110,7 +117,7 @@ before the kernel kills the pod. The schema allows the limit only in Mi or Gi.
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "upgradebot.fullname" . }}
+      name: {{ include "upgradebot.secretName" . }}
       key: REDIS_URL
 {{- else if .Values.devRedis.enabled }}
 - name: REDIS_URL
