@@ -275,7 +275,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 		Connector: connector, Conversations: store, Activities: store, Approvals: store,
 		Approvers: cfg.Approvers, Logger: logger,
 		Proactive: store, ProactiveOff: !cfg.Proactive,
-		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
+		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue,
 	}
 	if g != nil {
