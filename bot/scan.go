@@ -76,7 +76,9 @@ type WorkerOptions struct {
 	Queue  JobQueue
 	Budget Budget // nil: no limit
 	// CallsPerScan is what a scan is charged against the budget. Default 2
-	// (the installations and, for pending ones, their consent).
+	// (the installations, then the catalog definitions of their apps); a
+	// scan that uses the watcher's catalog read (Options.CatalogReads) is
+	// charged one less.
 	CallsPerScan int
 	// MaxAttempts bounds retries of a job failing for other reasons than
 	// throttling (those are retried until they pass); the next sweep
@@ -127,7 +129,11 @@ func (pr *proactive) runScans(ctx context.Context, o WorkerOptions) error {
 func (pr *proactive) runJob(ctx context.Context, o WorkerOptions, j Job) (string, ScanResult) {
 	log := pr.log.With("job", j.ID, "reason", j.Reason, "tenant", j.TenantID)
 	if o.Budget != nil && !j.Budgeted {
-		wait, booked, err := o.Budget.Take(ctx, j.TenantID, o.CallsPerScan)
+		calls := o.CallsPerScan
+		if pr.requests.reads != nil && sharesCatalogRead(j.Reason) {
+			calls = max(calls-1, 1)
+		}
+		wait, booked, err := o.Budget.Take(ctx, j.TenantID, calls)
 		if err != nil {
 			log.WarnContext(ctx, "graph budget unavailable; the job runs again later", "err", err)
 			return "retry", ScanResult{} // not acknowledged: reclaimed later

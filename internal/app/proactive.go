@@ -20,8 +20,10 @@ import (
 const scanWorkers = 4
 
 // graphCallsPerSecond is each tenant's Graph budget for background scans,
-// across replicas (a scan is charged two calls, so five scans a second): well under Teams' 30 reads a second per app and tenant,
-// leaving room for people's own commands.
+// across replicas (a scan is charged two calls, one when it uses the
+// watcher's catalog read, as a sweep's do: ten scopes a second): well under
+// Teams' 30 reads a second per app and tenant, leaving room for people's own
+// commands.
 const graphCallsPerSecond = 10
 
 // background runs what the bot does unprompted: the catalog watcher (on the
@@ -48,7 +50,7 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 			log = notedWatchLog{WatchLog: watch, noted: catalogRead}
 		}
 		w, err := bot.NewWatcher(bot.WatcherOptions{
-			Lease: watch, Log: log, Queue: queue, Catalog: catalog, Where: store, Due: store, Holder: holder,
+			Lease: watch, Log: log, Reads: watch, Queue: queue, Catalog: catalog, Where: store, Due: store, Holder: holder,
 			ScanInterval: cfg.ScanInterval, SweepInterval: cfg.SweepInterval, OnLease: m.lease, Logger: logger,
 		})
 		if err != nil {

@@ -276,7 +276,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 		Approvers: cfg.Approvers, Logger: logger,
 		Proactive: store, ProactiveOff: !cfg.Proactive,
 		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
-		Jobs: queue,
+		Jobs: queue, CatalogReads: store.Watch(), CatalogMaxAge: cfg.ScanInterval,
 	}
 	if g != nil {
 		opts.Installations, opts.Catalog, opts.Directory, opts.Grants = g, g, g, g
