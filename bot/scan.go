@@ -48,6 +48,11 @@ type Budget interface {
 	// tenant's jobs each come round once more, in order, at the budget's
 	// pace. A paused tenant's budget books nothing (booked false).
 	Take(ctx context.Context, tenantID string, n int) (wait time.Duration, booked bool, err error)
+	// TakeFollowUp is Take for a follow-up (the check after an upgrade, the
+	// cards of a version just published): it never waits behind what Take
+	// booked, only behind other follow-ups, in a share of the budget Take
+	// cannot book.
+	TakeFollowUp(ctx context.Context, tenantID string, n int) (wait time.Duration, booked bool, err error)
 	// Pause lets no call of a tenant's budget through until until: Graph
 	// throttled the tenant and said when to come back.
 	Pause(ctx context.Context, tenantID string, until time.Time) error
@@ -70,6 +75,11 @@ func retryAfter(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// followsUp reports whether a job is a follow-up, which takes its Graph
+// calls before the sweep's (Budget.TakeFollowUp): the check after an
+// upgrade someone approved, and the cards of a version just published.
+func followsUp(reason string) bool { return reason == ReasonVerify || reason == ReasonCatalog }
 
 // WorkerOptions configures RunScans.
 type WorkerOptions struct {
@@ -133,7 +143,11 @@ func (pr *proactive) runJob(ctx context.Context, o WorkerOptions, j Job) (string
 		if pr.requests.reads != nil && sharesCatalogRead(j.Reason) {
 			calls = max(calls-1, 1)
 		}
-		wait, booked, err := o.Budget.Take(ctx, j.TenantID, calls)
+		take := o.Budget.Take
+		if followsUp(j.Reason) {
+			take = o.Budget.TakeFollowUp
+		}
+		wait, booked, err := take(ctx, j.TenantID, calls)
 		if err != nil {
 			log.WarnContext(ctx, "graph budget unavailable; the job runs again later", "err", err)
 			return "retry", ScanResult{} // not acknowledged: reclaimed later

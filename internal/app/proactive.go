@@ -26,6 +26,12 @@ const scanWorkers = 4
 // commands.
 const graphCallsPerSecond = 10
 
+// followUpShare is the part of each tenant's Graph budget reserved for
+// follow-ups, a fifth (two calls a second): the check after an upgrade and
+// the cards of a version just published never wait behind a sweep's
+// bookings, which may reach half an hour ahead in a large tenant.
+const followUpShare = 5
+
 // background runs what the bot does unprompted: the catalog watcher (on the
 // replica that holds the lease) and scan workers (on every replica). The
 // returned function stops them and waits. catalogRead, if set, is told of
@@ -36,11 +42,12 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 	m := newProactiveMetrics(reg, queue, logger)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	budget := store.BudgetWithFollowUps(graphBudget, max(graphBudget/followUpShare, 1))
 	for range scanWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = b.RunScans(ctx, bot.WorkerOptions{Queue: queue, Budget: store.Budget(graphBudget), Observe: m.observe})
+			_ = b.RunScans(ctx, bot.WorkerOptions{Queue: queue, Budget: budget, Observe: m.observe})
 		}()
 	}
 	if catalog != nil {
