@@ -50,6 +50,9 @@ type Approval struct {
 	// UpgradeSentAt is set just before Graph's upgrade is called: without
 	// it an interrupted claim certainly never reached Graph.
 	UpgradeSentAt time.Time `json:"upgradeSentAt,omitzero"`
+	// RetryAt is set when Graph's answer to the upgrade was lost: if the
+	// installation still shows the old version then, Retry is offered.
+	RetryAt time.Time `json:"retryAt,omitzero"`
 	// Verification is what the bot found when it re-read the upgraded
 	// installation and the grants in force.
 	Verification *Verification `json:"verification,omitempty"`

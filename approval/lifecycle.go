@@ -81,7 +81,7 @@ func (a Approval) Claim(who Person, at time.Time, token string) (Approval, bool)
 		return a, false
 	}
 	a.Status, a.DecidedBy, a.DecidedAt, a.ClaimToken = StatusUpgrading, &who, at.UTC(), token
-	a.Problem, a.ProblemText = Problem{}, ""
+	a.Problem, a.ProblemText, a.RetryAt = Problem{}, "", time.Time{}
 	return a, true
 }
 
@@ -112,6 +112,7 @@ type Outcome struct {
 // this record. A failed outcome stays decidable: Retry claims it again.
 func (a Approval) Close(o Outcome) Approval {
 	a.Status, a.DecidedAt, a.Problem, a.ProblemText, a.ClaimToken = o.Status, o.At.UTC(), o.Problem, "", ""
+	a.RetryAt = time.Time{}
 	if o.By != nil {
 		a.DecidedBy = o.By
 	}

@@ -98,6 +98,12 @@ type Options struct {
 	// what an upgrade actually granted. Without them nothing is verified.
 	Jobs   JobQueue
 	Grants GrantChecker
+	// CatalogReads, if set, shares the watcher's read of each tenant's
+	// catalog with the sweep and new-version scans it queues; they use it
+	// while it is no older than CatalogMaxAge (default 15 min; the serve
+	// command passes BOT_SCAN_INTERVAL). Nil: every scan reads the catalog.
+	CatalogReads  CatalogReads
+	CatalogMaxAge time.Duration
 	// ClaimStale is how long a proactive post may look in flight before
 	// another replica takes it over (its replica died). Default 2 min.
 	ClaimStale time.Duration
@@ -156,6 +162,9 @@ func New(opts Options) (*Bot, error) {
 	if opts.FollowEvery <= 0 {
 		opts.FollowEvery = 15 * time.Minute
 	}
+	if opts.CatalogMaxAge <= 0 {
+		opts.CatalogMaxAge = 15 * time.Minute
+	}
 	if opts.ClaimStale <= 0 {
 		opts.ClaimStale = 2 * time.Minute
 	}
@@ -173,7 +182,7 @@ func New(opts Options) (*Bot, error) {
 	ls := &lists{plumbing: pl, approvals: opts.Approvals}
 	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls}
 	rq := &requests{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
-		ttl: opts.ApprovalTTL}
+		ttl: opts.ApprovalTTL, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge}
 	fu := &followups{store: opts.Proactive, every: opts.FollowEvery, remindAfter: opts.RemindAfter, log: opts.Logger}
 	ap := &approvers{policy: opts.Approvers, directory: opts.Directory, log: opts.Logger}
 	vf := &verifier{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, grants: opts.Grants,

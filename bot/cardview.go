@@ -29,6 +29,9 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 	if a.Status == approval.StatusFailed {
 		o.Problem = problemView(a.WhatWentWrong())
 	}
+	if a.Status == approval.StatusUpgrading {
+		o.RetryAt = a.RetryAt
+	}
 	o.Verification = verificationView(a.Verification)
 	return pl.cards.Outcome(o)
 }

@@ -72,7 +72,7 @@ func (pr *proactive) installed(ctx context.Context, t *Turn) error {
 	if pr.installations == nil || t.Ref.Scope == nil {
 		return nil
 	}
-	_, err = pr.scan(ctx, t.Ref, true)
+	_, err = pr.scan(ctx, t.Ref, true, false)
 	return err
 }
 

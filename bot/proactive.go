@@ -113,7 +113,7 @@ func (pr *proactive) scanConversation(ctx context.Context, j ScanJob) (ScanResul
 	if ref.Scope == nil {
 		return ScanResult{}, nil
 	}
-	return pr.scan(ctx, ref, false)
+	return pr.scan(ctx, ref, false, sharesCatalogRead(j.Reason))
 }
 
 // postsOn reports whether the bot may post unprompted in a conversation.
@@ -126,13 +126,19 @@ func (pr *proactive) postsOn(ctx context.Context, conversationID string) (bool, 
 	return pr.store.NotificationsOn(ctx, approval.BaseConversation(conversationID))
 }
 
-func (pr *proactive) scan(ctx context.Context, ref approval.ConversationRef, install bool) (ScanResult, error) {
+// scan looks at a conversation; shared lets it use the watcher's read of
+// the catalog (behindShared).
+func (pr *proactive) scan(ctx context.Context, ref approval.ConversationRef, install, shared bool) (ScanResult, error) {
 	var res ScanResult
 	installed, err := pr.installations.Installed(ctx, *ref.Scope)
 	if err != nil {
 		return res, err
 	}
-	ups, err := pr.requests.behind(ctx, *ref.Scope, installed)
+	behind := pr.requests.behind
+	if shared {
+		behind = pr.requests.behindShared
+	}
+	ups, err := behind(ctx, *ref.Scope, installed)
 	if err != nil {
 		return res, err
 	}

@@ -55,9 +55,7 @@ func (up *upgrades) reconcile(ctx context.Context, c approval.Approval) bool {
 	case err == nil && approval.CompareVersions(in.Definition.Version, u.Target.Version) >= 0:
 	case err == nil && up.now().Before(c.UpgradeSentAt.Add(up.grace)):
 		// Graph may not show an upgrade that took yet: Retry waits.
-		if _, err := up.approvals.HoldClaim(ctx, c.ID, c.ClaimToken, up.graceLeft(c.UpgradeSentAt)); err != nil {
-			up.log.WarnContext(ctx, "cannot hold an unconfirmed upgrade's claim", "approval", c.ID, "err", err)
-		}
+		up.holdForGrace(ctx, c, c.UpgradeSentAt)
 		return false
 	case err == nil:
 		status = approval.StatusFailed

@@ -16,6 +16,8 @@ type requests struct {
 	installations Installations
 	catalog       Catalog
 	ttl           time.Duration // Options.ApprovalTTL
+	reads         CatalogReads  // Options.CatalogReads
+	readMaxAge    time.Duration // Options.CatalogMaxAge
 }
 
 // open returns the open approval for this upgrade here, or a new one

@@ -48,6 +48,11 @@ type Budget interface {
 	// tenant's jobs each come round once more, in order, at the budget's
 	// pace. A paused tenant's budget books nothing (booked false).
 	Take(ctx context.Context, tenantID string, n int) (wait time.Duration, booked bool, err error)
+	// TakeFollowUp is Take for a follow-up (the check after an upgrade, the
+	// cards of a version just published): it never waits behind what Take
+	// booked, only behind other follow-ups, in a share of the budget Take
+	// cannot book.
+	TakeFollowUp(ctx context.Context, tenantID string, n int) (wait time.Duration, booked bool, err error)
 	// Pause lets no call of a tenant's budget through until until: Graph
 	// throttled the tenant and said when to come back.
 	Pause(ctx context.Context, tenantID string, until time.Time) error
@@ -71,12 +76,19 @@ func retryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// followsUp reports whether a job is a follow-up, which takes its Graph
+// calls before the sweep's (Budget.TakeFollowUp): the check after an
+// upgrade someone approved, and the cards of a version just published.
+func followsUp(reason string) bool { return reason == ReasonVerify || reason == ReasonCatalog }
+
 // WorkerOptions configures RunScans.
 type WorkerOptions struct {
 	Queue  JobQueue
 	Budget Budget // nil: no limit
 	// CallsPerScan is what a scan is charged against the budget. Default 2
-	// (the installations and, for pending ones, their consent).
+	// (the installations, then the catalog definitions of their apps); a
+	// scan that uses the watcher's catalog read (Options.CatalogReads) is
+	// charged one less.
 	CallsPerScan int
 	// MaxAttempts bounds retries of a job failing for other reasons than
 	// throttling (those are retried until they pass); the next sweep
@@ -127,7 +139,15 @@ func (pr *proactive) runScans(ctx context.Context, o WorkerOptions) error {
 func (pr *proactive) runJob(ctx context.Context, o WorkerOptions, j Job) (string, ScanResult) {
 	log := pr.log.With("job", j.ID, "reason", j.Reason, "tenant", j.TenantID)
 	if o.Budget != nil && !j.Budgeted {
-		wait, booked, err := o.Budget.Take(ctx, j.TenantID, o.CallsPerScan)
+		calls := o.CallsPerScan
+		if pr.requests.reads != nil && sharesCatalogRead(j.Reason) {
+			calls = max(calls-1, 1)
+		}
+		take := o.Budget.Take
+		if followsUp(j.Reason) {
+			take = o.Budget.TakeFollowUp
+		}
+		wait, booked, err := take(ctx, j.TenantID, calls)
 		if err != nil {
 			log.WarnContext(ctx, "graph budget unavailable; the job runs again later", "err", err)
 			return "retry", ScanResult{} // not acknowledged: reclaimed later

@@ -77,6 +77,11 @@ type budgetAnswer struct {
 
 func (f *scriptedBudget) Pause(context.Context, string, time.Time) error { return nil }
 
+// TakeFollowUp answers as Take: these tests are about one lane.
+func (f *scriptedBudget) TakeFollowUp(ctx context.Context, tenantID string, n int) (time.Duration, bool, error) {
+	return f.Take(ctx, tenantID, n)
+}
+
 func (f *scriptedBudget) Take(context.Context, string, int) (time.Duration, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

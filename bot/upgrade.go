@@ -173,9 +173,31 @@ func (up *upgrades) upgradeTook(ctx context.Context, u approval.PendingUpgrade) 
 func (up *upgrades) awaitConfirmation(ctx context.Context, c approval.Approval, sent time.Time, cause error) approval.Approval {
 	up.log.WarnContext(ctx, "Microsoft Graph did not confirm the upgrade; waiting before offering Retry",
 		"approval", c.ID, "until", sent.Add(up.grace), "err", cause)
+	return up.holdForGrace(ctx, c, sent)
+}
+
+// holdForGrace holds an unconfirmed upgrade's claim for what is left of
+// its grace period, and has its cards say when Retry will be offered.
+func (up *upgrades) holdForGrace(ctx context.Context, c approval.Approval, sent time.Time) approval.Approval {
+	if retryAt := sent.Add(up.grace).UTC(); !c.RetryAt.Equal(retryAt) {
+		err := retryStore(ctx, recordTimeout, func(ctx context.Context) error {
+			marked, err := up.approvals.Amend(ctx, c, func(a *approval.Approval) { a.RetryAt = retryAt })
+			if err == nil {
+				c = marked
+			}
+			return err
+		})
+		if err == nil {
+			up.publisher.updateCardsOnly(context.WithoutCancel(ctx), c)
+		} else {
+			up.log.WarnContext(ctx, "cannot note when Retry will be offered", "approval", c.ID, "err", err)
+		}
+	}
 	err := retryStore(ctx, recordTimeout, func(ctx context.Context) error {
-		var err error
-		c, err = up.approvals.HoldClaim(ctx, c.ID, c.ClaimToken, up.graceLeft(sent))
+		held, err := up.approvals.HoldClaim(ctx, c.ID, c.ClaimToken, up.graceLeft(sent))
+		if err == nil {
+			c = held
+		}
 		return err
 	})
 	if err != nil {

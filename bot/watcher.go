@@ -50,6 +50,9 @@ type WatcherOptions struct {
 	Catalog OrgCatalog
 	Where   ReferenceIndex
 	Due     Followups
+	// Reads, if set, keeps each catalog read for the scans it queues
+	// (Options.CatalogReads).
+	Reads CatalogReads
 	// Holder names this replica in the lease. Required.
 	Holder string
 	// ScanInterval is how often each tenant's catalog is read
@@ -148,22 +151,28 @@ func (w *Watcher) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if now.Sub(last) >= w.o.SweepInterval {
+	sweep := now.Sub(last) >= w.o.SweepInterval
+	readCatalogs := sweep || now.Sub(w.lastRead) >= w.o.ScanInterval
+	if sweep {
+		// Each tenant's catalog is read before its sweep is queued, so its
+		// scans share this read (Reads) rather than each reading it again.
 		for _, tenant := range tenants {
-			if err := w.enqueueAll(ctx, tenant, "sweep"); err != nil {
+			defs, err := w.readCatalog(ctx, token, tenant)
+			if err := w.enqueueAll(ctx, tenant, ReasonSweep); err != nil {
 				return err
+			}
+			if err == nil {
+				w.recordCatalog(ctx, token, tenant, defs, true)
 			}
 		}
 		if err := w.o.Log.SaveSweep(ctx, token, now); err != nil {
 			return err
 		}
-		w.lastRead = time.Time{} // the sweep covers it; still record the catalog below
 	}
-	readCatalogs := now.Sub(w.lastRead) >= w.o.ScanInterval
 	for _, tenant := range tenants {
-		if readCatalogs {
-			if err := w.watchCatalog(ctx, token, tenant, now.Sub(last) >= w.o.SweepInterval); err != nil {
-				w.o.Logger.WarnContext(ctx, "cannot read a tenant's catalog", "tenant", tenant, "err", err)
+		if readCatalogs && !sweep {
+			if defs, err := w.readCatalog(ctx, token, tenant); err == nil {
+				w.recordCatalog(ctx, token, tenant, defs, false)
 			}
 		}
 		due, err := w.o.Due.DueConversations(ctx, tenant, now, w.o.ScanInterval, 1000)
@@ -171,7 +180,7 @@ func (w *Watcher) round(ctx context.Context) error {
 			return err
 		}
 		for _, conv := range due {
-			if err := w.o.Queue.Enqueue(ctx, ScanJob{TenantID: tenant, ConversationID: conv, Reason: "followup"}); err != nil {
+			if err := w.o.Queue.Enqueue(ctx, ScanJob{TenantID: tenant, ConversationID: conv, Reason: ReasonFollowup}); err != nil {
 				return err
 			}
 		}
@@ -182,13 +191,34 @@ func (w *Watcher) round(ctx context.Context) error {
 	return nil
 }
 
-// watchCatalog reads a tenant's catalog and, when an app has a newer
-// published version than last seen, scans every installation scope there.
-func (w *Watcher) watchCatalog(ctx context.Context, token int64, tenant string, swept bool) error {
+// readCatalog reads a tenant's catalog and keeps the read for the scans
+// queued after it (Reads): a scan that finds none fresh enough reads the
+// catalog itself.
+func (w *Watcher) readCatalog(ctx context.Context, token int64, tenant string) ([]approval.AppDefinition, error) {
+	at := w.o.Now()
 	defs, err := w.o.Catalog.Published(ctx, tenant)
 	if err != nil {
-		return err
+		w.o.Logger.WarnContext(ctx, "cannot read a tenant's catalog", "tenant", tenant, "err", err)
+		return nil, err
 	}
+	if w.o.Reads != nil {
+		if err := w.o.Reads.SaveCatalogRead(ctx, token, tenant, CatalogRead{At: at, Definitions: defs}); err != nil {
+			w.o.Logger.WarnContext(ctx, "cannot keep the catalog read for the scans", "tenant", tenant, "err", err)
+		}
+	}
+	return defs, nil
+}
+
+// recordCatalog records what a catalog read saw and, when an app has a
+// newer published version than last seen, scans every installation scope
+// of the tenant (unless its sweep was just queued).
+func (w *Watcher) recordCatalog(ctx context.Context, token int64, tenant string, defs []approval.AppDefinition, swept bool) {
+	if err := w.watchCatalog(ctx, token, tenant, defs, swept); err != nil {
+		w.o.Logger.WarnContext(ctx, "cannot record a tenant's catalog", "tenant", tenant, "err", err)
+	}
+}
+
+func (w *Watcher) watchCatalog(ctx context.Context, token int64, tenant string, defs []approval.AppDefinition, swept bool) error {
 	seen, known, err := w.o.Log.SeenCatalog(ctx, tenant)
 	if err != nil {
 		return err
@@ -205,7 +235,7 @@ func (w *Watcher) watchCatalog(ctx context.Context, token int64, tenant string, 
 	// install's own check and this read would otherwise wait for a sweep.
 	if (len(newer) > 0 || !known) && !swept {
 		w.o.Logger.InfoContext(ctx, "new catalog versions; scanning the tenant", "tenant", tenant, "apps", newer, "first_read", !known)
-		if err := w.enqueueAll(ctx, tenant, "catalog"); err != nil {
+		if err := w.enqueueAll(ctx, tenant, ReasonCatalog); err != nil {
 			return err
 		}
 	}

@@ -76,23 +76,24 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 	failed.Problem = cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
 		GraphMessage: "Missing scope permissions on the request.", Permission: "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
 	return map[string]cards.Card{
-		"pending":            pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
-		"pending-meeting":    pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
-		"pending-team":       pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
-		"pending-personal":   pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
-		"pending-group":      pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),
-		"pending-no-change":  pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners),
-		"pending-no-rsc":     pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed),
-		"pending-40":         pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners),
-		"pending-long":       pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners),
-		"outcome-upgraded":   c.Outcome(outcome(cards.OutcomeUpgraded)),
-		"outcome-rejected":   c.Outcome(outcome(cards.OutcomeRejected)),
-		"outcome-failed":     c.Outcome(failed),
-		"outcome-expired":    c.Outcome(outcome(cards.OutcomeExpired)),
-		"outcome-superseded": c.Outcome(outcome(cards.OutcomeSuperseded)),
-		"outcome-uptodate":   c.Outcome(outcome(cards.OutcomeUpToDate)),
-		"outcome-notallowed": c.Outcome(outcome(cards.OutcomeNotAllowed)),
-		"outcome-upgrading":  c.Outcome(outcome(cards.OutcomeUpgrading)),
+		"pending":                       pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
+		"pending-meeting":               pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
+		"pending-team":                  pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
+		"pending-personal":              pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
+		"pending-group":                 pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),
+		"pending-no-change":             pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-no-rsc":                pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed),
+		"pending-40":                    pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-long":                  pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners),
+		"outcome-upgraded":              c.Outcome(outcome(cards.OutcomeUpgraded)),
+		"outcome-rejected":              c.Outcome(outcome(cards.OutcomeRejected)),
+		"outcome-failed":                c.Outcome(failed),
+		"outcome-expired":               c.Outcome(outcome(cards.OutcomeExpired)),
+		"outcome-superseded":            c.Outcome(outcome(cards.OutcomeSuperseded)),
+		"outcome-uptodate":              c.Outcome(outcome(cards.OutcomeUpToDate)),
+		"outcome-notallowed":            c.Outcome(outcome(cards.OutcomeNotAllowed)),
+		"outcome-upgrading":             c.Outcome(outcome(cards.OutcomeUpgrading)),
+		"outcome-upgrading-unconfirmed": c.Outcome(retryAt(outcome(cards.OutcomeUpgrading), decided.Add(10*time.Minute))),
 		"list-upgrading": c.PendingList(cards.PendingList{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners,
 			Items: []cards.PendingItem{
 				{ApprovalID: "apr_1", App: polls, Diff: pollsDiff, Status: cards.OutcomeUpgrading},
@@ -473,4 +474,9 @@ func TestApproveAllCountsWhatItWouldApprove(t *testing.T) {
 	if got := button(item("Polls", cards.OutcomeUpgraded), item("Tasks", cards.OutcomeFailed)); got != "" {
 		t.Errorf("none left to review: %q", got)
 	}
+}
+
+func retryAt(o cards.Outcome, at time.Time) cards.Outcome {
+	o.RetryAt = at
+	return o
 }

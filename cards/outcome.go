@@ -36,6 +36,9 @@ type Outcome struct {
 	// Upgraded: whether the new version runs with exactly the consented
 	// permissions; nil until the bot has checked.
 	Verification *Verification
+	// Upgrading, when Graph's answer was lost: when Retry is offered if
+	// Graph still does not show the upgrade. Zero while the call runs.
+	RetryAt time.Time
 }
 
 var outcomeStyle = map[OutcomeKind]string{
@@ -75,6 +78,9 @@ func (c *Cards) Outcome(o Outcome) Card {
 			status = append(status, text(t.T("Outcome_upgraded_By", data)))
 		}
 		status = append(status, text(t.T("Outcome_upgrading_Body", data)))
+		if !o.RetryAt.IsZero() {
+			status = append(status, text(t.T("Outcome_upgrading_RetryAt", map[string]any{"When": when(o.RetryAt)})))
+		}
 	default:
 		status = append(status, text(t.T("Outcome_"+string(o.Kind)+"_Body", data)))
 	}

@@ -401,3 +401,42 @@ func TestBudgetPausedUntilRetryAfter(t *testing.T) {
 		t.Error("one tenant's pause held up another")
 	}
 }
+
+// A sweep booked the tenant's budget for the next half minute: a follow-up
+// still goes at once, from the share reserved for follow-ups, and the next
+// waits behind that one only; the sweep's next booking is not moved.
+func TestFollowUpsTakeTheirReservedShareNotTheSweepsTurn(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	b := s.BudgetWithFollowUps(10, 2) // the sweep books 8 calls a second
+	var last time.Duration
+	for range 100 {
+		w, _, err := b.Take(ctx, tenant, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = w
+	}
+	if last < 20*time.Second {
+		t.Fatalf("the sweep's 100th scan waits %s: the budget is not saturated", last)
+	}
+	w, booked, err := b.TakeFollowUp(ctx, tenant, 2)
+	if err != nil || w != 0 || booked {
+		t.Errorf("a follow-up behind the sweep: wait %s, booked %v, err %v; want it now", w, booked, err)
+	}
+	w, booked, err = b.TakeFollowUp(ctx, tenant, 2)
+	if err != nil || !booked || w < 950*time.Millisecond || w > time.Second {
+		t.Errorf("a second follow-up: wait %s, booked %v, err %v; want about 1s (2 calls at 2 a second)", w, booked, err)
+	}
+	next, _, _ := b.Take(ctx, tenant, 2)
+	if next > last+500*time.Millisecond { // 250 ms for its own two calls
+		t.Errorf("the sweep's next scan waits %s after %s: follow-ups moved it", next, last)
+	}
+	// Without a sweep, a follow-up spends the whole budget's room.
+	idle := s.BudgetWithFollowUps(10, 2)
+	for i := range 5 {
+		if w, _, _ := idle.TakeFollowUp(ctx, "idle-tenant", 2); w != 0 {
+			t.Errorf("follow-up %d of an idle tenant waits %s, want none (a second's worth of the budget)", i+1, w)
+		}
+	}
+}

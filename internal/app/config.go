@@ -56,6 +56,7 @@ type config struct {
 	SweepInterval time.Duration // BOT_SWEEP_INTERVAL: how often every installation scope is scanned, default 24h
 	RemindAfter   time.Duration // BOT_REMIND_AFTER: one reminder after, default 72h
 	ApprovalTTL   time.Duration // BOT_APPROVAL_TTL: a request expires after, default 168h
+	UpgradeGrace  time.Duration // BOT_UPGRADE_GRACE: an unconfirmed upgrade waits this long before Retry, default 10m
 }
 
 // configError names the variable at fault, so the one line an operator
@@ -273,6 +274,7 @@ func (c *config) readProactive(e environ) error {
 		{"BOT_SWEEP_INTERVAL", &c.SweepInterval, 24 * time.Hour},
 		{"BOT_REMIND_AFTER", &c.RemindAfter, 72 * time.Hour},
 		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
+		{"BOT_UPGRADE_GRACE", &c.UpgradeGrace, 10 * time.Minute},
 	} {
 		var err error
 		if *d.dst, err = durationVar(e, d.name, d.def); err != nil {

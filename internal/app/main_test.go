@@ -335,6 +335,7 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_SCAN_INTERVAL": "15"}, "BOT_SCAN_INTERVAL"},
 		{map[string]string{"BOT_SWEEP_INTERVAL": "-1h"}, "BOT_SWEEP_INTERVAL"},
 		{map[string]string{"BOT_APPROVAL_TTL": "a week"}, "BOT_APPROVAL_TTL"},
+		{map[string]string{"BOT_UPGRADE_GRACE": "-5m"}, "BOT_UPGRADE_GRACE"},
 		{map[string]string{"BOT_REMIND_AFTER": "200h"}, "BOT_REMIND_AFTER"}, // after the default 168h expiry
 	} {
 		var stderr bytes.Buffer

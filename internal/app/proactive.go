@@ -20,9 +20,17 @@ import (
 const scanWorkers = 4
 
 // graphCallsPerSecond is each tenant's Graph budget for background scans,
-// across replicas (a scan is charged two calls, so five scans a second): well under Teams' 30 reads a second per app and tenant,
-// leaving room for people's own commands.
+// across replicas (a scan is charged two calls, one when it uses the
+// watcher's catalog read, as a sweep's do: ten scopes a second): well under
+// Teams' 30 reads a second per app and tenant, leaving room for people's own
+// commands.
 const graphCallsPerSecond = 10
+
+// followUpShare is the part of each tenant's Graph budget reserved for
+// follow-ups, a fifth (two calls a second): the check after an upgrade and
+// the cards of a version just published never wait behind a sweep's
+// bookings, which may reach half an hour ahead in a large tenant.
+const followUpShare = 5
 
 // background runs what the bot does unprompted: the catalog watcher (on the
 // replica that holds the lease) and scan workers (on every replica). The
@@ -34,11 +42,12 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 	m := newProactiveMetrics(reg, queue, logger)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	budget := store.BudgetWithFollowUps(graphBudget, max(graphBudget/followUpShare, 1))
 	for range scanWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = b.RunScans(ctx, bot.WorkerOptions{Queue: queue, Budget: store.Budget(graphBudget), Observe: m.observe})
+			_ = b.RunScans(ctx, bot.WorkerOptions{Queue: queue, Budget: budget, Observe: m.observe})
 		}()
 	}
 	if catalog != nil {
@@ -48,7 +57,7 @@ func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store,
 			log = notedWatchLog{WatchLog: watch, noted: catalogRead}
 		}
 		w, err := bot.NewWatcher(bot.WatcherOptions{
-			Lease: watch, Log: log, Queue: queue, Catalog: catalog, Where: store.Proactive(), Due: store.Proactive(), Holder: holder,
+			Lease: watch, Log: log, Reads: watch, Queue: queue, Catalog: catalog, Where: store.Proactive(), Due: store.Proactive(), Holder: holder,
 			ScanInterval: cfg.ScanInterval, SweepInterval: cfg.SweepInterval, OnLease: m.lease, Logger: logger,
 		})
 		if err != nil {

@@ -275,8 +275,8 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 		Connector: connector, Conversations: store.Conversations(), Activities: store.Conversations(),
 		Approvals: store.Approvals(), Approvers: cfg.Approvers, Logger: logger,
 		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive,
-		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
-		Jobs: queue,
+		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
+		Jobs: queue, CatalogReads: store.Watch(), CatalogMaxAge: cfg.ScanInterval,
 	}
 	if g != nil {
 		opts.Installations, opts.Catalog, opts.Directory, opts.Grants = g, g, g, g
