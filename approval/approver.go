@@ -72,7 +72,7 @@ func (p ApproverPolicy) Judge(scope Scope, who Person, membership []Member) Judg
 		return strings.EqualFold(m.UserID, who.AADObjectID) && scope.InTenant(m)
 	})
 	switch {
-	case i < 0:
+	case i < 0 || membership[i].IsGuest():
 		return Refused
 	case slices.Contains(p.Users, strings.ToLower(who.AADObjectID)) || (p.Owners && membership[i].IsOwner()):
 		return Allowed
@@ -100,3 +100,9 @@ type Member struct {
 
 // IsOwner reports whether the member holds the owner role.
 func (m Member) IsOwner() bool { return slices.Contains(m.Roles, "owner") }
+
+// IsGuest reports whether the member holds the guest role. A chat's roles
+// are only owner and guest, and Graph makes every full member an owner, so
+// "owner" says little; a guest is never an approver, whatever rule names
+// them.
+func (m Member) IsGuest() bool { return slices.Contains(m.Roles, "guest") }

@@ -74,7 +74,7 @@ func (ap *approvers) people(ctx context.Context, scope approval.Scope) []cards.A
 	}
 	var out []cards.Approver
 	for _, m := range members {
-		if m.IsOwner() && m.DisplayName != "" && scope.InTenant(m) {
+		if m.IsOwner() && !m.IsGuest() && m.DisplayName != "" && scope.InTenant(m) {
 			out = append(out, cards.Approver{ID: m.UserID, Name: m.DisplayName})
 		}
 	}
