@@ -29,6 +29,10 @@ var (
 var polls = cards.App{Name: "Polls", ShortDescription: "Quick polls in chats and meetings",
 	FromVersion: "1.0.0", ToVersion: "1.1.0"}
 
+// craftedPermission is a permission value a custom app's manifest could
+// carry: markdown for a link.
+var craftedPermission = cards.Permission{Value: "[Approve here](https://evil.example/rsc)", Type: "application"}
+
 var pollsDiff = cards.Diff{
 	Added: []cards.Permission{
 		{Value: "ChatMessage.Read.Chat", Type: "application"},
@@ -76,23 +80,24 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 	failed.Problem = cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
 		GraphMessage: "Missing scope permissions on the request.", Permission: "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
 	return map[string]cards.Card{
-		"pending":            pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
-		"pending-meeting":    pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
-		"pending-team":       pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
-		"pending-personal":   pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
-		"pending-group":      pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),
-		"pending-no-change":  pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners),
-		"pending-no-rsc":     pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed),
-		"pending-40":         pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners),
-		"pending-long":       pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners),
-		"outcome-upgraded":   c.Outcome(outcome(cards.OutcomeUpgraded)),
-		"outcome-rejected":   c.Outcome(outcome(cards.OutcomeRejected)),
-		"outcome-failed":     c.Outcome(failed),
-		"outcome-expired":    c.Outcome(outcome(cards.OutcomeExpired)),
-		"outcome-superseded": c.Outcome(outcome(cards.OutcomeSuperseded)),
-		"outcome-uptodate":   c.Outcome(outcome(cards.OutcomeUpToDate)),
-		"outcome-notallowed": c.Outcome(outcome(cards.OutcomeNotAllowed)),
-		"outcome-upgrading":  c.Outcome(outcome(cards.OutcomeUpgrading)),
+		"pending":                    pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
+		"pending-meeting":            pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
+		"pending-team":               pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
+		"pending-personal":           pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
+		"pending-group":              pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),
+		"pending-no-change":          pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-no-rsc":             pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed),
+		"pending-crafted-permission": pending(polls, cards.Diff{Added: []cards.Permission{craftedPermission}}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-40":                 pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-long":               pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners),
+		"outcome-upgraded":           c.Outcome(outcome(cards.OutcomeUpgraded)),
+		"outcome-rejected":           c.Outcome(outcome(cards.OutcomeRejected)),
+		"outcome-failed":             c.Outcome(failed),
+		"outcome-expired":            c.Outcome(outcome(cards.OutcomeExpired)),
+		"outcome-superseded":         c.Outcome(outcome(cards.OutcomeSuperseded)),
+		"outcome-uptodate":           c.Outcome(outcome(cards.OutcomeUpToDate)),
+		"outcome-notallowed":         c.Outcome(outcome(cards.OutcomeNotAllowed)),
+		"outcome-upgrading":          c.Outcome(outcome(cards.OutcomeUpgrading)),
 		"list-upgrading": c.PendingList(cards.PendingList{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners,
 			Items: []cards.PendingItem{
 				{ApprovalID: "apr_1", App: polls, Diff: pollsDiff, Status: cards.OutcomeUpgrading},
@@ -339,8 +344,15 @@ func TestNamesFromOutsideNeverBecomeLinks(t *testing.T) {
 	// A version is free-form text in the catalog, and shown as a fact.
 	evil.FromVersion = "[1.0](https://evil.example/old)"
 	evil.ToVersion = "[2.0](https://evil.example/new)"
+	// So is a permission a manifest names that this bot does not know.
+	crafted := cards.Diff{Added: []cards.Permission{craftedPermission}, Removed: []cards.Permission{craftedPermission},
+		Kept: []cards.Permission{craftedPermission}}
 	built := []cards.Card{
 		c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: evil, Diff: pollsDiff, Place: cards.PlaceChat}),
+		c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: evil, Diff: crafted, Place: cards.PlaceChat}),
+		c.PendingList(cards.PendingList{Locale: "en-US", Items: []cards.PendingItem{{ApprovalID: "apr_1", App: evil, Diff: crafted}}}),
+		c.Outcome(verified(cards.Outcome{Locale: "zh-CN", Kind: cards.OutcomeUpgraded, App: evil, At: time.Now()},
+			&cards.Verification{Missing: []cards.Permission{craftedPermission}})),
 		c.Outcome(cards.Outcome{Locale: "en-US", Kind: cards.OutcomeUpgraded, App: evil, By: "[Megan](https://evil.example)", At: time.Now()}),
 		c.PendingList(cards.PendingList{Locale: "zh-CN", Items: []cards.PendingItem{{ApprovalID: "apr_1", App: evil, Diff: pollsDiff}}}),
 		c.Reminder(cards.Reminder{Locale: "en-US", App: evil, People: []cards.Approver{{ID: "29:1", Name: "[Megan](https://evil.example)"}}}),
