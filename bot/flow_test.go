@@ -36,6 +36,7 @@ type fakeGraph struct {
 	members    []approval.Member
 	membersErr error
 	groups     map[string][]string // group → user ids
+	chat       approval.Chat       // what Graph says of the chat
 	calls      []string            // "Method command" per call
 }
 
@@ -145,6 +146,13 @@ func (g *fakeGraph) InGroup(_ context.Context, _, group, user string) (bool, err
 		}
 	}
 	return false, nil
+}
+
+func (g *fakeGraph) Chat(ctx context.Context, _ approval.Scope) (approval.Chat, error) {
+	g.called(ctx, "Chat")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.chat, nil
 }
 
 func (g *fakeGraph) upgradeCount() int {
@@ -687,6 +695,50 @@ func TestNamedApproversAreMembersFromTheChatsTenant(t *testing.T) {
 	}
 	if resp := f.click("approve", a.ID, member); !strings.Contains(resp, "was upgraded") {
 		t.Errorf("a named member of the chat's tenant could not approve: %s", resp)
+	}
+}
+
+// "meeting=organizer": in a meeting's chat the organizer approves, and
+// only there; the chat's owners still approve as the plain rule says,
+// and a guest never does.
+func TestMeetingOrganizerApproves(t *testing.T) {
+	p, err := approval.ParseApproverPolicy([]string{"chat=owners", "team=owners", "meeting=organizer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFlow(t, p, "Polls")
+	// Graph lists a meeting chat's members without roles.
+	f.graph.members = []approval.Member{
+		{UserID: owner, TenantID: tenant, Roles: []string{}, DisplayName: "Megan"},
+		{UserID: member, TenantID: tenant, Roles: []string{}, DisplayName: "Alex"},
+	}
+	f.graph.chat = approval.Chat{Meeting: true, Organizer: member}
+	f.say("check")
+	a := f.onlyApproval()
+	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "can't approve") {
+		t.Errorf("a member who did not organize the meeting approved: %s", resp)
+	}
+	if resp := f.click("approve", a.ID, member); !strings.Contains(resp, "was upgraded") {
+		t.Errorf("the meeting's organizer could not approve: %s", resp)
+	}
+	if !slices.Contains(f.graph.calls, "Chat approve") {
+		t.Errorf("the chat was not read from Graph at click time: %q", f.graph.calls)
+	}
+
+	// In a group chat the organizer rule is not a rule: owners approve.
+	g := newFlow(t, p, "Polls")
+	g.graph.chat = approval.Chat{Organizer: member}
+	g.graph.members = append(g.graph.members, approval.Member{UserID: foreign, TenantID: tenant, Roles: []string{"owner", "guest"}})
+	g.say("check")
+	b := g.onlyApproval()
+	if resp := g.click("approve", b.ID, member); !strings.Contains(resp, "can't approve") {
+		t.Errorf("an organizer rule approved in a group chat: %s", resp)
+	}
+	if resp := g.click("approve", b.ID, foreign); !strings.Contains(resp, "can't approve") {
+		t.Errorf("a guest approved: %s", resp)
+	}
+	if resp := g.click("approve", b.ID, owner); !strings.Contains(resp, "was upgraded") {
+		t.Errorf("a chat owner could not approve under chat=owners: %s", resp)
 	}
 }
 

@@ -82,6 +82,7 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 	return map[string]cards.Card{
 		"pending":                    pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
 		"pending-meeting":            pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
+		"pending-meeting-organizer":  pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceMeeting, cards.ApproversOrganizer),
 		"pending-team":               pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
 		"pending-personal":           pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
 		"pending-group":              pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),

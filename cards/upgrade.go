@@ -45,6 +45,8 @@ const (
 	ApproversGroup  ApproverPolicy = "group"  // members of an approver group
 	ApproversNamed  ApproverPolicy = "named"  // named people
 	ApproversSelf   ApproverPolicy = "self"   // personal scope: the user
+	// ApproversOrganizer: a meeting's organizer.
+	ApproversOrganizer ApproverPolicy = "organizer"
 )
 
 // PendingUpgrade is the view of one upgrade awaiting approval.

@@ -26,6 +26,7 @@ permissions=(
   ChatMember.Read.All
   TeamMember.Read.All
   GroupMember.Read.All
+  Chat.ReadBasic.WhereInstalled
   TeamsAppInstallation.ReadForChat.All
   TeamsAppInstallation.ReadForTeam.All
 )

@@ -333,6 +333,9 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		// A MultiTenant bot must say which tenants it serves, or * on purpose.
 		{map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x", "REDIS_URL": "redis://localhost:6379"}, "BOT_ALLOWED_TENANTS"},
 		{map[string]string{"BOT_APPROVERS": "everyone"}, "BOT_APPROVERS"},
+		{map[string]string{"BOT_APPROVERS": "owners,meeting=owner"}, "BOT_APPROVERS"},
+		{map[string]string{"BOT_APPROVERS": "chat=organizer"}, "BOT_APPROVERS"}, // a group chat has no organizer
+		{map[string]string{"BOT_APPROVERS": "channel=owners"}, "BOT_APPROVERS"},
 		{map[string]string{"HOST": "0.0.0.0"}, "HOST"},      // no app id: auth is off, so no public bind
 		{map[string]string{"HOST": "localhost:80"}, "HOST"}, // the port belongs in PORT
 		{map[string]string{"BOT_PROACTIVE": "sometimes"}, "BOT_PROACTIVE"},
