@@ -22,6 +22,9 @@ type Directory interface {
 	InGroup(ctx context.Context, tenantID, groupID, userID string) (bool, error)
 	// Chat says whether a chat is a meeting's and who organized it.
 	Chat(ctx context.Context, scope approval.Scope) (approval.Chat, error)
+	// ChannelMembershipType is Graph's membershipType of a team's channel:
+	// "standard", "private" or "shared".
+	ChannelMembershipType(ctx context.Context, team approval.Scope, channelID string) (string, error)
 }
 
 // approvers applies the approver policy (BOT_APPROVERS), asking Graph's

@@ -825,3 +825,21 @@ func TestChatSaysMeetingAndOrganizer(t *testing.T) {
 		t.Errorf("calls %+v", calls)
 	}
 }
+
+// A team channel's membershipType is read from Graph's channel.
+func TestChannelMembershipType(t *testing.T) {
+	e := newEnv(t)
+	team := approval.Scope{Kind: approval.ScopeTeam, ID: "8f3c1e62-5d4b-4a7e-9c21-0b6d2f4e8a10", TenantID: tenantID}
+	e.tenant.AddMembers(fakegraph.Team, team.ID, fakegraph.Member{UserID: "6e7b768e-07e2-4810-8459-485f84f8f204", TenantID: tenantID, Roles: []string{"owner"}})
+	e.tenant.SetChannel(team.ID, "19:private@thread.tacv2", "private")
+	for channel, want := range map[string]string{"19:private@thread.tacv2": "private", "19:planning@thread.tacv2": "standard"} {
+		if got, err := e.client.ChannelMembershipType(context.Background(), team, channel); err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", channel, got, err, want)
+		}
+	}
+	e.tenant.Fail(fakegraph.Fault{Path: "/channels/", Status: http.StatusForbidden, Code: "Forbidden", Message: "Missing role permissions on the request."})
+	if _, err := e.client.ChannelMembershipType(context.Background(), team, "19:planning@thread.tacv2"); !errors.Is(err, bot.ErrForbidden) ||
+		!strings.Contains(err.Error(), "Channel.ReadBasic.All") {
+		t.Errorf("refused: %v", err)
+	}
+}

@@ -151,3 +151,28 @@ type chatJSON struct {
 		} `json:"organizer"`
 	} `json:"onlineMeetingInfo"`
 }
+
+// ChannelMembershipType reads a team channel's membershipType: standard,
+// private or shared.
+func (c *Client) ChannelMembershipType(ctx context.Context, team approval.Scope, channelID string) (string, error) {
+	if team.Kind != approval.ScopeTeam {
+		return "", bot.Errorf(bot.CodeInvalid, "graph: a %s scope has no channels", team.Kind)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	g, err := c.sdk(team.TenantID)
+	if err != nil {
+		return "", err
+	}
+	var ch struct {
+		MembershipType string `json:"membershipType"`
+	}
+	ri, err := g.Teams().ByTeamId(team.ID).Channels().ByChannelId(channelID).ToGetRequestInformation(ctx, nil)
+	if err == nil {
+		err = getJSON(ctx, g, ri, &ch)
+	}
+	if err != nil {
+		return "", translate(err, "read the channel", "Channel.ReadBasic.All")
+	}
+	return ch.MembershipType, nil
+}

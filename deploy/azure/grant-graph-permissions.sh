@@ -27,6 +27,7 @@ permissions=(
   TeamMember.Read.All
   GroupMember.Read.All
   Chat.ReadBasic.WhereInstalled
+  Channel.ReadBasic.All
   TeamsAppInstallation.ReadForChat.All
   TeamsAppInstallation.ReadForTeam.All
 )

@@ -104,6 +104,7 @@ type Tenant struct {
 	members  map[string][]Member
 	groups   map[string]map[string]bool
 	meetings map[string]Member // chat id → the meeting's organizer
+	channels map[string]string // team id/channel id → membershipType other than standard
 	dropped  map[string]bool   // scope|permission grants that did not take
 	calls    []Call
 	faults   []*Fault
@@ -115,7 +116,7 @@ func New() *Tenant {
 	t := &Tenant{
 		apps: map[string]*App{}, scopes: map[string][]*installation{},
 		members: map[string][]Member{}, groups: map[string]map[string]bool{}, dropped: map[string]bool{},
-		meetings: map[string]Member{},
+		meetings: map[string]Member{}, channels: map[string]string{},
 	}
 	m := http.NewServeMux()
 	for _, kind := range []string{Chat, Team} {
@@ -126,6 +127,7 @@ func New() *Tenant {
 		m.HandleFunc("GET /v1.0/"+kind+"/{scope}/permissionGrants", t.permissionGrants(kind))
 	}
 	m.HandleFunc("GET /v1.0/chats/{scope}", t.getChat)
+	m.HandleFunc("GET /v1.0/teams/{scope}/channels/{channel}", t.getChannel)
 	m.HandleFunc("GET /v1.0/users/{scope}/teamwork/installedApps", t.listInstallations(User))
 	m.HandleFunc("GET /v1.0/users/{scope}/teamwork/installedApps/{id}", t.getInstallation(User))
 	m.HandleFunc("POST /v1.0/users/{scope}/teamwork/installedApps/{id}/upgrade", t.upgrade(User))
@@ -254,6 +256,44 @@ func (t *Tenant) getChat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, chat)
+}
+
+// SetChannel gives a channel of a team its membershipType ("private" or
+// "shared"); every other channel of a team Graph knows is standard.
+func (t *Tenant) SetChannel(teamID, channelID, membershipType string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.channels[teamID+"/"+channelID] = membershipType
+}
+
+// getChannel answers GET /teams/{id}/channels/{id} in Graph's shape.
+func (t *Tenant) getChannel(w http.ResponseWriter, r *http.Request) {
+	team, id := r.PathValue("scope"), r.PathValue("channel")
+	t.mu.Lock()
+	kind, set := t.channels[team+"/"+id]
+	_, installed := t.scopes[Team+"/"+team]
+	_, members := t.members[Team+"/"+team]
+	t.mu.Unlock()
+	if !set && !installed && !members {
+		writeError(w, http.StatusNotFound, "NotFound", "Not Found", "")
+		return
+	}
+	if !set {
+		kind = "standard"
+	}
+	name, _, _ := strings.Cut(strings.TrimPrefix(id, "19:"), "@")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.context":      t.context("teams('" + url.PathEscape(team) + "')/channels/$entity"),
+		"id":                  id,
+		"createdDateTime":     "2026-01-05T09:00:00.000Z",
+		"displayName":         name,
+		"description":         nil,
+		"isFavoriteByDefault": nil,
+		"email":               "",
+		"tenantId":            nil,
+		"webUrl":              "https://teams.microsoft.com/l/channel/" + url.PathEscape(id) + "/" + url.PathEscape(name),
+		"membershipType":      kind,
+	})
 }
 
 // AddGroupMember makes userID a (transitive) member of groupID.

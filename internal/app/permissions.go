@@ -46,6 +46,9 @@ func GraphPermissions() []GraphPermission {
 			"`BOT_APPROVERS` names an approver group.", groupApprovers: true},
 		{Name: "Chat.ReadBasic.WhereInstalled", Purpose: "Read whether a chat is a meeting's, and its organizer, " +
 			"when `BOT_APPROVERS` has a rule for chats or meetings alone (`chat=…`, `meeting=…`).", chatApprovers: true},
+		{Name: "Channel.ReadBasic.All", Purpose: "Read whether the team channel the bot was last talked to in is a " +
+			"standard one (its `membershipType`): a team's unprompted cards go there only then, else to its General " +
+			"channel. Without it they go to General."},
 		{Name: "TeamsAppInstallation.ReadForChat.All", Purpose: "After an upgrade in a chat, read the chat's " +
 			"`permissionGrants` to check that the consent took. Microsoft's reference for that call lists this " +
 			"permission, not the `…AndConsentForChat.All` one above."},

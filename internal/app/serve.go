@@ -274,7 +274,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 	opts := bot.Options{
 		Connector: connector, Conversations: store, Activities: store, Approvals: store,
 		Approvers: cfg.Approvers, Logger: logger,
-		Proactive: store, ProactiveOff: !cfg.Proactive,
+		Proactive: store, ProactiveOff: !cfg.Proactive, Checks: store,
 		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue,
 	}
