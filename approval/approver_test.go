@@ -37,6 +37,9 @@ func TestApproverRule(t *testing.T) {
 		{"not a member", owners, chat, megan, nil, approval.Refused},
 		{"no Entra object id", owners, chat, approval.Person{ID: "29:anon"}, member(ourTenant, "owner"), approval.Refused},
 		{"named user, a member", named, chat, megan, member(ourTenant), approval.Allowed},
+		{"named user, a guest", named, chat, megan, member(ourTenant, "guest"), approval.Refused},
+		{"owner and guest", owners, chat, megan, member(ourTenant, "owner", "guest"), approval.Refused},
+		{"group, a guest", group, chat, megan, member(ourTenant, "guest"), approval.Refused},
 		{"named user, not a member", named, chat, megan, nil, approval.Refused},
 		{"named user from another tenant", named, chat, megan, member(otherTenant), approval.Refused},
 		{"group, a member of the scope", group, chat, megan, member(ourTenant), approval.IfInGroup},
@@ -47,7 +50,7 @@ func TestApproverRule(t *testing.T) {
 		{"someone else's personal scope", owners, approval.Scope{Kind: approval.ScopeUser, ID: otherTenant}, megan, nil, approval.Refused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.policy.Judge(tc.scope, tc.who, tc.membership); got != tc.want {
+			if got := tc.policy.Judge(tc.scope, tc.who, tc.membership, approval.Chat{}); got != tc.want {
 				t.Errorf("judged %d, want %d", got, tc.want)
 			}
 		})
@@ -66,12 +69,78 @@ func TestParseApproverPolicy(t *testing.T) {
 	// A named user matches whatever the case of the id Teams sends.
 	chat := approval.Scope{Kind: approval.ScopeChat, ID: "19:x@thread.v2", TenantID: ourTenant}
 	who := approval.Person{AADObjectID: meganID}
-	if p.Judge(chat, who, []approval.Member{{UserID: meganID, TenantID: ourTenant}}) != approval.Allowed {
+	if p.Judge(chat, who, []approval.Member{{UserID: meganID, TenantID: ourTenant}}, approval.Chat{}) != approval.Allowed {
 		t.Error("a user named in capitals is not allowed")
 	}
-	for _, bad := range []string{"owner", "owners:x", "group:not-a-guid", "user:", "admins"} {
+	for _, bad := range []string{"owner", "owners:x", "group:not-a-guid", "user:", "admins", "organizer",
+		"chat=organizer", "team=organizer", "meeting=", "meetings=owners", "personal=owners", "personal=group:" + groupID,
+		"=owners", "team=group:x", "chat=owners=x"} {
 		if _, err := approval.ParseApproverPolicy([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// Rules for one kind of scope hold there alone, on top of the plain ones.
+func TestApproverRulesPerKindOfScope(t *testing.T) {
+	const (
+		alexID  = "7a1f0c1e-2b3c-4d5e-8f90-123456789abc"
+		otherID = "8b2e1d2f-3c4d-4e5f-9a01-23456789abcd"
+		ownerID = "9c3f2e30-4d5e-4f60-8b12-3456789abcde"
+	)
+	p, err := approval.ParseApproverPolicy([]string{"user:" + alexID, "chat=group:" + groupID, "team=owners",
+		"meeting=organizer", "meeting=user:" + otherID, "personal=user"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chat := approval.Scope{Kind: approval.ScopeChat, ID: "19:x@thread.v2", TenantID: ourTenant}
+	team := approval.Scope{Kind: approval.ScopeTeam, ID: groupID, TenantID: ourTenant}
+	personal := approval.Scope{Kind: approval.ScopeUser, ID: meganID, TenantID: ourTenant}
+	meeting := approval.Chat{Meeting: true, Organizer: meganID}
+	person := func(id string) approval.Person { return approval.Person{AADObjectID: id} }
+	in := func(id string, roles ...string) []approval.Member {
+		return []approval.Member{{UserID: id, TenantID: ourTenant, Roles: roles}}
+	}
+	for _, tc := range []struct {
+		name       string
+		scope      approval.Scope
+		chat       approval.Chat
+		who        string
+		membership []approval.Member
+		want       approval.Judgement
+	}{
+		{"team: an owner", team, approval.Chat{}, meganID, in(meganID, "owner"), approval.Allowed},
+		{"team: a member", team, approval.Chat{}, meganID, in(meganID), approval.Refused},
+		{"team: the plain named user", team, approval.Chat{}, alexID, in(alexID), approval.Allowed},
+		{"team: a meeting's named user", team, approval.Chat{}, otherID, in(otherID), approval.Refused},
+		{"chat: an owner is not enough", chat, approval.Chat{}, meganID, in(meganID, "owner"), approval.IfInGroup},
+		{"chat: the plain named user", chat, approval.Chat{}, alexID, in(alexID), approval.Allowed},
+		{"chat: the organizer rule is the meeting's", chat, approval.Chat{Organizer: meganID}, meganID, in(meganID), approval.IfInGroup},
+		{"meeting: the organizer", chat, meeting, meganID, in(meganID), approval.Allowed},
+		{"meeting: the organizer as a guest", chat, meeting, meganID, in(meganID, "guest"), approval.Refused},
+		{"meeting: the organizer, not a member", chat, meeting, meganID, nil, approval.Refused},
+		{"meeting: the organizer from another tenant", chat, meeting, meganID,
+			[]approval.Member{{UserID: meganID, TenantID: otherTenant}}, approval.Refused},
+		{"meeting: an owner who did not organize it", chat, meeting, ownerID, in(ownerID, "owner"), approval.Refused},
+		{"meeting: its named user", chat, meeting, otherID, in(otherID), approval.Allowed},
+		{"meeting: the chat's group is not its", chat, meeting, alexID, in(alexID), approval.Allowed},
+		{"meeting: Graph names no organizer", chat, approval.Chat{Meeting: true}, meganID, in(meganID, "owner"), approval.Refused},
+		{"personal: the user", personal, approval.Chat{}, meganID, nil, approval.Allowed},
+		{"personal: anyone else", personal, approval.Chat{}, alexID, nil, approval.Refused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.Judge(tc.scope, person(tc.who), tc.membership, tc.chat); got != tc.want {
+				t.Errorf("judged %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if !p.NeedsChat(chat) || p.NeedsChat(team) || p.NeedsChat(personal) {
+		t.Error("Graph's chat is asked for where the rules do not need it, or not where they do")
+	}
+	if plain, _ := approval.ParseApproverPolicy([]string{"owners", "team=owners"}); plain.NeedsChat(chat) {
+		t.Error("a policy without chat or meeting rules asks Graph for the chat")
+	}
+	if g := p.For(approval.ForChat).Groups; len(g) != 1 || g[0] != groupID || len(p.For(approval.ForMeeting).Groups) != 0 {
+		t.Errorf("chat=group: holds in %q, meetings %q", g, p.For(approval.ForMeeting).Groups)
 	}
 }

@@ -25,16 +25,19 @@ type Scope struct {
 // ConversationRef is what the bot keeps to write to a conversation later:
 // where the connector lives and who the bot is there.
 type ConversationRef struct {
-	ConversationID   string    `json:"conversationId"`
-	ConversationType string    `json:"conversationType,omitempty"`
-	ServiceURL       string    `json:"serviceUrl"`
-	ChannelID        string    `json:"channelId"`
-	TenantID         string    `json:"tenantId,omitempty"`
-	BotID            string    `json:"botId"`
-	BotName          string    `json:"botName,omitempty"`
-	Scope            *Scope    `json:"scope,omitempty"`
-	Locale           string    `json:"locale,omitempty"`
-	UpdatedAt        time.Time `json:"updatedAt"`
+	ConversationID   string `json:"conversationId"`
+	ConversationType string `json:"conversationType,omitempty"`
+	ServiceURL       string `json:"serviceUrl"`
+	ChannelID        string `json:"channelId"`
+	TenantID         string `json:"tenantId,omitempty"`
+	BotID            string `json:"botId"`
+	BotName          string `json:"botName,omitempty"`
+	Scope            *Scope `json:"scope,omitempty"`
+	// TeamConversationID is, for a team's channel, the team's conversation
+	// id (Teams' channelData.team.id), which is its General channel's.
+	TeamConversationID string    `json:"teamConversationId,omitempty"`
+	Locale             string    `json:"locale,omitempty"`
+	UpdatedAt          time.Time `json:"updatedAt"`
 }
 
 // BaseConversation drops a channel thread's ";messageid=…" suffix: every
@@ -58,4 +61,16 @@ func (r ConversationRef) TopLevel() ConversationRef {
 // tenant's object id.
 func (s Scope) InTenant(m Member) bool {
 	return s.TenantID == "" || strings.EqualFold(m.TenantID, s.TenantID)
+}
+
+// General is the reference of the team's General channel, from one of any
+// channel of the team: the same connector and bot, the team's conversation.
+// A team's members all see it, and it is neither private nor shared. ok is
+// false when the reference does not know its team.
+func (r ConversationRef) General() (ConversationRef, bool) {
+	if r.TeamConversationID == "" {
+		return r, false
+	}
+	r.ConversationID, r.ConversationType = r.TeamConversationID, "channel"
+	return r, true
 }

@@ -135,6 +135,9 @@ func (a *Activity) Reference(now time.Time) approval.ConversationRef {
 	}
 	if s, ok := a.Scope(); ok {
 		ref.Scope = &s
+		if t := a.Teams().Team; s.Kind == approval.ScopeTeam && t != nil {
+			ref.TeamConversationID = t.ID
+		}
 	}
 	return ref
 }

@@ -20,6 +20,11 @@ type Directory interface {
 	// InGroup reports whether the user is a member, directly or through
 	// nested groups, of the Entra group.
 	InGroup(ctx context.Context, tenantID, groupID, userID string) (bool, error)
+	// Chat says whether a chat is a meeting's and who organized it.
+	Chat(ctx context.Context, scope approval.Scope) (approval.Chat, error)
+	// ChannelMembershipType is Graph's membershipType of a team's channel:
+	// "standard", "private" or "shared".
+	ChannelMembershipType(ctx context.Context, team approval.Scope, channelID string) (string, error)
 }
 
 // approvers applies the approver policy (BOT_APPROVERS), asking Graph's
@@ -32,7 +37,8 @@ type approvers struct {
 
 // mayApprove applies the approver policy (BOT_APPROVERS) to who in scope,
 // asking Graph what the rule needs: who's membership of the chat or team,
-// then, if it comes to that, the policy's groups one by one.
+// the chat itself when a rule is for chats or meetings alone, then, if it
+// comes to that, the rules' groups one by one.
 func (ap *approvers) mayApprove(ctx context.Context, scope approval.Scope, who approval.Person) (bool, error) {
 	p := ap.policy
 	var membership []approval.Member
@@ -42,13 +48,20 @@ func (ap *approvers) mayApprove(ctx context.Context, scope approval.Scope, who a
 			return false, err
 		}
 	}
-	switch p.Judge(scope, who, membership) {
+	var chat approval.Chat
+	if p.NeedsChat(scope) && len(membership) > 0 {
+		var err error
+		if chat, err = ap.directory.Chat(ctx, scope); err != nil {
+			return false, err
+		}
+	}
+	switch p.Judge(scope, who, membership, chat) {
 	case approval.Allowed:
 		return true, nil
 	case approval.Refused:
 		return false, nil
 	}
-	for _, g := range p.Groups {
+	for _, g := range p.For(approval.KindOf(scope, chat)).Groups {
 		in, err := ap.directory.InGroup(ctx, scope.TenantID, g, who.AADObjectID)
 		if err != nil {
 			return false, err
@@ -61,10 +74,22 @@ func (ap *approvers) mayApprove(ctx context.Context, scope approval.Scope, who a
 }
 
 // people names who may approve, for @mentions: the owners from our
-// tenant when owners approve. Without names (a group, Graph failing) the
-// reminder says who may approve in words.
+// tenant who are not guests, when owners approve there. Without names (a
+// group, an organizer, Graph failing) the reminder says who may approve in
+// words.
 func (ap *approvers) people(ctx context.Context, scope approval.Scope) []cards.Approver {
-	if !ap.policy.Owners || scope.Kind == approval.ScopeUser || ap.directory == nil {
+	if scope.Kind == approval.ScopeUser || ap.directory == nil {
+		return nil
+	}
+	var chat approval.Chat
+	if ap.policy.NeedsChat(scope) {
+		var err error
+		if chat, err = ap.directory.Chat(ctx, scope); err != nil {
+			ap.log.WarnContext(ctx, "cannot read the chat for a reminder", "err", err)
+			return nil
+		}
+	}
+	if !ap.policy.For(approval.KindOf(scope, chat)).Owners {
 		return nil
 	}
 	members, err := ap.directory.Members(ctx, scope)
@@ -74,7 +99,7 @@ func (ap *approvers) people(ctx context.Context, scope approval.Scope) []cards.A
 	}
 	var out []cards.Approver
 	for _, m := range members {
-		if m.IsOwner() && m.DisplayName != "" && scope.InTenant(m) {
+		if m.IsOwner() && !m.IsGuest() && m.DisplayName != "" && scope.InTenant(m) {
 			out = append(out, cards.Approver{ID: m.UserID, Name: m.DisplayName})
 		}
 	}

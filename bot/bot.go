@@ -104,6 +104,13 @@ type Options struct {
 	// command passes BOT_SCAN_INTERVAL). Nil: every scan reads the catalog.
 	CatalogReads  CatalogReads
 	CatalogMaxAge time.Duration
+	// Checks limits "check" to one Graph read per conversation per
+	// CheckWindow; a repeat within it points at the answer given. Nil:
+	// every check reads Graph.
+	Checks CheckWindows
+	// CheckWindow is how long a check's answer stands for its
+	// conversation. Default 30 s.
+	CheckWindow time.Duration
 	// ClaimStale is how long a proactive post may look in flight before
 	// another replica takes it over (its replica died). Default 2 min.
 	ClaimStale time.Duration
@@ -165,6 +172,9 @@ func New(opts Options) (*Bot, error) {
 	if opts.CatalogMaxAge <= 0 {
 		opts.CatalogMaxAge = 15 * time.Minute
 	}
+	if opts.CheckWindow <= 0 {
+		opts.CheckWindow = 30 * time.Second
+	}
 	if opts.ClaimStale <= 0 {
 		opts.ClaimStale = 2 * time.Minute
 	}
@@ -192,9 +202,9 @@ func New(opts Options) (*Bot, error) {
 	dc := &decisions{plumbing: pl, approvals: opts.Approvals, haveGraph: opts.Installations != nil, approvers: ap,
 		upgrades: up, lists: ls, invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
 	cm := &commands{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, requests: rq, lists: ls,
-		approvers: ap, followups: fu, off: opts.ProactiveOff}
+		approvers: ap, followups: fu, off: opts.ProactiveOff, checks: opts.Checks, checkWindow: opts.CheckWindow}
 	pr := &proactive{plumbing: pl, store: opts.Proactive, off: opts.ProactiveOff, approvals: opts.Approvals,
-		conversations: opts.Conversations, activities: opts.Activities, installations: opts.Installations,
+		conversations: opts.Conversations, activities: opts.Activities, installations: opts.Installations, directory: opts.Directory,
 		requests: rq, upgrades: up, approvers: ap, followups: fu, verifier: vf, claimStale: opts.ClaimStale,
 		ttl: opts.ApprovalTTL}
 	if opts.Proactive != nil {

@@ -86,14 +86,24 @@ func placeOf(ref approval.ConversationRef) cards.Place {
 	return cards.PlaceChat
 }
 
+// approverView says who may approve in scope, for the card's sentence. A
+// card is drawn without asking Graph about the chat: a meeting's chat is
+// told by its id, as placeOf does; the click asks Graph.
 func (pl *plumbing) approverView(scope *approval.Scope) cards.ApproverPolicy {
-	p := pl.policy
-	switch {
-	case scope != nil && scope.Kind == approval.ScopeUser:
+	if scope != nil && scope.Kind == approval.ScopeUser {
 		return cards.ApproversSelf
-	case p.Owners:
+	}
+	kind := approval.ForChat
+	if scope != nil {
+		kind = approval.KindOf(*scope, approval.Chat{Meeting: strings.HasPrefix(scope.ID, "19:meeting_")})
+	}
+	r := pl.policy.For(kind)
+	switch {
+	case r.Owners:
 		return cards.ApproversOwners
-	case len(p.Groups) > 0:
+	case r.Organizer && len(r.Groups)+len(r.Users) == 0:
+		return cards.ApproversOrganizer
+	case len(r.Groups) > 0:
 		return cards.ApproversGroup
 	}
 	return cards.ApproversNamed

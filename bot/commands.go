@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/infracloudio/msbotbuilder-go/schema"
 
@@ -26,6 +27,8 @@ type commands struct {
 	followups     *followups
 	notifications Notifications // nil: the bot only answers
 	off           bool          // Options.ProactiveOff
+	checks        CheckWindows  // nil: no limit
+	checkWindow   time.Duration
 	// help holds the help card rendered as JSON per locale (see helpCard).
 	help      sync.Map // string → json.RawMessage
 	helpCount atomic.Int32
@@ -97,6 +100,34 @@ func (cm *commands) check(ctx context.Context, t *Turn) error {
 	if t.Ref.Scope == nil {
 		return say(cards.SentenceNoScope, nil)
 	}
+	if cm.checks != nil {
+		// A channel's threads are one conversation: one Graph read answers them all.
+		conv, at := approval.BaseConversation(t.Ref.ConversationID), cm.now()
+		claimed, since, err := cm.checks.ClaimCheck(ctx, conv, at, cm.checkWindow)
+		if err != nil {
+			return err
+		}
+		if !claimed {
+			wait := max(time.Second, since.Add(cm.checkWindow).Sub(at)).Round(time.Second)
+			return say(cards.SentenceCheckRecent, map[string]any{"Seconds": int(wait / time.Second)})
+		}
+		ok, err := cm.checkGraph(ctx, t, say)
+		if err != nil || !ok {
+			// What failed is worth retrying at once.
+			if rerr := cm.checks.ReleaseCheck(context.WithoutCancel(ctx), conv, at); rerr != nil {
+				cm.log.WarnContext(ctx, "cannot release a check's window", "err", rerr)
+			}
+		}
+		return err
+	}
+	_, err := cm.checkGraph(ctx, t, say)
+	return err
+}
+
+// checkGraph reads the installations here from Graph and answers with
+// their pending upgrades; ok is false when Graph could not say.
+func (cm *commands) checkGraph(ctx context.Context, t *Turn, say func(cards.Sentence, map[string]any) error) (ok bool, err error) {
+	locale := t.Activity.Locale
 	installed, err := cm.installations.Installed(ctx, *t.Ref.Scope)
 	var ups []approval.PendingUpgrade
 	if err == nil {
@@ -104,18 +135,18 @@ func (cm *commands) check(ctx context.Context, t *Turn) error {
 	}
 	if err != nil {
 		cm.log.WarnContext(ctx, "check failed", "scope", t.Ref.Scope.Kind, "err", err)
-		return say(cards.SentenceCheckFailed, map[string]any{"Problem": problemView(approval.ProblemOf(err))})
+		return false, say(cards.SentenceCheckFailed, map[string]any{"Problem": problemView(approval.ProblemOf(err))})
 	}
 	place := placeOf(t.Ref)
 	if len(ups) == 0 {
 		_, err := t.Reply(ctx, CardMessage(cm.cards.UpToDate(cards.UpToDate{Locale: locale, Place: place, Apps: installedView(installed)})))
-		return err
+		return true, err
 	}
 	approvals := make([]approval.Approval, 0, len(ups))
 	for _, u := range ups {
 		a, created, err := cm.requests.open(ctx, t.Ref, u, locale)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if created {
 			cm.followups.follow(ctx, a)
@@ -124,7 +155,7 @@ func (cm *commands) check(ctx context.Context, t *Turn) error {
 	}
 	if len(approvals) == 1 {
 		_, err := cm.requests.postCard(ctx, t.Ref, t.Activity.ID, approvals[0], locale)
-		return err
+		return true, err
 	}
 	// Several: lists, each as many apps as fit in one Teams message.
 	for len(approvals) > 0 {
@@ -133,11 +164,11 @@ func (cm *commands) check(ctx context.Context, t *Turn) error {
 			n--
 		}
 		if err := cm.lists.postList(ctx, t, approvals[:n]); err != nil {
-			return err
+			return true, err
 		}
 		approvals = approvals[n:]
 	}
-	return nil
+	return true, nil
 }
 
 // history answers "history".

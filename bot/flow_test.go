@@ -27,16 +27,19 @@ const (
 // fakeGraph is the bot's view of Microsoft Graph: a catalog and the apps
 // installed in every scope, held in memory.
 type fakeGraph struct {
-	mu         sync.Mutex
-	apps       []string                          // installed app names; inst-i runs app-i
-	versions   map[string]string                 // installation id → installed version
-	catalog    []approval.AppDefinition          // every definition of every app
-	upgrade    func(approval.Installation) error // runs first in the upgrade POST; an error fails it
-	upgrades   []approval.Installation
-	members    []approval.Member
-	membersErr error
-	groups     map[string][]string // group → user ids
-	calls      []string            // "Method command" per call
+	mu           sync.Mutex
+	apps         []string                          // installed app names; inst-i runs app-i
+	versions     map[string]string                 // installation id → installed version
+	catalog      []approval.AppDefinition          // every definition of every app
+	upgrade      func(approval.Installation) error // runs first in the upgrade POST; an error fails it
+	upgrades     []approval.Installation
+	members      []approval.Member
+	membersErr   error
+	installedErr error               // Installed fails with it
+	groups       map[string][]string // group → user ids
+	chat         approval.Chat       // what Graph says of the chat
+	channels     map[string]string   // channel id → membershipType; standard if not here
+	calls        []string            // "Method command" per call
 }
 
 // called records a call and the command its context names.
@@ -56,6 +59,9 @@ func (g *fakeGraph) Installed(ctx context.Context, s approval.Scope) ([]approval
 	g.called(ctx, "Installed")
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.installedErr != nil {
+		return nil, g.installedErr
+	}
 	var ins []approval.Installation
 	for i := range g.apps {
 		ins = append(ins, g.installation(s, i))
@@ -145,6 +151,23 @@ func (g *fakeGraph) InGroup(_ context.Context, _, group, user string) (bool, err
 		}
 	}
 	return false, nil
+}
+
+func (g *fakeGraph) Chat(ctx context.Context, _ approval.Scope) (approval.Chat, error) {
+	g.called(ctx, "Chat")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.chat, nil
+}
+
+func (g *fakeGraph) ChannelMembershipType(ctx context.Context, _ approval.Scope, channelID string) (string, error) {
+	g.called(ctx, "ChannelMembershipType")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k, ok := g.channels[channelID]; ok {
+		return k, nil
+	}
+	return "standard", nil
 }
 
 func (g *fakeGraph) upgradeCount() int {
@@ -687,6 +710,50 @@ func TestNamedApproversAreMembersFromTheChatsTenant(t *testing.T) {
 	}
 	if resp := f.click("approve", a.ID, member); !strings.Contains(resp, "was upgraded") {
 		t.Errorf("a named member of the chat's tenant could not approve: %s", resp)
+	}
+}
+
+// "meeting=organizer": in a meeting's chat the organizer approves, and
+// only there; the chat's owners still approve as the plain rule says,
+// and a guest never does.
+func TestMeetingOrganizerApproves(t *testing.T) {
+	p, err := approval.ParseApproverPolicy([]string{"chat=owners", "team=owners", "meeting=organizer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFlow(t, p, "Polls")
+	// Graph lists a meeting chat's members without roles.
+	f.graph.members = []approval.Member{
+		{UserID: owner, TenantID: tenant, Roles: []string{}, DisplayName: "Megan"},
+		{UserID: member, TenantID: tenant, Roles: []string{}, DisplayName: "Alex"},
+	}
+	f.graph.chat = approval.Chat{Meeting: true, Organizer: member}
+	f.say("check")
+	a := f.onlyApproval()
+	if resp := f.click("approve", a.ID, owner); !strings.Contains(resp, "can't approve") {
+		t.Errorf("a member who did not organize the meeting approved: %s", resp)
+	}
+	if resp := f.click("approve", a.ID, member); !strings.Contains(resp, "was upgraded") {
+		t.Errorf("the meeting's organizer could not approve: %s", resp)
+	}
+	if !slices.Contains(f.graph.calls, "Chat approve") {
+		t.Errorf("the chat was not read from Graph at click time: %q", f.graph.calls)
+	}
+
+	// In a group chat the organizer rule is not a rule: owners approve.
+	g := newFlow(t, p, "Polls")
+	g.graph.chat = approval.Chat{Organizer: member}
+	g.graph.members = append(g.graph.members, approval.Member{UserID: foreign, TenantID: tenant, Roles: []string{"owner", "guest"}})
+	g.say("check")
+	b := g.onlyApproval()
+	if resp := g.click("approve", b.ID, member); !strings.Contains(resp, "can't approve") {
+		t.Errorf("an organizer rule approved in a group chat: %s", resp)
+	}
+	if resp := g.click("approve", b.ID, foreign); !strings.Contains(resp, "can't approve") {
+		t.Errorf("a guest approved: %s", resp)
+	}
+	if resp := g.click("approve", b.ID, owner); !strings.Contains(resp, "was upgraded") {
+		t.Errorf("a chat owner could not approve under chat=owners: %s", resp)
 	}
 }
 
@@ -1241,5 +1308,58 @@ func TestHistoryInAChannelCoversEveryThread(t *testing.T) {
 	handle(in("7", map[string]any{"type": "message", "text": "history"}))
 	if h := cardText(t, f.conn.replies[len(f.conn.replies)-1]); !strings.Contains(h, "**Polls** upgraded 1.0.0 → 1.1.0") {
 		t.Errorf("history in another thread of the channel: %s", h)
+	}
+}
+
+// A check repeated in the same conversation within the window points at
+// the answer already given: Graph is read once, and no second request or
+// card is recorded. A check whose Graph read failed may be retried at once,
+// and after the window a check reads Graph again.
+func TestRepeatedCheckReadsGraphOnce(t *testing.T) {
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
+	f.bot = f.withOptions(func(o *bot.Options) { o.Checks = f.state; o.CheckWindow = 30 * time.Second })
+	graphCalls := func() int {
+		f.graph.mu.Lock()
+		defer f.graph.mu.Unlock()
+		return len(f.graph.calls)
+	}
+	f.say("check")
+	first := graphCalls()
+	if first == 0 || len(f.conn.replies) != 1 {
+		t.Fatalf("the first check made %d Graph calls and %d replies", first, len(f.conn.replies))
+	}
+	f.now = f.now.Add(10 * time.Second)
+	f.say("检查")
+	if got := graphCalls(); got != first {
+		t.Errorf("a repeated check made %d more Graph calls", got-first)
+	}
+	if len(f.conn.replies) != 2 || !strings.Contains(f.conn.replies[1].Text, "my answer is above") ||
+		!strings.Contains(f.conn.replies[1].Text, "20 seconds") || len(f.conn.replies[1].Attachments) != 0 {
+		t.Errorf("the repeat answered %+v", f.conn.replies[1:])
+	}
+	if n := len(f.state.Approvals()); n != 1 {
+		t.Errorf("%d approvals recorded", n)
+	}
+
+	// Past the window Graph is read again.
+	f.now = f.now.Add(25 * time.Second)
+	f.say("check")
+	if got := graphCalls(); got != 2*first {
+		t.Errorf("a check after the window made %d Graph calls, want %d", got-first, first)
+	}
+
+	// A failed read holds no window: the retry reads Graph.
+	g := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
+	g.bot = g.withOptions(func(o *bot.Options) { o.Checks = g.state })
+	g.graph.installedErr = bot.Errorf(bot.CodeUnavailable, "graph: 503 Service Unavailable")
+	g.say("check")
+	if len(g.conn.replies) != 1 || !strings.Contains(g.conn.replies[0].Text, "couldn't look up") {
+		t.Fatalf("a failed check answered %+v", g.conn.replies)
+	}
+	g.graph.installedErr = nil
+	g.say("check")
+	if n := strings.Count(strings.Join(g.graph.calls, "\n"), "Installed"); n != 2 || len(g.state.Approvals()) != 1 {
+		t.Errorf("the retry of a failed check read Graph's installations %d times in all, and opened %d approvals",
+			n, len(g.state.Approvals()))
 	}
 }

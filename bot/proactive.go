@@ -79,6 +79,7 @@ type proactive struct {
 	conversations ConversationStore
 	activities    ActivityLog
 	installations Installations // nil without Graph
+	directory     Directory     // nil without Graph
 	requests      *requests
 	upgrades      *upgrades
 	approvers     *approvers
@@ -146,13 +147,22 @@ func (pr *proactive) scan(ctx context.Context, ref approval.ConversationRef, ins
 	if err != nil {
 		return res, err
 	}
-	if on {
+	if on && len(ups) > 0 {
 		// An unprompted card starts a thread of its own in the channel,
 		// whichever thread the bot was last talked to in; the cards that
 		// thread already shows are still followed there (below).
-		to := ref.TopLevel()
-		for _, u := range ups {
-			posted, err := pr.postOnce(ctx, to, u, install)
+		to, ok, err := pr.standardChannel(ctx, ref.TopLevel())
+		if err != nil {
+			return res, err
+		}
+		if ok && to.ConversationID != approval.BaseConversation(ref.ConversationID) {
+			ok, err = pr.postsOn(ctx, to.ConversationID) // General may be quiet
+			if err != nil {
+				return res, err
+			}
+		}
+		for i := 0; ok && i < len(ups); i++ {
+			posted, err := pr.postOnce(ctx, to, ups[i], install)
 			if err != nil {
 				return res, err
 			}
@@ -165,6 +175,37 @@ func (pr *proactive) scan(ctx context.Context, ref approval.ConversationRef, ins
 		return res, err
 	}
 	return res, nil
+}
+
+// standardChannel is where a team's unprompted cards go: the channel the
+// bot was last talked to in if Graph says it is a standard one, which the
+// team's members all see, else the team's General channel; never a private
+// or shared channel, whoever talked there last. A card posted to General
+// makes General the team's channel for cards (its reference is saved), so
+// the card is kept true from there. Outside teams: ref. ok is false when
+// there is nowhere to post yet: the channel is not known to be standard
+// and the reference, saved before it knew its team, does not say which
+// channel is General (the next activity in the team does).
+func (pr *proactive) standardChannel(ctx context.Context, ref approval.ConversationRef) (to approval.ConversationRef, ok bool, err error) {
+	if ref.Scope == nil || ref.Scope.Kind != approval.ScopeTeam || ref.ConversationID == ref.TeamConversationID {
+		return ref, true, nil
+	}
+	kind, err := pr.directory.ChannelMembershipType(ctx, *ref.Scope, ref.ConversationID)
+	if err == nil && kind == "standard" {
+		return ref, true, nil
+	}
+	if err != nil {
+		pr.log.WarnContext(ctx, "cannot tell whether a channel is standard; its team's cards go to General", "err", err)
+	}
+	general, ok := ref.General()
+	if !ok {
+		pr.log.InfoContext(ctx, "no standard channel known for a team's cards yet", "membership_type", kind)
+		return ref, false, nil
+	}
+	if err := pr.conversations.SaveReference(ctx, general); err != nil {
+		return ref, false, err
+	}
+	return general, true, nil
 }
 
 // postOnce posts the card for one pending upgrade unless it was posted

@@ -78,6 +78,19 @@ type Claims interface {
 	ExpiredClaims(ctx context.Context, n int) ([]string, error)
 }
 
+// CheckWindows limit "check" per conversation: each reads Graph (the
+// installations and the catalog) and may record approvals, so a repeat
+// moments later answers by pointing at the first one's answer instead.
+type CheckWindows interface {
+	// ClaimCheck starts a check in a conversation at at, unless one started
+	// there within window: then claimed is false and since is when that one
+	// started. The claim lasts window, across replicas.
+	ClaimCheck(ctx context.Context, conversationID string, at time.Time, window time.Duration) (claimed bool, since time.Time, err error)
+	// ReleaseCheck gives back the claim made at at (the check failed), so
+	// a retry reads Graph.
+	ReleaseCheck(ctx context.Context, conversationID string, at time.Time) error
+}
+
 // Leases elect one replica for background work: a lease is held by one
 // holder until it expires or the holder renews it.
 type Leases interface {

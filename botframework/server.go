@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -188,6 +189,16 @@ func (s *server) trustServiceURL(c *gin.Context) {
 	if err := s.opts.Trust.TrustServiceURL(c.Request.Context(), a.Conversation.ID, a.ServiceURL); err != nil {
 		s.fail(c, a, err)
 		return
+	}
+	// A channel's activity vouches for its team's connector too: a team's
+	// unprompted cards may go to its General channel, whose conversation
+	// is the team's.
+	if t := a.Teams().Team; t != nil && t.ID != "" && a.Conversation.ConversationType == "channel" &&
+		t.ID != approval.BaseConversation(a.Conversation.ID) {
+		if err := s.opts.Trust.TrustServiceURL(c.Request.Context(), t.ID, a.ServiceURL); err != nil {
+			s.fail(c, a, err)
+			return
+		}
 	}
 }
 

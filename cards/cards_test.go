@@ -29,6 +29,10 @@ var (
 var polls = cards.App{Name: "Polls", ShortDescription: "Quick polls in chats and meetings",
 	FromVersion: "1.0.0", ToVersion: "1.1.0"}
 
+// craftedPermission is a permission value a custom app's manifest could
+// carry: markdown for a link.
+var craftedPermission = cards.Permission{Value: "[Approve here](https://evil.example/rsc)", Type: "application"}
+
 var pollsDiff = cards.Diff{
 	Added: []cards.Permission{
 		{Value: "ChatMessage.Read.Chat", Type: "application"},
@@ -94,6 +98,8 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 		"outcome-notallowed":            c.Outcome(outcome(cards.OutcomeNotAllowed)),
 		"outcome-upgrading":             c.Outcome(outcome(cards.OutcomeUpgrading)),
 		"outcome-upgrading-unconfirmed": c.Outcome(retryAt(outcome(cards.OutcomeUpgrading), decided.Add(10*time.Minute))),
+		"pending-meeting-organizer":     pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceMeeting, cards.ApproversOrganizer),
+		"pending-crafted-permission":    pending(polls, cards.Diff{Added: []cards.Permission{craftedPermission}}, cards.PlaceChat, cards.ApproversOwners),
 		"list-upgrading": c.PendingList(cards.PendingList{Locale: locale, Place: cards.PlaceChat, Approvers: cards.ApproversOwners,
 			Items: []cards.PendingItem{
 				{ApprovalID: "apr_1", App: polls, Diff: pollsDiff, Status: cards.OutcomeUpgrading},
@@ -340,8 +346,15 @@ func TestNamesFromOutsideNeverBecomeLinks(t *testing.T) {
 	// A version is free-form text in the catalog, and shown as a fact.
 	evil.FromVersion = "[1.0](https://evil.example/old)"
 	evil.ToVersion = "[2.0](https://evil.example/new)"
+	// So is a permission a manifest names that this bot does not know.
+	crafted := cards.Diff{Added: []cards.Permission{craftedPermission}, Removed: []cards.Permission{craftedPermission},
+		Kept: []cards.Permission{craftedPermission}}
 	built := []cards.Card{
 		c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: evil, Diff: pollsDiff, Place: cards.PlaceChat}),
+		c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: evil, Diff: crafted, Place: cards.PlaceChat}),
+		c.PendingList(cards.PendingList{Locale: "en-US", Items: []cards.PendingItem{{ApprovalID: "apr_1", App: evil, Diff: crafted}}}),
+		c.Outcome(verified(cards.Outcome{Locale: "zh-CN", Kind: cards.OutcomeUpgraded, App: evil, At: time.Now()},
+			&cards.Verification{Missing: []cards.Permission{craftedPermission}})),
 		c.Outcome(cards.Outcome{Locale: "en-US", Kind: cards.OutcomeUpgraded, App: evil, By: "[Megan](https://evil.example)", At: time.Now()}),
 		c.PendingList(cards.PendingList{Locale: "zh-CN", Items: []cards.PendingItem{{ApprovalID: "apr_1", App: evil, Diff: pollsDiff}}}),
 		c.Reminder(cards.Reminder{Locale: "en-US", App: evil, People: []cards.Approver{{ID: "29:1", Name: "[Megan](https://evil.example)"}}}),

@@ -191,6 +191,7 @@ const (
 	SentenceNoGraph       Sentence = "NoGraph"       // Graph access is not configured
 	SentenceUnknownAction Sentence = "UnknownAction" // a card refers to an approval that is gone
 	SentenceCheckFailed   Sentence = "CheckFailed"   // {{.Problem}}: a Problem
+	SentenceCheckRecent   Sentence = "CheckRecent"   // {{.Seconds}}: until check reads Graph again
 )
 
 // Sentence returns a sentence in the locale's language; data fills it. A

@@ -117,7 +117,7 @@ func (c *Cards) Help(locale string) Card {
 	for _, cmd := range []string{"check", "history", "help"} {
 		facts = append(facts, Fact{Title: t.T("Command_" + cmd), Value: t.T("Command_" + cmd + "_Help")})
 	}
-	body = append(body, Element{Type: "FactSet", Facts: facts}, subtle(t.T("HelpMention")))
+	body = append(body, Element{Type: "FactSet", Facts: facts}, subtle(t.T("HelpOwners")), subtle(t.T("HelpMention")))
 	card := newCard(t.cardLang(), body)
 	card.FallbackText = t.T("HelpTitle")
 	return card

@@ -45,6 +45,8 @@ const (
 	ApproversGroup  ApproverPolicy = "group"  // members of an approver group
 	ApproversNamed  ApproverPolicy = "named"  // named people
 	ApproversSelf   ApproverPolicy = "self"   // personal scope: the user
+	// ApproversOrganizer: a meeting's organizer.
+	ApproversOrganizer ApproverPolicy = "organizer"
 )
 
 // PendingUpgrade is the view of one upgrade awaiting approval.
@@ -150,7 +152,9 @@ func (c *Cards) permissionGroup(t tr, style, title string, ps []Permission) Elem
 // high-risk one, says so in words (not in colour alone).
 func (c *Cards) permissionLines(t tr, p Permission) []Element {
 	info, known := c.perms[strings.ToLower(p.Value)]
-	meaning := p.Value
+	// A permission this bot does not know is named by the manifest that
+	// asks for it: text from outside, like an app's name.
+	meaning := literal(p.Value)
 	if known {
 		meaning = info.Meaning[t.lang]
 	}

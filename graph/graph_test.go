@@ -801,3 +801,45 @@ func TestUnreachableGraphIsUnavailable(t *testing.T) {
 		t.Errorf("problem %+v", got)
 	}
 }
+
+// A meeting's chat names its organizer in onlineMeetingInfo; a group chat
+// has none, and a chat Graph does not know is an error.
+func TestChatSaysMeetingAndOrganizer(t *testing.T) {
+	e := newEnv(t)
+	const organizer = "6e7b768e-07e2-4810-8459-485f84f8f204"
+	meeting := approval.Scope{Kind: approval.ScopeChat, ID: "19:meeting_NjA0@thread.v2", TenantID: tenantID}
+	e.tenant.SetMeeting(meeting.ID, fakegraph.Member{UserID: organizer, TenantID: tenantID})
+	got, err := e.client.Chat(context.Background(), meeting)
+	if err != nil || !got.Meeting || got.Organizer != organizer {
+		t.Errorf("meeting chat: %+v %v", got, err)
+	}
+	e.tenant.AddMembers(fakegraph.Chat, chatID, fakegraph.Member{UserID: organizer, TenantID: tenantID, Roles: []string{"owner"}})
+	if got, err := e.client.Chat(context.Background(), chat()); err != nil || got.Meeting || got.Organizer != "" {
+		t.Errorf("group chat: %+v %v", got, err)
+	}
+	gone := approval.Scope{Kind: approval.ScopeChat, ID: "19:gone@thread.v2", TenantID: tenantID}
+	if _, err := e.client.Chat(context.Background(), gone); !errors.Is(err, bot.ErrNotFound) {
+		t.Errorf("unknown chat: %v", err)
+	}
+	if calls := e.tenant.Calls(); len(calls) != 3 || calls[0].Method != "GET" || calls[0].Path != "/chats/"+meeting.ID {
+		t.Errorf("calls %+v", calls)
+	}
+}
+
+// A team channel's membershipType is read from Graph's channel.
+func TestChannelMembershipType(t *testing.T) {
+	e := newEnv(t)
+	team := approval.Scope{Kind: approval.ScopeTeam, ID: "8f3c1e62-5d4b-4a7e-9c21-0b6d2f4e8a10", TenantID: tenantID}
+	e.tenant.AddMembers(fakegraph.Team, team.ID, fakegraph.Member{UserID: "6e7b768e-07e2-4810-8459-485f84f8f204", TenantID: tenantID, Roles: []string{"owner"}})
+	e.tenant.SetChannel(team.ID, "19:private@thread.tacv2", "private")
+	for channel, want := range map[string]string{"19:private@thread.tacv2": "private", "19:planning@thread.tacv2": "standard"} {
+		if got, err := e.client.ChannelMembershipType(context.Background(), team, channel); err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", channel, got, err, want)
+		}
+	}
+	e.tenant.Fail(fakegraph.Fault{Path: "/channels/", Status: http.StatusForbidden, Code: "Forbidden", Message: "Missing role permissions on the request."})
+	if _, err := e.client.ChannelMembershipType(context.Background(), team, "19:planning@thread.tacv2"); !errors.Is(err, bot.ErrForbidden) ||
+		!strings.Contains(err.Error(), "Channel.ReadBasic.All") {
+		t.Errorf("refused: %v", err)
+	}
+}

@@ -113,3 +113,66 @@ func (c *Client) InGroup(ctx context.Context, tenantID, groupID, userID string) 
 	}
 	return slices.Contains(resp.GetValue(), groupID), nil
 }
+
+// Chat reads whether a chat is a meeting's and, if so, its organizer
+// (onlineMeetingInfo.organizer, a teamworkUserIdentity).
+func (c *Client) Chat(ctx context.Context, scope approval.Scope) (approval.Chat, error) {
+	if scope.Kind != approval.ScopeChat {
+		return approval.Chat{}, bot.Errorf(bot.CodeInvalid, "graph: a %s scope is not a chat", scope.Kind)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	g, err := c.sdk(scope.TenantID)
+	if err != nil {
+		return approval.Chat{}, err
+	}
+	var chat chatJSON
+	ri, err := g.Chats().ByChatId(scope.ID).ToGetRequestInformation(ctx, nil)
+	if err == nil {
+		err = getJSON(ctx, g, ri, &chat)
+	}
+	if err != nil {
+		return approval.Chat{}, translate(err, "read the chat", "Chat.ReadBasic.WhereInstalled")
+	}
+	out := approval.Chat{Meeting: chat.ChatType == "meeting"}
+	if m := chat.OnlineMeetingInfo; m != nil && m.Organizer != nil && m.Organizer.UserIdentityType == "aadUser" {
+		out.Organizer = m.Organizer.ID
+	}
+	return out, nil
+}
+
+// chatJSON is what Chat reads of Graph's chat.
+type chatJSON struct {
+	ChatType          string `json:"chatType"`
+	OnlineMeetingInfo *struct {
+		Organizer *struct {
+			ID               string `json:"id"`
+			UserIdentityType string `json:"userIdentityType"`
+		} `json:"organizer"`
+	} `json:"onlineMeetingInfo"`
+}
+
+// ChannelMembershipType reads a team channel's membershipType: standard,
+// private or shared.
+func (c *Client) ChannelMembershipType(ctx context.Context, team approval.Scope, channelID string) (string, error) {
+	if team.Kind != approval.ScopeTeam {
+		return "", bot.Errorf(bot.CodeInvalid, "graph: a %s scope has no channels", team.Kind)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	g, err := c.sdk(team.TenantID)
+	if err != nil {
+		return "", err
+	}
+	var ch struct {
+		MembershipType string `json:"membershipType"`
+	}
+	ri, err := g.Teams().ByTeamId(team.ID).Channels().ByChannelId(channelID).ToGetRequestInformation(ctx, nil)
+	if err == nil {
+		err = getJSON(ctx, g, ri, &ch)
+	}
+	if err != nil {
+		return "", translate(err, "read the channel", "Channel.ReadBasic.All")
+	}
+	return ch.MembershipType, nil
+}

@@ -22,6 +22,7 @@ var (
 	_ bot.ApprovalStore     = (*Store)(nil)
 	_ bot.ConversationStore = (*Store)(nil)
 	_ bot.ActivityLog       = (*Store)(nil)
+	_ bot.CheckWindows      = (*Store)(nil)
 )
 
 // The bounds the Redis store keeps.
@@ -46,6 +47,7 @@ type Store struct {
 	listedIn  map[string][]string              // batch ids by approval, newest first
 	audit     map[string][]approval.AuditEvent // newest first
 	leases    map[string]time.Time             // claim leases by approval id
+	checks    map[string][2]time.Time          // check windows by conversation: began, ends
 	failWrite error
 	lose      int
 }
@@ -55,7 +57,7 @@ func New() *Store {
 	return &Store{refs: map[string]approval.ConversationRef{}, claims: map[string]bool{},
 		approvals: map[string]approval.Approval{}, open: map[approval.OpenKey]string{}, batches: map[string][]string{},
 		lists: map[string][]approval.PostedCard{}, listedIn: map[string][]string{}, audit: map[string][]approval.AuditEvent{},
-		leases: map[string]time.Time{}}
+		leases: map[string]time.Time{}, checks: map[string][2]time.Time{}}
 }
 
 // FailWrites makes every change to an approval (transitions and claims)
@@ -389,4 +391,25 @@ func clone[T any](v T) T {
 		panic("memstore: decode: " + err.Error())
 	}
 	return out
+}
+
+// ClaimCheck claims a conversation's check window, by the times given.
+func (s *Store) ClaimCheck(_ context.Context, conversationID string, at time.Time, window time.Duration) (bool, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.checks[conversationID]; ok && at.Before(w[1]) {
+		return false, w[0], nil
+	}
+	s.checks[conversationID] = [2]time.Time{at, at.Add(window)}
+	return true, at, nil
+}
+
+// ReleaseCheck forgets the window claimed at at.
+func (s *Store) ReleaseCheck(_ context.Context, conversationID string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.checks[conversationID]; ok && w[0].Equal(at) {
+		delete(s.checks, conversationID)
+	}
+	return nil
 }

@@ -26,6 +26,8 @@ permissions=(
   ChatMember.Read.All
   TeamMember.Read.All
   GroupMember.Read.All
+  Chat.ReadBasic.WhereInstalled
+  Channel.ReadBasic.All
   TeamsAppInstallation.ReadForChat.All
   TeamsAppInstallation.ReadForTeam.All
 )

@@ -98,15 +98,17 @@ type Tenant struct {
 	// server's address (httptest.Server.URL) so the SDK can follow pages.
 	BaseURL string
 
-	mu      sync.Mutex
-	apps    map[string]*App
-	scopes  map[string][]*installation
-	members map[string][]Member
-	groups  map[string]map[string]bool
-	dropped map[string]bool // scope|permission grants that did not take
-	calls   []Call
-	faults  []*Fault
-	mux     *http.ServeMux
+	mu       sync.Mutex
+	apps     map[string]*App
+	scopes   map[string][]*installation
+	members  map[string][]Member
+	groups   map[string]map[string]bool
+	meetings map[string]Member // chat id → the meeting's organizer
+	channels map[string]string // team id/channel id → membershipType other than standard
+	dropped  map[string]bool   // scope|permission grants that did not take
+	calls    []Call
+	faults   []*Fault
+	mux      *http.ServeMux
 }
 
 // New returns an empty tenant.
@@ -114,6 +116,7 @@ func New() *Tenant {
 	t := &Tenant{
 		apps: map[string]*App{}, scopes: map[string][]*installation{},
 		members: map[string][]Member{}, groups: map[string]map[string]bool{}, dropped: map[string]bool{},
+		meetings: map[string]Member{}, channels: map[string]string{},
 	}
 	m := http.NewServeMux()
 	for _, kind := range []string{Chat, Team} {
@@ -123,6 +126,8 @@ func New() *Tenant {
 		m.HandleFunc("GET /v1.0/"+kind+"/{scope}/members", t.listMembers(kind))
 		m.HandleFunc("GET /v1.0/"+kind+"/{scope}/permissionGrants", t.permissionGrants(kind))
 	}
+	m.HandleFunc("GET /v1.0/chats/{scope}", t.getChat)
+	m.HandleFunc("GET /v1.0/teams/{scope}/channels/{channel}", t.getChannel)
 	m.HandleFunc("GET /v1.0/users/{scope}/teamwork/installedApps", t.listInstallations(User))
 	m.HandleFunc("GET /v1.0/users/{scope}/teamwork/installedApps/{id}", t.getInstallation(User))
 	m.HandleFunc("POST /v1.0/users/{scope}/teamwork/installedApps/{id}/upgrade", t.upgrade(User))
@@ -203,6 +208,92 @@ func (t *Tenant) AddMembers(kind, scopeID string, ms ...Member) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.members[kind+"/"+scopeID] = append(t.members[kind+"/"+scopeID], ms...)
+}
+
+// SetMeeting makes a chat a meeting's chat (Graph's chatType "meeting"),
+// organized by organizer (UserID, TenantID and DisplayName are used).
+func (t *Tenant) SetMeeting(chatID string, organizer Member) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.meetings[chatID] = organizer
+}
+
+// getChat answers GET /chats/{id} in Graph's shape: a meeting's chat
+// carries onlineMeetingInfo with its organizer (a teamworkUserIdentity),
+// any other chat is a group chat whose onlineMeetingInfo is null.
+func (t *Tenant) getChat(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("scope")
+	t.mu.Lock()
+	organizer, meeting := t.meetings[id]
+	_, installed := t.scopes[Chat+"/"+id]
+	_, members := t.members[Chat+"/"+id]
+	t.mu.Unlock()
+	if !meeting && !installed && !members {
+		writeError(w, http.StatusNotFound, "NotFound", "Not Found", "")
+		return
+	}
+	chat := map[string]any{
+		"@odata.context":      t.context("chats/$entity"),
+		"id":                  id,
+		"topic":               nil,
+		"createdDateTime":     "2026-01-05T09:00:00.000Z",
+		"lastUpdatedDateTime": "2026-01-05T09:00:00.000Z",
+		"chatType":            "group",
+		"webUrl":              "https://teams.microsoft.com/l/chat/" + url.PathEscape(id) + "/0",
+		"tenantId":            nil,
+		"onlineMeetingInfo":   nil,
+		"viewpoint":           map[string]any{"isHidden": false, "lastMessageReadDateTime": "2026-01-05T09:00:00.000Z"},
+	}
+	if meeting {
+		chat["chatType"] = "meeting"
+		chat["topic"], chat["tenantId"] = "Weekly sync", organizer.TenantID
+		chat["onlineMeetingInfo"] = map[string]any{
+			"calendarEventId": nil,
+			"joinWebUrl":      "https://teams.microsoft.com/l/meetup-join/" + url.PathEscape(id) + "/0",
+			"organizer": map[string]any{
+				"id": organizer.UserID, "displayName": nil, "userIdentityType": "aadUser", "tenantId": organizer.TenantID,
+			},
+		}
+	}
+	writeJSON(w, http.StatusOK, chat)
+}
+
+// SetChannel gives a channel of a team its membershipType ("private" or
+// "shared"); every other channel of a team Graph knows is standard.
+func (t *Tenant) SetChannel(teamID, channelID, membershipType string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.channels[teamID+"/"+channelID] = membershipType
+}
+
+// getChannel answers GET /teams/{id}/channels/{id} in Graph's shape.
+func (t *Tenant) getChannel(w http.ResponseWriter, r *http.Request) {
+	team, id := r.PathValue("scope"), r.PathValue("channel")
+	t.mu.Lock()
+	kind, set := t.channels[team+"/"+id]
+	_, installed := t.scopes[Team+"/"+team]
+	_, members := t.members[Team+"/"+team]
+	t.mu.Unlock()
+	if !set && !installed && !members {
+		writeError(w, http.StatusNotFound, "NotFound", "Not Found", "")
+		return
+	}
+	if !set {
+		kind = "standard"
+	}
+	name, _, _ := strings.Cut(strings.TrimPrefix(id, "19:"), "@")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.context":      t.context("teams('" + url.PathEscape(team) + "')/channels/$entity"),
+		"id":                  id,
+		"createdDateTime":     "2026-01-05T09:00:00.000Z",
+		"displayName":         name,
+		"description":         nil,
+		"isFavoriteByDefault": nil,
+		"email":               "",
+		"tenantId":            nil,
+		"webUrl":              "https://teams.microsoft.com/l/channel/" + url.PathEscape(id) + "/" + url.PathEscape(name),
+		"membershipType":      kind,
+	})
 }
 
 // AddGroupMember makes userID a (transitive) member of groupID.

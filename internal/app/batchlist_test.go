@@ -185,6 +185,7 @@ func TestListShowsAnApprovalDecidedOnItsOwnCard(t *testing.T) {
 		t.Fatalf("the first check posted no card for Polls alone")
 	}
 	h.graph.Publish(tasksApp, fakegraph.Definition{Version: "1.1.0"})
+	h.endCheckWindow(t, listChat)
 	if code := h.post(t, h.in(h.message("2", "check"), listChat)); code != http.StatusOK {
 		t.Fatalf("second check: %d", code)
 	}

@@ -1,14 +1,31 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
+	"github.com/upgradeapprovals/bot/state"
 )
+
+// endCheckWindow ends a conversation's check window, as its 30 seconds
+// passing would: the next check reads Graph.
+func (h *harness) endCheckWindow(t *testing.T, conversationID string) {
+	t.Helper()
+	rdb, closeFn, err := state.Connect(context.Background(), h.env["REDIS_URL"], slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	if n, err := rdb.Del(context.Background(), h.env["REDIS_PREFIX"]+"check:{"+conversationID+"}").Result(); err != nil || n != 1 {
+		t.Fatalf("no check window to end in %s: %d %v", conversationID, n, err)
+	}
+}
 
 // graphRequests reads upgradebot_graph_requests_total{command} from /metrics.
 func (h *harness) graphRequests(t *testing.T, command string) string {
@@ -62,14 +79,31 @@ func TestGraphRequestBudgetPerCommand(t *testing.T) {
 		t.Errorf("upgradebot_graph_requests_total{command=\"check\"} = %s, want 2", got)
 	}
 
-	// The admin publishes 1.1.0 of one app; the very next check shows it.
+	// The same check again at once reads nothing from Graph: it points at
+	// the answer above.
+	h.graph.ResetCalls()
+	if code := h.post(t, h.message("1700000000019", "check")); code != http.StatusOK {
+		t.Fatalf("check: status %d", code)
+	}
+	if reply := h.connector.WaitCalls(t, 2)[1]; !strings.Contains(fmt.Sprint(reply.Activity["text"]), "my answer is above") {
+		t.Fatalf("a repeated check replied %v", reply.Activity)
+	}
+	if n := len(h.graph.Calls()); n != 0 {
+		t.Errorf("a repeated check made %d Graph requests, want none", n)
+	}
+	if got := h.graphRequests(t, "check"); got != "2" {
+		t.Errorf("upgradebot_graph_requests_total{command=\"check\"} = %s after a repeat, want 2", got)
+	}
+	h.endCheckWindow(t, chat)
+
+	// The admin publishes 1.1.0 of one app; the next check shows it.
 	h.graph.Publish("0d820ecd-def2-4297-adad-000000000007", fakegraph.Definition{Version: "1.1.0",
 		RSC: []fakegraph.Permission{{Value: "ChatMessage.Read.Chat", Type: "application"}}})
 	h.graph.ResetCalls()
 	if code := h.post(t, h.message("1700000000021", "check")); code != http.StatusOK {
 		t.Fatalf("check: status %d", code)
 	}
-	posted := h.connector.WaitCalls(t, 2)[1]
+	posted := h.connector.WaitCalls(t, 3)[2]
 	if card := cardOf(posted); !strings.Contains(card, "App 7") || !strings.Contains(card, "1.1.0") {
 		t.Fatalf("the second check does not show the new version: %s", card)
 	}
@@ -81,7 +115,7 @@ func TestGraphRequestBudgetPerCommand(t *testing.T) {
 	h.graph.ResetCalls()
 	invoke := h.message("1700000000022", "")
 	delete(invoke, "text")
-	invoke["type"], invoke["name"], invoke["replyToId"] = "invoke", "adaptiveCard/action", "activity-2"
+	invoke["type"], invoke["name"], invoke["replyToId"] = "invoke", "adaptiveCard/action", "activity-3"
 	invoke["value"] = map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
 		"data": map[string]any{"approvalId": approvalID}}}
 	if code, body := h.exchange(t, invoke); code != http.StatusOK || !strings.Contains(string(body), "was upgraded to 1.1.0") {

@@ -233,10 +233,21 @@ func (c *config) requireRedis(environ) error {
 // readTenants reads which tenants may talk to the bot.
 func (c *config) readTenants(e environ) error {
 	c.AllowedTenants = list(e.get("BOT_ALLOWED_TENANTS"))
+	// "*" says any tenant on purpose: a MultiTenant bot anyone can add to
+	// their tenant would otherwise serve (and call Graph for) every tenant
+	// by default.
+	if slices.Equal(c.AllowedTenants, []string{"*"}) {
+		c.AllowedTenants = nil
+		return nil
+	}
 	for _, t := range c.AllowedTenants {
 		if !approval.IsEntraID(t) {
-			return bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID)", t)
+			return bad("BOT_ALLOWED_TENANTS", "%q is not a tenant id (GUID, or * alone for any tenant)", t)
 		}
+	}
+	if len(c.AllowedTenants) == 0 && c.AppType == appTypeMultiTenant && c.AppID != "" {
+		return bad("BOT_ALLOWED_TENANTS", "required for a MultiTenant bot: set the customer tenant ids it serves, "+
+			"or * to accept activities from any tenant")
 	}
 	if len(c.AllowedTenants) == 0 && c.AppType != appTypeMultiTenant && c.AppTenantID != "" {
 		c.AllowedTenants = []string{c.AppTenantID}

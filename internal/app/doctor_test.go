@@ -66,8 +66,9 @@ func TestDoctorAllOK(t *testing.T) {
 		}
 	}
 	for _, p := range GraphPermissions() {
-		// GroupMember.Read.All only matters with an approver group.
-		if has := strings.Contains(out, "ok   Graph permission "+p.Name+"\n"); has == p.groupApprovers {
+		// GroupMember.Read.All only matters with an approver group,
+		// Chat.ReadBasic.WhereInstalled with a rule for chats or meetings.
+		if has := strings.Contains(out, "ok   Graph permission "+p.Name+"\n"); has == (p.groupApprovers || p.chatApprovers) {
 			t.Errorf("Graph permission %s checked: %v\n%s", p.Name, has, out)
 		}
 	}

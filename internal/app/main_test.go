@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -328,7 +329,13 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_OPENID_METADATA_URL": "http://login.botframework.com/v1/.well-known/openidconfiguration"}, "BOT_OPENID_METADATA_URL"},
 		{map[string]string{"AZURE_AUTHORITY_HOST": "http://login.microsoftonline.com/"}, "AZURE_AUTHORITY_HOST"},
 		{map[string]string{"BOT_ALLOWED_TENANTS": "contoso.com"}, "BOT_ALLOWED_TENANTS"},
+		{map[string]string{"BOT_ALLOWED_TENANTS": "*," + testTenant}, "BOT_ALLOWED_TENANTS"},
+		// A MultiTenant bot must say which tenants it serves, or * on purpose.
+		{map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x", "REDIS_URL": "redis://localhost:6379"}, "BOT_ALLOWED_TENANTS"},
 		{map[string]string{"BOT_APPROVERS": "everyone"}, "BOT_APPROVERS"},
+		{map[string]string{"BOT_APPROVERS": "owners,meeting=owner"}, "BOT_APPROVERS"},
+		{map[string]string{"BOT_APPROVERS": "chat=organizer"}, "BOT_APPROVERS"}, // a group chat has no organizer
+		{map[string]string{"BOT_APPROVERS": "channel=owners"}, "BOT_APPROVERS"},
 		{map[string]string{"HOST": "0.0.0.0"}, "HOST"},      // no app id: auth is off, so no public bind
 		{map[string]string{"HOST": "localhost:80"}, "HOST"}, // the port belongs in PORT
 		{map[string]string{"BOT_PROACTIVE": "sometimes"}, "BOT_PROACTIVE"},
@@ -346,6 +353,23 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		}
 		if strings.Contains(out, "hunter2") {
 			t.Errorf("the Redis password leaked into %q", out)
+		}
+	}
+}
+
+// The refusal says how to fix it, and "*" (any tenant) or a list of
+// tenants is that fix.
+func TestConfigMultiTenantNamesItsTenants(t *testing.T) {
+	env := map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x", "REDIS_URL": "redis://localhost:6379"}
+	if _, err := loadConfig(func(k string) string { return env[k] }); err == nil ||
+		!strings.Contains(err.Error(), "tenant ids") || !strings.Contains(err.Error(), "*") {
+		t.Errorf("a MultiTenant bot without BOT_ALLOWED_TENANTS: %v", err)
+	}
+	for tenants, want := range map[string][]string{"*": nil, " * ": nil, testTenant: {testTenant}} {
+		env["BOT_ALLOWED_TENANTS"] = tenants
+		cfg, err := loadConfig(func(k string) string { return env[k] })
+		if err != nil || !slices.Equal(cfg.AllowedTenants, want) {
+			t.Errorf("BOT_ALLOWED_TENANTS=%q: tenants %q, %v; want %q", tenants, cfg.AllowedTenants, err, want)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/upgradeapprovals/bot/approval"
 )
 
 // GraphPermission is a Microsoft Graph application permission the bot needs.
@@ -18,6 +20,9 @@ type GraphPermission struct {
 	Purpose string
 	// groupApprovers: needed only when BOT_APPROVERS names a group.
 	groupApprovers bool
+	// chatApprovers: needed only when BOT_APPROVERS has a rule for chats
+	// or meetings alone (chat=…, meeting=…).
+	chatApprovers bool
 }
 
 // GraphPermissions are the Graph application permissions the bot needs, in
@@ -39,6 +44,11 @@ func GraphPermissions() []GraphPermission {
 		{Name: "TeamMember.Read.All", Purpose: "List team members and their roles, to let team owners approve."},
 		{Name: "GroupMember.Read.All", Purpose: "Check membership (including nested groups) when " +
 			"`BOT_APPROVERS` names an approver group.", groupApprovers: true},
+		{Name: "Chat.ReadBasic.WhereInstalled", Purpose: "Read whether a chat is a meeting's, and its organizer, " +
+			"when `BOT_APPROVERS` has a rule for chats or meetings alone (`chat=…`, `meeting=…`).", chatApprovers: true},
+		{Name: "Channel.ReadBasic.All", Purpose: "Read whether the team channel the bot was last talked to in is a " +
+			"standard one (its `membershipType`): a team's unprompted cards go there only then, else to its General " +
+			"channel. Without it they go to General."},
 		{Name: "TeamsAppInstallation.ReadForChat.All", Purpose: "After an upgrade in a chat, read the chat's " +
 			"`permissionGrants` to check that the consent took. Microsoft's reference for that call lists this " +
 			"permission, not the `…AndConsentForChat.All` one above."},
@@ -52,12 +62,26 @@ func GraphPermissions() []GraphPermission {
 func neededPermissions(cfg config) []GraphPermission {
 	var out []GraphPermission
 	for _, p := range GraphPermissions() {
-		if p.groupApprovers && len(cfg.Approvers.Groups) == 0 {
+		if p.groupApprovers && !hasApproverGroup(cfg.Approvers) {
+			continue
+		}
+		chat := approval.Scope{Kind: approval.ScopeChat}
+		if p.chatApprovers && !cfg.Approvers.NeedsChat(chat) {
 			continue
 		}
 		out = append(out, p)
 	}
 	return out
+}
+
+// hasApproverGroup reports whether any rule names an Entra group.
+func hasApproverGroup(p approval.ApproverPolicy) bool {
+	for _, k := range []approval.ApproverKind{approval.ForChat, approval.ForMeeting, approval.ForTeam} {
+		if len(p.For(k).Groups) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // missingPermissions are the needed permissions a Graph access token's roles

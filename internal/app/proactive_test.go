@@ -1018,3 +1018,49 @@ func TestAThrottledTenantDoesNotHoldUpAnother(t *testing.T) {
 		t.Errorf("the busy tenant's sweep was done (%d scans) before the other tenant's card came", listings)
 	}
 }
+
+// A team's unprompted cards go to a standard channel, which all its members
+// see: the channel last talked in if Graph says it is standard, else the
+// team's General channel, never a private or shared channel, whoever
+// talked there last.
+func TestTeamCardsGoOnlyToAStandardChannel(t *testing.T) {
+	const (
+		general  = "19:general@thread.tacv2"
+		private  = "19:private@thread.tacv2"
+		planning = "19:planning@thread.tacv2"
+	)
+	teams := []string{"8f3c1e62-5d4b-4a7e-9c21-0b6d2f4e8a10", "9a4d2f73-6e5c-4b8f-8d32-1c7e3a5f9b21"}
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	r := h.replica(t, nil, 0)
+	h.graph.AddApp(fakegraph.App{ID: pollsAppID, DisplayName: "Polls", Definitions: []fakegraph.Definition{{Version: "1.0.0"}}})
+	for i, team := range teams {
+		h.graph.Install(fakegraph.Team, team, pollsAppID, "1.0.0", nil)
+		h.graph.AddMembers(fakegraph.Team, team,
+			fakegraph.Member{UserID: ownerID, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+		h.graph.SetChannel(team, private, "private")
+		// The first team was last talked to in a private channel, the
+		// second in a standard one.
+		last := []string{private, planning}[i]
+		msg := inTeamChannel(h.message(fmt.Sprintf("17000000009%02d", i), "help"), team, last, last+";messageid=1700000000900")
+		msg["channelData"].(map[string]any)["team"].(map[string]any)["id"] = general + fmt.Sprint(i)
+		n := len(h.connector.Calls())
+		if code := r.post(t, h, msg); code != http.StatusOK {
+			t.Fatalf("help in %s: %d", last, code)
+		}
+		h.connector.WaitCalls(t, n+1)
+	}
+	h.watcherRounds(t, 1) // the tenant's catalog as it was
+	publishPolls11(h)
+	eventually(t, 10*time.Second, "the teams' cards", func() bool { return len(cardPosts(h.connector.Calls())) == 2 })
+	h.watcherRounds(t, 2)
+	posts := cardPosts(h.connector.Calls())
+	if posts[general+"0"] != 1 || posts[planning] != 1 || len(posts) != 2 {
+		t.Errorf("cards posted %v, want one in the first team's General channel (%s0) and one in %s", posts, general, planning)
+	}
+	for conv := range posts {
+		if strings.Contains(conv, "private") {
+			t.Errorf("a card went to the private channel %s", conv)
+		}
+	}
+}

@@ -93,7 +93,7 @@ func TestWebChatCannotImpersonateAnOwner(t *testing.T) {
 // A production bot (it has an app id) on the embedded Redis would lose
 // every approval on restart and share nothing between replicas.
 func TestAppIDWithoutRedisURLRefusesToStart(t *testing.T) {
-	env := map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x"}
+	env := map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x", "BOT_ALLOWED_TENANTS": "*"}
 	var stderr bytes.Buffer
 	code := Run(context.Background(), nil, func(k string) string { return env[k] }, &stderr)
 	out := stderr.String()

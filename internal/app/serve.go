@@ -274,7 +274,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 	opts := bot.Options{
 		Connector: connector, Conversations: store.Conversations(), Activities: store.Conversations(),
 		Approvals: store.Approvals(), Approvers: cfg.Approvers, Logger: logger,
-		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive,
+		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive, Checks: store,
 		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue, CatalogReads: store.Watch(), CatalogMaxAge: cfg.ScanInterval,
 	}
