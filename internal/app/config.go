@@ -57,6 +57,10 @@ type config struct {
 	RemindAfter   time.Duration // BOT_REMIND_AFTER: one reminder after, default 72h
 	ApprovalTTL   time.Duration // BOT_APPROVAL_TTL: a request expires after, default 168h
 	UpgradeGrace  time.Duration // BOT_UPGRADE_GRACE: an unconfirmed upgrade waits this long before Retry, default 10m
+	// CheckWindow is BOT_CHECK_WINDOW: a repeated check in one conversation
+	// within it answers from the check before, without Graph. Default 30s;
+	// 0 ("off") reads Graph for every check.
+	CheckWindow time.Duration
 }
 
 // configError names the variable at fault, so the one line an operator
@@ -269,6 +273,7 @@ func (c *config) readApprovers(e environ) error {
 
 // readProactive reads what the bot does unprompted, and when.
 func (c *config) readProactive(e environ) error {
+	var err error
 	switch v := strings.ToLower(e.get("BOT_PROACTIVE")); v {
 	case "", "on":
 		c.Proactive = true
@@ -287,10 +292,14 @@ func (c *config) readProactive(e environ) error {
 		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
 		{"BOT_UPGRADE_GRACE", &c.UpgradeGrace, 10 * time.Minute},
 	} {
-		var err error
 		if *d.dst, err = durationVar(e, d.name, d.def); err != nil {
 			return err
 		}
+	}
+	if v := e.get("BOT_CHECK_WINDOW"); strings.EqualFold(v, "off") {
+		c.CheckWindow = 0
+	} else if c.CheckWindow, err = durationVar(e, "BOT_CHECK_WINDOW", 30*time.Second); err != nil {
+		return err
 	}
 	if c.RemindAfter >= c.ApprovalTTL {
 		return bad("BOT_REMIND_AFTER", "%s is not shorter than BOT_APPROVAL_TTL (%s): the reminder would come after expiry",

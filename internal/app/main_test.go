@@ -343,6 +343,7 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_SWEEP_INTERVAL": "-1h"}, "BOT_SWEEP_INTERVAL"},
 		{map[string]string{"BOT_APPROVAL_TTL": "a week"}, "BOT_APPROVAL_TTL"},
 		{map[string]string{"BOT_UPGRADE_GRACE": "-5m"}, "BOT_UPGRADE_GRACE"},
+		{map[string]string{"BOT_CHECK_WINDOW": "a while"}, "BOT_CHECK_WINDOW"},
 		{map[string]string{"BOT_REMIND_AFTER": "200h"}, "BOT_REMIND_AFTER"}, // after the default 168h expiry
 	} {
 		var stderr bytes.Buffer
@@ -381,6 +382,12 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if cfg.addr() != "127.0.0.1:3978" {
 		t.Errorf("without an app id the bot listens on %s, want loopback 127.0.0.1:3978", cfg.addr())
+	}
+	if cfg.CheckWindow != 30*time.Second {
+		t.Errorf("a repeated check is answered from the one before for %s, want 30s", cfg.CheckWindow)
+	}
+	if off, err := loadConfig(func(k string) string { return map[string]string{"BOT_CHECK_WINDOW": "off"}[k] }); err != nil || off.CheckWindow != 0 {
+		t.Errorf("BOT_CHECK_WINDOW=off: window %s, %v; want none", off.CheckWindow, err)
 	}
 	if cfg.Cloud.Name != "public" || cfg.GraphBaseURL != "https://graph.microsoft.com/v1.0" ||
 		cfg.OpenIDMetadataURL != "https://login.botframework.com/v1/.well-known/openidconfiguration" {

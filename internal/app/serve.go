@@ -274,12 +274,15 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 	opts := bot.Options{
 		Connector: connector, Conversations: store.Conversations(), Activities: store.Conversations(),
 		Approvals: store.Approvals(), Approvers: cfg.Approvers, Logger: logger,
-		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive, Checks: store,
+		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive, CheckWindow: cfg.CheckWindow,
 		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue, CatalogReads: store.Watch(), CatalogMaxAge: cfg.ScanInterval,
 	}
 	if g != nil {
 		opts.Installations, opts.Catalog, opts.Directory, opts.Grants = g, g, g, g
+	}
+	if cfg.CheckWindow > 0 {
+		opts.Checks = store
 	}
 	if d.tune != nil {
 		d.tune(&opts)
