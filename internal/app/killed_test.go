@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,27 +64,7 @@ func trustFile(t *testing.T, h *harness) string {
 	return file
 }
 
-// lockedBuffer collects a child's output for the failure message.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startBotProcess runs the built bot as one more replica of the harness,
-// with env on top of the harness's configuration.
-func startBotProcess(t *testing.T, h *harness, env map[string]string) (*exec.Cmd, *lockedBuffer) {
+func startBotProcess(t *testing.T, h *harness, env map[string]string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	bin := buildBot(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -106,7 +85,7 @@ func startBotProcess(t *testing.T, h *harness, env map[string]string) (*exec.Cmd
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

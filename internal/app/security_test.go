@@ -134,6 +134,8 @@ func TestRedisLogLinesAreJSON(t *testing.T) {
 	}
 }
 
+// syncBuffer is a log written by one goroutine (or a child process) while
+// the test reads it.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
