@@ -161,13 +161,18 @@ func TestReplicaProcessKilledMidJobIsReclaimedAndPostedOnce(t *testing.T) {
 	}
 	// Its four scan workers each hold one chat's job: every card to come
 	// must come from a reclaimed job.
-	eventually(t, 10*time.Second, "the process to hold every chat's scan job", func() bool {
+	// A job the tenant's budget puts off leaves the pending list until its
+	// turn: the deadline is for an event on a loaded machine, not a speed.
+	var seen string
+	eventually(t, 30*time.Second, "the process to hold every chat's scan job", func() bool {
 		var held int64
-		for _, n := range pendingJobs(t, h) {
+		pending := pendingJobs(t, h)
+		for _, n := range pending {
 			held += n
 		}
+		seen = fmt.Sprint(pending)
 		return held == int64(len(proactiveChats))
-	})
+	}, &seen)
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
