@@ -1249,6 +1249,41 @@ func TestCardRecordedWhileItsAnswerWasLostIsRecordedOnce(t *testing.T) {
 	}
 }
 
+// Redis dies just after writing that an upgrade is about to be sent, so
+// its replica never learns the mark landed and, without it, never calls
+// Graph. Once Redis is back, within the claim's lease, the replica takes
+// the mark back: the reaper then upgrades (the owner approved and nobody
+// called Graph) instead of waiting out the grace period kept for an
+// upgrade that might have been sent.
+func TestUpgradeMarkWrittenAsRedisDiedIsTakenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
+		f.bot = f.withOptions(func(o *bot.Options) {
+			o.UpgradeTimeout, o.UpgradeGrace, o.InvokeWait = 10*time.Second, 10*time.Minute, time.Second
+		})
+		f.say("check")
+		id := f.onlyApproval().ID
+		down := bot.Errorf(bot.CodeUnavailable, "redis: connection refused")
+		f.state.Crash(1, down) // the claim is answered; the mark lands unanswered
+		if resp := f.click("approve", id, owner); !strings.Contains(resp, "Upgrading Polls") {
+			t.Fatalf("approve: %s", resp)
+		}
+		time.Sleep(6 * time.Second) // past the half of the deadline the mark is retried for
+		f.state.FailWrites(nil)     // Redis is back
+		f.drain()
+		if a := f.onlyApproval(); !a.UpgradeSentAt.IsZero() || a.Status != approval.StatusUpgrading {
+			t.Fatalf("after Redis came back: %s, marked sent at %v; want upgrading, unmarked", a.Status, a.UpgradeSentAt)
+		}
+		time.Sleep(15 * time.Second) // the claim's lease ends
+		if n, err := f.bot.Reap(context.Background()); n != 1 || err != nil {
+			t.Fatalf("the reaper settled %d (%v), want 1", n, err)
+		}
+		if a := f.onlyApproval(); a.Status != approval.StatusUpgraded || f.graph.upgradeCount() != 1 {
+			t.Errorf("approval %s after %d upgrades, want upgraded after 1", a.Status, f.graph.upgradeCount())
+		}
+	})
+}
+
 func TestRedeliveredApproveIsAnsweredAndUpgradesOnce(t *testing.T) {
 	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")

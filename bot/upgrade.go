@@ -118,6 +118,7 @@ func (up *upgrades) runUpgrade(ctx context.Context, c approval.Approval, deadlin
 		// No Graph call without the mark: the reaper upgrades a claim that
 		// certainly never reached Graph, once its lease ends.
 		up.log.WarnContext(ctx, "cannot mark the upgrade as sent; leaving it to the reaper", "approval", c.ID, "err", err)
+		up.unmark(ctx, c, sent, deadline)
 		return c
 	}
 	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
@@ -141,6 +142,28 @@ func (up *upgrades) runUpgrade(ctx context.Context, c approval.Approval, deadlin
 		up.log.WarnContext(ctx, "upgrade failed", "approval", c.ID, "err", uerr)
 	}
 	return up.settle(ctx, c, status, problem)
+}
+
+// unmark takes back a mark that may have landed although its answer was
+// lost (Redis dying between writing and answering): Graph was not called,
+// and a mark left behind would have the reaper treat the upgrade as
+// perhaps sent, waiting out its grace period and then offering Retry,
+// rather than upgrading what the approver approved. It is retried until
+// deadline, inside the claim's lease; once the reaper has taken the claim
+// over, the claim token no longer matches and nothing is written.
+func (up *upgrades) unmark(ctx context.Context, c approval.Approval, sent, deadline time.Time) {
+	err := retryStore(ctx, time.Until(deadline), func(ctx context.Context) error {
+		_, err := up.approvals.Amend(ctx, c, func(a *approval.Approval) {
+			if a.UpgradeSentAt.Equal(sent) {
+				a.UpgradeSentAt = time.Time{}
+			}
+		})
+		return err
+	})
+	if err != nil {
+		up.log.WarnContext(ctx, "cannot take back the mark of an upgrade never sent; the reaper will wait out its grace period",
+			"approval", c.ID, "err", err)
+	}
 }
 
 // upgradeTook reads the installation back, a few times (Graph may briefly

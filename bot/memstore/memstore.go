@@ -50,6 +50,14 @@ type Store struct {
 	checks    map[string][2]time.Time          // check windows by conversation: began, ends
 	failWrite error
 	lose      int
+	crash     *crash
+}
+
+// crash is a Redis death to come: after more changes, one lands unanswered
+// and every change after it fails with err.
+type crash struct {
+	after int
+	err   error
 }
 
 // New returns an empty Store.
@@ -74,6 +82,15 @@ func (s *Store) LoseAnswers(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lose = n
+}
+
+// Crash makes the change after the next after ones take effect but answer
+// err, and every change from then on fail with err until FailWrites(nil):
+// Redis dying between writing a change and answering it.
+func (s *Store) Crash(after int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.crash = &crash{after: after, err: err}
 }
 
 // ExpireClaims makes every claim's lease run out now, as if its replica
@@ -148,6 +165,12 @@ func (s *Store) update(id string, f func(a *approval.Approval) error) (approval.
 		return clone(s.approvals[id]), err
 	}
 	s.approvals[id] = clone(a)
+	if c := s.crash; c != nil {
+		if c.after--; c.after < 0 {
+			s.crash, s.failWrite = nil, c.err
+			return approval.Approval{}, c.err
+		}
+	}
 	if s.lose > 0 {
 		s.lose--
 		return approval.Approval{}, bot.Errorf(bot.CodeUnavailable, "memstore: answer lost")
