@@ -18,6 +18,12 @@ const (
 	// another way (Teams' Update button, the admin center, an approval
 	// elsewhere) while the request was open.
 	StatusUpgradedOutside Status = "upgradedoutside"
+	// StatusNeedsAdmin: the tenant does not let this scope's approvers
+	// consent to the upgrade's resource-specific permissions (its consent
+	// policy, or Graph refused the consent): an admin must allow it first.
+	// Still the request for its version (Open), but nobody can approve it
+	// (not Decidable); once the policy allows it, it is pending again.
+	StatusNeedsAdmin Status = "needsadmin"
 )
 
 // New is a pending request for the upgrade u, asked in the conversation ref
@@ -31,7 +37,7 @@ func New(u PendingUpgrade, ref ConversationRef, locale string, now time.Time, tt
 // Statuses lists every status.
 func Statuses() []Status {
 	return []Status{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected, StatusFailed, StatusExpired,
-		StatusSuperseded, StatusUpToDate, StatusUpgradedOutside}
+		StatusSuperseded, StatusUpToDate, StatusUpgradedOutside, StatusNeedsAdmin}
 }
 
 // Open reports whether an approval in status s is still the request for

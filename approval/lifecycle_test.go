@@ -10,7 +10,7 @@ import (
 
 func TestStatusSets(t *testing.T) {
 	open := []approval.Status{approval.StatusPending, approval.StatusUpgrading, approval.StatusUpgraded, approval.StatusFailed,
-		approval.StatusUpToDate, approval.StatusUpgradedOutside}
+		approval.StatusUpToDate, approval.StatusUpgradedOutside, approval.StatusNeedsAdmin}
 	if got := approval.OpenStatuses(); !sameSet(got, open) {
 		t.Errorf("open statuses %v, want %v", got, open)
 	}
@@ -26,8 +26,8 @@ func TestStatusSets(t *testing.T) {
 			t.Errorf("%s may be decided but is not open", s)
 		}
 	}
-	if n := len(approval.Statuses()); n != 9 {
-		t.Errorf("%d statuses, want 9", n)
+	if n := len(approval.Statuses()); n != 10 {
+		t.Errorf("%d statuses, want 10", n)
 	}
 }
 
