@@ -71,6 +71,65 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 	}
 }
 
+// A tenant the bot is no longer in anywhere leaves the tenant set, so the
+// catalog watcher and sweeps stop reading its Graph: when its last
+// conversation is forgotten (the bot removed), or when a sweep finds its
+// last scope's reference gone. A conversation seen again brings it back.
+func TestTenantWithNoScopeLeftLeavesTheTenantSet(t *testing.T) {
+	prefix := fmt.Sprintf("test:leave:%d:", time.Now().UnixNano())
+	s, rdb := newConversations(t, state.Options{Prefix: prefix, ReferenceTTL: time.Hour})
+	ctx := context.Background()
+	tenants := func() []string {
+		t.Helper()
+		ts, err := s.Tenants(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	ref := func(id string) approval.ConversationRef {
+		return approval.ConversationRef{ConversationID: id, ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams",
+			TenantID: tenant, BotID: "28:app", UpdatedAt: time.Now().UTC(),
+			Scope: &approval.Scope{Kind: approval.ScopeChat, ID: id, TenantID: tenant}}
+	}
+	a, b := ref("19:a@thread.v2"), ref("19:b@thread.v2")
+	for _, r := range []approval.ConversationRef{a, b} {
+		if err := s.SaveReference(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Forget(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 1 {
+		t.Errorf("with a chat left, tenants %v, want %s", ts, tenant)
+	}
+	if err := s.Forget(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 0 {
+		t.Errorf("with no chat left, tenants %v, want none", ts)
+	}
+
+	// Back in a chat, then its reference runs out unseen: the next sweep
+	// drops the scope and the tenant with it.
+	if err := s.SaveReference(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 1 {
+		t.Fatalf("a chat seen again: tenants %v, want %s", ts, tenant)
+	}
+	if err := rdb.Del(ctx, prefix+"ref:{"+a.ConversationID+"}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Conversations(ctx, tenant, func(string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 0 {
+		t.Errorf("after a sweep found no reference left, tenants %v, want none", ts)
+	}
+}
+
 // The installation scope counts, by value: once known it is written; the
 // same scope again (another activity, another copy) is no change.
 func TestReferenceScopeIsComparedByValue(t *testing.T) {
