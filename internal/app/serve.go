@@ -245,7 +245,7 @@ func newGraph(cfg config, creds *credentials, d deps, reg prometheus.Registerer,
 	}
 	g, err := graph.New(graph.Options{
 		BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, SingleTenant: cfg.AppType != appTypeMultiTenant,
-		Credential: credential, Registerer: reg, Logger: logger,
+		Credential: credential, Released: creds.release, Registerer: reg, Logger: logger,
 	})
 	if err != nil {
 		return nil, err
