@@ -70,6 +70,10 @@ type Options struct {
 	Released func(tenantID string)
 	// Now is the clock idleness is measured by. Default time.Now.
 	Now func() time.Time
+	// OnRequest, if set, is told of each request (each page) before it is
+	// sent, with the tenant Graph is asked as: the bot counts people's
+	// calls in the tenant's budget.
+	OnRequest func(ctx context.Context, tenantID string)
 	// Registerer, if set, gets upgradebot_graph_request_duration_seconds.
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
@@ -207,7 +211,11 @@ func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph: auth provider: %w", err)
 	}
-	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, c.http)
+	hc := c.http
+	if c.opts.OnRequest != nil {
+		hc = &http.Client{Transport: tenantRequests{next: c.http.Transport, tenant: tenantID, on: c.opts.OnRequest}, Timeout: c.http.Timeout}
+	}
+	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
 	if err != nil {
 		return nil, fmt.Errorf("graph: request adapter: %w", err)
 	}
@@ -238,6 +246,18 @@ func (c *Client) releaseIdle(now time.Time) {
 			c.opts.Released(id)
 		}
 	}
+}
+
+// tenantRequests tells Options.OnRequest of each request sent as tenant.
+type tenantRequests struct {
+	next   http.RoundTripper
+	tenant string
+	on     func(ctx context.Context, tenantID string)
+}
+
+func (t tenantRequests) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.on(r.Context(), t.tenant)
+	return t.next.RoundTrip(r)
 }
 
 // newClientMu serialises msgraph.NewGraphServiceClient, which writes

@@ -78,3 +78,29 @@ func TestIdleTenantClientsAreReleased(t *testing.T) {
 		t.Errorf("%d tokens for the tenant asked again after release, want a fresh one (2 in all)", n)
 	}
 }
+
+// Each request, each page of a list, is told as the tenant Graph is asked
+// as, with the caller's context (which says whose command it serves).
+func TestEachRequestIsToldWithItsTenant(t *testing.T) {
+	type key struct{}
+	var told []string
+	e := newEnv(t, func(o *graph.Options) {
+		o.OnRequest = func(ctx context.Context, tenant string) {
+			if ctx.Value(key{}) == "check" {
+				told = append(told, tenant)
+			}
+		}
+	})
+	seedPolls(e.tenant)
+	e.tenant.Install(fakegraph.Chat, chatID, pollsID, "1.0.0", nil)
+	ctx := context.WithValue(context.Background(), key{}, "check")
+	if _, err := e.client.Installed(ctx, chat()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Definitions(ctx, tenantID, []string{pollsID}); err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 2 || told[0] != tenantID || told[1] != tenantID {
+		t.Errorf("told %v, want two requests as %s", told, tenantID)
+	}
+}

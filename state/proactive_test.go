@@ -437,6 +437,34 @@ func TestBudgetLimitsATenantPerSecondAndBooksTheRest(t *testing.T) {
 	}
 }
 
+// People's commands spend the tenant's budget without waiting, even
+// while Graph has the tenant paused, and the sweep's next booking waits
+// behind what they spent: together they stay within the tenant's calls a
+// second.
+func TestPeoplesCallsGoAheadOfTheSweep(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	b := s.Budget(10)
+	for range 30 { // a busy minute of checks: 3 s of the budget
+		if err := b.Spend(ctx, tenant, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, booked, err := b.Take(ctx, tenant, 1)
+	if err != nil || !booked || w < 2050*time.Millisecond || w > 2100*time.Millisecond {
+		t.Errorf("the sweep's next call: wait %s (booked %v, %v), want about 2.1 s (3 s spent and its own 0.1 s, less the 1 s burst)", w, booked, err)
+	}
+	if err := b.Pause(ctx, tenant, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Spend(ctx, tenant, 1); err != nil {
+		t.Errorf("a person's call while the tenant is paused: %v", err)
+	}
+	if w, _, _ := b.Take(ctx, "other-tenant", 1); w != 0 {
+		t.Error("one tenant's people held up another's sweep")
+	}
+}
+
 // Graph throttled a tenant for two minutes: its budget says to wait that
 // long, on every replica, and a shorter pause does not cut it short.
 func TestBudgetPausedUntilRetryAfter(t *testing.T) {
