@@ -56,6 +56,11 @@ type Approval struct {
 	// Verification is what the bot found when it re-read the upgraded
 	// installation and the grants in force.
 	Verification *Verification `json:"verification,omitempty"`
+	// Quorum is how many distinct approvers must approve (QuorumFor);
+	// zero is one.
+	Quorum int `json:"quorum,omitempty"`
+	// Approvals are the distinct approvers who approved so far, in order.
+	Approvals []Approver `json:"approvals,omitempty"`
 }
 
 // PostedCard is a message showing an approval.

@@ -60,6 +60,10 @@ type Options struct {
 	Directory     Directory
 	// Approvers is who may approve (BOT_APPROVERS).
 	Approvers approval.ApproverPolicy
+	// ApprovalQuorum is how many distinct approvers must approve before an
+	// upgrade runs (BOT_APPROVAL_QUORUM); a personal scope always needs one
+	// (approval.QuorumFor). Default 1.
+	ApprovalQuorum int
 	// ApprovalTTL is how long a request stays open (BOT_APPROVAL_TTL).
 	// Default 7 days.
 	ApprovalTTL time.Duration
@@ -192,7 +196,7 @@ func New(opts Options) (*Bot, error) {
 	ls := &lists{plumbing: pl, approvals: opts.Approvals}
 	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls}
 	rq := &requests{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
-		ttl: opts.ApprovalTTL, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge}
+		ttl: opts.ApprovalTTL, quorum: opts.ApprovalQuorum, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge}
 	fu := &followups{store: opts.Proactive, every: opts.FollowEvery, remindAfter: opts.RemindAfter, log: opts.Logger}
 	ap := &approvers{policy: opts.Approvers, directory: opts.Directory, log: opts.Logger}
 	vf := &verifier{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, grants: opts.Grants,

@@ -66,6 +66,12 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 		return dc.storeFailed(ctx, err)
 	}
 	if !claimed {
+		if a.Decidable() && a.ApprovedBy(who) {
+			// Counted, more approvers needed: every card shows who
+			// approved so far (a second click by the same person
+			// counted once).
+			dc.upgrades.publisher.updateCardsOnly(context.WithoutCancel(ctx), a)
+		}
 		return InvokeCard(dc.cardFor(a, locale)), nil
 	}
 	if d, ok := dc.goUpgrade(ctx, a, deadline, t.Ref, t.Activity.ReplyToID).wait(ctx, dc.invokeWait); ok {

@@ -135,6 +135,9 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 			RequestedAt: requested, ExpiresAt: requested.Add(7 * 24 * time.Hour)}),
 		"reminder-nobody": c.Reminder(cards.Reminder{Locale: locale, App: polls, Place: cards.PlaceTeam, Approvers: cards.ApproversGroup,
 			RequestedAt: requested, ExpiresAt: requested.Add(7 * 24 * time.Hour)}),
+		"pending-quorum": c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: polls, Diff: pollsDiff,
+			Place: cards.PlaceChat, Approvers: cards.ApproversOwners, RequestedAt: requested, Needed: 2, ApprovedBy: []string{"Megan Bowen"}}),
+		"outcome-upgraded-quorum":   c.Outcome(approvedBy(outcome(cards.OutcomeUpgraded), "Megan Bowen", "Alex Wilber")),
 		"outcome-upgradedoutside":   c.Outcome(outcome(cards.OutcomeUpgradedOutside)),
 		"outcome-upgraded-verified": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{})),
 		"outcome-upgraded-missing-grant": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{
@@ -143,6 +146,11 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 			Problem: cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
 				GraphMessage: "Missing role permissions on the request.", Permission: "TeamsAppInstallation.ReadForChat.All"}})),
 	}
+}
+
+func approvedBy(o cards.Outcome, names ...string) cards.Outcome {
+	o.ApprovedBy, o.By = names, names[len(names)-1]
+	return o
 }
 
 func verified(o cards.Outcome, v *cards.Verification) cards.Outcome {

@@ -198,19 +198,25 @@ func (s *ApprovalRecords) Transition(ctx context.Context, id string, from []appr
 	})
 }
 
-// ClaimUpgrade claims an approval for an upgrade if its status may be
-// claimed (approval.Approval.Claim).
+// ClaimUpgrade records who's approval and claims the approval for an
+// upgrade once its quorum is met (approval.Approval.Approve), in one
+// compare-and-set: of two approvers racing for the last approval, one
+// meets the quorum and claims, the other is refused.
 func (s *ApprovalRecords) ClaimUpgrade(ctx context.Context, id string, who approval.Person, at time.Time, ttl time.Duration) (approval.Approval, error) {
 	// Indexed first, in the read's round trip: a replica that dies right
 	// after claiming leaves a claim the reaper can find. A stale index entry
 	// is harmless.
 	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *approval.Approval, _ bool) (lease, error) {
-		claimed, ok := a.Claim(who, at, approval.NewToken())
-		if !ok {
+		voted, vote := a.Approve(who, at, approval.NewToken())
+		switch vote {
+		case approval.VoteRefused:
 			return lease{}, errConflict
+		case approval.VoteClaimed:
+			*a = voted
+			return lease{set: a.ClaimToken, ttl: ttl}, nil
 		}
-		*a = claimed
-		return lease{set: a.ClaimToken, ttl: ttl}, nil
+		*a = voted // counted (written), or repeated (nothing to write)
+		return lease{}, nil
 	})
 }
 
