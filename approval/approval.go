@@ -61,6 +61,10 @@ type Approval struct {
 	Quorum int `json:"quorum,omitempty"`
 	// Approvals are the distinct approvers who approved so far, in order.
 	Approvals []Approver `json:"approvals,omitempty"`
+	// SnoozedUntil puts the reminder and any expiry notice off ("Remind me
+	// later" by SnoozedBy); zero when nobody asked.
+	SnoozedUntil time.Time `json:"snoozedUntil,omitzero"`
+	SnoozedBy    *Person   `json:"snoozedBy,omitempty"`
 }
 
 // PostedCard is a message showing an approval.

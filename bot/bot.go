@@ -98,6 +98,9 @@ type Options struct {
 	// RemindAfter is when a pending request gets its one reminder
 	// (BOT_REMIND_AFTER). Default 72h.
 	RemindAfter time.Duration
+	// Snooze is how long "Remind me later" puts a request's reminder and
+	// any expiry notice off (BOT_SNOOZE). Default 72h.
+	Snooze time.Duration
 	// Jobs queues background work (the post-upgrade check); Grants reads
 	// what an upgrade actually granted. Without them nothing is verified.
 	Jobs   JobQueue
@@ -170,6 +173,9 @@ func New(opts Options) (*Bot, error) {
 	if opts.RemindAfter <= 0 {
 		opts.RemindAfter = 72 * time.Hour
 	}
+	if opts.Snooze <= 0 {
+		opts.Snooze = 72 * time.Hour
+	}
 	if opts.FollowEvery <= 0 {
 		opts.FollowEvery = 15 * time.Minute
 	}
@@ -204,7 +210,7 @@ func New(opts Options) (*Bot, error) {
 	up := &upgrades{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
 		requests: rq, followups: fu, publisher: pb, verifier: vf, timeout: opts.UpgradeTimeout, grace: opts.UpgradeGrace}
 	dc := &decisions{plumbing: pl, approvals: opts.Approvals, haveGraph: opts.Installations != nil, approvers: ap,
-		upgrades: up, lists: ls, invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
+		upgrades: up, lists: ls, snooze: opts.Snooze, afterReminder: max(opts.ApprovalTTL-opts.RemindAfter, 0), invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
 	cm := &commands{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, requests: rq, lists: ls,
 		approvers: ap, followups: fu, off: opts.ProactiveOff, checks: opts.Checks, checkWindow: opts.CheckWindow}
 	pr := &proactive{plumbing: pl, store: opts.Proactive, off: opts.ProactiveOff, approvals: opts.Approvals,
@@ -223,6 +229,8 @@ func New(opts Options) (*Bot, error) {
 	b.router.OnVerb(cards.VerbApprove, dc.onDecide)
 	b.router.OnVerb(cards.VerbReject, dc.onDecide)
 	b.router.OnVerb(cards.VerbRetry, dc.onDecide)
+	b.router.OnVerb(cards.VerbSkip, dc.onDecide)
+	b.router.OnVerb(cards.VerbSnooze, dc.onSnooze)
 	b.router.OnVerb(cards.VerbReview, dc.onReview)
 	b.router.OnVerb(cards.VerbApproveAll, dc.onApproveAll)
 	return b, nil

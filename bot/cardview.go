@@ -19,7 +19,8 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 	if !decided {
 		return pl.cards.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: a.ID, App: app,
 			Diff: diffView(a.Upgrade.Diff), Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope),
-			RequestedAt: a.CreatedAt, Needed: a.Needed(), ApprovedBy: approverNames(a.Approvals)})
+			RequestedAt: a.CreatedAt, Needed: a.Needed(), ApprovedBy: approverNames(a.Approvals), SnoozedUntil: a.SnoozedUntil,
+			SnoozedBy: snoozedBy(a)})
 	}
 	o := cards.Outcome{Locale: locale, Kind: kind, ApprovalID: a.ID, App: app, Diff: diffView(a.Upgrade.Diff),
 		At: a.DecidedAt, Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope)}
@@ -42,7 +43,8 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 var outcomeKind = map[approval.Status]cards.OutcomeKind{
 	approval.StatusUpgraded: cards.OutcomeUpgraded, approval.StatusRejected: cards.OutcomeRejected, approval.StatusFailed: cards.OutcomeFailed,
 	approval.StatusExpired: cards.OutcomeExpired, approval.StatusSuperseded: cards.OutcomeSuperseded, approval.StatusUpToDate: cards.OutcomeUpToDate,
-	approval.StatusUpgradedOutside: cards.OutcomeUpgradedOutside,
+	approval.StatusUpgradedOutside: cards.OutcomeUpgradedOutside, approval.StatusSkipped: cards.OutcomeSkipped,
+	approval.StatusSnoozed: cards.OutcomeSnoozed,
 }
 
 func appView(u approval.PendingUpgrade) cards.App {
@@ -130,4 +132,11 @@ func approverNames(as []approval.Approver) []string {
 		out[i] = a.Name
 	}
 	return out
+}
+
+func snoozedBy(a approval.Approval) string {
+	if a.SnoozedBy == nil {
+		return ""
+	}
+	return a.SnoozedBy.Name
 }

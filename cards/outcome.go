@@ -17,6 +17,11 @@ const (
 	// OutcomeUpgradedOutside: someone upgraded the app another way (Teams'
 	// Update button, the admin center) while the request was open.
 	OutcomeUpgradedOutside OutcomeKind = "upgradedoutside"
+	// OutcomeSkipped: an approver skipped this version.
+	OutcomeSkipped OutcomeKind = "skipped"
+	// OutcomeSnoozed is a history line only: someone asked to be reminded
+	// later.
+	OutcomeSnoozed OutcomeKind = "snoozed"
 )
 
 // Outcome is the view of a finished (or refused) approval.
@@ -47,7 +52,7 @@ type Outcome struct {
 var outcomeStyle = map[OutcomeKind]string{
 	OutcomeUpgrading: "accent", OutcomeUpgraded: "good", OutcomeRejected: "default", OutcomeFailed: "attention", OutcomeExpired: "default",
 	OutcomeSuperseded: "warning", OutcomeUpToDate: "good", OutcomeNotAllowed: "warning",
-	OutcomeUpgradedOutside: "good",
+	OutcomeUpgradedOutside: "good", OutcomeSkipped: "default",
 }
 
 // Outcome is the card that replaces a pending one when it is decided, or
@@ -70,6 +75,11 @@ func (c *Cards) Outcome(o Outcome) Card {
 		case o.By != "" && !o.At.IsZero():
 			status = append(status, text(t.T("Outcome_"+string(o.Kind)+"_By", data)))
 		}
+	case OutcomeSkipped:
+		if o.By != "" && !o.At.IsZero() {
+			status = append(status, text(t.T("Outcome_skipped_By", data)))
+		}
+		status = append(status, text(t.T("Outcome_skipped_Body", data)))
 	case OutcomeFailed:
 		if o.Problem != (Problem{}) {
 			status = append(status, t.problemElements(o.Problem)...)

@@ -63,6 +63,10 @@ type PendingUpgrade struct {
 	// approved so far.
 	Needed     int
 	ApprovedBy []string
+	// SnoozedUntil, when set, is when the reminder someone (SnoozedBy)
+	// put off with "Remind me later" is due.
+	SnoozedUntil time.Time
+	SnoozedBy    string
 }
 
 // Pending is the card asking to approve one upgrade.
@@ -81,9 +85,16 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 	if !v.RequestedAt.IsZero() {
 		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(v.RequestedAt)})))
 	}
+	if !v.SnoozedUntil.IsZero() {
+		body = append(body, subtle(t.T("SnoozedUntil", map[string]any{"By": v.SnoozedBy, "When": when(v.SnoozedUntil)})))
+	}
+	// Skip and Remind me later are in the overflow menu ("…"): the
+	// decision stays two buttons.
 	card := newCard(t.cardLang(), body,
 		execute(t.T("Approve"), VerbApprove, v.ApprovalID, "positive"),
 		execute(t.T("Reject"), VerbReject, v.ApprovalID, "destructive"),
+		secondary(execute(t.T("SkipVersion"), VerbSkip, v.ApprovalID, "")),
+		secondary(execute(t.T("RemindLater"), VerbSnooze, v.ApprovalID, "")),
 	)
 	card.FallbackText = t.T("PendingFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
 	return card

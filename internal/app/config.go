@@ -58,6 +58,7 @@ type config struct {
 	ScanInterval  time.Duration // BOT_SCAN_INTERVAL: how often the catalog is read per tenant, default 15m
 	SweepInterval time.Duration // BOT_SWEEP_INTERVAL: how often every installation scope is scanned, default 24h
 	RemindAfter   time.Duration // BOT_REMIND_AFTER: one reminder after, default 72h
+	Snooze        time.Duration // BOT_SNOOZE: "Remind me later" puts the reminder off this long, default 72h
 	ApprovalTTL   time.Duration // BOT_APPROVAL_TTL: a request expires after, default 168h
 	UpgradeGrace  time.Duration // BOT_UPGRADE_GRACE: an unconfirmed upgrade waits this long before Retry, default 10m
 	// CheckWindow is BOT_CHECK_WINDOW: a repeated check in one conversation
@@ -306,6 +307,7 @@ func (c *config) readProactive(e environ) error {
 		{"BOT_REMIND_AFTER", &c.RemindAfter, 72 * time.Hour},
 		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
 		{"BOT_UPGRADE_GRACE", &c.UpgradeGrace, 10 * time.Minute},
+		{"BOT_SNOOZE", &c.Snooze, 72 * time.Hour},
 	} {
 		if *d.dst, err = durationVar(e, d.name, d.def); err != nil {
 			return err

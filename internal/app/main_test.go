@@ -337,6 +337,7 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_APPROVERS": "chat=organizer"}, "BOT_APPROVERS"}, // a group chat has no organizer
 		{map[string]string{"BOT_APPROVERS": "channel=owners"}, "BOT_APPROVERS"},
 		{map[string]string{"BOT_APPROVAL_QUORUM": "two"}, "BOT_APPROVAL_QUORUM"},
+		{map[string]string{"BOT_SNOOZE": "3 days"}, "BOT_SNOOZE"},
 		{map[string]string{"BOT_APPROVAL_QUORUM": "0"}, "BOT_APPROVAL_QUORUM"},
 		{map[string]string{"BOT_APPROVAL_QUORUM": "-1"}, "BOT_APPROVAL_QUORUM"},
 		{map[string]string{"BOT_APPROVAL_QUORUM": "21"}, "BOT_APPROVAL_QUORUM"},
