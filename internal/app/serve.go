@@ -297,7 +297,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 		Connector: connector, Conversations: store.Conversations(), Activities: store.Conversations(),
 		Approvals: store.Approvals(), Approvers: cfg.Approvers, Logger: logger,
 		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive, CheckWindow: cfg.CheckWindow,
-		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
+		RemindAfter: cfg.RemindAfter, ApprovalQuorum: cfg.ApprovalQuorum, Snooze: cfg.Snooze, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue, CatalogReads: store.Watch(), CatalogMaxAge: cfg.ScanInterval,
 	}
 	if g != nil {
