@@ -69,6 +69,11 @@ func (up *upgrades) claim(ctx context.Context, a approval.Approval, who approval
 	if err != nil {
 		return a, false, err
 	}
+	detail := ""
+	if a.Status == approval.StatusFailed {
+		detail = "retry"
+	}
+	up.audit(ctx, up.approvals, c.Event(approval.OpApproved, now, &who, detail))
 	return c, true, nil
 }
 
@@ -285,7 +290,7 @@ func (up *upgrades) reopen(ctx context.Context, old approval.Approval) {
 		if u.Installation.ID != old.Upgrade.Installation.ID {
 			continue
 		}
-		a, created, err := up.requests.open(ctx, old.Conversation, u, old.Locale)
+		a, created, err := up.requests.open(ctx, old.Conversation, u, old.Locale, nil)
 		if created {
 			up.followups.follow(ctx, a)
 		}
