@@ -123,6 +123,80 @@ func TestAuditListsExactlyTheEventsOfARun(t *testing.T) {
 	}
 }
 
+// trailOf waits until the tenant's trail, as `audit --format json` prints
+// it, lists want (each event "Operation" or "Operation by <actor>" with
+// its detail's first words), and fails naming what it lists instead.
+func (h *harness) trailOf(t *testing.T, within time.Duration, want ...string) []approval.AuditEvent {
+	t.Helper()
+	var events []approval.AuditEvent
+	var got []string
+	last := ""
+	eventually(t, within, fmt.Sprintf("the audit trail to list %v", want), func() bool {
+		_, out, _ := h.audit("--tenant", testTenant, "--format", "json")
+		events, got = nil, nil
+		for line := range strings.Lines(out) {
+			var e approval.AuditEvent
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			s := string(e.Operation)
+			if e.Actor != "" {
+				s += " by " + e.Actor
+			}
+			if e.Detail != "" {
+				s += ": " + e.Detail
+			}
+			events, got = append(events, e), append(got, s)
+		}
+		last = strings.Join(got, " | ")
+		return slices.Equal(got, want)
+	}, &last)
+	return events
+}
+
+// What the bot does unprompted is in the trail too, by nobody: the card a
+// scan posts, its reminder and its expiry.
+func TestAuditHasTheReminderAndExpiryOfAScannedRequest(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"], h.env["BOT_REMIND_AFTER"], h.env["BOT_APPROVAL_TTL"] = "1s", "1s", "5s"
+	seedPolls(h, chatID)
+	r := h.replica(t, nil, 0)
+	r.post(t, h, h.installEvents(chatID)[1])
+	h.trailOf(t, 20*time.Second, "AppUpgradeRequested", "AppUpgradeReminded", "AppUpgradeRequestExpired")
+}
+
+// An upgrade through Teams' own Update button closes the request, and the
+// trail says so.
+func TestAuditHasAnUpgradeOutsideTheBot(t *testing.T) {
+	h := newHarness(t)
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	iid := seedPolls(h, chatID)
+	r := h.replica(t, nil, 0)
+	r.post(t, h, h.installEvents(chatID)[1])
+	h.trailOf(t, 10*time.Second, "AppUpgradeRequested")
+	h.graph.UpgradeOutside(fakegraph.Chat, chatID, iid, "1.1.0")
+	h.trailOf(t, 10*time.Second, "AppUpgradeRequested", "AppUpgradedOutsideBot")
+}
+
+// An upgrade whose consent did not take is an event after the upgrade,
+// naming the permission.
+func TestAuditHasConsentMissingAfterAnUpgrade(t *testing.T) {
+	h := newHarness(t)
+	seedPolls(h, chatID)
+	h.graph.DropGrant(fakegraph.Chat, chatID, "ChatMessage.Read.Chat")
+	h.start(t)
+	h.post(t, h.message("1700000000600", "check"))
+	approvalID := approvalIDOf(t, h.connector.WaitCalls(t, 1)[0])
+	h.post(t, h.event("invoke", "1700000000601", chatID, map[string]any{"name": "adaptiveCard/action", "replyToId": "activity-1",
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve",
+			"data": map[string]any{"approvalId": approvalID}}}}))
+	events := h.trailOf(t, 30*time.Second, "AppUpgradeRequested by Megan", "AppUpgradeApproved by Megan Bowen", "AppUpgraded by Megan Bowen",
+		"AppUpgradeConsentMissing: not in force: ChatMessage.Read.Chat (application)")
+	if e := events[3]; e.ApprovalID != approvalID || e.To != "1.1.0" || e.ActorID != "" {
+		t.Errorf("consent missing: %+v", e)
+	}
+}
+
 func TestAuditBadFlagsExit2NamingTheFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
