@@ -41,7 +41,9 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	fs.StringVar(&o.tenant, "tenant", "", "the tenant id whose trail to print (default: every tenant's, one after another)")
 	fs.DurationVar(&o.since, "since", 720*time.Hour, "print the events of this long back (a Go duration)")
 	format := fs.String("format", "csv", "csv (with a header line) or json (one object a line)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2 // the flag package named the flag
 	}
 	switch {
