@@ -10,8 +10,8 @@ import (
 // 365's audit log (AppUpgradeApproved, …).
 type Operation string
 
-// The operations. Adding one is one line here (and, for an event that ends
-// an approval, one line in the statusOperations table below).
+// The operations. Adding one is one line here and one in the operations
+// table below.
 const (
 	OpRequested       Operation = "AppUpgradeRequested"       // a request was opened (its card is posted)
 	OpReminded        Operation = "AppUpgradeReminded"        // the request's one reminder was posted
@@ -27,33 +27,44 @@ const (
 	OpNeedsAdmin      Operation = "AppUpgradeNeedsAdmin"      // the approvers may not consent: an admin must allow it
 )
 
-// statusOperations is the one table from where an approval stands to the
-// operation that records it getting there.
-var statusOperations = map[Status]Operation{
-	StatusPending:         OpRequested,
-	StatusUpgrading:       OpApproved,
-	StatusRejected:        OpRejected,
-	StatusUpgraded:        OpUpgraded,
-	StatusFailed:          OpFailed,
-	StatusExpired:         OpExpired,
-	StatusSuperseded:      OpSuperseded,
-	StatusUpToDate:        OpUpToDate,
-	StatusUpgradedOutside: OpUpgradedOutside,
-	StatusNeedsAdmin:      OpNeedsAdmin,
+// operations is the one table of operations, in the order Operations
+// lists them, each with the status whose reaching it records ("" for an
+// event that changes no status: a reminder, a consent found missing).
+var operations = []struct {
+	op     Operation
+	status Status
+}{
+	{OpRequested, StatusPending},
+	{OpReminded, ""},
+	{OpApproved, StatusUpgrading},
+	{OpRejected, StatusRejected},
+	{OpUpgraded, StatusUpgraded},
+	{OpFailed, StatusFailed},
+	{OpExpired, StatusExpired},
+	{OpSuperseded, StatusSuperseded},
+	{OpUpToDate, StatusUpToDate},
+	{OpUpgradedOutside, StatusUpgradedOutside},
+	{OpConsentMissing, ""},
+	{OpNeedsAdmin, StatusNeedsAdmin},
 }
 
-// Operations lists every operation, in the order above.
+// Operations lists every operation.
 func Operations() []Operation {
-	return []Operation{OpRequested, OpReminded, OpApproved, OpRejected, OpUpgraded, OpFailed, OpExpired,
-		OpSuperseded, OpUpToDate, OpUpgradedOutside, OpConsentMissing, OpNeedsAdmin}
+	out := make([]Operation, len(operations))
+	for i, o := range operations {
+		out[i] = o.op
+	}
+	return out
 }
 
 // OperationOf is the operation that records an approval reaching status s;
-// a status the table lacks is recorded under its own name, so no event is
-// dropped for want of a line in it.
+// a status the table lacks is recorded under its own name
+// ("AppUpgrade_<status>"), so no event is dropped for want of a line in it.
 func OperationOf(s Status) Operation {
-	if op, ok := statusOperations[s]; ok {
-		return op
+	for _, o := range operations {
+		if o.status == s && s != "" {
+			return o.op
+		}
 	}
 	return Operation("AppUpgrade_" + string(s))
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -221,5 +222,22 @@ func TestAuditBadFlagsExit2NamingTheFlag(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) || stdout.Len() != 0 {
 			t.Errorf("audit %v: exit %d, %q; want 2 naming %s", tc.args, code, stderr.String(), tc.want)
 		}
+	}
+}
+
+// README documents every operation and the CSV header as `audit` prints it.
+func TestReadmeDocumentsTheAuditTrail(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, op := range approval.Operations() {
+		if !strings.Contains(readme, "| `"+string(op)+"` |") {
+			t.Errorf("README's audit trail table lacks %s", op)
+		}
+	}
+	if !strings.Contains(readme, "\n"+strings.Join(AuditHeader, ",")+"\n") {
+		t.Errorf("README does not show the CSV header %s", strings.Join(AuditHeader, ","))
 	}
 }
