@@ -10,6 +10,7 @@
 //	upgradebot sandbox           run locally against a fake Graph tenant
 //	upgradebot healthcheck       exit 0 when the local bot answers /healthz
 //	upgradebot doctor [-tenant]  check the configuration, Redis, tokens, Graph permissions, catalog, signing keys
+//	upgradebot audit [flags]     print the audit trail from REDIS_URL as CSV or JSON lines (see -h)
 package main
 
 import (
@@ -25,5 +26,5 @@ func main() {
 	// runtime's default sampling holds up to a MiB of bucket tables that
 	// nothing reads.
 	runtime.MemProfileRate = 0
-	os.Exit(app.Run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(app.Exec(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }

@@ -146,17 +146,6 @@ func (a Approval) BelongsTo(ref ConversationRef) bool {
 	return scope.Kind == ScopeTeam || BaseConversation(ref.ConversationID) == BaseConversation(a.Conversation.ConversationID)
 }
 
-// AuditEvent is one line of a conversation's history.
-type AuditEvent struct {
-	At         time.Time `json:"at"`
-	Status     Status    `json:"status"`
-	Actor      string    `json:"actor,omitempty"`
-	App        string    `json:"app"`
-	From       string    `json:"from"`
-	To         string    `json:"to"`
-	ApprovalID string    `json:"approvalId"`
-}
-
 // NewToken returns 24 random hex digits: unguessable, for ids, claim
 // tokens and lease holders.
 func NewToken() string {

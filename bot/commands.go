@@ -143,8 +143,9 @@ func (cm *commands) checkGraph(ctx context.Context, t *Turn, say func(cards.Sent
 		return true, err
 	}
 	approvals := make([]approval.Approval, 0, len(ups))
+	who := t.person()
 	for _, u := range ups {
-		a, created, err := cm.requests.open(ctx, t.Ref, u, locale)
+		a, created, err := cm.requests.open(ctx, t.Ref, u, locale, &who)
 		if err != nil {
 			return false, err
 		}

@@ -145,6 +145,7 @@ func (pr *proactive) remind(ctx context.Context, a approval.Approval) (bool, err
 		}
 		return false, err
 	}
+	pr.audit(ctx, pr.approvals, a.Event(approval.OpReminded, pr.now(), nil, ""))
 	return true, nil
 }
 

@@ -240,7 +240,7 @@ func (pr *proactive) postOnce(ctx context.Context, ref approval.ConversationRef,
 // a request it opens itself is posted (a scan holding the claim may be
 // posting the open one right now).
 func (pr *proactive) postApproval(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, claimed bool) (bool, string, error) {
-	a, created, err := pr.requests.open(ctx, ref, u, ref.Locale)
+	a, created, err := pr.requests.open(ctx, ref, u, ref.Locale, nil)
 	if err != nil {
 		return false, "", err
 	}

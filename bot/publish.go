@@ -15,22 +15,23 @@ type publisher struct {
 	lists     *lists
 }
 
-// publish writes the history line and updates the approval's card for
+// publish writes the outcome's audit event (its history line) and updates the approval's card for
 // everyone, each step with its own deadline.
 func (pb *publisher) publish(ctx context.Context, done approval.Approval) {
 	ctx = context.WithoutCancel(ctx)
-	actor := ""
-	if done.DecidedBy != nil {
-		actor = done.DecidedBy.Name
-	}
-	in := done.Upgrade
-	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	listed, err := pb.approvals.RecordOutcome(hctx, approval.BaseConversation(done.Conversation.ConversationID), approval.AuditEvent{At: done.DecidedAt,
-		Status: done.Status, Actor: actor, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
-		To: in.Target.Version, ApprovalID: done.ID})
-	cancel()
+	// The outcome is one event: the tenant's audit trail and this
+	// conversation's history get it in one write, retried like the
+	// other records.
+	e := done.OutcomeEvent()
+	var listed []string
+	err := retryStore(ctx, auditRetry, func(ctx context.Context) error {
+		var err error
+		listed, err = pb.approvals.RecordOutcome(ctx, approval.BaseConversation(done.Conversation.ConversationID), e)
+		return err
+	})
 	if err != nil {
-		pb.log.WarnContext(ctx, "cannot record history", "approval", done.ID, "err", err)
+		pb.log.ErrorContext(ctx, "cannot record an outcome; it is missing from the audit trail and the history",
+			"operation", e.Operation, "approval", done.ID, "tenant", e.TenantID, "err", err)
 		pb.updateCards(ctx, done) // reads the lists again
 		return
 	}

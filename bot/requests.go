@@ -22,9 +22,14 @@ type requests struct {
 }
 
 // open returns the open approval for this upgrade here, or a new one
-// (created true), which whoever opened it then follows.
-func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string) (approval.Approval, bool, error) {
-	return rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
+// (created true), which whoever opened it then follows. A new one is an
+// AppUpgradeRequested event, by who asked (nil: the bot, unprompted).
+func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string, by *approval.Person) (approval.Approval, bool, error) {
+	a, created, err := rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
+	if err == nil && created {
+		rq.audit(ctx, rq.approvals, a.Event(approval.OpRequested, a.CreatedAt, by, ""))
+	}
+	return a, created, err
 }
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.

@@ -36,15 +36,25 @@ type ApprovalStore interface {
 	// ListedIn returns the batches an approval was listed in, newest first
 	// (a bounded number of them).
 	ListedIn(ctx context.Context, approvalID string) ([]string, error)
-	// RecordOutcome appends the history line e to a conversation's history
+	// RecordOutcome appends the event e to its tenant's audit trail (as
+	// AppendAudit) and, as a history line, to a conversation's history,
 	// and returns the lists to redraw: the batches e.ApprovalID is listed
-	// in, as ListedIn returns them. Recording a decision needs both, and
-	// gets them in one round trip. On error the lists are unknown, and the
-	// line may or may not have been added. The history keeps a bounded
-	// number of the newest lines.
+	// in, as ListedIn returns them. Recording a decision needs all three,
+	// and gets them in one round trip. On error the lists are unknown, and
+	// the event may or may not have been added. The history keeps a
+	// bounded number of the newest lines.
 	RecordOutcome(ctx context.Context, conversationID string, e approval.AuditEvent) (listedIn []string, err error)
 	// Audit returns up to n events of a conversation, newest first.
 	Audit(ctx context.Context, conversationID string, n int) ([]approval.AuditEvent, error)
+	AuditTrail
+}
+
+// AuditTrail is each tenant's audit trail: every event of its approvals,
+// in the order they were appended.
+type AuditTrail interface {
+	// AppendAudit appends e to the trail of e.TenantID. On error the event
+	// may or may not have been added: a retry may record it twice.
+	AppendAudit(ctx context.Context, e approval.AuditEvent) error
 }
 
 // Claims are the upgrade claims on approvals: who may call Graph's upgrade

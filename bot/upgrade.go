@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -71,7 +72,29 @@ func (up *upgrades) claim(ctx context.Context, a approval.Approval, who approval
 	if err != nil {
 		return a, false, err
 	}
+	// Each approver's approval is an event once: when it was counted (a
+	// repeated click counts nothing) or when it claimed the upgrade.
+	if c.Claimed() || countedAt(c, now) {
+		detail := ""
+		switch {
+		case a.Status == approval.StatusFailed:
+			detail = "retry"
+		case c.Needed() > 1:
+			detail = fmt.Sprintf("approval %d of %d", min(len(c.Approvals), c.Needed()), c.Needed())
+		}
+		up.audit(ctx, up.approvals, c.Event(approval.OpApproved, now, &who, detail))
+	}
 	return c, c.Claimed(), nil
+}
+
+// countedAt reports whether an approval was counted at now: this click's.
+func countedAt(a approval.Approval, now time.Time) bool {
+	for _, p := range a.Approvals {
+		if p.At.Equal(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // conclude closes an approval without a Graph call (a reject, an expiry,
@@ -287,7 +310,7 @@ func (up *upgrades) reopen(ctx context.Context, old approval.Approval) {
 		if u.Installation.ID != old.Upgrade.Installation.ID {
 			continue
 		}
-		a, created, err := up.requests.open(ctx, old.Conversation, u, old.Locale)
+		a, created, err := up.requests.open(ctx, old.Conversation, u, old.Locale, nil)
 		if created {
 			up.followups.follow(ctx, a)
 		}

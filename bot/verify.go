@@ -76,6 +76,8 @@ func (vf *verifier) verifyUpgrade(ctx context.Context, approvalID string) error 
 	}
 	if len(v.Missing) > 0 {
 		vf.log.WarnContext(ctx, "an upgrade's consent did not take", "approval", a.ID, "missing", len(v.Missing))
+		vf.audit(ctx, vf.approvals, done.Event(approval.OpConsentMissing, vf.now(), nil,
+			"not in force: "+approval.FormatPermissions(v.Missing)))
 	}
 	// Every card showing the approval says it, like its outcome (a check's
 	// reply and a proactive post can both show one approval).

@@ -46,6 +46,7 @@ func TestApprovalsAndDedupeOnRedisCluster(t *testing.T) {
 		{"ThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope", TestThreadReferencesOfAnEarlierReleaseAreScannedOncePerScope},
 		{"AScopeWhoseReferenceExpiredLeavesTheIndex", TestAScopeWhoseReferenceExpiredLeavesTheIndex},
 		{"StoreContract", TestStoreContract},
+		{"AuditTrailPerTenant", TestAuditTrailPerTenant},
 	}
 	for _, tc := range suite {
 		t.Run(tc.name, tc.run)

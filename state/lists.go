@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -172,9 +173,16 @@ func (s *ApprovalLists) RecordOutcome(ctx context.Context, conversationID string
 	if err != nil {
 		return nil, fmt.Errorf("state: encode audit event: %w", err)
 	}
+	var trailed *redis.StringCmd
 	var appended *redis.Cmd
 	var listed *redis.StringSliceCmd
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// The tenant's trail and the conversation's history get the same
+		// event.
+		var err error
+		if trailed, err = s.appendTrail(ctx, p, e); err != nil {
+			return err
+		}
 		// A script, so that the push, trim and expiry stay one step.
 		appended = appendAuditScript.Eval(ctx, p, []string{s.auditKey(conversationID)}, b, auditLength-1,
 			s.opts.AuditRetention.Milliseconds())
@@ -183,7 +191,10 @@ func (s *ApprovalLists) RecordOutcome(ctx context.Context, conversationID string
 		}
 		return nil
 	})
-	if err := appended.Err(); err != nil {
+	if trailed == nil {
+		return nil, err // it did not encode
+	}
+	if err := cmp.Or(trailed.Err(), appended.Err()); err != nil {
 		return nil, unavailable("append audit", err)
 	}
 	if err != nil {

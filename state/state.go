@@ -29,8 +29,9 @@ type Options struct {
 	// ApprovalRetention is how long an approval stays readable after it
 	// expires, so late clicks get a clear answer. Default 30 days.
 	ApprovalRetention time.Duration
-	// AuditRetention is how long an idle conversation's history is kept.
-	// Default 180 days.
+	// AuditRetention is how long each tenant's audit trail keeps an event
+	// (it is trimmed by age as it grows), and how long an idle
+	// conversation's history is kept. Default 8760h (365 days).
 	AuditRetention time.Duration
 }
 
@@ -67,7 +68,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		opts.ApprovalRetention = 30 * 24 * time.Hour
 	}
 	if opts.AuditRetention <= 0 {
-		opts.AuditRetention = 180 * 24 * time.Hour
+		opts.AuditRetention = 365 * 24 * time.Hour
 	}
 	c := &conn{rdb: rdb, opts: opts}
 	conversations := &Conversations{conn: c}

@@ -46,8 +46,10 @@ type Store struct {
 	lists     map[string][]approval.PostedCard // by batch
 	listedIn  map[string][]string              // batch ids by approval, newest first
 	audit     map[string][]approval.AuditEvent // newest first
-	leases    map[string]time.Time             // claim leases by approval id
-	checks    map[string][2]time.Time          // check windows by conversation: began, ends
+	trails    map[string][]approval.AuditEvent // by tenant, oldest first
+	failAudit error
+	leases    map[string]time.Time    // claim leases by approval id
+	checks    map[string][2]time.Time // check windows by conversation: began, ends
 	failWrite error
 	lose      int
 	crash     *crash
@@ -65,7 +67,7 @@ func New() *Store {
 	return &Store{refs: map[string]approval.ConversationRef{}, claims: map[string]bool{},
 		approvals: map[string]approval.Approval{}, open: map[approval.OpenKey]string{}, batches: map[string][]string{},
 		lists: map[string][]approval.PostedCard{}, listedIn: map[string][]string{}, audit: map[string][]approval.AuditEvent{},
-		leases: map[string]time.Time{}, checks: map[string][2]time.Time{}}
+		trails: map[string][]approval.AuditEvent{}, leases: map[string]time.Time{}, checks: map[string][2]time.Time{}}
 }
 
 // FailWrites makes every change to an approval (transitions and claims)
@@ -341,10 +343,40 @@ func (s *Store) ListedIn(_ context.Context, approvalID string) ([]string, error)
 	return slices.Clone(s.listedIn[approvalID]), nil
 }
 
+// FailAudit makes every write to the audit trail (AppendAudit and
+// RecordOutcome) fail with err, until FailAudit(nil).
+func (s *Store) FailAudit(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failAudit = err
+}
+
+// AppendAudit implements bot.AuditTrail.
+func (s *Store) AppendAudit(_ context.Context, e approval.AuditEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failAudit != nil {
+		return s.failAudit
+	}
+	s.trails[e.TenantID] = append(s.trails[e.TenantID], clone(e))
+	return nil
+}
+
+// Trail returns the audit trail of a tenant, oldest first.
+func (s *Store) Trail(tenantID string) []approval.AuditEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.trails[tenantID])
+}
+
 // RecordOutcome implements bot.ApprovalStore.
 func (s *Store) RecordOutcome(_ context.Context, conversationID string, e approval.AuditEvent) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failAudit != nil {
+		return nil, s.failAudit
+	}
+	s.trails[e.TenantID] = append(s.trails[e.TenantID], clone(e))
 	h := slices.Insert(s.audit[conversationID], 0, clone(e))
 	s.audit[conversationID] = h[:min(len(h), auditLength)]
 	if e.ApprovalID == "" {

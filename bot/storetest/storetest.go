@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ListedInIsNewestFirstAndBounded", listedInNewestFirstAndBounded},
 		{"RecordOutcomeReturnsTheListsToRedraw", recordOutcomeReturnsLists},
 		{"AuditIsNewestFirstUpToN", auditNewestFirstUpToN},
+		{"HistoryHasTheOutcomesOfTheAuditTrail", historyHasTheTrailsOutcomes},
 		{"ReferenceRoundTrips", referenceRoundTrips},
 		{"ThreadsShareTheirChannelsReference", threadsShareChannelReference},
 		{"ActivityIsClaimedOnceUntilReleased", activityClaimedOnce},
@@ -697,6 +698,29 @@ func recordOutcomeReturnsLists(t *testing.T, s Store) {
 	unlisted.ApprovalID = "apr_c"
 	if listed, err := s.RecordOutcome(ctx, "19:abc@thread.v2", unlisted); err != nil || len(listed) != 0 {
 		t.Errorf("record outcome of an approval in no list: %v %v", listed, err)
+	}
+}
+
+// An outcome is a history line with every fact of its audit event; an
+// event appended to the trail alone (a request, a reminder) is not.
+func historyHasTheTrailsOutcomes(t *testing.T, s Store) {
+	ctx := context.Background()
+	a := sample()
+	a.ID = "apr_a"
+	a.Upgrade.Diff.Added = []approval.Permission{{Value: "ChannelMessage.Read.Group", Type: "application"}}
+	megan := approval.Person{ID: "29:1", AADObjectID: "obj-megan", Name: "Megan"}
+	if err := s.AppendAudit(ctx, a.Event(approval.OpRequested, a.CreatedAt, &megan, "")); err != nil {
+		t.Fatal(err)
+	}
+	a.Status, a.DecidedBy, a.DecidedAt = approval.StatusFailed, &megan, a.CreatedAt.Add(time.Minute)
+	a.Problem = approval.Problem{Reason: approval.ReasonGraphRefused, Status: 403}
+	done := a.OutcomeEvent()
+	if _, err := s.RecordOutcome(ctx, "19:general@thread.tacv2", done); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Audit(ctx, "19:general@thread.tacv2", 10)
+	if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], done) {
+		t.Errorf("history %+v %v, want the outcome alone, as recorded: %+v", got, err, done)
 	}
 }
 

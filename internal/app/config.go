@@ -65,6 +65,10 @@ type config struct {
 	// within it answers from the check before, without Graph. Default 30s;
 	// 0 ("off") reads Graph for every check.
 	CheckWindow time.Duration
+	// AuditRetention is BOT_AUDIT_RETENTION: how long a tenant's audit
+	// trail keeps an event (and an idle conversation's history). Default
+	// 8760h.
+	AuditRetention time.Duration
 }
 
 // configError names the variable at fault, so the one line an operator
@@ -308,6 +312,7 @@ func (c *config) readProactive(e environ) error {
 		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
 		{"BOT_UPGRADE_GRACE", &c.UpgradeGrace, 10 * time.Minute},
 		{"BOT_SNOOZE", &c.Snooze, 72 * time.Hour},
+		{"BOT_AUDIT_RETENTION", &c.AuditRetention, 8760 * time.Hour},
 	} {
 		if *d.dst, err = durationVar(e, d.name, d.def); err != nil {
 			return err

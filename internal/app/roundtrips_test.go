@@ -111,10 +111,11 @@ func TestApproveRedisRoundTrips(t *testing.T) {
 	}
 	// The conversation's reference and scope (1) and the approval (1) read;
 	// the claim, indexed for the reaper in its read's round trip (2); the
-	// mark that the upgrade is sent (1) and the outcome (1), each written
-	// against the record the previous step wrote; the claim's index entry
-	// dropped (1); the history line, with the lists the approval is in (1);
-	// the post-upgrade grant check queued (1). It was 16: each record
+	// approval's audit event (1); the mark that the upgrade is sent (1)
+	// and the outcome (1), each written against the record the previous
+	// step wrote; the claim's index entry dropped (1); the outcome's audit
+	// event and history line, with the lists the approval is in (1); the
+	// post-upgrade grant check queued (1). It was 16: each record
 	// change was WATCH, read, MULTI/EXEC; the index entry, the history and
 	// the lists each a round trip of their own.
 	if len(trips) != approveRoundTrips {
@@ -123,4 +124,4 @@ func TestApproveRedisRoundTrips(t *testing.T) {
 }
 
 // approveRoundTrips is the budget of one approval's Redis round trips.
-const approveRoundTrips = 9
+const approveRoundTrips = 10

@@ -12,8 +12,15 @@ import (
 const Version = "1.0.0"
 
 // Run executes a subcommand and returns the process exit code: 0 on success,
-// 1 on a runtime failure, 2 on bad usage or configuration.
+// 1 on a runtime failure, 2 on bad usage or configuration. It is Exec with
+// one writer for what it prints and what it says.
 func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	return Exec(ctx, args, getenv, stderr, stderr)
+}
+
+// Exec is Run with the output of a command that prints (audit) to stdout,
+// and everything else to stderr.
+func Exec(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cmd := ""
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -47,10 +54,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return healthcheck(ctx, getenv, stderr)
 	case "doctor":
 		return doctorCommand(ctx, args, getenv, stderr)
+	case "audit":
+		return auditCommand(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor]")
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor|audit]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck or doctor)\n", cmd)
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck, doctor or audit)\n", cmd)
 	return 2
 }

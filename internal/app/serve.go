@@ -125,7 +125,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if d.redisHook != nil {
 		rdb.AddHook(d.redisHook)
 	}
-	store := state.New(rdb, state.Options{Prefix: cfg.RedisPrefix})
+	store := state.New(rdb, state.Options{Prefix: cfg.RedisPrefix, AuditRetention: cfg.AuditRetention})
 	reg := newRegistry()
 	metrics := botframework.NewMetrics(reg)
 
