@@ -58,6 +58,17 @@ type PendingUpgrade struct {
 	Place       Place
 	Approvers   ApproverPolicy
 	RequestedAt time.Time
+	// NeedsAdmin, when set, says that the approvers here may not consent to
+	// the upgrade: the card says who can allow it and how, and offers no
+	// button that would fail.
+	NeedsAdmin *AdminNeeded
+}
+
+// AdminNeeded is why an upgrade waits for an admin: Problem's reason is
+// ReasonConsentPolicy (the tenant's consent setting), ReasonConsentNotAllowed
+// (Graph refused the consent) or ReasonAppBlocked (an admin blocked the app).
+type AdminNeeded struct {
+	Problem Problem
 }
 
 // Pending is the card asking to approve one upgrade.
@@ -69,6 +80,9 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 		{Title: t.T("CatalogVersion"), Value: literal(v.App.ToVersion)},
 	}})
 	body = append(body, c.diffSections(t, v.Diff, v.ApprovalID, true)...)
+	if v.NeedsAdmin != nil {
+		return c.needsAdmin(t, v, body)
+	}
 	body = append(body, subtle(t.T(whoMayApprove(v.Approvers, v.Place))))
 	if !v.RequestedAt.IsZero() {
 		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(v.RequestedAt)})))
@@ -78,6 +92,30 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 		execute(t.T("Reject"), VerbReject, v.ApprovalID, "destructive"),
 	)
 	card.FallbackText = t.T("PendingFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
+	return card
+}
+
+// needsAdmin ends the card of an upgrade that waits for an admin: what
+// stops it, who can allow it and how, and no buttons.
+func (c *Cards) needsAdmin(t tr, v PendingUpgrade, body []Element) Card {
+	p := v.NeedsAdmin.Problem
+	w := t.word(p)
+	who := t.T("NeedsAdminWho_" + string(placeKind(v.Place)))
+	if p.Reason == ReasonAppBlocked {
+		who = t.T("NeedsAdminWhoBlocked")
+	}
+	items := []Element{{Type: "TextBlock", Text: t.T("NeedsAdminTitle"), Weight: "Bolder", Wrap: true}, text(w.what), text(who)}
+	if w.detail != "" {
+		items = append(items, subtle(w.detail))
+	}
+	note := container("attention", items...)
+	note.Spacing = "Medium"
+	body = append(body, note)
+	if !v.RequestedAt.IsZero() {
+		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(v.RequestedAt)})))
+	}
+	card := newCard(t.cardLang(), body)
+	card.FallbackText = t.T("NeedsAdminFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
 	return card
 }
 
