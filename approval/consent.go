@@ -81,7 +81,7 @@ const (
 // allows nobody when no pre-approval policy covers the scope, and is Unknown
 // otherwise: which app a policy pre-approves is not in the policy.
 func ConsentEligibility(f ConsentFacts, kind ScopeKind, permissions []Permission) Eligibility {
-	if !slices.ContainsFunc(permissions, func(p Permission) bool { return strings.EqualFold(p.Type, "application") }) {
+	if !AsksApplicationConsent(permissions) {
 		return EligibilityAllowed
 	}
 	if !f.Read || kind == ScopeUser {
@@ -122,6 +122,12 @@ func ConsentEligibility(f ConsentFacts, kind ScopeKind, permissions []Permission
 		return EligibilityUnknown // a custom policy for this scope
 	}
 	return EligibilityNeedsAdmin
+}
+
+// AsksApplicationConsent reports whether permissions hold an application
+// RSC permission: the only kind a tenant's owner consent policy governs.
+func AsksApplicationConsent(permissions []Permission) bool {
+	return slices.ContainsFunc(permissions, func(p Permission) bool { return strings.EqualFold(p.Type, "application") })
 }
 
 // NeedsPreApproval reports whether the facts say that owners of a scope of

@@ -18,12 +18,19 @@ type requests struct {
 	ttl           time.Duration // Options.ApprovalTTL
 	reads         CatalogReads  // Options.CatalogReads
 	readMaxAge    time.Duration // Options.CatalogMaxAge
+	consent       *consent
 }
 
 // open returns the open approval for this upgrade here, or a new one
-// (created true), which whoever opened it then follows.
+// (created true), which whoever opened it then follows. One its approvers
+// may not consent to, as the tenant's consent policy says, needs an admin;
+// one that needed an admin and that the policy now allows is pending again.
 func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string) (approval.Approval, bool, error) {
-	return rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
+	a, created, err := rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
+	if err != nil {
+		return a, created, err
+	}
+	return rq.consent.apply(ctx, a), created, nil
 }
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.
