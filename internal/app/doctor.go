@@ -308,6 +308,11 @@ func logMissingPermissions(ctx context.Context, cfg config, creds *credentials, 
 		return
 	}
 	for _, p := range missingPermissions(cfg, roles) {
+		if p.optional {
+			logger.Warn("an optional Graph application permission is not granted", "permission", p.Name, "purpose", p.Purpose,
+				"tenant", cfg.AppTenantID, "fix", permissionFix)
+			continue
+		}
 		logger.Error("a Graph application permission is not granted", "permission", p.Name, "purpose", p.Purpose,
 			"tenant", cfg.AppTenantID, "fix", permissionFix)
 	}
