@@ -195,8 +195,9 @@ func (a Approval) MayOfferAgain(f ConsentFacts) bool {
 	return a.Problem.Reason == ReasonConsentPolicy || f.Fingerprint() != a.Problem.ConsentPolicy
 }
 
-// OfferAgain returns the approval pending again: an admin allowed it.
+// OfferAgain returns the approval pending again: an admin allowed it. Who
+// approved it before Graph refused is forgotten: it awaits a decision.
 func (a Approval) OfferAgain() Approval {
-	a.Status, a.Problem, a.ProblemText = StatusPending, Problem{}, ""
+	a.Status, a.Problem, a.ProblemText, a.DecidedBy, a.DecidedAt = StatusPending, Problem{}, "", nil, time.Time{}
 	return a
 }
