@@ -25,6 +25,7 @@ const (
 	OpUpgradedOutside Operation = "AppUpgradedOutsideBot"     // upgraded another way while the request was open
 	OpConsentMissing  Operation = "AppUpgradeConsentMissing"  // upgraded, but permissions of the new version are not in force
 	OpNeedsAdmin      Operation = "AppUpgradeNeedsAdmin"      // the approvers may not consent: an admin must allow it
+	OpAdminAllowed    Operation = "AppUpgradeConsentAllowed"  // the consent policy now lets the approvers consent: pending again
 	OpSkipped         Operation = "AppUpgradeVersionSkipped"  // an approver skipped this version in this scope
 	OpSnoozed         Operation = "AppUpgradeSnoozed"         // someone put the reminder off (remind me later)
 )
@@ -48,6 +49,7 @@ var operations = []struct {
 	{OpUpgradedOutside, StatusUpgradedOutside},
 	{OpConsentMissing, ""},
 	{OpNeedsAdmin, StatusNeedsAdmin},
+	{OpAdminAllowed, ""},
 	{OpSkipped, StatusSkipped},
 	{OpSnoozed, StatusSnoozed},
 }

@@ -30,6 +30,13 @@ const (
 	// ReasonConsentNotAllowed: Graph answered 412: the tenant does not let
 	// resource-specific consent be granted here.
 	ReasonConsentNotAllowed Reason = "consent_not_allowed"
+	// ReasonConsentPolicy: the tenant's consent policy, as the bot read
+	// it, does not let this scope's approvers consent to the upgrade's
+	// resource-specific permissions: an admin must allow it.
+	ReasonConsentPolicy Reason = "consent_policy"
+	// ReasonAppBlocked: Graph answered 403 that the tenant admin blocked
+	// the app.
+	ReasonAppBlocked Reason = "app_blocked"
 	// ReasonNotPublished: the catalog no longer publishes the app.
 	ReasonNotPublished Reason = "not_published"
 	// ReasonInterrupted: the upgrade was interrupted before Graph confirmed
@@ -49,8 +56,8 @@ const (
 // Reasons lists every reason.
 func Reasons() []Reason {
 	return []Reason{ReasonGraphRefused, ReasonTokenRefused, ReasonCredentialRefused, ReasonEntraUnavailable,
-		ReasonGraphUnavailable, ReasonThrottled, ReasonNotFound, ReasonConsentNotAllowed, ReasonNotPublished,
-		ReasonInterrupted, ReasonBotRemoved, ReasonAppUninstalled, ReasonUnexpected}
+		ReasonGraphUnavailable, ReasonThrottled, ReasonNotFound, ReasonConsentNotAllowed, ReasonConsentPolicy,
+		ReasonAppBlocked, ReasonNotPublished, ReasonInterrupted, ReasonBotRemoved, ReasonAppUninstalled, ReasonUnexpected}
 }
 
 // Problem is what went wrong: the reason and the facts that go with it.
@@ -70,9 +77,20 @@ type Problem struct {
 	// InstalledVersion is the version the installation still runs after
 	// a ReasonInterrupted.
 	InstalledVersion string `json:"installedVersion,omitempty"`
+	// ConsentPolicy is the fingerprint of the tenant's consent policy
+	// (ConsentFacts.Fingerprint) when the request was found to need an
+	// admin.
+	ConsentPolicy string `json:"consentPolicy,omitempty"`
 	// Text is what a release before reasons recorded instead: an English
 	// sentence, shown as it is.
 	Text string `json:"text,omitempty"`
+}
+
+// NeedsAdmin reports whether the problem is one only an admin's consent
+// ends: the consent policy, Graph's refusal of the consent (412), or an app
+// the tenant admin blocked.
+func (p Problem) NeedsAdmin() bool {
+	return p.Reason == ReasonConsentPolicy || p.Reason == ReasonConsentNotAllowed || p.Reason == ReasonAppBlocked
 }
 
 // IsZero reports whether nothing went wrong.

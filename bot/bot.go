@@ -118,6 +118,15 @@ type Options struct {
 	// CheckWindow is how long a check's answer stands for its
 	// conversation. Default 30 s.
 	CheckWindow time.Duration
+	// Consent reads each tenant's consent policy (who may consent to
+	// resource-specific permissions); ConsentCache keeps what it read for
+	// ConsentMaxAge (default 15 min; the serve command passes
+	// BOT_SCAN_INTERVAL), shared by every replica. Nil Consent: nothing is
+	// known of the policy, and approvers get every card as before; an
+	// upgrade Graph refuses for consent still waits for an admin.
+	Consent       ConsentPolicies
+	ConsentCache  ConsentCache
+	ConsentMaxAge time.Duration
 	// ClaimStale is how long a proactive post may look in flight before
 	// another replica takes it over (its replica died). Default 2 min.
 	ClaimStale time.Duration
@@ -182,6 +191,9 @@ func New(opts Options) (*Bot, error) {
 	if opts.CatalogMaxAge <= 0 {
 		opts.CatalogMaxAge = 15 * time.Minute
 	}
+	if opts.ConsentMaxAge <= 0 {
+		opts.ConsentMaxAge = 15 * time.Minute
+	}
 	if opts.CheckWindow <= 0 {
 		opts.CheckWindow = 30 * time.Second
 	}
@@ -201,8 +213,10 @@ func New(opts Options) (*Bot, error) {
 	pl := &plumbing{cards: c, conn: opts.Connector, log: opts.Logger, now: opts.Now, policy: opts.Approvers}
 	ls := &lists{plumbing: pl, approvals: opts.Approvals}
 	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls}
+	cs := &consent{plumbing: pl, policies: opts.Consent, cache: opts.ConsentCache, maxAge: opts.ConsentMaxAge,
+		approvals: opts.Approvals, publisher: pb}
 	rq := &requests{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
-		ttl: opts.ApprovalTTL, quorum: opts.ApprovalQuorum, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge}
+		ttl: opts.ApprovalTTL, quorum: opts.ApprovalQuorum, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge, consent: cs}
 	fu := &followups{store: opts.Proactive, every: opts.FollowEvery, remindAfter: opts.RemindAfter, log: opts.Logger}
 	ap := &approvers{policy: opts.Approvers, directory: opts.Directory, log: opts.Logger}
 	vf := &verifier{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, grants: opts.Grants,

@@ -17,10 +17,14 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 		kind, decided = cards.OutcomeUpgrading, true
 	}
 	if !decided {
-		return pl.cards.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: a.ID, App: app,
+		v := cards.PendingUpgrade{Locale: locale, ApprovalID: a.ID, App: app,
 			Diff: diffView(a.Upgrade.Diff), Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope),
 			RequestedAt: a.CreatedAt, Needed: a.Needed(), ApprovedBy: approverNames(a.Approvals), SnoozedUntil: a.SnoozedUntil,
-			SnoozedBy: snoozedBy(a)})
+			SnoozedBy: snoozedBy(a)}
+		if a.Status == approval.StatusNeedsAdmin {
+			v.NeedsAdmin = &cards.AdminNeeded{Problem: problemView(a.WhatWentWrong())}
+		}
+		return pl.cards.Pending(v)
 	}
 	o := cards.Outcome{Locale: locale, Kind: kind, ApprovalID: a.ID, App: app, Diff: diffView(a.Upgrade.Diff),
 		At: a.DecidedAt, Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope)}

@@ -181,6 +181,9 @@ func (cm *commands) history(ctx context.Context, t *Turn) error {
 	}
 	h := cards.History{Locale: t.Activity.Locale}
 	for _, e := range events {
+		if _, ended := outcomeKind[e.Status]; !ended {
+			continue // waiting for an admin: not a decision
+		}
 		h.Events = append(h.Events, cards.HistoryEvent{At: e.At, Kind: outcomeKind[e.Status], Actor: e.Actor,
 			App: e.App, From: e.From, To: e.To})
 	}

@@ -67,7 +67,11 @@ func (pr *proactive) followUp(ctx context.Context, ref approval.ConversationRef,
 			next = earliest(next, now.Add(pr.upgrades.claimLease()))
 			continue
 		}
-		if !a.Decidable() {
+		if a.Status == approval.StatusNeedsAdmin {
+			// Pending again (its cards updated) once the policy allows it.
+			a = pr.requests.consent.apply(ctx, a)
+		}
+		if !a.Decidable() && a.Status != approval.StatusNeedsAdmin {
 			if err := p.Unfollow(ctx, ref.ConversationID, id); err != nil {
 				return err
 			}
@@ -96,6 +100,12 @@ func (pr *proactive) followUp(ctx context.Context, ref approval.ConversationRef,
 			if err := p.Unfollow(ctx, ref.ConversationID, id); err != nil {
 				return err
 			}
+			continue
+		}
+		if a.Status == approval.StatusNeedsAdmin {
+			// Its approvers cannot act: no reminder; the policy is looked
+			// at again on the next scan.
+			next = earliest(next, earliest(a.ExpiresAt, now.Add(pr.followups.every)))
 			continue
 		}
 		reminded := false

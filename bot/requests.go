@@ -19,17 +19,24 @@ type requests struct {
 	quorum        int           // Options.ApprovalQuorum
 	reads         CatalogReads  // Options.CatalogReads
 	readMaxAge    time.Duration // Options.CatalogMaxAge
+	consent       *consent
 }
 
 // open returns the open approval for this upgrade here, or a new one
 // (created true), which whoever opened it then follows. A new one is an
-// AppUpgradeRequested event, by who asked (nil: the bot, unprompted).
+// AppUpgradeRequested event, by who asked (nil: the bot, unprompted). One
+// its approvers may not consent to, as the tenant's consent policy says,
+// needs an admin; one that needed an admin and that the policy now allows
+// is pending again.
 func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string, by *approval.Person) (approval.Approval, bool, error) {
 	a, created, err := rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
-	if err == nil && created {
+	if err != nil {
+		return a, created, err
+	}
+	if created {
 		rq.audit(ctx, rq.approvals, a.Event(approval.OpRequested, a.CreatedAt, by, ""))
 	}
-	return a, created, err
+	return rq.consent.apply(ctx, a), created, nil
 }
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.

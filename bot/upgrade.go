@@ -121,7 +121,11 @@ func (up *upgrades) record(ctx context.Context, held approval.Approval, o approv
 	if held.Claimed() {
 		return up.approvals.Settle(ctx, held, end)
 	}
-	return up.approvals.Transition(ctx, held.ID, approval.DecidableStatuses(), end)
+	from := approval.DecidableStatuses()
+	if held.Status == approval.StatusNeedsAdmin {
+		from = append(from, approval.StatusNeedsAdmin) // what a follow-up saw (expired, upgraded outside…) ends it too
+	}
+	return up.approvals.Transition(ctx, held.ID, from, end)
 }
 
 // runUpgrade calls Graph's upgrade for a claim and records the outcome. The
@@ -162,6 +166,16 @@ func (up *upgrades) runUpgrade(ctx context.Context, c approval.Approval, deadlin
 		status = approval.StatusUpToDate
 	case errors.Is(uerr, approval.ErrSuperseded):
 		status = approval.StatusSuperseded
+	case approval.ProblemOf(uerr).NeedsAdmin():
+		// Refused for consent: never retried blindly. The policy is read
+		// afresh, and the request waits for an admin until it changes.
+		status, problem = approval.StatusNeedsAdmin, approval.ProblemOf(uerr)
+		tenant := c.OpenKey().TenantID
+		up.requests.consent.forget(ctx, tenant)
+		if f, ok := up.requests.consent.facts(ctx, tenant); ok {
+			problem.ConsentPolicy = f.Fingerprint()
+		}
+		up.log.WarnContext(ctx, "Graph refused the upgrade's consent; the request waits for an admin", "approval", c.ID, "err", uerr)
 	case uerr != nil:
 		status, problem = approval.StatusFailed, approval.ProblemOf(uerr)
 		up.log.WarnContext(ctx, "upgrade failed", "approval", c.ID, "err", uerr)

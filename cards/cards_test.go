@@ -76,19 +76,29 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 		return cards.Outcome{Locale: locale, Kind: k, ApprovalID: "apr_7Qm2x", App: polls, Diff: pollsDiff,
 			By: "Megan Bowen", At: decided, Place: cards.PlaceChat, Approvers: cards.ApproversOwners}
 	}
+	needsAdmin := func(place cards.Place, p cards.Problem) cards.Card {
+		return c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: polls,
+			Diff: cards.Diff{Added: pollsDiff.Added}, Place: place, Approvers: cards.ApproversOwners, RequestedAt: requested,
+			NeedsAdmin: &cards.AdminNeeded{Problem: p}})
+	}
 	failed := outcome(cards.OutcomeFailed)
 	failed.Problem = cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
 		GraphMessage: "Missing scope permissions on the request.", Permission: "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
 	return map[string]cards.Card{
-		"pending":                       pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
-		"pending-meeting":               pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
-		"pending-team":                  pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
-		"pending-personal":              pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
-		"pending-group":                 pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),
-		"pending-no-change":             pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners),
-		"pending-no-rsc":                pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed),
-		"pending-40":                    pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners),
-		"pending-long":                  pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners),
+		"pending":             pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversOwners),
+		"pending-meeting":     pending(polls, pollsDiff, cards.PlaceMeeting, cards.ApproversOwners),
+		"pending-team":        pending(polls, cards.Diff{Added: pollsDiff.Added}, cards.PlaceTeam, cards.ApproversOwners),
+		"pending-personal":    pending(polls, cards.Diff{Removed: pollsDiff.Removed}, cards.PlacePersonal, cards.ApproversSelf),
+		"pending-group":       pending(polls, pollsDiff, cards.PlaceChat, cards.ApproversGroup),
+		"pending-no-change":   pending(polls, cards.Diff{Kept: pollsDiff.Kept}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-no-rsc":      pending(polls, cards.Diff{}, cards.PlaceChat, cards.ApproversNamed),
+		"pending-40":          pending(polls, cards.Diff{Added: manyPermissions()}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-long":        pending(long, cards.Diff{Added: []cards.Permission{{Value: "Contoso.Notes.ReadWrite.Chat", Type: "Delegated"}}}, cards.PlaceChat, cards.ApproversOwners),
+		"pending-needs-admin": needsAdmin(cards.PlaceChat, cards.Problem{Reason: cards.ReasonConsentPolicy}),
+		"pending-needs-admin-refused": needsAdmin(cards.PlaceTeam, cards.Problem{Reason: cards.ReasonConsentNotAllowed, Status: 412,
+			GraphCode: "PreconditionFailed", GraphMessage: "Failed to execute TeamsGraphService backend request IsUserAuthorizedToGrantGroupResourceSpecificPermissionsRequest. Workload Unknown"}),
+		"pending-needs-admin-blocked": needsAdmin(cards.PlaceChat, cards.Problem{Reason: cards.ReasonAppBlocked, Status: 403,
+			GraphCode: "Forbidden", GraphMessage: "App is explicitly blocked by the tenant admin."}),
 		"outcome-upgraded":              c.Outcome(outcome(cards.OutcomeUpgraded)),
 		"outcome-rejected":              c.Outcome(outcome(cards.OutcomeRejected)),
 		"outcome-failed":                c.Outcome(failed),

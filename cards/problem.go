@@ -36,6 +36,8 @@ const (
 	ReasonThrottled         = "throttled"
 	ReasonNotFound          = "not_found"
 	ReasonConsentNotAllowed = "consent_not_allowed"
+	ReasonConsentPolicy     = "consent_policy"
+	ReasonAppBlocked        = "app_blocked"
 	ReasonNotPublished      = "not_published"
 	ReasonInterrupted       = "interrupted"
 	ReasonBotRemoved        = "bot_removed"
@@ -48,7 +50,8 @@ const (
 // again later, Retry, check), or nobody (the approval was closed).
 var reasons = map[string]string{
 	ReasonGraphRefused: "admin", ReasonTokenRefused: "admin", ReasonCredentialRefused: "admin",
-	ReasonConsentNotAllowed: "admin", ReasonEntraUnavailable: "you", ReasonGraphUnavailable: "you",
+	ReasonConsentNotAllowed: "admin", ReasonConsentPolicy: "admin", ReasonAppBlocked: "admin",
+	ReasonEntraUnavailable: "you", ReasonGraphUnavailable: "you",
 	ReasonThrottled: "you", ReasonNotFound: "you", ReasonNotPublished: "admin", ReasonInterrupted: "you",
 	ReasonBotRemoved: "", ReasonAppUninstalled: "", ReasonUnexpected: "you",
 }

@@ -12,7 +12,7 @@ import (
 
 var everyReason = []string{cards.ReasonGraphRefused, cards.ReasonTokenRefused, cards.ReasonCredentialRefused,
 	cards.ReasonEntraUnavailable, cards.ReasonGraphUnavailable, cards.ReasonThrottled, cards.ReasonNotFound,
-	cards.ReasonConsentNotAllowed, cards.ReasonNotPublished, cards.ReasonInterrupted, cards.ReasonBotRemoved,
+	cards.ReasonConsentNotAllowed, cards.ReasonConsentPolicy, cards.ReasonAppBlocked, cards.ReasonNotPublished, cards.ReasonInterrupted, cards.ReasonBotRemoved,
 	cards.ReasonAppUninstalled, cards.ReasonUnexpected}
 
 // failedWith is the failed card of Polls in locale for p.

@@ -67,6 +67,17 @@ type PendingUpgrade struct {
 	// put off with "Remind me later" is due.
 	SnoozedUntil time.Time
 	SnoozedBy    string
+	// NeedsAdmin, when set, says that the approvers here may not consent to
+	// the upgrade: the card says who can allow it and how, and offers no
+	// button that would fail.
+	NeedsAdmin *AdminNeeded
+}
+
+// AdminNeeded is why an upgrade waits for an admin: Problem's reason is
+// ReasonConsentPolicy (the tenant's consent setting), ReasonConsentNotAllowed
+// (Graph refused the consent) or ReasonAppBlocked (an admin blocked the app).
+type AdminNeeded struct {
+	Problem Problem
 }
 
 // Pending is the card asking to approve one upgrade.
@@ -78,6 +89,9 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 		{Title: t.T("CatalogVersion"), Value: literal(v.App.ToVersion)},
 	}})
 	body = append(body, c.diffSections(t, v.Diff, v.ApprovalID, true)...)
+	if v.NeedsAdmin != nil {
+		return c.needsAdmin(t, v, body)
+	}
 	body = append(body, subtle(t.T(whoMayApprove(v.Approvers, v.Place))))
 	if q := t.quorum(v.Needed, v.ApprovedBy); len(q) > 0 {
 		body = append(body, container("emphasis", q...))
@@ -119,6 +133,30 @@ func (t tr) quorum(needed int, approvedBy []string) []Element {
 
 // names joins people's names as the language lists them.
 func (t tr) names(ns []string) string { return strings.Join(ns, t.T("NameSeparator")) }
+
+// needsAdmin ends the card of an upgrade that waits for an admin: what
+// stops it, who can allow it and how, and no buttons.
+func (c *Cards) needsAdmin(t tr, v PendingUpgrade, body []Element) Card {
+	p := v.NeedsAdmin.Problem
+	w := t.word(p)
+	who := t.T("NeedsAdminWho_" + string(placeKind(v.Place)))
+	if p.Reason == ReasonAppBlocked {
+		who = t.T("NeedsAdminWhoBlocked")
+	}
+	items := []Element{{Type: "TextBlock", Text: t.T("NeedsAdminTitle"), Weight: "Bolder", Wrap: true}, text(w.what), text(who)}
+	if w.detail != "" {
+		items = append(items, subtle(w.detail))
+	}
+	note := container("attention", items...)
+	note.Spacing = "Medium"
+	body = append(body, note)
+	if !v.RequestedAt.IsZero() {
+		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(v.RequestedAt)})))
+	}
+	card := newCard(t.cardLang(), body)
+	card.FallbackText = t.T("NeedsAdminFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
+	return card
+}
 
 // placeKind folds a meeting chat into a chat (owners are chat owners
 // there); no place means a chat.

@@ -151,6 +151,8 @@ func assess(e *APIError) (bot.Code, approval.Reason, string) {
 		return bot.CodeInvalid, approval.ReasonUnexpected, ""
 	case e.Status == http.StatusUnauthorized:
 		return bot.CodeForbidden, approval.ReasonTokenRefused, ": the app's Graph token was refused; check MicrosoftAppId, its secret and the tenant"
+	case e.Status == http.StatusForbidden && blockedByAdmin(e.Message):
+		return bot.CodeForbidden, approval.ReasonAppBlocked, ": the tenant admin blocked the app; a Teams admin can allow it in the Teams admin center"
 	case e.Status == http.StatusForbidden:
 		hint := ": Graph refused the call"
 		if e.Permission != "" {
@@ -169,6 +171,13 @@ func assess(e *APIError) (bot.Code, approval.Reason, string) {
 		return bot.CodeUnavailable, approval.ReasonGraphUnavailable, ""
 	}
 	return bot.CodeInternal, approval.ReasonUnexpected, ""
+}
+
+// blockedByAdmin reports Graph's 403 for an app the tenant admin blocked
+// ("… is explicitly blocked by the tenant admin", as public reports of the
+// Teams app installation APIs show it).
+func blockedByAdmin(message string) bool {
+	return strings.Contains(strings.ToLower(message), "blocked by the tenant admin")
 }
 
 // noAnswer is a Graph call that got no answer: the connection failed or

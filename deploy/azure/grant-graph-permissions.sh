@@ -30,6 +30,8 @@ permissions=(
   Channel.ReadBasic.All
   TeamsAppInstallation.ReadForChat.All
   TeamsAppInstallation.ReadForTeam.All
+  Policy.Read.All
+  Policy.Read.PermissionGrant
 )
 
 graph_sp=$(az rest --method GET --url "$graph/v1.0/servicePrincipals(appId='$graph_app_id')?\$select=id" --query id -o tsv)

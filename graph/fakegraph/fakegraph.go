@@ -109,6 +109,22 @@ type Tenant struct {
 	calls    []Call
 	faults   []*Fault
 	mux      *http.ServeMux
+	// The tenant's consent policies: the authorization policy's
+	// permissionGrantPoliciesAssigned, the scope types its RSC
+	// pre-approval policies cover, and the application permissions the
+	// bot was not granted.
+	grantPolicies []string
+	preApproved   []string
+	revoked       map[string]bool
+}
+
+// DefaultGrantPolicies is what a tenant's authorization policy assigns to
+// the default user role unless told otherwise: users' own consent and
+// Microsoft-managed resource-specific consent for chats and teams.
+var DefaultGrantPolicies = []string{
+	"ManagePermissionGrantsForSelf.microsoft-user-default-legacy",
+	"ManagePermissionGrantsForOwnedResource.microsoft-dynamically-managed-permissions-for-chat",
+	"ManagePermissionGrantsForOwnedResource.microsoft-dynamically-managed-permissions-for-team",
 }
 
 // New returns an empty tenant.
@@ -117,6 +133,7 @@ func New() *Tenant {
 		apps: map[string]*App{}, scopes: map[string][]*installation{},
 		members: map[string][]Member{}, groups: map[string]map[string]bool{}, dropped: map[string]bool{},
 		meetings: map[string]Member{}, channels: map[string]string{},
+		grantPolicies: slices.Clone(DefaultGrantPolicies), revoked: map[string]bool{},
 	}
 	m := http.NewServeMux()
 	for _, kind := range []string{Chat, Team} {
@@ -134,6 +151,8 @@ func New() *Tenant {
 	m.HandleFunc("POST /v1.0/users/{scope}/checkMemberGroups", t.checkMemberGroups)
 	m.HandleFunc("GET /v1.0/users/{scope}/permissionGrants", t.permissionGrants(User))
 	m.HandleFunc("GET /v1.0/appCatalogs/teamsApps", t.catalog)
+	m.HandleFunc("GET /v1.0/policies/authorizationPolicy", t.authorizationPolicy)
+	m.HandleFunc("GET /beta/policies/permissionGrantPreApprovalPolicies", t.preApprovalPolicies)
 	t.mux = m
 	return t
 }
@@ -604,6 +623,13 @@ func (t *Tenant) upgrade(kind string) http.HandlerFunc {
 				"The consented permissions do not match the resource-specific permissions required by the app definition.", "")
 			return
 		}
+		adds := slices.ContainsFunc(target.RSC, func(p Permission) bool {
+			return strings.EqualFold(p.Type, "application") && !slices.ContainsFunc(in.consented, func(c Permission) bool { return key(c) == key(p) })
+		})
+		if adds && !t.consentAllowed(kind) {
+			writeError(w, http.StatusPreconditionFailed, "PreconditionFailed", ConsentRefused, "")
+			return
+		}
 		in.version = target.Version
 		in.consented = slices.Clone(target.RSC)
 		w.WriteHeader(http.StatusNoContent)
@@ -876,3 +902,125 @@ func (t *Tenant) permissionGrants(kind string) http.HandlerFunc {
 		t.writePage(w, r, kind+"('"+url.PathEscape(r.PathValue("scope"))+"')/permissionGrants", items)
 	}
 }
+
+// SetGrantPolicies sets the permission grant policies the tenant's
+// authorization policy assigns to the default user role, e.g.
+// "ManagePermissionGrantsForOwnedResource.microsoft-all-application-permissions-for-chat".
+// An upgrade into a chat (team) that adds application RSC permissions is
+// refused with Graph's 412 when no …-for-chat (…-for-team, …-for-group)
+// policy is assigned.
+func (t *Tenant) SetGrantPolicies(ids ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.grantPolicies = slices.Clone(ids)
+}
+
+// SetPreApproved sets the scope types ("chat", "group") the tenant's RSC
+// pre-approval policies have conditions for; none by default.
+func (t *Tenant) SetPreApproved(scopeTypes ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.preApproved = slices.Clone(scopeTypes)
+}
+
+// Revoke makes the calls that need an application permission the bot lacks
+// answer 403 as Entra's directory does (only the policy reads know theirs:
+// Policy.Read.All, Policy.Read.PermissionGrant).
+func (t *Tenant) Revoke(permission string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.revoked[permission] = true
+}
+
+// insufficientPrivileges is the directory's answer to an app without the
+// permission a policy read needs.
+func insufficientPrivileges(w http.ResponseWriter) {
+	writeError(w, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.", "")
+}
+
+// authorizationPolicy is GET /policies/authorizationPolicy (v1.0), in the
+// shape of Microsoft's reference example.
+func (t *Tenant) authorizationPolicy(w http.ResponseWriter, r *http.Request) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.revoked["Policy.Read.All"] {
+		insufficientPrivileges(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.context":                         t.context("policies/authorizationPolicy/$entity"),
+		"@odata.type":                            "#microsoft.graph.authorizationPolicy",
+		"id":                                     "authorizationPolicy",
+		"displayName":                            "Authorization Policy",
+		"description":                            "Used to manage authorization related settings across the company.",
+		"allowInvitesFrom":                       "everyone",
+		"allowedToSignUpEmailBasedSubscriptions": true,
+		"allowedToUseSSPR":                       true,
+		"allowEmailVerifiedUsersToJoinOrganization": false,
+		"blockMsolPowerShell":                       false,
+		"guestUserRoleId":                           "10dae51f-b6af-4016-8d66-8c2a99b929b3",
+		"defaultUserRolePermissions": map[string]any{
+			"allowedToCreateApps":                      true,
+			"allowedToCreateSecurityGroups":            true,
+			"allowedToCreateTenants":                   true,
+			"allowedToReadBitlockerKeysForOwnedDevice": true,
+			"allowedToReadOtherUsers":                  true,
+			"permissionGrantPoliciesAssigned":          slices.Clone(t.grantPolicies),
+		},
+	})
+}
+
+// preApprovalPolicies is GET /policies/permissionGrantPreApprovalPolicies
+// (beta): one policy per pre-approved scope type, pre-approving all
+// application permissions there, in the reference example's shape.
+func (t *Tenant) preApprovalPolicies(w http.ResponseWriter, r *http.Request) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.revoked["Policy.Read.PermissionGrant"] {
+		insufficientPrivileges(w)
+		return
+	}
+	items := []any{}
+	for i, scope := range t.preApproved {
+		items = append(items, map[string]any{
+			"id":              "71ba13dc-5947-4e59-bcc5-0ad5c339a85" + strconv.Itoa(i),
+			"deletedDateTime": nil,
+			"conditions": []any{map[string]any{
+				"scopeType":         scope,
+				"sensitivityLabels": map[string]any{"@odata.type": "#microsoft.graph.allScopeSensitivityLabels", "labelKind": "all"},
+				"permissions": map[string]any{"@odata.type": "#microsoft.graph.allPreApprovedPermissions",
+					"permissionKind": "all", "permissionType": "application"},
+			}},
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.context": strings.TrimRight(t.BaseURL, "/") + "/beta/$metadata#policies/permissionGrantPreApprovalPolicies",
+		"value":          items,
+	})
+}
+
+// consentAllowed reports whether the tenant's policy lets owners of a scope
+// of kind consent to application RSC permissions (t.mu held).
+func (t *Tenant) consentAllowed(kind string) bool {
+	suffixes := map[string][]string{Chat: {"-for-chat"}, Team: {"-for-team", "-for-group"}}[kind]
+	if suffixes == nil {
+		return true
+	}
+	for _, g := range t.grantPolicies {
+		g = strings.ToLower(g)
+		if !strings.HasPrefix(g, "managepermissiongrantsforownedresource.") {
+			continue
+		}
+		for _, suf := range suffixes {
+			if strings.HasSuffix(g, suf) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ConsentRefused is Graph's answer to an upgrade whose resource-specific
+// consent the tenant does not let the scope's owners grant, as seen in
+// public reports (microsoftgraph/microsoft-graph-docs#18833): 412.
+const ConsentRefused = "Failed to execute TeamsGraphService backend request IsUserAuthorizedToGrantGroupResourceSpecificPermissionsRequest. Workload Unknown"

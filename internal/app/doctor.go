@@ -64,6 +64,11 @@ func (r *report) ok(format string, args ...any) {
 	fmt.Fprintf(r.out, "ok   "+format+"\n", args...)
 }
 
+// warn prints what works but knows less; it does not fail doctor.
+func (r *report) warn(fix, format string, args ...any) {
+	fmt.Fprintf(r.out, "warn "+format+" — "+fix+"\n", args...)
+}
+
 func (r *report) fail(fix, format string, args ...any) {
 	r.failed = true
 	fmt.Fprintf(r.out, "FAIL "+format+" — "+fix+"\n", args...)
@@ -222,7 +227,9 @@ func checkGraphPermissions(ctx context.Context, cfg config, creds *credentials, 
 	r.ok("Microsoft Graph token for tenant %s", tenant)
 	missing := missingPermissions(cfg, roles)
 	for _, p := range neededPermissions(cfg) {
-		if isMissing(missing, p) {
+		if isMissing(missing, p) && p.optional {
+			r.warn(permissionFix, "Graph permission %s is not granted; it is optional: %s", p.Name, p.Purpose)
+		} else if isMissing(missing, p) {
 			r.fail(permissionFix, "Graph permission %s is not granted; the bot needs it to: %s", p.Name, p.Purpose)
 		} else {
 			r.ok("Graph permission %s", p.Name)
@@ -301,6 +308,11 @@ func logMissingPermissions(ctx context.Context, cfg config, creds *credentials, 
 		return
 	}
 	for _, p := range missingPermissions(cfg, roles) {
+		if p.optional {
+			logger.Warn("an optional Graph application permission is not granted", "permission", p.Name, "purpose", p.Purpose,
+				"tenant", cfg.AppTenantID, "fix", permissionFix)
+			continue
+		}
 		logger.Error("a Graph application permission is not granted", "permission", p.Name, "purpose", p.Purpose,
 			"tenant", cfg.AppTenantID, "fix", permissionFix)
 	}

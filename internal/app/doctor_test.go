@@ -117,6 +117,19 @@ func TestDoctorNamesEachMissingPermissionWithItsPurpose(t *testing.T) {
 	}
 }
 
+// The consent policy permissions are optional: doctor warns, and passes.
+func TestDoctorWarnsOfAMissingOptionalPermission(t *testing.T) {
+	h := newHarness(t)
+	grantAllBut(h.aad, "Policy.Read.All")
+	code, out := runDoctor(t, h)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "warn Graph permission Policy.Read.All is not granted; it is optional: ") || strings.Contains(out, "FAIL") {
+		t.Errorf("doctor:\n%s", out)
+	}
+}
+
 func TestDoctorNamesRedisDown(t *testing.T) {
 	h := newHarness(t)
 	grantAllBut(h.aad)

@@ -23,6 +23,8 @@ type GraphPermission struct {
 	// chatApprovers: needed only when BOT_APPROVERS has a rule for chats
 	// or meetings alone (chat=…, meeting=…).
 	chatApprovers bool
+	// optional: the bot works without it, knowing less (doctor warns).
+	optional bool
 }
 
 // GraphPermissions are the Graph application permissions the bot needs, in
@@ -55,6 +57,14 @@ func GraphPermissions() []GraphPermission {
 		{Name: "TeamsAppInstallation.ReadForTeam.All", Purpose: "The same for a team. (In a personal scope " +
 			"`TeamsAppInstallation.ReadWriteAndConsentForUser.All` covers it.) Microsoft offers the " +
 			"`permissionGrants` of chats and teams in the global and US Government clouds, not in China (21Vianet)."},
+		{Name: "Policy.Read.All", Purpose: "Optional. Read the tenant's authorization policy " +
+			"(`permissionGrantPoliciesAssigned`), which says whether chat and team owners may consent to an app's " +
+			"resource-specific permissions, so a request they may not approve says an admin is needed instead of " +
+			"offering a button that would fail. Without it owners get every card, and an upgrade Graph refuses for " +
+			"consent waits for an admin.", optional: true},
+		{Name: "Policy.Read.PermissionGrant", Purpose: "Optional. Where owners may consent to pre-approved apps only, " +
+			"read the RSC pre-approval policies (`/beta/policies/permissionGrantPreApprovalPolicies`): none covering " +
+			"chats (or teams) means an admin is needed there.", optional: true},
 	}
 }
 

@@ -229,6 +229,7 @@ type graphClient interface {
 	bot.Directory
 	bot.OrgCatalog
 	bot.GrantChecker
+	bot.ConsentPolicies
 }
 
 // newGraph is Microsoft Graph, as the app. Nil without an app identity:
@@ -302,6 +303,8 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 	}
 	if g != nil {
 		opts.Installations, opts.Catalog, opts.Directory, opts.Grants = g, g, g, g
+		// Each tenant's consent policy is read at most once a scan interval.
+		opts.Consent, opts.ConsentCache, opts.ConsentMaxAge = g, store, cfg.ScanInterval
 	}
 	if cfg.CheckWindow > 0 {
 		opts.Checks = store
