@@ -35,7 +35,7 @@ func TestAuditListsExactlyTheEventsOfARun(t *testing.T) {
 	chats := seedChats(h, 4)
 	h.tune = func(d *deps) { quick(d); d.noBackground = true }
 	h.graph.Fail(fakegraph.Fault{Method: http.MethodPost, Path: chats[3] + "/installedApps", Status: http.StatusForbidden,
-		Code: "Forbidden", Message: "blocked by the tenant admin", Times: 100})
+		Code: "Forbidden", Message: "Missing scope permissions on the request.", Times: 100})
 	h.start(t)
 	for i, chat := range chats {
 		if code := h.post(t, h.in(h.message(fmt.Sprint("17000000001", i), "check"), chat)); code != http.StatusOK {

@@ -135,7 +135,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		return err
 	}
 	budget := tenantBudget(store, cmp.Or(d.graphBudget, graphCallsPerSecond))
-	g, err := newGraph(cfg, creds, d, budget, reg, logger)
+	people := newPeopleCalls(budget, logger)
+	peopleCtx, stopPeople := context.WithCancel(context.WithoutCancel(ctx))
+	peopleDone := make(chan struct{})
+	go func() { defer close(peopleDone); people.run(peopleCtx) }()
+	defer func() { stopPeople(); <-peopleDone }() // before Redis closes: the last counts are written
+	g, err := newGraph(cfg, creds, d, people.count, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -234,7 +239,9 @@ type graphClient interface {
 
 // newGraph is Microsoft Graph, as the app. Nil without an app identity:
 // "check" then says Graph is not configured.
-func newGraph(cfg config, creds *credentials, d deps, budget *state.Budget, reg prometheus.Registerer, logger *slog.Logger) (graphClient, error) {
+// onRequest, if set, is told of each Graph request (peopleCalls.count).
+func newGraph(cfg config, creds *credentials, d deps, onRequest func(context.Context, string), reg prometheus.Registerer,
+	logger *slog.Logger) (graphClient, error) {
 	if d.graph != nil {
 		return d.graph, nil
 	}
@@ -248,32 +255,12 @@ func newGraph(cfg config, creds *credentials, d deps, budget *state.Budget, reg 
 	g, err := graph.New(graph.Options{
 		BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, SingleTenant: cfg.AppType != appTypeMultiTenant,
 		Credential: credential, Released: creds.release, Registerer: reg, Logger: logger,
-		OnRequest: spendForPeople(budget, logger),
+		OnRequest: onRequest,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return g, nil
-}
-
-// spendForPeople counts each Graph request a person's command or click
-// makes in its tenant's budget (nil: none), ahead of background work: the
-// request goes now, and background bookings wait behind it. A budget that
-// cannot be written (Redis down) costs the person nothing.
-func spendForPeople(budget *state.Budget, logger *slog.Logger) func(context.Context, string) {
-	if budget == nil {
-		return nil
-	}
-	return func(ctx context.Context, tenantID string) {
-		if !bot.ForAPerson(ctx) {
-			return // a background job booked its calls before it ran
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 250*time.Millisecond)
-		defer cancel()
-		if err := budget.Spend(ctx, tenantID, 1); err != nil {
-			logger.DebugContext(ctx, "cannot count a Graph call in the tenant's budget", "tenant", tenantID, "err", err)
-		}
-	}
 }
 
 // newConnector writes to Teams as the bot; without an app id its replies
