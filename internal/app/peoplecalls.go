@@ -65,9 +65,11 @@ func (p *peopleCalls) run(ctx context.Context) {
 func (p *peopleCalls) flush(ctx context.Context) {
 	p.mu.Lock()
 	counts := p.counts
-	if len(counts) > 0 {
-		p.counts = map[string]int{}
+	if len(counts) == 0 {
+		p.mu.Unlock()
+		return
 	}
+	p.counts = map[string]int{}
 	p.mu.Unlock()
 	for tenant, n := range counts {
 		if err := p.budget.Spend(ctx, tenant, n); err != nil {
