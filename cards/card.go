@@ -103,6 +103,7 @@ type Action struct {
 	Style          string   `json:"style,omitempty"` // "positive", "destructive"
 	TargetElements []string `json:"targetElements,omitempty"`
 	Fallback       *Action  `json:"fallback,omitempty"`
+	URL            string   `json:"url,omitempty"` // Action.OpenUrl
 }
 
 // ActionData is the data of every Action.Execute: only an opaque id, so a
