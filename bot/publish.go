@@ -12,12 +12,14 @@ type publisher struct {
 	*plumbing
 	approvals ApprovalStore
 	lists     *lists
+	admins    *admins
 }
 
 // publish writes the history line and updates the approval's card for
 // everyone, each step with its own deadline.
 func (pb *publisher) publish(ctx context.Context, done approval.Approval) {
 	ctx = context.WithoutCancel(ctx)
+	pb.admins.approvalChanged(ctx, done)
 	actor := ""
 	if done.DecidedBy != nil {
 		actor = done.DecidedBy.Name

@@ -18,12 +18,17 @@ type requests struct {
 	ttl           time.Duration // Options.ApprovalTTL
 	reads         CatalogReads  // Options.CatalogReads
 	readMaxAge    time.Duration // Options.CatalogMaxAge
+	admins        *admins
 }
 
 // open returns the open approval for this upgrade here, or a new one
 // (created true), which whoever opened it then follows.
 func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string) (approval.Approval, bool, error) {
-	return rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
+	a, created, err := rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
+	if err == nil && created {
+		rq.admins.approvalChanged(ctx, a)
+	}
+	return a, created, err
 }
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.
