@@ -150,7 +150,7 @@ func (d InventoryData) Summary(locale string, top int) cards.Inventory {
 				byApp[it.TeamsAppID] = a
 			}
 			a.Name = cmp.Or(a.Name, it.App)
-			if approval.CompareVersions(it.CatalogVersion, a.CatalogVersion) > 0 {
+			if a.CatalogVersion == "" || approval.CompareVersions(it.CatalogVersion, a.CatalogVersion) > 0 {
 				a.CatalogVersion = it.CatalogVersion
 			}
 			a.versions[it.Version]++

@@ -144,7 +144,8 @@ func (c *Cards) Inventory(inv Inventory) Card {
 		card.FallbackText = t.T("InventoryEmpty")
 		return card
 	}
-	body = append(body, text(t.N("InventorySummary", inv.Installations, data)), Element{Type: "FactSet", Facts: scopeFacts(t, inv.Scopes)})
+	summary := append([]Fact{{Title: t.T("InventoryApps"), Value: strconv.Itoa(len(inv.Apps) + inv.More)}}, scopeFacts(t, inv.Scopes)...)
+	body = append(body, text(t.N("InventorySummary", inv.Installations, data)), Element{Type: "FactSet", Facts: summary})
 	for _, a := range inv.Apps {
 		var versions []string
 		for i, v := range a.Installed {

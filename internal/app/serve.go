@@ -68,6 +68,9 @@ type deps struct {
 	// read a tenant's catalog and queued the scans the read calls for: a
 	// test waits for the watcher's rounds rather than for the clock.
 	catalogRead func(tenantID string)
+	// built, when set, is given the bot this process built (a test drives
+	// what another part of the bot would call on it).
+	built func(*bot.Bot)
 	// adminsInterval is how often the admins' conversation is brought up
 	// to date (cards not yet posted, the digest); default adminsInterval.
 	adminsInterval time.Duration
@@ -158,6 +161,9 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	b, err := newBot(cfg, d, connector, store, queue, g, logger)
 	if err != nil {
 		return err
+	}
+	if d.built != nil {
+		d.built(b)
 	}
 	if !d.noBackground {
 		// Once, beside the start: a missing permission is named in the log

@@ -1,0 +1,191 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upgradeapprovals/bot/approval"
+	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/botframework/fakechannel"
+	"github.com/upgradeapprovals/bot/graph/fakegraph"
+)
+
+const adminChat = "19:admins@thread.v2"
+
+// adminHarness is a tenant with the admins' conversation set, and a record
+// of the bot each replica builds.
+type adminHarness struct {
+	*harness
+	mu   sync.Mutex
+	bots []*bot.Bot
+}
+
+func newAdminHarness(t *testing.T, env map[string]string) *adminHarness {
+	h := &adminHarness{harness: newHarness(t)}
+	h.env["BOT_ADMIN_CONVERSATION"] = adminChat
+	h.env["BOT_SCAN_INTERVAL"] = "1s"
+	for k, v := range env {
+		h.env[k] = v
+	}
+	h.tune = func(d *deps) {
+		d.adminsInterval = 100 * time.Millisecond
+		d.built = func(b *bot.Bot) { h.mu.Lock(); h.bots = append(h.bots, b); h.mu.Unlock() }
+	}
+	return h
+}
+
+func (h *adminHarness) bot(i int) *bot.Bot {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bots[i]
+}
+
+// addAdminChat adds the bot to the admins' conversation, owned by Megan.
+func (h *adminHarness) addAdminChat(t *testing.T, r *replica) {
+	t.Helper()
+	h.graph.Install(fakegraph.Chat, adminChat, "11111111-0000-0000-0000-00000000000e", "1.0.0", nil)
+	h.graph.AddMembers(fakegraph.Chat, adminChat,
+		fakegraph.Member{UserID: ownerID, DisplayName: "Megan Bowen", TenantID: testTenant, Roles: []string{"owner"}})
+	if code := r.post(t, h.harness, h.event("installationUpdate", "f:add-admins", adminChat, map[string]any{"action": "add"})); code != http.StatusOK {
+		t.Fatalf("adding the bot to the admins' chat: %d", code)
+	}
+}
+
+// adminCards are the admins' cards: posts and updates in the admins' chat
+// that say an app needs an admin.
+func adminCards(calls []fakechannel.ConnectorCall) (posts, updates []fakechannel.ConnectorCall) {
+	for _, c := range calls {
+		if !strings.HasPrefix(c.Path, "/v3/conversations/"+adminChat+"/activities") || !strings.Contains(cardOf(c), "needs an admin") {
+			continue
+		}
+		if c.Method == http.MethodPost {
+			posts = append(posts, c)
+		} else if c.Method == http.MethodPut {
+			updates = append(updates, c)
+		}
+	}
+	return posts, updates
+}
+
+// latestAdminCard is what the admins' card shows now.
+func latestAdminCard(calls []fakechannel.ConnectorCall) string {
+	posts, updates := adminCards(calls)
+	switch {
+	case len(updates) > 0:
+		return cardOf(updates[len(updates)-1])
+	case len(posts) > 0:
+		return cardOf(posts[len(posts)-1])
+	}
+	return ""
+}
+
+// needsAdmin moves an approval to needsadmin through the store, as the
+// tenant's consent policy would, and tells the bot on replica i.
+func (h *adminHarness) needsAdmin(t *testing.T, i int, id string, to approval.Status) {
+	t.Helper()
+	from := []approval.Status{approval.StatusPending, approval.StatusNeedsAdmin}
+	a, err := storeOf(t, h.harness).Approvals().Transition(context.Background(), id, from, func(a *approval.Approval) { a.Status = to })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.bot(i).NeedsAdminChanged(context.Background(), a)
+}
+
+func TestAdminsGetOneCardPerAppVersionAcrossThreeReplicas(t *testing.T) {
+	h := newAdminHarness(t, nil)
+	var rs []*replica
+	for range 3 {
+		rs = append(rs, h.replica(t, nil, 0))
+	}
+	seedTenant(t, h.harness, rs[0])
+	h.graph.Install(fakegraph.Chat, proactiveChats[3], pollsAppID, "1.0.0", nil) // the fourth chat gets Polls too
+	h.addAdminChat(t, rs[1])
+	h.awaitCatalogReads(t, 1)
+
+	publishPolls11(h.harness)
+	eventually(t, 10*time.Second, "a card in each chat with Polls", func() bool { return len(cardPosts(h.connector.Calls())) == 4 })
+	ids := map[string]string{}
+	for _, c := range h.connector.Calls() {
+		if c.Method == http.MethodPost && strings.Contains(cardOf(c), `"verb":"approve"`) {
+			ids[strings.TrimSuffix(strings.TrimPrefix(c.Path, "/v3/conversations/"), "/activities")] = approvalIDOf(t, c)
+		}
+	}
+
+	// The tenant does not let three chats' owners consent: each replica
+	// learns of one at the same moment.
+	var wg sync.WaitGroup
+	for i, chat := range proactiveChats[:3] {
+		wg.Go(func() { h.needsAdmin(t, i, ids[chat], approval.StatusNeedsAdmin) })
+	}
+	wg.Wait()
+	eventually(t, 10*time.Second, "the admins' card counting three chats", func() bool {
+		return strings.Contains(latestAdminCard(h.connector.Calls()), "3 installations wait")
+	})
+	card := latestAdminCard(h.connector.Calls())
+	for _, want := range []string{"Polls 1.1.0 needs an admin", "Read all messages in this chat", "admin.teams.microsoft.com/policies/manage-apps/" + pollsAppID} {
+		if !strings.Contains(card, want) {
+			t.Errorf("the admins' card does not say %q: %s", want, card)
+		}
+	}
+
+	// A fourth chat joins: the same card is updated in place.
+	h.needsAdmin(t, 1, ids[proactiveChats[3]], approval.StatusNeedsAdmin)
+	eventually(t, 10*time.Second, "the admins' card counting four chats", func() bool {
+		return strings.Contains(latestAdminCard(h.connector.Calls()), "4 installations wait")
+	})
+	// The admin allows it for one chat (the next read of the policy shows
+	// it): the card counts three again.
+	h.needsAdmin(t, 2, ids[proactiveChats[0]], approval.StatusPending)
+	eventually(t, 10*time.Second, "the admins' card counting three again", func() bool {
+		return strings.Contains(latestAdminCard(h.connector.Calls()), "3 installations wait")
+	})
+	posts, updates := adminCards(h.connector.Calls())
+	if len(posts) != 1 {
+		t.Fatalf("the admins' chat got %d cards for Polls 1.1.0, want 1", len(posts))
+	}
+	if len(updates) < 2 {
+		t.Errorf("the admins' card was updated %d times, want at least 2 (a fourth chat, one allowed)", len(updates))
+	}
+	for _, u := range updates {
+		if u.Path != updates[0].Path {
+			t.Errorf("updates went to two messages: %s and %s", updates[0].Path, u.Path)
+		}
+	}
+
+	// inventory, asked in the admins' chat by an owner: what is behind.
+	ask := h.message("f:inv", "inventory")
+	ask["conversation"] = map[string]any{"id": adminChat, "conversationType": "groupChat", "tenantId": testTenant, "isGroup": true}
+	if code := rs[2].post(t, h.harness, ask); code != http.StatusOK {
+		t.Fatalf("inventory: %d", code)
+	}
+	inv := lastReplyIn(h.connector.Calls(), adminChat)
+	for _, want := range []string{"4 installations are behind the catalog", "Polls → 1.1.0 (4)", "1.0.0 ×4",
+		"1 open, 3 need an admin, 0 failed, 0 expired"} {
+		if !strings.Contains(inv, want) {
+			t.Errorf("inventory does not say %q: %s", want, inv)
+		}
+	}
+	// Elsewhere it answers plainly.
+	elsewhere := h.message("f:inv2", "inventory")
+	elsewhere["conversation"] = map[string]any{"id": proactiveChats[1], "conversationType": "groupChat", "tenantId": testTenant, "isGroup": true}
+	rs[0].post(t, h.harness, elsewhere)
+	if got := lastReplyIn(h.connector.Calls(), proactiveChats[1]); !strings.Contains(got, "only in the admins' conversation") {
+		t.Errorf("inventory outside the admins' chat answered %s", got)
+	}
+}
+
+// lastReplyIn is the text and cards of the last message posted in chat.
+func lastReplyIn(calls []fakechannel.ConnectorCall, chat string) string {
+	for i := len(calls) - 1; i >= 0; i-- {
+		c := calls[i]
+		if c.Method == http.MethodPost && strings.HasPrefix(c.Path, "/v3/conversations/"+chat+"/activities") {
+			text, _ := c.Activity["text"].(string)
+			return text + cardOf(c)
+		}
+	}
+	return ""
+}
