@@ -10,6 +10,7 @@
 //	upgradebot sandbox           run locally against a fake Graph tenant
 //	upgradebot healthcheck       exit 0 when the local bot answers /healthz
 //	upgradebot doctor [-tenant]  check the configuration, Redis, tokens, Graph permissions, catalog, signing keys
+//	upgradebot inventory [-tenant ID] [-format csv|json]  export the installations behind the catalog
 package main
 
 import (

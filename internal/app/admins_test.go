@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -169,6 +171,27 @@ func TestAdminsGetOneCardPerAppVersionAcrossThreeReplicas(t *testing.T) {
 			t.Errorf("inventory does not say %q: %s", want, inv)
 		}
 	}
+	// The export lists each installation.
+	var out, errOut bytes.Buffer
+	if code := inventoryCommand(context.Background(), []string{"--tenant", testTenant, "--format", "json"},
+		func(k string) string { return h.env[k] }, &out, &errOut); code != 0 {
+		t.Fatalf("inventory --format json: exit %d: %s", code, errOut.String())
+	}
+	var rows []inventoryRow
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	statuses := map[approval.Status]int{}
+	for _, r := range rows {
+		statuses[r.RequestStatus]++
+		if r.App != "Polls" || r.Version != "1.0.0" || r.CatalogVersion != "1.1.0" || r.ScopeKind != approval.ScopeChat || r.TenantID != testTenant {
+			t.Errorf("export row %+v", r)
+		}
+	}
+	if len(rows) != 4 || statuses[approval.StatusNeedsAdmin] != 3 || statuses[approval.StatusPending] != 1 {
+		t.Errorf("export: %d rows, statuses %v; want 4, three needing an admin", len(rows), statuses)
+	}
+
 	// Elsewhere it answers plainly.
 	elsewhere := h.message("f:inv2", "inventory")
 	elsewhere["conversation"] = map[string]any{"id": proactiveChats[1], "conversationType": "groupChat", "tenantId": testTenant, "isGroup": true}
@@ -188,4 +211,28 @@ func lastReplyIn(calls []fakechannel.ConnectorCall, chat string) string {
 		}
 	}
 	return ""
+}
+
+func TestInventoryCommandBadFlagsExit2NamingTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		name string
+	}{
+		{[]string{"--format", "xml"}, nil, "--format"},
+		{[]string{"--tenant", "contoso.com"}, nil, "--tenant"},
+		{[]string{"--tenant", testTenant}, nil, "REDIS_URL"},
+		{[]string{"--tenant", testTenant}, map[string]string{"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"},
+	} {
+		var out, stderr bytes.Buffer
+		code := Run(context.Background(), append([]string{"inventory"}, tc.args...), func(k string) string { return tc.env[k] }, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.name) || out.Len() != 0 {
+			t.Errorf("inventory %v: exit %d, %q; want 2 naming %s", tc.args, code, stderr.String(), tc.name)
+		}
+	}
+	var stderr bytes.Buffer
+	if code := Run(context.Background(), []string{"inventory", "--colour"}, func(string) string { return "" }, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "-colour") {
+		t.Errorf("an unknown flag: exit %d, %q", code, stderr.String())
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -47,10 +48,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return healthcheck(ctx, getenv, stderr)
 	case "doctor":
 		return doctorCommand(ctx, args, getenv, stderr)
+	case "inventory":
+		return inventoryCommand(ctx, args, getenv, os.Stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor]")
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor|inventory]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck or doctor)\n", cmd)
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck, doctor or inventory)\n", cmd)
 	return 2
 }
