@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -234,5 +235,62 @@ func TestInventoryCommandBadFlagsExit2NamingTheFlag(t *testing.T) {
 	if code := Run(context.Background(), []string{"inventory", "--colour"}, func(string) string { return "" }, &stderr); code != 2 ||
 		!strings.Contains(stderr.String(), "-colour") {
 		t.Errorf("an unknown flag: exit %d, %q", code, stderr.String())
+	}
+}
+
+// digests are the digests posted in the admins' chat.
+func digests(calls []fakechannel.ConnectorCall) []string {
+	var out []string
+	for _, c := range calls {
+		if c.Method == http.MethodPost && strings.HasPrefix(c.Path, "/v3/conversations/"+adminChat+"/activities") &&
+			strings.Contains(cardOf(c), "App upgrades: the digest") {
+			out = append(out, cardOf(c))
+		}
+	}
+	return out
+}
+
+func TestOneDigestAcrossThreeReplicasAndNoneWhenNothingChanged(t *testing.T) {
+	h := newAdminHarness(t, map[string]string{"BOT_DIGEST_INTERVAL": "1s"})
+	var rs []*replica
+	for range 3 {
+		rs = append(rs, h.replica(t, nil, 0))
+	}
+	h.addAdminChat(t, rs[0])
+	ad, ctx := storeOf(t, h.harness).Admins(), context.Background()
+	last := func() time.Time {
+		at, err := ad.LastDigest(ctx, testTenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	eventually(t, 10*time.Second, "the digest's interval to start", func() bool { return !last().IsZero() })
+	start := last()
+
+	// Requests change across the tenant after it: one upgraded, one needs
+	// an admin, one still pending.
+	changed := start.Add(time.Millisecond)
+	for i, st := range []approval.Status{approval.StatusUpgraded, approval.StatusNeedsAdmin, approval.StatusPending} {
+		if err := ad.NoteRequest(ctx, testTenant, bot.RequestNote{InstallationID: fmt.Sprintf("inst-%d", i), ApprovalID: fmt.Sprintf("apr_%d", i),
+			TeamsAppID: pollsAppID, Target: "1.1.0", Status: st, Created: start.Add(-time.Hour), At: changed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "a digest", func() bool { return len(digests(h.connector.Calls())) > 0 })
+	// Two more intervals pass (the last digest's time moves on) with
+	// nothing changed: no other digest, from any replica.
+	for range 2 {
+		prev := last()
+		eventually(t, 10*time.Second, "another interval", func() bool { return last().After(prev) })
+	}
+	got := digests(h.connector.Calls())
+	if len(got) != 1 {
+		t.Fatalf("%d digests, want 1", len(got))
+	}
+	for _, want := range []string{`"title":"Upgraded","value":"1"`, `"title":"Need an admin","value":"1"`, `"title":"Still waiting","value":"2"`} {
+		if !strings.Contains(got[0], want) {
+			t.Errorf("the digest does not say %s: %s", want, got[0])
+		}
 	}
 }
