@@ -294,3 +294,30 @@ func TestOneDigestAcrossThreeReplicasAndNoneWhenNothingChanged(t *testing.T) {
 		}
 	}
 }
+
+// Before the bot is in the admins' conversation nothing can be posted
+// there; once it is added, the card of what waits is posted.
+func TestAdminsCardWaitsForTheBotInTheAdminsConversation(t *testing.T) {
+	h := newAdminHarness(t, nil)
+	r := h.replica(t, nil, 0)
+	seedTenant(t, h.harness, r)
+	h.awaitCatalogReads(t, 1)
+	publishPolls11(h.harness)
+	eventually(t, 10*time.Second, "a card in each chat with Polls", func() bool { return len(cardPosts(h.connector.Calls())) == 3 })
+	var id string
+	for _, c := range h.connector.Calls() {
+		if c.Method == http.MethodPost && strings.Contains(cardOf(c), `"verb":"approve"`) {
+			id = approvalIDOf(t, c)
+			break
+		}
+	}
+	h.needsAdmin(t, 0, id, approval.StatusNeedsAdmin)
+	h.watcherRounds(t, 2)
+	if posts, _ := adminCards(h.connector.Calls()); len(posts) != 0 {
+		t.Fatalf("posted %d admins' cards before the bot was in the admins' conversation", len(posts))
+	}
+	h.addAdminChat(t, r)
+	eventually(t, 10*time.Second, "the admins' card once the bot is there", func() bool {
+		return strings.Contains(latestAdminCard(h.connector.Calls()), "1 installation waits")
+	})
+}
