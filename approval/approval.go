@@ -56,6 +56,15 @@ type Approval struct {
 	// Verification is what the bot found when it re-read the upgraded
 	// installation and the grants in force.
 	Verification *Verification `json:"verification,omitempty"`
+	// Quorum is how many distinct approvers must approve (QuorumFor);
+	// zero is one.
+	Quorum int `json:"quorum,omitempty"`
+	// Approvals are the distinct approvers who approved so far, in order.
+	Approvals []Approver `json:"approvals,omitempty"`
+	// SnoozedUntil puts the reminder and any expiry notice off ("Remind me
+	// later" by SnoozedBy); zero when nobody asked.
+	SnoozedUntil time.Time `json:"snoozedUntil,omitzero"`
+	SnoozedBy    *Person   `json:"snoozedBy,omitempty"`
 }
 
 // PostedCard is a message showing an approval.

@@ -24,7 +24,16 @@ const (
 	// Still the request for its version (Open), but nobody can approve it
 	// (not Decidable); once the policy allows it, it is pending again.
 	StatusNeedsAdmin Status = "needsadmin"
+	// StatusSkipped: an approver chose to skip this version. Still the
+	// request for its installation and version (Open: no new request or
+	// card for it, ever), but nobody can approve it (not Decidable); a
+	// newer catalog version is a request of its own.
+	StatusSkipped Status = "skipped"
 )
+
+// StatusSnoozed is not an approval's status: it is the history line of
+// "Remind me later" (the approval stays pending, its SnoozedUntil set).
+const StatusSnoozed Status = "snoozed"
 
 // New is a pending request for the upgrade u, asked in the conversation ref
 // in locale, open for ttl from now.
@@ -37,7 +46,7 @@ func New(u PendingUpgrade, ref ConversationRef, locale string, now time.Time, tt
 // Statuses lists every status.
 func Statuses() []Status {
 	return []Status{StatusPending, StatusUpgrading, StatusUpgraded, StatusRejected, StatusFailed, StatusExpired,
-		StatusSuperseded, StatusUpToDate, StatusUpgradedOutside, StatusNeedsAdmin}
+		StatusSuperseded, StatusUpToDate, StatusUpgradedOutside, StatusNeedsAdmin, StatusSkipped}
 }
 
 // Open reports whether an approval in status s is still the request for
@@ -123,4 +132,34 @@ func (a Approval) Close(o Outcome) Approval {
 		a.DecidedBy = o.By
 	}
 	return a
+}
+
+// Snooze returns the pending approval with its reminder and any expiry
+// notice put off until until (Remind me later), by who at at: the one
+// reminder then comes at until at the earliest, and the request does not
+// expire before it has had, after that reminder, as long as any request
+// has after its reminder (afterReminder: the approval TTL less the time to
+// the reminder). false when it may no longer be decided.
+func (a Approval) Snooze(who Person, at, until time.Time, afterReminder time.Duration) (Approval, bool) {
+	if !a.Status.Decidable() || a.Claimed() {
+		return a, false
+	}
+	a.SnoozedUntil, a.SnoozedBy = until.UTC(), &who
+	if end := a.SnoozedUntil.Add(afterReminder); end.After(a.ExpiresAt) {
+		a.ExpiresAt = end
+	}
+	return a, true
+}
+
+// Snoozed reports whether the approval's reminder is put off at now.
+func (a Approval) Snoozed(now time.Time) bool { return now.Before(a.SnoozedUntil) }
+
+// RemindAt is when the approval's one reminder is due: remindAfter after it
+// was opened, or when its snooze ends if later.
+func (a Approval) RemindAt(remindAfter time.Duration) time.Time {
+	at := a.CreatedAt.Add(remindAfter)
+	if a.SnoozedUntil.After(at) {
+		return a.SnoozedUntil
+	}
+	return at
 }

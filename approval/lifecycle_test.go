@@ -10,7 +10,7 @@ import (
 
 func TestStatusSets(t *testing.T) {
 	open := []approval.Status{approval.StatusPending, approval.StatusUpgrading, approval.StatusUpgraded, approval.StatusFailed,
-		approval.StatusUpToDate, approval.StatusUpgradedOutside, approval.StatusNeedsAdmin}
+		approval.StatusUpToDate, approval.StatusUpgradedOutside, approval.StatusNeedsAdmin, approval.StatusSkipped}
 	if got := approval.OpenStatuses(); !sameSet(got, open) {
 		t.Errorf("open statuses %v, want %v", got, open)
 	}
@@ -26,8 +26,8 @@ func TestStatusSets(t *testing.T) {
 			t.Errorf("%s may be decided but is not open", s)
 		}
 	}
-	if n := len(approval.Statuses()); n != 10 {
-		t.Errorf("%d statuses, want 10", n)
+	if n := len(approval.Statuses()); n != 11 {
+		t.Errorf("%d statuses, want 11", n)
 	}
 }
 
@@ -132,5 +132,29 @@ func TestRecordCardKeepsEachCardOnce(t *testing.T) {
 	}
 	if len(a.OtherCards) != approval.MaxOtherCards {
 		t.Errorf("%d other cards kept, want at most %d", len(a.OtherCards), approval.MaxOtherCards)
+	}
+}
+
+func TestSnoozePutsOffTheReminderAndTheExpiry(t *testing.T) {
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	a := approval.Approval{Status: approval.StatusPending, CreatedAt: at, ExpiresAt: at.Add(168 * time.Hour)}
+	if got := a.RemindAt(72 * time.Hour); !got.Equal(at.Add(72 * time.Hour)) {
+		t.Errorf("reminder without a snooze at %s", got)
+	}
+	// Snoozed on day 6 for 72h: the reminder on day 9, then 96h to act.
+	s, ok := a.Snooze(approval.Person{Name: "Megan"}, at.Add(144*time.Hour), at.Add(216*time.Hour), 96*time.Hour)
+	if !ok || !s.RemindAt(72*time.Hour).Equal(at.Add(216*time.Hour)) || !s.ExpiresAt.Equal(at.Add(312*time.Hour)) {
+		t.Errorf("snoozed: ok %v, reminder %s, expires %s", ok, s.RemindAt(72*time.Hour), s.ExpiresAt)
+	}
+	if !s.Snoozed(at.Add(215*time.Hour)) || s.Snoozed(at.Add(216*time.Hour)) {
+		t.Error("snoozed is not exactly until SnoozedUntil")
+	}
+	// Snoozed early: the expiry stays.
+	s, _ = a.Snooze(approval.Person{Name: "Megan"}, at, at.Add(72*time.Hour), 96*time.Hour)
+	if !s.ExpiresAt.Equal(a.ExpiresAt) {
+		t.Errorf("an early snooze moved the expiry to %s", s.ExpiresAt)
+	}
+	if _, ok := (approval.Approval{Status: approval.StatusSkipped}).Snooze(approval.Person{}, at, at, 0); ok {
+		t.Error("a skipped request was snoozed")
 	}
 }

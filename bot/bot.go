@@ -60,6 +60,10 @@ type Options struct {
 	Directory     Directory
 	// Approvers is who may approve (BOT_APPROVERS).
 	Approvers approval.ApproverPolicy
+	// ApprovalQuorum is how many distinct approvers must approve before an
+	// upgrade runs (BOT_APPROVAL_QUORUM); a personal scope always needs one
+	// (approval.QuorumFor). Default 1.
+	ApprovalQuorum int
 	// ApprovalTTL is how long a request stays open (BOT_APPROVAL_TTL).
 	// Default 7 days.
 	ApprovalTTL time.Duration
@@ -94,6 +98,9 @@ type Options struct {
 	// RemindAfter is when a pending request gets its one reminder
 	// (BOT_REMIND_AFTER). Default 72h.
 	RemindAfter time.Duration
+	// Snooze is how long "Remind me later" puts a request's reminder and
+	// any expiry notice off (BOT_SNOOZE). Default 72h.
+	Snooze time.Duration
 	// Jobs queues background work (the post-upgrade check); Grants reads
 	// what an upgrade actually granted. Without them nothing is verified.
 	Jobs   JobQueue
@@ -179,6 +186,9 @@ func New(opts Options) (*Bot, error) {
 	if opts.RemindAfter <= 0 {
 		opts.RemindAfter = 72 * time.Hour
 	}
+	if opts.Snooze <= 0 {
+		opts.Snooze = 72 * time.Hour
+	}
 	if opts.FollowEvery <= 0 {
 		opts.FollowEvery = 15 * time.Minute
 	}
@@ -211,7 +221,7 @@ func New(opts Options) (*Bot, error) {
 	ls := &lists{plumbing: pl, approvals: opts.Approvals}
 	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls, admins: ad}
 	rq := &requests{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
-		ttl: opts.ApprovalTTL, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge, admins: ad}
+		ttl: opts.ApprovalTTL, quorum: opts.ApprovalQuorum, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge, admins: ad}
 	fu := &followups{store: opts.Proactive, every: opts.FollowEvery, remindAfter: opts.RemindAfter, log: opts.Logger}
 	ap := &approvers{policy: opts.Approvers, directory: opts.Directory, log: opts.Logger}
 	vf := &verifier{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, grants: opts.Grants,
@@ -219,7 +229,7 @@ func New(opts Options) (*Bot, error) {
 	up := &upgrades{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
 		requests: rq, followups: fu, publisher: pb, verifier: vf, timeout: opts.UpgradeTimeout, grace: opts.UpgradeGrace}
 	dc := &decisions{plumbing: pl, approvals: opts.Approvals, haveGraph: opts.Installations != nil, approvers: ap,
-		upgrades: up, lists: ls, invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
+		upgrades: up, lists: ls, snooze: opts.Snooze, afterReminder: max(opts.ApprovalTTL-opts.RemindAfter, 0), invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
 	cm := &commands{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, requests: rq, lists: ls,
 		approvers: ap, followups: fu, off: opts.ProactiveOff, checks: opts.Checks, checkWindow: opts.CheckWindow, admins: ad}
 	pr := &proactive{plumbing: pl, store: opts.Proactive, off: opts.ProactiveOff, approvals: opts.Approvals,
@@ -238,6 +248,8 @@ func New(opts Options) (*Bot, error) {
 	b.router.OnVerb(cards.VerbApprove, dc.onDecide)
 	b.router.OnVerb(cards.VerbReject, dc.onDecide)
 	b.router.OnVerb(cards.VerbRetry, dc.onDecide)
+	b.router.OnVerb(cards.VerbSkip, dc.onDecide)
+	b.router.OnVerb(cards.VerbSnooze, dc.onSnooze)
 	b.router.OnVerb(cards.VerbReview, dc.onReview)
 	b.router.OnVerb(cards.VerbApproveAll, dc.onApproveAll)
 	return b, nil

@@ -19,12 +19,16 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 	if !decided {
 		return pl.cards.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: a.ID, App: app,
 			Diff: diffView(a.Upgrade.Diff), Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope),
-			RequestedAt: a.CreatedAt})
+			RequestedAt: a.CreatedAt, Needed: a.Needed(), ApprovedBy: approverNames(a.Approvals), SnoozedUntil: a.SnoozedUntil,
+			SnoozedBy: snoozedBy(a)})
 	}
 	o := cards.Outcome{Locale: locale, Kind: kind, ApprovalID: a.ID, App: app, Diff: diffView(a.Upgrade.Diff),
 		At: a.DecidedAt, Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope)}
 	if a.DecidedBy != nil {
 		o.By = a.DecidedBy.Name
+	}
+	if a.Status == approval.StatusUpgrading || a.Status == approval.StatusUpgraded {
+		o.ApprovedBy = approverNames(a.Approvals)
 	}
 	if a.Status == approval.StatusFailed {
 		o.Problem = problemView(a.WhatWentWrong())
@@ -39,7 +43,8 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 var outcomeKind = map[approval.Status]cards.OutcomeKind{
 	approval.StatusUpgraded: cards.OutcomeUpgraded, approval.StatusRejected: cards.OutcomeRejected, approval.StatusFailed: cards.OutcomeFailed,
 	approval.StatusExpired: cards.OutcomeExpired, approval.StatusSuperseded: cards.OutcomeSuperseded, approval.StatusUpToDate: cards.OutcomeUpToDate,
-	approval.StatusUpgradedOutside: cards.OutcomeUpgradedOutside,
+	approval.StatusUpgradedOutside: cards.OutcomeUpgradedOutside, approval.StatusSkipped: cards.OutcomeSkipped,
+	approval.StatusSnoozed: cards.OutcomeSnoozed,
 }
 
 func appView(u approval.PendingUpgrade) cards.App {
@@ -118,4 +123,20 @@ func verificationView(v *approval.Verification) *cards.Verification {
 		out.Missing = append(out.Missing, cards.Permission{Value: p.Value, Type: strings.ToLower(p.Type)})
 	}
 	return out
+}
+
+// approverNames names who approved, in order.
+func approverNames(as []approval.Approver) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Name
+	}
+	return out
+}
+
+func snoozedBy(a approval.Approval) string {
+	if a.SnoozedBy == nil {
+		return ""
+	}
+	return a.SnoozedBy.Name
 }

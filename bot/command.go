@@ -18,3 +18,9 @@ func CommandFrom(ctx context.Context) string {
 	s, _ := ctx.Value(commandKey{}).(string)
 	return s
 }
+
+// ForAPerson reports whether ctx serves a person's message or click (it
+// carries a command): a person is waiting, so its Graph calls go ahead of
+// background work's in the tenant's budget rather than wait their turn.
+// Background jobs carry none.
+func ForAPerson(ctx context.Context) bool { return CommandFrom(ctx) != "" }

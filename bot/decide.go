@@ -20,6 +20,8 @@ type decisions struct {
 	approvers      *approvers
 	upgrades       *upgrades
 	lists          *lists
+	snooze         time.Duration // Options.Snooze
+	afterReminder  time.Duration // Options.ApprovalTTL - Options.RemindAfter
 	invokeWait     time.Duration // Options.InvokeWait
 	upgradeTimeout time.Duration // Options.UpgradeTimeout
 	parallel       int           // Options.Parallel
@@ -28,7 +30,7 @@ type decisions struct {
 	inflight sync.WaitGroup
 }
 
-// onDecide handles approve, reject and retry: the approver's decision. An
+// onDecide handles approve, reject, retry and skip: the approver's decision. An
 // approval upgrades in the background; the clicker gets its outcome if
 // Graph answers within InvokeWait, else the "upgrading…" card, which the
 // outcome then replaces for everyone.
@@ -51,13 +53,17 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 	}
 	var claimed bool
 	deadline := time.Now().Add(dc.upgradeTimeout) // set before the claim: it ends inside the lease
-	if t.CardAction.Verb == cards.VerbReject {
-		// A request past its time is expired, whoever rejects it: its
-		// record and history must not say an approver decided it.
+	if verb := t.CardAction.Verb; verb == cards.VerbReject || verb == cards.VerbSkip {
+		// A request past its time is expired, whoever rejects or skips
+		// it: its record and history must not say an approver decided it.
+		closeAs := approval.StatusRejected
+		if verb == cards.VerbSkip {
+			closeAs = approval.StatusSkipped // stays the request for its version: nothing reopens it
+		}
 		if now := dc.now(); a.Expired(now) {
 			a, err = dc.upgrades.conclude(ctx, a, approval.Outcome{Status: approval.StatusExpired, At: now})
 		} else {
-			a, err = dc.upgrades.conclude(ctx, a, approval.Outcome{Status: approval.StatusRejected, By: &who, At: now})
+			a, err = dc.upgrades.conclude(ctx, a, approval.Outcome{Status: closeAs, By: &who, At: now})
 		}
 	} else {
 		a, claimed, err = dc.upgrades.claim(ctx, a, who, dc.upgrades.claimLease())
@@ -66,12 +72,43 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 		return dc.storeFailed(ctx, err)
 	}
 	if !claimed {
+		if a.Decidable() && a.ApprovedBy(who) {
+			// Counted, more approvers needed: every card shows who
+			// approved so far (a second click by the same person
+			// counted once).
+			dc.upgrades.publisher.updateCardsOnly(context.WithoutCancel(ctx), a)
+		}
 		return InvokeCard(dc.cardFor(a, locale)), nil
 	}
 	if d, ok := dc.goUpgrade(ctx, a, deadline, t.Ref, t.Activity.ReplyToID).wait(ctx, dc.invokeWait); ok {
 		return InvokeCard(dc.cardFor(d, locale)), nil
 	}
 	return InvokeCard(dc.cardFor(a, locale)), nil // upgrading…, "still working"
+}
+
+// onSnooze handles "Remind me later": anyone in the conversation may put
+// the request's reminder (and any expiry notice) off for Snooze. The card
+// says until when, for everyone, and the history records who asked.
+func (dc *decisions) onSnooze(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	a, resp, err := dc.loadApproval(ctx, t)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	locale, who, now := t.Activity.Locale, t.person(), dc.now()
+	if !a.Decidable() || a.Expired(now) {
+		return InvokeCard(dc.cardFor(a, locale)), nil
+	}
+	snoozed, err := dc.approvals.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) {
+		*x, _ = x.Snooze(who, now, now.Add(dc.snooze), dc.afterReminder)
+	})
+	if ErrorCode(err) == CodeConflict {
+		return InvokeCard(dc.cardFor(snoozed, locale)), nil // decided meanwhile
+	}
+	if err != nil {
+		return dc.storeFailed(ctx, err)
+	}
+	dc.upgrades.publisher.publishEvent(ctx, snoozed, approval.StatusSnoozed, who, now)
+	return InvokeCard(dc.cardFor(snoozed, locale)), nil
 }
 
 // onReview shows one approval from a list, with its card as it stands.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/upgradeapprovals/bot/approval"
@@ -36,7 +37,7 @@ func (f *followups) follow(ctx context.Context, a approval.Approval) {
 // nextLook is when an open approval next needs attention: its reminder, or
 // its expiry.
 func (f *followups) nextLook(a approval.Approval, reminded bool) time.Time {
-	if remind := a.CreatedAt.Add(f.remindAfter); !reminded && remind.Before(a.ExpiresAt) {
+	if remind := a.RemindAt(f.remindAfter); !reminded && remind.Before(a.ExpiresAt) {
 		return remind
 	}
 	return a.ExpiresAt
@@ -98,7 +99,7 @@ func (pr *proactive) followUp(ctx context.Context, ref approval.ConversationRef,
 			continue
 		}
 		reminded := false
-		if !now.Before(a.CreatedAt.Add(pr.followups.remindAfter)) {
+		if !now.Before(a.RemindAt(pr.followups.remindAfter)) { // not before a snooze ends
 			if postsOn && a.CardActivityID != "" {
 				sent, err := pr.remind(ctx, a)
 				if err != nil {
@@ -125,7 +126,12 @@ func earliest(a, b time.Time) time.Time {
 // remind replies once under an approval's card, naming the approvers.
 func (pr *proactive) remind(ctx context.Context, a approval.Approval) (bool, error) {
 	p := pr.store
-	ok, err := p.ClaimReminder(ctx, a.ID, time.Until(a.ExpiresAt)+pr.ttl)
+	// A snooze earns the request one reminder after it: its own claim.
+	claim := a.ID
+	if !a.SnoozedUntil.IsZero() {
+		claim += ":snoozed:" + strconv.FormatInt(a.SnoozedUntil.Unix(), 10)
+	}
+	ok, err := p.ClaimReminder(ctx, claim, time.Until(a.ExpiresAt)+pr.ttl)
 	if err != nil || !ok {
 		return false, err
 	}
@@ -134,7 +140,7 @@ func (pr *proactive) remind(ctx context.Context, a approval.Approval) (bool, err
 		Approvers: pr.approverView(&scope), People: pr.approvers.people(ctx, scope),
 		RequestedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt}
 	if _, err := pr.conn.Reply(ctx, a.Conversation, a.CardActivityID, CardMessage(pr.cards.Reminder(r))); err != nil {
-		if rerr := p.ReleaseReminder(ctx, a.ID); rerr != nil {
+		if rerr := p.ReleaseReminder(ctx, claim); rerr != nil {
 			pr.log.WarnContext(ctx, "cannot release the reminder claim", "err", rerr)
 		}
 		return false, err

@@ -249,8 +249,8 @@ func (pr *proactive) postApproval(ctx context.Context, ref approval.Conversation
 	if created {
 		pr.followups.follow(ctx, a)
 	}
-	if !created && (a.CardActivityID != "" || !claimed) {
-		return false, a.ID, nil // someone's "check" or scan shows it
+	if !created && (a.CardActivityID != "" || !claimed || a.Status == approval.StatusSkipped) {
+		return false, a.ID, nil // someone's "check" or scan shows it, or an approver skipped this version
 	}
 	if id, err := pr.requests.postCard(ctx, ref, "", a, ref.Locale); err != nil {
 		if id != "" {

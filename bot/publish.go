@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"time"
 
 	"github.com/upgradeapprovals/bot/approval"
 )
@@ -38,6 +39,22 @@ func (pb *publisher) publish(ctx context.Context, done approval.Approval) {
 	// The lists read with the history line are as good as read after the
 	// cards' updates: a list drawn since reads the approval as decided.
 	pb.updateCardsAndLists(ctx, done, listed)
+}
+
+// publishEvent writes a history line that is not how the approval ended
+// (status: "Remind me later" by who at at) and updates its cards.
+func (pb *publisher) publishEvent(ctx context.Context, a approval.Approval, status approval.Status, who approval.Person, at time.Time) {
+	ctx = context.WithoutCancel(ctx)
+	in := a.Upgrade
+	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	_, err := pb.approvals.RecordOutcome(hctx, approval.BaseConversation(a.Conversation.ConversationID), approval.AuditEvent{At: at.UTC(),
+		Status: status, Actor: who.Name, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
+		To: in.Target.Version, ApprovalID: a.ID})
+	cancel()
+	if err != nil {
+		pb.log.WarnContext(ctx, "cannot record history", "approval", a.ID, "err", err)
+	}
+	pb.updateCardsOnly(ctx, a)
 }
 
 // updateCards shows the approval as it stands on every card that shows it,

@@ -16,6 +16,7 @@ type requests struct {
 	installations Installations
 	catalog       Catalog
 	ttl           time.Duration // Options.ApprovalTTL
+	quorum        int           // Options.ApprovalQuorum
 	reads         CatalogReads  // Options.CatalogReads
 	readMaxAge    time.Duration // Options.CatalogMaxAge
 	admins        *admins
@@ -33,7 +34,9 @@ func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u ap
 
 // newApproval is a request for u in ref, open for ApprovalTTL from now.
 func (rq *requests) newApproval(ref approval.ConversationRef, u approval.PendingUpgrade, locale string) approval.Approval {
-	return approval.New(u, ref, locale, rq.now(), rq.ttl)
+	a := approval.New(u, ref, locale, rq.now(), rq.ttl)
+	a.Quorum = approval.QuorumFor(u.Installation.Scope, rq.quorum)
+	return a
 }
 
 // postCard posts the card of approval a into ref's conversation (as a

@@ -50,10 +50,14 @@ type ApprovalStore interface {
 // Claims are the upgrade claims on approvals: who may call Graph's upgrade
 // for an approval, decided in the store, never from a copy read before.
 type Claims interface {
-	// ClaimUpgrade claims an approval for who (approval.Approval.Claim:
-	// pending or failed), under a new ClaimToken and a lease that expires in the store after
-	// lease. Of concurrent claims exactly one wins; the others get the
-	// approval as it stands and CodeConflict.
+	// ClaimUpgrade records who's approval of an approval that may be
+	// decided (pending or failed) and, once its quorum of distinct
+	// approvers is met (approval.Approval.Approve), claims it under a new
+	// ClaimToken and a lease that expires in the store after lease, in
+	// the same atomic step. An approval counted while more are needed (or
+	// repeated) is returned not Claimed, without error. Of concurrent
+	// claims exactly one wins; the others get the approval as it stands
+	// and CodeConflict.
 	ClaimUpgrade(ctx context.Context, id string, who approval.Person, at time.Time, lease time.Duration) (approval.Approval, error)
 	// TakeOverClaim gives an upgrading approval whose lease has expired (its
 	// replica died or hung) a new ClaimToken and lease, so one reconciler

@@ -54,8 +54,10 @@ type upgrades struct {
 // and a quarter more for recording it. Past it, the reaper reconciles.
 func (up *upgrades) claimLease() time.Duration { return up.timeout + up.timeout/4 }
 
-// claim expires an approval past its time, or claims it for an upgrade
-// for lease: of concurrent clicks (on any replica) exactly one claim wins.
+// claim expires an approval past its time, or records who's approval and,
+// once its quorum is met, claims it for an upgrade for lease: of
+// concurrent clicks (on any replica) exactly one claim wins. An approval
+// that still needs more approvers is returned as recorded, not claimed.
 func (up *upgrades) claim(ctx context.Context, a approval.Approval, who approval.Person, lease time.Duration) (approval.Approval, bool, error) {
 	now := up.now()
 	if a.Expired(now) {
@@ -69,7 +71,7 @@ func (up *upgrades) claim(ctx context.Context, a approval.Approval, who approval
 	if err != nil {
 		return a, false, err
 	}
-	return c, true, nil
+	return c, c.Claimed(), nil
 }
 
 // conclude closes an approval without a Graph call (a reject, an expiry,

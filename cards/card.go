@@ -20,6 +20,8 @@ const (
 	VerbRetry      = "retry"
 	VerbReview     = "review"
 	VerbApproveAll = "approveAll"
+	VerbSkip       = "skip"   // skip this version: no reminder, no new card for it
+	VerbSnooze     = "snooze" // remind me later
 )
 
 // Card is an Adaptive Card.
@@ -102,8 +104,10 @@ type Action struct {
 	Data           any      `json:"data,omitempty"`
 	Style          string   `json:"style,omitempty"` // "positive", "destructive"
 	TargetElements []string `json:"targetElements,omitempty"`
-	Fallback       *Action  `json:"fallback,omitempty"`
-	URL            string   `json:"url,omitempty"` // Action.OpenUrl
+	// Mode "secondary" puts the action in the card's overflow menu ("…").
+	Mode     string  `json:"mode,omitempty"`
+	Fallback *Action `json:"fallback,omitempty"`
+	URL      string  `json:"url,omitempty"` // Action.OpenUrl
 }
 
 // ActionData is the data of every Action.Execute: only an opaque id, so a
@@ -134,6 +138,17 @@ func execute(title, verb, approvalID, style string) Action {
 		Fallback: &Action{Type: "Action.Submit", Title: title, Style: style,
 			Data: SubmitData{Verb: verb, ApprovalID: approvalID}},
 	}
+}
+
+// secondary puts an action (and its fallback) in the overflow menu.
+func secondary(a Action) Action {
+	a.Mode = "secondary"
+	if a.Fallback != nil {
+		f := *a.Fallback
+		f.Mode = "secondary"
+		a.Fallback = &f
+	}
+	return a
 }
 
 // literal keeps text from outside (an app's name and description from the

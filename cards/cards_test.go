@@ -154,6 +154,17 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 		"inventory-empty": c.Inventory(cards.Inventory{Locale: locale}),
 		"digest": c.Digest(cards.Digest{Locale: locale, Since: requested.Add(-7 * 24 * time.Hour), Upgraded: 42, Expired: 3, Failed: 1,
 			Waiting: 17, NeedsAdmin: 4, OldestWaiting: requested.Add(-5 * 24 * time.Hour)}),
+		"pending-quorum": c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: polls, Diff: pollsDiff,
+			Place: cards.PlaceChat, Approvers: cards.ApproversOwners, RequestedAt: requested, Needed: 2, ApprovedBy: []string{"Megan Bowen"}}),
+		"outcome-upgraded-quorum": c.Outcome(approvedBy(outcome(cards.OutcomeUpgraded), "Megan Bowen", "Alex Wilber")),
+		"pending-snoozed": c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: polls, Diff: pollsDiff,
+			Place: cards.PlaceChat, Approvers: cards.ApproversOwners, RequestedAt: requested,
+			SnoozedUntil: decided.Add(72 * time.Hour), SnoozedBy: "Alex Wilber"}),
+		"outcome-skipped": c.Outcome(outcome(cards.OutcomeSkipped)),
+		"history-skip-snooze": c.History(cards.History{Locale: locale, Events: []cards.HistoryEvent{
+			{At: decided, Kind: cards.OutcomeSkipped, Actor: "Megan Bowen", App: "Polls", From: "1.0.0", To: "1.1.0"},
+			{At: requested, Kind: cards.OutcomeSnoozed, Actor: "Alex Wilber", App: "Polls", From: "1.0.0", To: "1.1.0"},
+		}}),
 		"outcome-upgradedoutside":   c.Outcome(outcome(cards.OutcomeUpgradedOutside)),
 		"outcome-upgraded-verified": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{})),
 		"outcome-upgraded-missing-grant": c.Outcome(verified(outcome(cards.OutcomeUpgraded), &cards.Verification{
@@ -162,6 +173,11 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 			Problem: cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
 				GraphMessage: "Missing role permissions on the request.", Permission: "TeamsAppInstallation.ReadForChat.All"}})),
 	}
+}
+
+func approvedBy(o cards.Outcome, names ...string) cards.Outcome {
+	o.ApprovedBy, o.By = names, names[len(names)-1]
+	return o
 }
 
 func verified(o cards.Outcome, v *cards.Verification) cards.Outcome {
@@ -334,8 +350,16 @@ func TestPendingCardCarriesButtonsAndOnlyAnID(t *testing.T) {
 	c := newCards(t)
 	card := c.Pending(cards.PendingUpgrade{Locale: "en-US", ApprovalID: "apr_1", App: polls, Diff: pollsDiff,
 		Place: cards.PlaceChat, Approvers: cards.ApproversOwners})
-	if len(card.Actions) != 2 || card.Actions[0].Verb != cards.VerbApprove || card.Actions[1].Verb != cards.VerbReject {
+	// Approve and Reject are the buttons; Skip this version and Remind me
+	// later are in the overflow menu.
+	if len(card.Actions) != 4 || card.Actions[0].Verb != cards.VerbApprove || card.Actions[1].Verb != cards.VerbReject ||
+		card.Actions[2].Verb != cards.VerbSkip || card.Actions[3].Verb != cards.VerbSnooze {
 		t.Fatalf("actions %+v", card.Actions)
+	}
+	for i, a := range card.Actions {
+		if secondary := a.Mode == "secondary"; secondary != (i >= 2) || (a.Fallback != nil && a.Fallback.Mode != a.Mode) {
+			t.Errorf("%s: mode %q, want the decision primary and the rest in the overflow menu", a.Verb, a.Mode)
+		}
 	}
 	for _, a := range card.Actions {
 		b, _ := json.Marshal(a.Data)

@@ -17,6 +17,11 @@ const (
 	// OutcomeUpgradedOutside: someone upgraded the app another way (Teams'
 	// Update button, the admin center) while the request was open.
 	OutcomeUpgradedOutside OutcomeKind = "upgradedoutside"
+	// OutcomeSkipped: an approver skipped this version.
+	OutcomeSkipped OutcomeKind = "skipped"
+	// OutcomeSnoozed is a history line only: someone asked to be reminded
+	// later.
+	OutcomeSnoozed OutcomeKind = "snoozed"
 )
 
 // Outcome is the view of a finished (or refused) approval.
@@ -36,6 +41,9 @@ type Outcome struct {
 	// Upgraded: whether the new version runs with exactly the consented
 	// permissions; nil until the bot has checked.
 	Verification *Verification
+	// ApprovedBy names every approver when more than one approved (a
+	// quorum): the card names them all instead of By alone.
+	ApprovedBy []string
 	// Upgrading, when Graph's answer was lost: when Retry is offered if
 	// Graph still does not show the upgrade. Zero while the call runs.
 	RetryAt time.Time
@@ -44,7 +52,7 @@ type Outcome struct {
 var outcomeStyle = map[OutcomeKind]string{
 	OutcomeUpgrading: "accent", OutcomeUpgraded: "good", OutcomeRejected: "default", OutcomeFailed: "attention", OutcomeExpired: "default",
 	OutcomeSuperseded: "warning", OutcomeUpToDate: "good", OutcomeNotAllowed: "warning",
-	OutcomeUpgradedOutside: "good",
+	OutcomeUpgradedOutside: "good", OutcomeSkipped: "default",
 }
 
 // Outcome is the card that replaces a pending one when it is decided, or
@@ -61,9 +69,17 @@ func (c *Cards) Outcome(o Outcome) Card {
 	var actions []Action
 	switch o.Kind {
 	case OutcomeUpgraded, OutcomeRejected:
-		if o.By != "" && !o.At.IsZero() {
+		switch {
+		case o.Kind == OutcomeUpgraded && len(o.ApprovedBy) > 1 && !o.At.IsZero():
+			status = append(status, text(t.approvedByMany(o, data)))
+		case o.By != "" && !o.At.IsZero():
 			status = append(status, text(t.T("Outcome_"+string(o.Kind)+"_By", data)))
 		}
+	case OutcomeSkipped:
+		if o.By != "" && !o.At.IsZero() {
+			status = append(status, text(t.T("Outcome_skipped_By", data)))
+		}
+		status = append(status, text(t.T("Outcome_skipped_Body", data)))
 	case OutcomeFailed:
 		if o.Problem != (Problem{}) {
 			status = append(status, t.problemElements(o.Problem)...)
@@ -74,7 +90,10 @@ func (c *Cards) Outcome(o Outcome) Card {
 	case OutcomeNotAllowed:
 		status = append(status, text(t.T(whoMayApprove(o.Approvers, o.Place))))
 	case OutcomeUpgrading:
-		if o.By != "" && !o.At.IsZero() {
+		switch {
+		case len(o.ApprovedBy) > 1 && !o.At.IsZero():
+			status = append(status, text(t.approvedByMany(o, data)))
+		case o.By != "" && !o.At.IsZero():
 			status = append(status, text(t.T("Outcome_upgraded_By", data)))
 		}
 		status = append(status, text(t.T("Outcome_upgrading_Body", data)))
@@ -99,4 +118,9 @@ func (c *Cards) Outcome(o Outcome) Card {
 	card := newCard(t.cardLang(), body, actions...)
 	card.FallbackText = t.T("Outcome_"+string(o.Kind)+"_Title", data)
 	return card
+}
+
+// approvedByMany names every approver of an upgrade a quorum approved.
+func (t tr) approvedByMany(o Outcome, data map[string]any) string {
+	return t.T("ApprovedByMany", map[string]any{"Names": t.names(o.ApprovedBy), "When": data["When"]})
 }

@@ -58,6 +58,15 @@ type PendingUpgrade struct {
 	Place       Place
 	Approvers   ApproverPolicy
 	RequestedAt time.Time
+	// Needed is how many distinct approvers must approve (0 or 1: one,
+	// and the card says nothing about it); ApprovedBy names those who
+	// approved so far.
+	Needed     int
+	ApprovedBy []string
+	// SnoozedUntil, when set, is when the reminder someone (SnoozedBy)
+	// put off with "Remind me later" is due.
+	SnoozedUntil time.Time
+	SnoozedBy    string
 }
 
 // Pending is the card asking to approve one upgrade.
@@ -70,16 +79,46 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 	}})
 	body = append(body, c.diffSections(t, v.Diff, v.ApprovalID, true)...)
 	body = append(body, subtle(t.T(whoMayApprove(v.Approvers, v.Place))))
+	if q := t.quorum(v.Needed, v.ApprovedBy); len(q) > 0 {
+		body = append(body, container("emphasis", q...))
+	}
 	if !v.RequestedAt.IsZero() {
 		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(v.RequestedAt)})))
 	}
+	if !v.SnoozedUntil.IsZero() {
+		body = append(body, subtle(t.T("SnoozedUntil", map[string]any{"By": v.SnoozedBy, "When": when(v.SnoozedUntil)})))
+	}
+	// Skip and Remind me later are in the overflow menu ("…"): the
+	// decision stays two buttons.
 	card := newCard(t.cardLang(), body,
 		execute(t.T("Approve"), VerbApprove, v.ApprovalID, "positive"),
 		execute(t.T("Reject"), VerbReject, v.ApprovalID, "destructive"),
+		secondary(execute(t.T("SkipVersion"), VerbSkip, v.ApprovalID, "")),
+		secondary(execute(t.T("RemindLater"), VerbSnooze, v.ApprovalID, "")),
 	)
 	card.FallbackText = t.T("PendingFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
 	return card
 }
+
+// quorum says, when more than one approver must approve, how many, who
+// approved so far and how many more are needed.
+func (t tr) quorum(needed int, approvedBy []string) []Element {
+	if needed <= 1 {
+		return nil
+	}
+	out := []Element{text(t.N("ApprovalsNeeded", needed, nil))}
+	if len(approvedBy) > 0 {
+		out = append(out, text(t.T("ApprovalsSoFar", map[string]any{"Names": t.names(approvedBy),
+			"Done": len(approvedBy), "Needed": needed})))
+	}
+	if more := needed - len(approvedBy); more > 0 {
+		out = append(out, Element{Type: "TextBlock", Text: t.N("ApprovalsStillNeeded", more, nil), Wrap: true, Weight: "Bolder"})
+	}
+	return out
+}
+
+// names joins people's names as the language lists them.
+func (t tr) names(ns []string) string { return strings.Join(ns, t.T("NameSeparator")) }
 
 // placeKind folds a meeting chat into a chat (owners are chat owners
 // there); no place means a chat.

@@ -541,6 +541,14 @@ func TestChartOptions(t *testing.T) {
 			t.Error("no PodDisruptionBudget with autoscaling")
 		}
 	})
+	t.Run("MultiTenant with the tenants it serves, or any on purpose", func(t *testing.T) {
+		for _, tenants := range []string{tenantID, "*"} {
+			o := renderOK(t, append(tenantSets(), "config.MicrosoftAppType=MultiTenant", "config.BOT_ALLOWED_TENANTS="+tenants)...)
+			if e := env(o.bot(t).Spec.Template.Spec.Containers[0]); e["BOT_ALLOWED_TENANTS"].Value != tenants {
+				t.Errorf("BOT_ALLOWED_TENANTS %q, want %q", e["BOT_ALLOWED_TENANTS"].Value, tenants)
+			}
+		}
+	})
 	t.Run("one replica has no PodDisruptionBudget", func(t *testing.T) {
 		// minAvailable 1 of 1 would block every node drain.
 		o := renderOK(t, append(tenantSets(), "replicaCount=1")...)
@@ -659,6 +667,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"app id not a GUID", append(tenantSets(), "config.MicrosoftAppId=upgradebot"), []string{"/config/MicrosoftAppId"}},
 		{"SingleTenant without its tenant", append(tenantSets(), "config.MicrosoftAppTenantId="), []string{"/config/MicrosoftAppTenantId"}},
 		{"UserAssignedMSI without its tenant", append(tenantSets(), "config.MicrosoftAppType=UserAssignedMSI", "config.MicrosoftAppTenantId="), []string{"/config/MicrosoftAppTenantId"}},
+		{"MultiTenant without the tenants it serves", append(tenantSets(), "config.MicrosoftAppType=MultiTenant"), []string{"/config/BOT_ALLOWED_TENANTS"}},
 		{"no Redis for two replicas", []string{tenantSets()[0], tenantSets()[2]}, []string{"/redis/url", "/redis/existingSecret"}},
 		{"no Redis for autoscaling", []string{tenantSets()[0], tenantSets()[2], "autoscaling.enabled=true"}, []string{"/redis/url"}},
 		{"unknown cloud", append(tenantSets(), "config.BOT_CLOUD=mars"), []string{"/config/BOT_CLOUD", "usgov"}},

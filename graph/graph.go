@@ -61,6 +61,19 @@ type Options struct {
 	// (bot.Throttled), so a background job is delayed instead of holding a
 	// worker, and nothing outlasts Timeout while asleep. Default 10 s.
 	MaxRetryWait time.Duration
+	// IdleAfter releases a tenant's Graph client (and its token cache) once
+	// nothing asked Graph as that tenant for this long: a MultiTenant bot
+	// removed from a tenant would otherwise keep it for good. Default 24 h.
+	IdleAfter time.Duration
+	// Released, if set, is told each tenant whose client was released, so
+	// the credential it was given can be released too.
+	Released func(tenantID string)
+	// Now is the clock idleness is measured by. Default time.Now.
+	Now func() time.Time
+	// OnRequest, if set, is told of each request (each page) before it is
+	// sent, with the tenant Graph is asked as: the bot counts people's
+	// calls in the tenant's budget.
+	OnRequest func(ctx context.Context, tenantID string)
 	// Registerer, if set, gets upgradebot_graph_request_duration_seconds.
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
@@ -75,7 +88,15 @@ type Client struct {
 	http  *http.Client
 
 	mu      sync.Mutex
-	tenants map[string]*msgraph.GraphServiceClient
+	tenants map[string]*tenantClient
+	swept   time.Time // when idle tenants were last looked for
+}
+
+// tenantClient is the Graph client acting in one tenant, and when it was
+// last asked for.
+type tenantClient struct {
+	sdk  *msgraph.GraphServiceClient
+	used time.Time
 }
 
 // New returns a Client.
@@ -104,6 +125,12 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.IdleAfter <= 0 {
+		opts.IdleAfter = 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 
 	var transport http.RoundTripper = opts.Transport
@@ -147,7 +174,7 @@ func New(opts Options) (*Client, error) {
 			Transport: khttp.NewCustomTransportWithParentTransport(transport, all...),
 			Timeout:   opts.Timeout,
 		},
-		tenants: map[string]*msgraph.GraphServiceClient{},
+		tenants: map[string]*tenantClient{},
 	}, nil
 }
 
@@ -169,8 +196,11 @@ func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if g, ok := c.tenants[tenantID]; ok {
-		return g, nil
+	now := c.opts.Now()
+	c.releaseIdle(now)
+	if tc, ok := c.tenants[tenantID]; ok {
+		tc.used = now
+		return tc.sdk, nil
 	}
 	cred, err := c.opts.Credential(tenantID)
 	if err != nil {
@@ -181,7 +211,11 @@ func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph: auth provider: %w", err)
 	}
-	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, c.http)
+	hc := c.http
+	if c.opts.OnRequest != nil {
+		hc = &http.Client{Transport: tenantRequests{next: c.http.Transport, tenant: tenantID, on: c.opts.OnRequest}, Timeout: c.http.Timeout}
+	}
+	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
 	if err != nil {
 		return nil, fmt.Errorf("graph: request adapter: %w", err)
 	}
@@ -189,8 +223,41 @@ func (c *Client) sdk(tenantID string) (*msgraph.GraphServiceClient, error) {
 	newClientMu.Lock()
 	g := msgraph.NewGraphServiceClient(adapter)
 	newClientMu.Unlock()
-	c.tenants[tenantID] = g
+	c.tenants[tenantID] = &tenantClient{sdk: g, used: now}
 	return g, nil
+}
+
+// releaseIdle drops the clients of tenants nobody asked Graph as for
+// IdleAfter, looking at most once per 1/24 of it. A call still running on
+// a released client finishes on it; the next one builds a new client.
+// Called with c.mu held.
+func (c *Client) releaseIdle(now time.Time) {
+	if now.Sub(c.swept) < c.opts.IdleAfter/24 {
+		return
+	}
+	c.swept = now
+	for id, tc := range c.tenants {
+		if now.Sub(tc.used) < c.opts.IdleAfter {
+			continue
+		}
+		delete(c.tenants, id)
+		c.opts.Logger.Debug("released an idle tenant's Graph client", "tenant", id)
+		if c.opts.Released != nil {
+			c.opts.Released(id)
+		}
+	}
+}
+
+// tenantRequests tells Options.OnRequest of each request sent as tenant.
+type tenantRequests struct {
+	next   http.RoundTripper
+	tenant string
+	on     func(ctx context.Context, tenantID string)
+}
+
+func (t tenantRequests) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.on(r.Context(), t.tenant)
+	return t.next.RoundTrip(r)
 }
 
 // newClientMu serialises msgraph.NewGraphServiceClient, which writes

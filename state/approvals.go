@@ -93,7 +93,39 @@ func slotTag(id string) string {
 // approvalTTL keeps a decided approval readable (cards, history) for a while
 // after it expires.
 func (s *ApprovalRecords) approvalTTL(a approval.Approval) time.Duration {
-	return max(time.Until(a.ExpiresAt), 0) + s.opts.ApprovalRetention
+	return s.openTTL(a) + s.opts.ApprovalRetention
+}
+
+// skipKept is how long a skipped version stays skipped: its approval and
+// open key are kept that long, so no check, scan or replica opens a new
+// request for it.
+const skipKept = 400 * 24 * time.Hour
+
+// openTTL is how long an approval stays the open one for its open key.
+func (s *ApprovalRecords) openTTL(a approval.Approval) time.Duration {
+	if a.Status == approval.StatusSkipped {
+		return skipKept
+	}
+	return max(time.Until(a.ExpiresAt), 0)
+}
+
+// keepOpenScript makes the open key KEYS[1] last ARGV[2] ms if it still
+// names the approval ARGV[1].
+var keepOpenScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// keepOpen makes an approval's open key last as long as the approval stays
+// open after a write that skipped it or moved its expiry (a snooze).
+func (s *ApprovalRecords) keepOpen(ctx context.Context, a approval.Approval) error {
+	if err := keepOpenScript.Run(ctx, s.rdb, []string{s.openKey(a.OpenKey())}, a.ID, max(s.openTTL(a).Milliseconds(), 1)).Err(); err != nil {
+		return unavailable("keep open key", err)
+	}
+	return nil
 }
 
 // openScript returns the approval open under KEYS[1] if its status is one
@@ -198,19 +230,25 @@ func (s *ApprovalRecords) Transition(ctx context.Context, id string, from []appr
 	})
 }
 
-// ClaimUpgrade claims an approval for an upgrade if its status may be
-// claimed (approval.Approval.Claim).
+// ClaimUpgrade records who's approval and claims the approval for an
+// upgrade once its quorum is met (approval.Approval.Approve), in one
+// compare-and-set: of two approvers racing for the last approval, one
+// meets the quorum and claims, the other is refused.
 func (s *ApprovalRecords) ClaimUpgrade(ctx context.Context, id string, who approval.Person, at time.Time, ttl time.Duration) (approval.Approval, error) {
 	// Indexed first, in the read's round trip: a replica that dies right
 	// after claiming leaves a claim the reaper can find. A stale index entry
 	// is harmless.
 	return s.update(ctx, id, nil, s.indexClaim(ctx, id, ttl), func(a *approval.Approval, _ bool) (lease, error) {
-		claimed, ok := a.Claim(who, at, approval.NewToken())
-		if !ok {
+		voted, vote := a.Approve(who, at, approval.NewToken())
+		switch vote {
+		case approval.VoteRefused:
 			return lease{}, errConflict
+		case approval.VoteClaimed:
+			*a = voted
+			return lease{set: a.ClaimToken, ttl: ttl}, nil
 		}
-		*a = claimed
-		return lease{set: a.ClaimToken, ttl: ttl}, nil
+		*a = voted // counted (written), or repeated (nothing to write)
+		return lease{}, nil
 	})
 }
 
@@ -405,6 +443,13 @@ func (s *ApprovalRecords) update(ctx context.Context, id string, held *approval.
 		wrote, err := s.compareAndSet(ctx, key, claim, b, leased, a, l)
 		if err != nil {
 			return approval.Approval{}, err
+		}
+		if wrote && (a.Status == approval.StatusSkipped && result.Status != a.Status || !a.ExpiresAt.Equal(result.ExpiresAt)) {
+			// The open key must outlive the approval's first expiry;
+			// if this fails the record is written all the same.
+			if err := s.keepOpen(ctx, a); err != nil {
+				return approval.Approval{}, err
+			}
 		}
 		if wrote {
 			return a, nil

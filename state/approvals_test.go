@@ -440,3 +440,48 @@ type contractStore struct {
 	*state.Approvals
 	*state.Conversations
 }
+
+// A skipped version stays the open request long after it would have
+// expired, so nothing opens a new one for it; a snooze that moves the
+// expiry keeps the request open until then too.
+func TestSkipAndSnoozeKeepTheRequestOpen(t *testing.T) {
+	prefix := fmt.Sprintf("test:skip:%d:", time.Now().UnixNano())
+	s, rdb := newApprovals(t, state.Options{Prefix: prefix})
+	ctx := context.Background()
+	openTTL := func() time.Duration {
+		keys, err := rdb.Keys(ctx, prefix+"open:*").Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("open keys %v %v", keys, err)
+		}
+		return rdb.PTTL(ctx, keys[0]).Val()
+	}
+	a, _, err := s.OpenApproval(ctx, sampleApproval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	snoozed, err := s.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) {
+		*x, _ = x.Snooze(approval.Person{Name: "Megan"}, now, now.Add(72*time.Hour), 96*time.Hour)
+	})
+	if err != nil || !snoozed.ExpiresAt.After(now.Add(160*time.Hour)) {
+		t.Fatalf("snooze: %v, expires %s", err, snoozed.ExpiresAt)
+	}
+	if ttl := openTTL(); ttl < 167*time.Hour {
+		t.Errorf("after a snooze to %s the request stays open only %s", snoozed.ExpiresAt, ttl)
+	}
+	if _, err := s.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) {
+		*x = x.Close(approval.Outcome{Status: approval.StatusSkipped, By: &approval.Person{Name: "Megan"}, At: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := openTTL(); ttl < 365*24*time.Hour {
+		t.Errorf("a skipped version stays skipped only %s", ttl)
+	}
+	if ttl := rdb.PTTL(ctx, prefix+"approval:{"+a.ID[4:12]+"}:"+a.ID).Val(); ttl < 365*24*time.Hour {
+		t.Errorf("a skipped approval is kept only %s", ttl)
+	}
+	again, created, err := s.OpenApproval(ctx, sampleApproval())
+	if err != nil || created || again.ID != a.ID || again.Status != approval.StatusSkipped {
+		t.Errorf("opening the skipped version again: %s %s created %v %v", again.ID, again.Status, created, err)
+	}
+}

@@ -115,6 +115,29 @@ local wait = due - burst - now
 if wait <= 0 then return {0, 0} end
 return {wait, 1}`)
 
+// Spend counts n calls a person's command or click made (or is about to
+// make) as the tenant's, now: they never wait, even while the tenant is
+// paused (a person is waiting for the answer), but the calls Take books
+// after them wait their turn. So background work yields to people instead
+// of the two together exceeding Graph's limits.
+func (b *Budget) Spend(ctx context.Context, tenantID string, n int) error {
+	err := spendScript.Run(ctx, b.s.rdb, []string{b.key(tenantID)},
+		time.Now().UnixMilli(), cost(n, b.perSecond-b.followUps), 1000).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable("graph budget", err)
+	}
+	return nil
+}
+
+// spendScript: KEYS[1] as takeScript's; ARGV: now (ms), the calls' cost
+// (ms), the burst (ms). The schedule moves on by the cost, as Take's does,
+// but nothing waits.
+var spendScript = redis.NewScript(`
+local now, cost, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local due = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now) + cost
+redis.call('SET', KEYS[1], due, 'PX', due - now + burst)
+return 1`)
+
 // Pause spends none of a tenant's budget until until, for every replica
 // (Graph throttled the tenant and said when to come back). An earlier end
 // than a pause already set does not shorten it.

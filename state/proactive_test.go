@@ -71,6 +71,65 @@ func TestReferenceIsWrittenOnlyWhenNewOrChangedAndIndexedByTenant(t *testing.T) 
 	}
 }
 
+// A tenant the bot is no longer in anywhere leaves the tenant set, so the
+// catalog watcher and sweeps stop reading its Graph: when its last
+// conversation is forgotten (the bot removed), or when a sweep finds its
+// last scope's reference gone. A conversation seen again brings it back.
+func TestTenantWithNoScopeLeftLeavesTheTenantSet(t *testing.T) {
+	prefix := fmt.Sprintf("test:leave:%d:", time.Now().UnixNano())
+	s, rdb := newConversations(t, state.Options{Prefix: prefix, ReferenceTTL: time.Hour})
+	ctx := context.Background()
+	tenants := func() []string {
+		t.Helper()
+		ts, err := s.Tenants(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	ref := func(id string) approval.ConversationRef {
+		return approval.ConversationRef{ConversationID: id, ServiceURL: "https://smba.trafficmanager.net/amer/", ChannelID: "msteams",
+			TenantID: tenant, BotID: "28:app", UpdatedAt: time.Now().UTC(),
+			Scope: &approval.Scope{Kind: approval.ScopeChat, ID: id, TenantID: tenant}}
+	}
+	a, b := ref("19:a@thread.v2"), ref("19:b@thread.v2")
+	for _, r := range []approval.ConversationRef{a, b} {
+		if err := s.SaveReference(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Forget(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 1 {
+		t.Errorf("with a chat left, tenants %v, want %s", ts, tenant)
+	}
+	if err := s.Forget(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 0 {
+		t.Errorf("with no chat left, tenants %v, want none", ts)
+	}
+
+	// Back in a chat, then its reference runs out unseen: the next sweep
+	// drops the scope and the tenant with it.
+	if err := s.SaveReference(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 1 {
+		t.Fatalf("a chat seen again: tenants %v, want %s", ts, tenant)
+	}
+	if err := rdb.Del(ctx, prefix+"ref:{"+a.ConversationID+"}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Conversations(ctx, tenant, func(string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ts := tenants(); len(ts) != 0 {
+		t.Errorf("after a sweep found no reference left, tenants %v, want none", ts)
+	}
+}
+
 // The installation scope counts, by value: once known it is written; the
 // same scope again (another activity, another copy) is no change.
 func TestReferenceScopeIsComparedByValue(t *testing.T) {
@@ -375,6 +434,34 @@ func TestBudgetLimitsATenantPerSecondAndBooksTheRest(t *testing.T) {
 	}
 	if w, _, _ := b.Take(ctx, "other-tenant", 2); w != 0 {
 		t.Error("one tenant's spending limited another")
+	}
+}
+
+// People's commands spend the tenant's budget without waiting, even
+// while Graph has the tenant paused, and the sweep's next booking waits
+// behind what they spent: together they stay within the tenant's calls a
+// second.
+func TestPeoplesCallsGoAheadOfTheSweep(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	b := s.Budget(10)
+	for range 30 { // a busy minute of checks: 3 s of the budget
+		if err := b.Spend(ctx, tenant, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, booked, err := b.Take(ctx, tenant, 1)
+	if err != nil || !booked || w < 2050*time.Millisecond || w > 2100*time.Millisecond {
+		t.Errorf("the sweep's next call: wait %s (booked %v, %v), want about 2.1 s (3 s spent and its own 0.1 s, less the 1 s burst)", w, booked, err)
+	}
+	if err := b.Pause(ctx, tenant, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Spend(ctx, tenant, 1); err != nil {
+		t.Errorf("a person's call while the tenant is paused: %v", err)
+	}
+	if w, _, _ := b.Take(ctx, "other-tenant", 1); w != 0 {
+		t.Error("one tenant's people held up another's sweep")
 	}
 }
 

@@ -270,6 +270,44 @@ func (s *Conversations) Forget(ctx context.Context, ref approval.ConversationRef
 			return unavailable("forget reference", err)
 		}
 	}
+	if ref.TenantID != "" {
+		return s.leaveIfEmpty(ctx, ref.TenantID)
+	}
+	return nil
+}
+
+// leaveIfEmpty takes a tenant with no installation scope and no
+// conversation left out of the tenant set, so that the catalog watcher and
+// sweeps stop reading Graph for it. The set lives on another slot than the
+// tenant's index, so nothing makes the two one step: it looks again after
+// removing, and puts the tenant back if a conversation was indexed
+// meanwhile. An index that adds one after that look adds the tenant itself
+// (index adds it after its own entry), so no interleaving loses a tenant
+// that has a conversation.
+func (s *Conversations) leaveIfEmpty(ctx context.Context, tenantID string) error {
+	empty := func() (bool, error) {
+		var scopes, where *redis.IntCmd
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			scopes, where = p.HLen(ctx, s.scopesKey(tenantID)), p.SCard(ctx, s.whereKey(tenantID))
+			return nil
+		})
+		if err != nil {
+			return false, unavailable("count a tenant's conversations", err)
+		}
+		return scopes.Val() == 0 && where.Val() == 0, nil
+	}
+	if ok, err := empty(); err != nil || !ok {
+		return err
+	}
+	if err := s.rdb.SRem(ctx, s.tenantsKey(), tenantID).Err(); err != nil {
+		return unavailable("leave tenant", err)
+	}
+	if ok, err := empty(); err != nil || ok {
+		return err
+	}
+	if err := s.rdb.SAdd(ctx, s.tenantsKey(), tenantID).Err(); err != nil {
+		return unavailable("keep tenant", err)
+	}
 	return nil
 }
 
@@ -324,7 +362,8 @@ func (s *Conversations) Conversations(ctx context.Context, tenantID string, fn f
 			}
 		}
 		if cursor = next; cursor == 0 {
-			return nil
+			// A tenant whose scopes were all gone leaves nothing to sweep.
+			return s.leaveIfEmpty(ctx, tenantID)
 		}
 	}
 }

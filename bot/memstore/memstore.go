@@ -207,12 +207,14 @@ func (s *Store) Transition(_ context.Context, id string, from []approval.Status,
 // ClaimUpgrade implements bot.Claims.
 func (s *Store) ClaimUpgrade(_ context.Context, id string, who approval.Person, at time.Time, lease time.Duration) (approval.Approval, error) {
 	return s.update(id, func(a *approval.Approval) error {
-		c, ok := a.Claim(who, at, approval.NewToken())
-		if !ok {
+		c, vote := a.Approve(who, at, approval.NewToken())
+		if vote == approval.VoteRefused {
 			return conflict(a)
 		}
 		*a = c
-		s.leases[id] = time.Now().Add(lease)
+		if vote == approval.VoteClaimed {
+			s.leases[id] = time.Now().Add(lease)
+		}
 		return nil
 	})
 }

@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"RacingTransitionsHaveOneWinner", racingTransitionsHaveOneWinner},
 		{"ClaimUpgradeClaimsADecidableApproval", claimUpgradeClaimsDecidable},
 		{"RacingClaimsHaveOneWinner", racingClaimsHaveOneWinner},
+		{"ApprovalsCountOncePerPersonUntilTheQuorum", approvalsCountOncePerPerson},
+		{"RacingApproversMeetAQuorumOnce", racingApproversMeetAQuorumOnce},
 		{"TakeOverClaimOnlyOnceTheLeaseExpired", takeOverOnlyOnceExpired},
 		{"HoldClaimNeedsTheClaimToken", holdClaimNeedsTheToken},
 		{"AmendAndSettleNeedTheClaimToken", amendAndSettleNeedTheToken},
@@ -838,5 +840,64 @@ func claimAndSaveReference(t *testing.T, s Store) {
 	}
 	if ok, _ := s.Claim(ctx, "k"); ok {
 		t.Error("an activity claimed with its reference was claimed again")
+	}
+}
+
+// With a quorum of two, a first approval is recorded without a claim, a
+// second click by the same person changes nothing, and a second approver
+// claims it.
+func approvalsCountOncePerPerson(t *testing.T, s Store) {
+	ctx := context.Background()
+	q := sample()
+	q.Quorum = 2
+	a := opened(t, s, q)
+	megan := approval.Person{ID: "29:megan", AADObjectID: "11111111-1111-1111-1111-111111111111", Name: "Megan"}
+	alex := approval.Person{ID: "29:alex", AADObjectID: "22222222-2222-2222-2222-222222222222", Name: "Alex"}
+	first, err := s.ClaimUpgrade(ctx, a.ID, megan, time.Now(), time.Minute)
+	if err != nil || first.Claimed() || len(first.Approvals) != 1 || first.Approvals[0].Person != megan {
+		t.Fatalf("first approval: %+v %v", first, err)
+	}
+	if got := stored(t, s, a.ID); !reflect.DeepEqual(got, first) {
+		t.Errorf("read back\n%+v\nwant\n%+v", got, first)
+	}
+	again, err := s.ClaimUpgrade(ctx, a.ID, megan, time.Now(), time.Minute)
+	if err != nil || again.Claimed() || len(again.Approvals) != 1 {
+		t.Fatalf("the same approver again: %+v %v", again, err)
+	}
+	c, err := s.ClaimUpgrade(ctx, a.ID, alex, time.Now(), time.Minute)
+	if err != nil || !c.Claimed() || len(c.Approvals) != 2 || c.DecidedBy == nil || *c.DecidedBy != alex {
+		t.Fatalf("second approver: %+v %v", c, err)
+	}
+	if exp, err := s.ExpiredClaims(ctx, 10); err != nil || slices.Contains(exp, a.ID) {
+		t.Errorf("a live claim is listed as expired: %v %v", exp, err)
+	}
+}
+
+// Approvers racing on a quorum of two: one is counted, one claims, the
+// rest find it claimed; the store keeps exactly two approvals.
+func racingApproversMeetAQuorumOnce(t *testing.T, s Store) {
+	q := sample()
+	q.Quorum = 2
+	a := opened(t, s, q)
+	var claimed, counted, conflicts atomic.Int32
+	race(16, func(i int) {
+		who := approval.Person{ID: fmt.Sprintf("29:p%d", i), Name: fmt.Sprint(i)}
+		got, err := s.ClaimUpgrade(context.Background(), a.ID, who, time.Now(), time.Minute)
+		switch {
+		case err == nil && got.Claimed():
+			claimed.Add(1)
+		case err == nil:
+			counted.Add(1)
+		case errors.Is(err, bot.ErrConflict):
+			conflicts.Add(1)
+		default:
+			t.Error(err)
+		}
+	})
+	if claimed.Load() != 1 || counted.Load() != 1 || conflicts.Load() != 14 {
+		t.Fatalf("%d claimed, %d counted, %d conflicted; want 1, 1, 14", claimed.Load(), counted.Load(), conflicts.Load())
+	}
+	if got := stored(t, s, a.ID); !got.Claimed() || len(got.Approvals) != 2 {
+		t.Errorf("stored %s with %d approvals, want upgrading with 2", got.Status, len(got.Approvals))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
 	"github.com/upgradeapprovals/bot/state"
@@ -130,5 +131,33 @@ func TestGraphRequestBudgetPerCommand(t *testing.T) {
 	}
 	if got := h.graphRequests(t, "approve"); got != "4" {
 		t.Errorf("upgradebot_graph_requests_total{command=\"approve\"} = %s, want 4", got)
+	}
+}
+
+// A person's check is counted in the tenant's Graph budget as it happens,
+// ahead of background work: with a budget of one call a second, the
+// sweep's next call is booked behind the check's two.
+func TestPeoplesGraphCallsAreCountedAheadOfTheSweep(t *testing.T) {
+	h := newHarness(t)
+	h.graph.AddApp(fakegraph.App{ID: "0d820ecd-def2-4297-adad-78056cde7c78", DisplayName: "Polls",
+		Definitions: []fakegraph.Definition{{Version: "1.0.0"}}})
+	h.graph.Install(fakegraph.Chat, "19:abc@thread.v2", "0d820ecd-def2-4297-adad-78056cde7c78", "1.0.0", nil)
+	h.tune = func(d *deps) { d.noBackground, d.graphBudget = true, 1 }
+	h.start(t)
+	sweep := tenantBudget(storeOf(t, h), 1)
+	if wait, _, err := sweep.Take(context.Background(), "another-tenant", 1); err != nil || wait != 0 {
+		t.Fatalf("an idle tenant's budget: wait %s, %v", wait, err)
+	}
+	if code := h.post(t, h.message("1700000000030", "check")); code != http.StatusOK {
+		t.Fatalf("check: status %d", code)
+	}
+	h.connector.WaitCalls(t, 1)
+	if n := len(h.graph.Calls()); n != 2 {
+		t.Fatalf("check made %d Graph requests, want 2", n)
+	}
+	// 2 s spent and the sweep's own second, less the 1 s burst: about 2 s.
+	wait, booked, err := sweep.Take(context.Background(), testTenant, 1)
+	if err != nil || !booked || wait < 1500*time.Millisecond {
+		t.Errorf("the sweep's next call after a check: wait %s (booked %v, %v), want about 2 s behind the check's calls", wait, booked, err)
 	}
 }

@@ -51,11 +51,15 @@ type config struct {
 	RedisPrefix    string                  // REDIS_PREFIX, default "upgradebot:"
 	AllowedTenants []string                // BOT_ALLOWED_TENANTS; default the app's tenant for SingleTenant and UserAssignedMSI
 	Approvers      approval.ApproverPolicy // BOT_APPROVERS, default "owners"
+	// ApprovalQuorum is BOT_APPROVAL_QUORUM: how many distinct approvers
+	// must approve an upgrade (a personal scope: always one). Default 1.
+	ApprovalQuorum int
 
 	Proactive     bool          // BOT_PROACTIVE: on (default) or off, unprompted posts everywhere
 	ScanInterval  time.Duration // BOT_SCAN_INTERVAL: how often the catalog is read per tenant, default 15m
 	SweepInterval time.Duration // BOT_SWEEP_INTERVAL: how often every installation scope is scanned, default 24h
 	RemindAfter   time.Duration // BOT_REMIND_AFTER: one reminder after, default 72h
+	Snooze        time.Duration // BOT_SNOOZE: "Remind me later" puts the reminder off this long, default 72h
 	ApprovalTTL   time.Duration // BOT_APPROVAL_TTL: a request expires after, default 168h
 	UpgradeGrace  time.Duration // BOT_UPGRADE_GRACE: an unconfirmed upgrade waits this long before Retry, default 10m
 	// CheckWindow is BOT_CHECK_WINDOW: a repeated check in one conversation
@@ -267,6 +271,10 @@ func (c *config) readTenants(e environ) error {
 	return nil
 }
 
+// maxQuorum bounds BOT_APPROVAL_QUORUM: a card names everyone who
+// approved, and a bigger number is surely a typo.
+const maxQuorum = 20
+
 func (c *config) readApprovers(e environ) error {
 	approvers := list(e.get("BOT_APPROVERS"))
 	if len(approvers) == 0 {
@@ -275,6 +283,14 @@ func (c *config) readApprovers(e environ) error {
 	var err error
 	if c.Approvers, err = approval.ParseApproverPolicy(approvers); err != nil {
 		return bad("BOT_APPROVERS", "%v", err)
+	}
+	c.ApprovalQuorum = 1
+	if v := e.get("BOT_APPROVAL_QUORUM"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxQuorum {
+			return bad("BOT_APPROVAL_QUORUM", "%q is not a number of approvers from 1 to %d", v, maxQuorum)
+		}
+		c.ApprovalQuorum = n
 	}
 	return nil
 }
@@ -299,6 +315,7 @@ func (c *config) readProactive(e environ) error {
 		{"BOT_REMIND_AFTER", &c.RemindAfter, 72 * time.Hour},
 		{"BOT_APPROVAL_TTL", &c.ApprovalTTL, 168 * time.Hour},
 		{"BOT_UPGRADE_GRACE", &c.UpgradeGrace, 10 * time.Minute},
+		{"BOT_SNOOZE", &c.Snooze, 72 * time.Hour},
 	} {
 		if *d.dst, err = durationVar(e, d.name, d.def); err != nil {
 			return err

@@ -32,11 +32,14 @@ func newCredentials(cfg config, transport *http.Client) *credentials {
 // connector is the credential for the Bot Framework connector: the app's
 // tenant for SingleTenant, the Bot Framework's for MultiTenant.
 func (c *credentials) connector() (azcore.TokenCredential, error) {
-	tenant := c.cfg.AppTenantID
+	return c.forTenant(c.connectorTenant())
+}
+
+func (c *credentials) connectorTenant() string {
 	if c.cfg.AppType == appTypeMultiTenant {
-		tenant = c.cfg.Cloud.MultiTenantAuthority
+		return c.cfg.Cloud.MultiTenantAuthority
 	}
-	return c.forTenant(tenant)
+	return c.cfg.AppTenantID
 }
 
 // forTenant is the credential that gets tokens in tenant (Graph is asked as
@@ -53,6 +56,18 @@ func (c *credentials) forTenant(tenant string) (azcore.TokenCredential, error) {
 	}
 	c.tenants[tenant] = cred
 	return cred, nil
+}
+
+// release forgets a tenant's credential (and its token cache) once Graph
+// has released its client there for being idle. The connector's tenant is
+// kept: the connector holds its credential for good.
+func (c *credentials) release(tenant string) {
+	if tenant == c.connectorTenant() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.tenants, tenant)
 }
 
 func (c *credentials) build(tenant string) (azcore.TokenCredential, error) {

@@ -128,3 +128,21 @@ func TestCredentialsAreBuiltOncePerTenant(t *testing.T) {
 		t.Errorf("connector %p, home %p, other %p then %p: want one credential per tenant", conn, home, other, again)
 	}
 }
+
+// A tenant whose Graph client was released for being idle gets a new
+// credential when it comes back; the connector's is never released.
+func TestReleasedTenantGetsANewCredential(t *testing.T) {
+	creds := newCredentials(singleTenant(t, "MicrosoftAppPassword", "s3cret"), nil)
+	const other = "11111111-2222-3333-4444-555555555555"
+	conn, _ := creds.connector()
+	before, _ := creds.forTenant(other)
+	creds.release(other)
+	creds.release(testTenant)
+	after, _ := creds.forTenant(other)
+	if conn2, _ := creds.connector(); conn2 != conn {
+		t.Error("the connector's credential was released")
+	}
+	if after == before {
+		t.Error("a released tenant kept its credential")
+	}
+}

@@ -247,7 +247,7 @@ func isMissing(missing []GraphPermission, p GraphPermission) bool {
 func checkCatalog(ctx context.Context, cfg config, creds *credentials, tenant string, d doctorDeps, r *report) {
 	ctx, cancel := context.WithTimeout(ctx, doctorCheckTimeout)
 	defer cancel()
-	g, err := newGraph(cfg, creds, deps{azureTransport: d.azureTransport}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	g, err := newGraph(cfg, creds, deps{azureTransport: d.azureTransport}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err == nil {
 		var apps []approval.AppDefinition
 		if apps, err = g.Published(ctx, tenant); err == nil {

@@ -336,6 +336,11 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_APPROVERS": "owners,meeting=owner"}, "BOT_APPROVERS"},
 		{map[string]string{"BOT_APPROVERS": "chat=organizer"}, "BOT_APPROVERS"}, // a group chat has no organizer
 		{map[string]string{"BOT_APPROVERS": "channel=owners"}, "BOT_APPROVERS"},
+		{map[string]string{"BOT_APPROVAL_QUORUM": "two"}, "BOT_APPROVAL_QUORUM"},
+		{map[string]string{"BOT_SNOOZE": "3 days"}, "BOT_SNOOZE"},
+		{map[string]string{"BOT_APPROVAL_QUORUM": "0"}, "BOT_APPROVAL_QUORUM"},
+		{map[string]string{"BOT_APPROVAL_QUORUM": "-1"}, "BOT_APPROVAL_QUORUM"},
+		{map[string]string{"BOT_APPROVAL_QUORUM": "21"}, "BOT_APPROVAL_QUORUM"},
 		{map[string]string{"HOST": "0.0.0.0"}, "HOST"},      // no app id: auth is off, so no public bind
 		{map[string]string{"HOST": "localhost:80"}, "HOST"}, // the port belongs in PORT
 		{map[string]string{"BOT_PROACTIVE": "sometimes"}, "BOT_PROACTIVE"},

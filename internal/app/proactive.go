@@ -32,17 +32,23 @@ const graphCallsPerSecond = 10
 // bookings, which may reach half an hour ahead in a large tenant.
 const followUpShare = 5
 
+// tenantBudget is each tenant's Graph budget across replicas, perSecond
+// calls with followUpShare of them reserved for follow-ups: background
+// jobs book from it, people's commands spend it (newGraph).
+func tenantBudget(store *state.Store, perSecond int) *state.Budget {
+	return store.BudgetWithFollowUps(perSecond, max(perSecond/followUpShare, 1))
+}
+
 // background runs what the bot does unprompted: the catalog watcher (on the
 // replica that holds the lease) and scan workers (on every replica). The
 // returned function stops them and waits. catalogRead, if set, is told of
 // each catalog read the watcher records.
 func background(ctx context.Context, cfg config, b *bot.Bot, store *state.Store, queue *state.Queue, holder string,
-	catalog bot.OrgCatalog, graphBudget int, catalogRead func(tenantID string), reg prometheus.Registerer,
+	catalog bot.OrgCatalog, budget *state.Budget, catalogRead func(tenantID string), reg prometheus.Registerer,
 	logger *slog.Logger) (func(), error) {
 	m := newProactiveMetrics(reg, queue, logger)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	budget := store.BudgetWithFollowUps(graphBudget, max(graphBudget/followUpShare, 1))
 	for range scanWorkers {
 		wg.Add(1)
 		go func() {

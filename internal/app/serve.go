@@ -144,7 +144,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	if err != nil {
 		return err
 	}
-	g, err := newGraph(cfg, creds, d, reg, logger)
+	budget := tenantBudget(store, cmp.Or(d.graphBudget, graphCallsPerSecond))
+	g, err := newGraph(cfg, creds, d, budget, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -172,7 +173,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 		go func() { defer close(checked); logMissingPermissions(ctx, cfg, creds, logger) }()
 		defer func() { <-checked }()
 	}
-	stopWork, err := startWork(ctx, cfg, d, b, store, queue, replica, g, reg, logger)
+	stopWork, err := startWork(ctx, cfg, d, b, store, queue, budget, replica, g, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -245,7 +246,7 @@ type graphClient interface {
 
 // newGraph is Microsoft Graph, as the app. Nil without an app identity:
 // "check" then says Graph is not configured.
-func newGraph(cfg config, creds *credentials, d deps, reg prometheus.Registerer, logger *slog.Logger) (graphClient, error) {
+func newGraph(cfg config, creds *credentials, d deps, budget *state.Budget, reg prometheus.Registerer, logger *slog.Logger) (graphClient, error) {
 	if d.graph != nil {
 		return d.graph, nil
 	}
@@ -258,12 +259,33 @@ func newGraph(cfg config, creds *credentials, d deps, reg prometheus.Registerer,
 	}
 	g, err := graph.New(graph.Options{
 		BaseURL: cfg.GraphBaseURL, HomeTenantID: cfg.AppTenantID, SingleTenant: cfg.AppType != appTypeMultiTenant,
-		Credential: credential, Registerer: reg, Logger: logger,
+		Credential: credential, Released: creds.release, Registerer: reg, Logger: logger,
+		OnRequest: spendForPeople(budget, logger),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// spendForPeople counts each Graph request a person's command or click
+// makes in its tenant's budget (nil: none), ahead of background work: the
+// request goes now, and background bookings wait behind it. A budget that
+// cannot be written (Redis down) costs the person nothing.
+func spendForPeople(budget *state.Budget, logger *slog.Logger) func(context.Context, string) {
+	if budget == nil {
+		return nil
+	}
+	return func(ctx context.Context, tenantID string) {
+		if !bot.ForAPerson(ctx) {
+			return // a background job booked its calls before it ran
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 250*time.Millisecond)
+		defer cancel()
+		if err := budget.Spend(ctx, tenantID, 1); err != nil {
+			logger.DebugContext(ctx, "cannot count a Graph call in the tenant's budget", "tenant", tenantID, "err", err)
+		}
+	}
 }
 
 // newConnector writes to Teams as the bot; without an app id its replies
@@ -288,7 +310,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 		Connector: connector, Conversations: store.Conversations(), Activities: store.Conversations(),
 		Approvals: store.Approvals(), Approvers: cfg.Approvers, Logger: logger,
 		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive, CheckWindow: cfg.CheckWindow,
-		RemindAfter: cfg.RemindAfter, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
+		RemindAfter: cfg.RemindAfter, ApprovalQuorum: cfg.ApprovalQuorum, Snooze: cfg.Snooze, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue, CatalogReads: store.Watch(), CatalogMaxAge: cfg.ScanInterval,
 		AdminConversation: cfg.AdminConversation, AdminStore: store.Admins(), Admins: cfg.Admins, DigestEvery: cfg.DigestInterval,
 	}
@@ -307,7 +329,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 // startWork starts what runs besides requests: the reaper (one replica at
 // a time reconciles upgrades whose replica died mid-call) and the
 // proactive work. The returned function stops them and waits.
-func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state.Store, queue *state.Queue,
+func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state.Store, queue *state.Queue, budget *state.Budget,
 	replica string, g graphClient, reg prometheus.Registerer, logger *slog.Logger) (func(), error) {
 	var catalog bot.OrgCatalog
 	if g != nil {
@@ -317,7 +339,7 @@ func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state
 	stopBackground := func() {}
 	if !d.noBackground {
 		var err error
-		stopBackground, err = background(ctx, cfg, b, store, queue, replica, catalog, cmp.Or(d.graphBudget, graphCallsPerSecond),
+		stopBackground, err = background(ctx, cfg, b, store, queue, replica, catalog, budget,
 			d.catalogRead, reg, logger)
 		if err != nil {
 			cancel()

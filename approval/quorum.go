@@ -1,0 +1,91 @@
+package approval
+
+import (
+	"strings"
+	"time"
+)
+
+// Approver is one approval given to a request: who, and when.
+type Approver struct {
+	Person
+	At time.Time `json:"at"`
+}
+
+// QuorumFor is how many distinct approvers must approve an upgrade in scope
+// when configured asks for that many (BOT_APPROVAL_QUORUM): a personal
+// scope has one approver, its user, so one always; less than one is one.
+func QuorumFor(scope Scope, configured int) int {
+	if scope.Kind == ScopeUser || configured < 1 {
+		return 1
+	}
+	return configured
+}
+
+// Needed is how many distinct approvers must approve before the upgrade
+// runs: the approval's Quorum, at least one (requests recorded before
+// quorums have none).
+func (a Approval) Needed() int { return max(a.Quorum, 1) }
+
+// StillNeeded is how many more approvers must approve.
+func (a Approval) StillNeeded() int { return max(a.Needed()-len(a.Approvals), 0) }
+
+// ApprovedBy reports whether who has already approved.
+func (a Approval) ApprovedBy(who Person) bool {
+	for _, p := range a.Approvals {
+		if samePerson(p.Person, who) {
+			return true
+		}
+	}
+	return false
+}
+
+// samePerson compares by Entra object id when both have one, else by
+// channel id: the same person clicking twice (or on two replicas) counts
+// once.
+func samePerson(a, b Person) bool {
+	if a.AADObjectID != "" && b.AADObjectID != "" {
+		return strings.EqualFold(a.AADObjectID, b.AADObjectID)
+	}
+	return a.ID != "" && a.ID == b.ID
+}
+
+// Vote is what an approver's Approve did.
+type Vote int
+
+const (
+	// VoteRefused: the approval may not be decided (someone else's
+	// approval claimed it, it was closed): nothing changed.
+	VoteRefused Vote = iota
+	// VoteCounted: who's approval was added; more are still needed.
+	VoteCounted
+	// VoteRepeated: who had already approved; nothing changed.
+	VoteRepeated
+	// VoteClaimed: the quorum is met: the approval is claimed for the
+	// upgrade under the token given, by the approver whose click met it.
+	VoteClaimed
+)
+
+// Approve records who's approval at at, once per person, and claims the
+// approval for the upgrade under token (as Claim) once Needed distinct
+// approvers have approved. A failed upgrade keeps its approvals: any of
+// its approvers, or another, claims it again at once (Retry). Applied in
+// one compare-and-set with the claim, the approval that meets the quorum
+// is the one claim that wins.
+func (a Approval) Approve(who Person, at time.Time, token string) (Approval, Vote) {
+	if !a.Status.Decidable() {
+		return a, VoteRefused
+	}
+	added := false
+	if !a.ApprovedBy(who) {
+		a.Approvals = append(a.Approvals[:len(a.Approvals):len(a.Approvals)], Approver{Person: who, At: at.UTC()})
+		added = true
+	}
+	if len(a.Approvals) >= a.Needed() {
+		c, _ := a.Claim(who, at, token)
+		return c, VoteClaimed
+	}
+	if !added {
+		return a, VoteRepeated
+	}
+	return a, VoteCounted
+}
