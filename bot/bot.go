@@ -130,6 +130,18 @@ type Options struct {
 	// ClaimStale is how long a proactive post may look in flight before
 	// another replica takes it over (its replica died). Default 2 min.
 	ClaimStale time.Duration
+	// AdminConversation is the admins' conversation (BOT_ADMIN_CONVERSATION):
+	// one card per app version needing an admin, "inventory", the digest.
+	// Empty, or AdminStore nil: there is none.
+	AdminConversation string
+	AdminStore        AdminStore
+	// Admins is who may ask there (BOT_ADMINS); the zero policy: nobody.
+	Admins approval.ApproverPolicy
+	// DigestEvery is how often the admins get a digest (BOT_DIGEST_INTERVAL);
+	// 0: never.
+	DigestEvery time.Duration
+	// InventoryTop is how many apps the inventory card shows. Default 10.
+	InventoryTop int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -153,6 +165,7 @@ type Bot struct {
 	lists     *lists
 	proactive *proactive
 	verifier  *verifier
+	admins    *admins
 }
 
 // New returns a Bot. Connector, Conversations, Activities and Approvals are
@@ -200,6 +213,9 @@ func New(opts Options) (*Bot, error) {
 	if opts.ClaimStale <= 0 {
 		opts.ClaimStale = 2 * time.Minute
 	}
+	if opts.InventoryTop <= 0 {
+		opts.InventoryTop = 10
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -211,12 +227,16 @@ func New(opts Options) (*Bot, error) {
 		return nil, fmt.Errorf("bot: %w", err)
 	}
 	pl := &plumbing{cards: c, conn: opts.Connector, log: opts.Logger, now: opts.Now, policy: opts.Approvers}
+	ad := &admins{plumbing: pl, conversationID: opts.AdminConversation, store: opts.AdminStore, conversations: opts.Conversations,
+		approvers: &approvers{policy: opts.Admins, directory: opts.Directory, log: opts.Logger}, claimStale: opts.ClaimStale,
+		digestEvery: opts.DigestEvery, topApps: opts.InventoryTop}
 	ls := &lists{plumbing: pl, approvals: opts.Approvals}
-	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls}
+	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls, admins: ad}
 	cs := &consent{plumbing: pl, policies: opts.Consent, cache: opts.ConsentCache, maxAge: opts.ConsentMaxAge,
 		approvals: opts.Approvals, publisher: pb}
 	rq := &requests{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
-		ttl: opts.ApprovalTTL, quorum: opts.ApprovalQuorum, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge, consent: cs}
+		ttl: opts.ApprovalTTL, quorum: opts.ApprovalQuorum, reads: opts.CatalogReads, readMaxAge: opts.CatalogMaxAge, consent: cs,
+		admins: ad}
 	fu := &followups{store: opts.Proactive, every: opts.FollowEvery, remindAfter: opts.RemindAfter, log: opts.Logger}
 	ap := &approvers{policy: opts.Approvers, directory: opts.Directory, log: opts.Logger}
 	vf := &verifier{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, grants: opts.Grants,
@@ -226,16 +246,16 @@ func New(opts Options) (*Bot, error) {
 	dc := &decisions{plumbing: pl, approvals: opts.Approvals, haveGraph: opts.Installations != nil, approvers: ap,
 		upgrades: up, lists: ls, snooze: opts.Snooze, afterReminder: max(opts.ApprovalTTL-opts.RemindAfter, 0), invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
 	cm := &commands{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, requests: rq, lists: ls,
-		approvers: ap, followups: fu, off: opts.ProactiveOff, checks: opts.Checks, checkWindow: opts.CheckWindow}
+		approvers: ap, followups: fu, off: opts.ProactiveOff, checks: opts.Checks, checkWindow: opts.CheckWindow, admins: ad}
 	pr := &proactive{plumbing: pl, store: opts.Proactive, off: opts.ProactiveOff, approvals: opts.Approvals,
 		conversations: opts.Conversations, activities: opts.Activities, installations: opts.Installations, directory: opts.Directory,
 		requests: rq, upgrades: up, approvers: ap, followups: fu, verifier: vf, claimStale: opts.ClaimStale,
-		ttl: opts.ApprovalTTL}
+		ttl: opts.ApprovalTTL, admins: ad}
 	if opts.Proactive != nil {
 		cm.notifications = opts.Proactive
 	}
 	b := &Bot{router: NewRouter(), conn: opts.Connector, conversations: opts.Conversations, activities: opts.Activities,
-		log: opts.Logger, now: opts.Now, decisions: dc, upgrades: up, lists: ls, proactive: pr, verifier: vf}
+		log: opts.Logger, now: opts.Now, decisions: dc, upgrades: up, lists: ls, proactive: pr, verifier: vf, admins: ad}
 	b.router.OnType("message", cm.onMessage)
 	// Teams sends both when the bot is added; the welcome is deduped.
 	b.router.OnType("conversationUpdate", pr.onConversationUpdate)

@@ -22,7 +22,7 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 			RequestedAt: a.CreatedAt, Needed: a.Needed(), ApprovedBy: approverNames(a.Approvals), SnoozedUntil: a.SnoozedUntil,
 			SnoozedBy: snoozedBy(a)}
 		if a.Status == approval.StatusNeedsAdmin {
-			v.NeedsAdmin = &cards.AdminNeeded{Problem: problemView(a.WhatWentWrong())}
+			v.NeedsAdmin = &cards.WaitsForAdmin{Problem: problemView(a.WhatWentWrong())}
 		}
 		return pl.cards.Pending(v)
 	}

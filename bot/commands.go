@@ -29,6 +29,7 @@ type commands struct {
 	off           bool          // Options.ProactiveOff
 	checks        CheckWindows  // nil: no limit
 	checkWindow   time.Duration
+	admins        *admins
 	// help holds the help card rendered as JSON per locale (see helpCard).
 	help      sync.Map // string → json.RawMessage
 	helpCount atomic.Int32
@@ -42,6 +43,8 @@ func command(text string) string {
 		return "check"
 	case "history", "历史":
 		return "history"
+	case "inventory", "清单":
+		return "inventory"
 	}
 	return "help"
 }
@@ -60,6 +63,8 @@ func (cm *commands) onMessage(ctx context.Context, t *Turn) (*InvokeResponse, er
 		return nil, cm.check(ctx, t)
 	case "history":
 		return nil, cm.history(ctx, t)
+	case "inventory":
+		return nil, cm.admins.inventory(ctx, t)
 	}
 	// Anything else answers with help, so a typo is never met with silence.
 	_, err := t.Reply(ctx, Message{Attachments: []schema.Attachment{{ContentType: cards.ContentType, Content: cm.helpCard(t.Activity.Locale)}}})

@@ -139,6 +139,7 @@ func (c *consent) apply(ctx context.Context, a approval.Approval) approval.Appro
 		op = approval.OpAdminAllowed
 	}
 	c.audit(ctx, c.approvals, changed.Event(op, c.now(), nil, ""))
+	c.publisher.admins.approvalChanged(ctx, changed) // the admins' card counts it, or no longer
 	c.publisher.updateCards(ctx, changed)
 	return changed
 }

@@ -86,6 +86,9 @@ func (pr *proactive) removed(ctx context.Context, ref approval.ConversationRef) 
 	if err := p.Forget(ctx, ref); err != nil {
 		return err
 	}
+	if ref.Scope != nil {
+		pr.admins.saveScope(ctx, *ref.Scope, nil) // the inventory forgets it
+	}
 	if err := pr.activities.Release(ctx, installedKey(ref.ConversationID)); err != nil {
 		return err
 	}

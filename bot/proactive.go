@@ -87,6 +87,7 @@ type proactive struct {
 	verifier      *verifier
 	claimStale    time.Duration // Options.ClaimStale
 	ttl           time.Duration // Options.ApprovalTTL
+	admins        *admins
 }
 
 // ScanResult is what one look at a conversation did.
@@ -143,6 +144,7 @@ func (pr *proactive) scan(ctx context.Context, ref approval.ConversationRef, ins
 	if err != nil {
 		return res, err
 	}
+	pr.admins.saveScope(ctx, *ref.Scope, ups)
 	on, err := pr.postsOn(ctx, ref.ConversationID)
 	if err != nil {
 		return res, err

@@ -13,12 +13,14 @@ type publisher struct {
 	*plumbing
 	approvals ApprovalStore
 	lists     *lists
+	admins    *admins
 }
 
 // publish writes the outcome's audit event (its history line) and updates the approval's card for
 // everyone, each step with its own deadline.
 func (pb *publisher) publish(ctx context.Context, done approval.Approval) {
 	ctx = context.WithoutCancel(ctx)
+	pb.admins.approvalChanged(ctx, done)
 	// The outcome is one event: the tenant's audit trail and this
 	// conversation's history get it in one write, retried like the
 	// other records.

@@ -20,6 +20,7 @@ type requests struct {
 	reads         CatalogReads  // Options.CatalogReads
 	readMaxAge    time.Duration // Options.CatalogMaxAge
 	consent       *consent
+	admins        *admins
 }
 
 // open returns the open approval for this upgrade here, or a new one
@@ -27,7 +28,7 @@ type requests struct {
 // AppUpgradeRequested event, by who asked (nil: the bot, unprompted). One
 // its approvers may not consent to, as the tenant's consent policy says,
 // needs an admin; one that needed an admin and that the policy now allows
-// is pending again.
+// is pending again (consent.apply tells the admins' card either way).
 func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u approval.PendingUpgrade, locale string, by *approval.Person) (approval.Approval, bool, error) {
 	a, created, err := rq.approvals.OpenApproval(ctx, rq.newApproval(ref, u, locale))
 	if err != nil {
@@ -35,6 +36,7 @@ func (rq *requests) open(ctx context.Context, ref approval.ConversationRef, u ap
 	}
 	if created {
 		rq.audit(ctx, rq.approvals, a.Event(approval.OpRequested, a.CreatedAt, by, ""))
+		rq.admins.approvalChanged(ctx, a)
 	}
 	return rq.consent.apply(ctx, a), created, nil
 }

@@ -107,6 +107,7 @@ type Action struct {
 	// Mode "secondary" puts the action in the card's overflow menu ("…").
 	Mode     string  `json:"mode,omitempty"`
 	Fallback *Action `json:"fallback,omitempty"`
+	URL      string  `json:"url,omitempty"` // Action.OpenUrl
 }
 
 // ActionData is the data of every Action.Execute: only an opaque id, so a

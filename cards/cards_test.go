@@ -79,7 +79,7 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 	needsAdmin := func(place cards.Place, p cards.Problem) cards.Card {
 		return c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: polls,
 			Diff: cards.Diff{Added: pollsDiff.Added}, Place: place, Approvers: cards.ApproversOwners, RequestedAt: requested,
-			NeedsAdmin: &cards.AdminNeeded{Problem: p}})
+			NeedsAdmin: &cards.WaitsForAdmin{Problem: p}})
 	}
 	failed := outcome(cards.OutcomeFailed)
 	failed.Problem = cards.Problem{Reason: cards.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
@@ -145,6 +145,25 @@ func all(c *cards.Cards, locale string) map[string]cards.Card {
 			RequestedAt: requested, ExpiresAt: requested.Add(7 * 24 * time.Hour)}),
 		"reminder-nobody": c.Reminder(cards.Reminder{Locale: locale, App: polls, Place: cards.PlaceTeam, Approvers: cards.ApproversGroup,
 			RequestedAt: requested, ExpiresAt: requested.Add(7 * 24 * time.Hour)}),
+		"admin-needed": c.AdminNeeded(cards.AdminNeeded{Locale: locale, App: "Polls", TeamsAppID: "0f9e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+			ToVersion: "1.1.0", Waiting: cards.ScopeCounts{Chats: 3, Teams: 1}, Permissions: pollsDiff.Added, Since: requested}),
+		"admin-needed-one": c.AdminNeeded(cards.AdminNeeded{Locale: locale, App: "Polls", TeamsAppID: "0f9e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+			ToVersion: "1.1.0", Waiting: cards.ScopeCounts{Chats: 1}, Permissions: manyPermissions(), Since: requested}),
+		"admin-needed-done": c.AdminNeeded(cards.AdminNeeded{Locale: locale, App: "Polls", TeamsAppID: "0f9e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+			ToVersion: "1.1.0", Since: requested}),
+		"inventory": c.Inventory(cards.Inventory{Locale: locale, Installations: 10000, More: 37,
+			Scopes: cards.ScopeCounts{Chats: 8200, Teams: 1500, Personal: 300},
+			Apps: []cards.InventoryApp{
+				{Name: "Polls", CatalogVersion: "1.1.0", Installed: []cards.VersionCount{{"1.0.0", 5100}, {"0.9", 900}},
+					Scopes: cards.ScopeCounts{Chats: 5400, Teams: 600}, Open: 4200, NeedsAdmin: 3, Failed: 12, Expired: 40, OldestWaiting: requested},
+				{Name: "Tasks", CatalogVersion: "3.1", Installed: []cards.VersionCount{{"3.0", 2000}, {"2.9", 500}, {"2.8", 90}, {"2.7", 8}, {"2.0", 1}},
+					Scopes: cards.ScopeCounts{Chats: 1500, Teams: 800, Personal: 299}, Open: 2599, OldestWaiting: requested.Add(-72 * time.Hour)},
+				{Name: "Whiteboard", CatalogVersion: "1.10.0", Installed: []cards.VersionCount{{"1.9.0", 1}},
+					Scopes: cards.ScopeCounts{Personal: 1}},
+			}}),
+		"inventory-empty": c.Inventory(cards.Inventory{Locale: locale}),
+		"digest": c.Digest(cards.Digest{Locale: locale, Since: requested.Add(-7 * 24 * time.Hour), Upgraded: 42, Expired: 3, Failed: 1,
+			Waiting: 17, NeedsAdmin: 4, OldestWaiting: requested.Add(-5 * 24 * time.Hour)}),
 		"pending-quorum": c.Pending(cards.PendingUpgrade{Locale: locale, ApprovalID: "apr_7Qm2x", App: polls, Diff: pollsDiff,
 			Place: cards.PlaceChat, Approvers: cards.ApproversOwners, RequestedAt: requested, Needed: 2, ApprovedBy: []string{"Megan Bowen"}}),
 		"outcome-upgraded-quorum": c.Outcome(approvedBy(outcome(cards.OutcomeUpgraded), "Megan Bowen", "Alex Wilber")),

@@ -70,13 +70,13 @@ type PendingUpgrade struct {
 	// NeedsAdmin, when set, says that the approvers here may not consent to
 	// the upgrade: the card says who can allow it and how, and offers no
 	// button that would fail.
-	NeedsAdmin *AdminNeeded
+	NeedsAdmin *WaitsForAdmin
 }
 
-// AdminNeeded is why an upgrade waits for an admin: Problem's reason is
+// WaitsForAdmin is why an upgrade waits for an admin: Problem's reason is
 // ReasonConsentPolicy (the tenant's consent setting), ReasonConsentNotAllowed
 // (Graph refused the consent) or ReasonAppBlocked (an admin blocked the app).
-type AdminNeeded struct {
+type WaitsForAdmin struct {
 	Problem Problem
 }
 

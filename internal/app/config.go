@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +70,13 @@ type config struct {
 	// trail keeps an event (and an idle conversation's history). Default
 	// 8760h.
 	AuditRetention time.Duration
+
+	// AdminConversation is BOT_ADMIN_CONVERSATION: a team channel
+	// (19:…@thread.tacv2) or group chat (19:…@thread.v2) where the bot is
+	// installed, for the admins; empty: none.
+	AdminConversation string
+	Admins            approval.ApproverPolicy // BOT_ADMINS: group:/user: entries or owners; default owners
+	DigestInterval    time.Duration           // BOT_DIGEST_INTERVAL: default 168h; 0 ("off"): no digest
 }
 
 // configError names the variable at fault, so the one line an operator
@@ -100,7 +108,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		// After the rest of the deployment's essentials, so a deployment
 		// missing more than Redis hears about the rest first.
 		c.requireRedis,
-		c.readApprovers, c.readProactive,
+		c.readApprovers, c.readProactive, c.readAdmins,
 	} {
 		if err := read(environ(getenv)); err != nil {
 			return c, err
@@ -326,6 +334,38 @@ func (c *config) readProactive(e environ) error {
 	if c.RemindAfter >= c.ApprovalTTL {
 		return bad("BOT_REMIND_AFTER", "%s is not shorter than BOT_APPROVAL_TTL (%s): the reminder would come after expiry",
 			c.RemindAfter, c.ApprovalTTL)
+	}
+	return nil
+}
+
+// adminConversationID is a team channel's or a group chat's conversation id.
+var adminConversationID = regexp.MustCompile(`^19:[^@\s;]+@thread\.(tacv2|v2)$`)
+
+// readAdmins reads the admins' conversation, who may act there, and how
+// often they get a digest.
+func (c *config) readAdmins(e environ) error {
+	c.AdminConversation = e.get("BOT_ADMIN_CONVERSATION")
+	if c.AdminConversation != "" && !adminConversationID.MatchString(c.AdminConversation) {
+		return bad("BOT_ADMIN_CONVERSATION", "%q is not a team channel id (19:…@thread.tacv2) or a group chat id (19:…@thread.v2)",
+			c.AdminConversation)
+	}
+	admins := list(e.get("BOT_ADMINS"))
+	if len(admins) == 0 {
+		admins = []string{"owners"}
+	}
+	for _, a := range admins {
+		if a != "owners" && !strings.HasPrefix(a, "group:") && !strings.HasPrefix(a, "user:") {
+			return bad("BOT_ADMINS", "%q is not owners, group:<object id> or user:<object id>", a)
+		}
+	}
+	var err error
+	if c.Admins, err = approval.ParseApproverPolicy(admins); err != nil {
+		return bad("BOT_ADMINS", "%v", err)
+	}
+	if v := e.get("BOT_DIGEST_INTERVAL"); strings.EqualFold(v, "off") {
+		c.DigestInterval = 0
+	} else if c.DigestInterval, err = durationVar(e, "BOT_DIGEST_INTERVAL", 168*time.Hour); err != nil {
+		return err
 	}
 	return nil
 }

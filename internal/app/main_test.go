@@ -350,6 +350,13 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_UPGRADE_GRACE": "-5m"}, "BOT_UPGRADE_GRACE"},
 		{map[string]string{"BOT_CHECK_WINDOW": "a while"}, "BOT_CHECK_WINDOW"},
 		{map[string]string{"BOT_REMIND_AFTER": "200h"}, "BOT_REMIND_AFTER"}, // after the default 168h expiry
+		{map[string]string{"BOT_ADMIN_CONVERSATION": "admins"}, "BOT_ADMIN_CONVERSATION"},
+		{map[string]string{"BOT_ADMIN_CONVERSATION": "a:1mJx9personal"}, "BOT_ADMIN_CONVERSATION"}, // a personal chat
+		{map[string]string{"BOT_ADMIN_CONVERSATION": "19:abc@thread.tacv2;messageid=1"}, "BOT_ADMIN_CONVERSATION"},
+		{map[string]string{"BOT_ADMINS": "everyone"}, "BOT_ADMINS"},
+		{map[string]string{"BOT_ADMINS": "team=owners"}, "BOT_ADMINS"}, // BOT_APPROVERS' kinds of scope do not apply
+		{map[string]string{"BOT_ADMINS": "group:finance"}, "BOT_ADMINS"},
+		{map[string]string{"BOT_DIGEST_INTERVAL": "weekly"}, "BOT_DIGEST_INTERVAL"},
 	} {
 		var stderr bytes.Buffer
 		code := Run(context.Background(), nil, func(k string) string { return tc.env[k] }, &stderr)
@@ -393,6 +400,16 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if off, err := loadConfig(func(k string) string { return map[string]string{"BOT_CHECK_WINDOW": "off"}[k] }); err != nil || off.CheckWindow != 0 {
 		t.Errorf("BOT_CHECK_WINDOW=off: window %s, %v; want none", off.CheckWindow, err)
+	}
+	if cfg.AdminConversation != "" || cfg.DigestInterval != 168*time.Hour || !cfg.Admins.Owners {
+		t.Errorf("admins' defaults: conversation %q, digest every %s, admins %+v; want none, 168h, owners",
+			cfg.AdminConversation, cfg.DigestInterval, cfg.Admins)
+	}
+	for _, id := range []string{"19:9d2f6b0c1a8e4f7d@thread.tacv2", "19:meeting_N2E3@thread.v2"} {
+		env := map[string]string{"BOT_ADMIN_CONVERSATION": id, "BOT_DIGEST_INTERVAL": "off"}
+		if c, err := loadConfig(func(k string) string { return env[k] }); err != nil || c.AdminConversation != id || c.DigestInterval != 0 {
+			t.Errorf("BOT_ADMIN_CONVERSATION=%s, BOT_DIGEST_INTERVAL=off: %q, %s, %v", id, c.AdminConversation, c.DigestInterval, err)
+		}
 	}
 	if cfg.Cloud.Name != "public" || cfg.GraphBaseURL != "https://graph.microsoft.com/v1.0" ||
 		cfg.OpenIDMetadataURL != "https://login.botframework.com/v1/.well-known/openidconfiguration" {

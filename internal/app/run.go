@@ -56,10 +56,12 @@ func Exec(ctx context.Context, args []string, getenv func(string) string, stdout
 		return doctorCommand(ctx, args, getenv, stderr)
 	case "audit":
 		return auditCommand(ctx, args, getenv, stdout, stderr)
+	case "inventory":
+		return inventoryCommand(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor|audit]")
+		fmt.Fprintln(stderr, "usage: upgradebot [serve|manifest|sandbox|healthcheck|doctor|audit|inventory]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck, doctor or audit)\n", cmd)
+	fmt.Fprintf(stderr, "upgradebot: unknown command %q (want serve, manifest, sandbox, healthcheck, doctor, audit or inventory)\n", cmd)
 	return 2
 }

@@ -68,6 +68,12 @@ type deps struct {
 	// read a tenant's catalog and queued the scans the read calls for: a
 	// test waits for the watcher's rounds rather than for the clock.
 	catalogRead func(tenantID string)
+	// built, when set, is given the bot this process built (a test drives
+	// what another part of the bot would call on it).
+	built func(*bot.Bot)
+	// adminsInterval is how often the admins' conversation is brought up
+	// to date (cards not yet posted, the digest); default adminsInterval.
+	adminsInterval time.Duration
 	// redisHook, when set, sees every command the bot sends to Redis (a
 	// test counts the round trips of one activity).
 	redisHook redis.Hook
@@ -111,6 +117,10 @@ func StopTimeout() time.Duration { return shutdownGrace + upgradeDrain }
 
 // reaperInterval is how often the reaper looks for interrupted upgrades.
 const reaperInterval = 15 * time.Second
+
+// adminsInterval is how often the replica holding the admins' lease posts
+// the admins' cards it could not post yet and sends the digest when due.
+const adminsInterval = time.Minute
 
 func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -157,6 +167,9 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, d deps) error {
 	b, err := newBot(cfg, d, connector, store, queue, g, logger)
 	if err != nil {
 		return err
+	}
+	if d.built != nil {
+		d.built(b)
 	}
 	if !d.noBackground {
 		// Once, beside the start: a missing permission is named in the log
@@ -287,6 +300,7 @@ func newBot(cfg config, d deps, connector bot.Connector, store *state.Store, que
 		Proactive: store.Proactive(), ProactiveOff: !cfg.Proactive, CheckWindow: cfg.CheckWindow,
 		RemindAfter: cfg.RemindAfter, ApprovalQuorum: cfg.ApprovalQuorum, Snooze: cfg.Snooze, ApprovalTTL: cfg.ApprovalTTL, UpgradeGrace: cfg.UpgradeGrace, FollowEvery: cfg.ScanInterval, ClaimStale: 2 * d.reclaimAfter,
 		Jobs: queue, CatalogReads: store.Watch(), CatalogMaxAge: cfg.ScanInterval,
+		AdminConversation: cfg.AdminConversation, AdminStore: store.Admins(), Admins: cfg.Admins, DigestEvery: cfg.DigestInterval,
 	}
 	if g != nil {
 		opts.Installations, opts.Catalog, opts.Directory, opts.Grants = g, g, g, g
@@ -328,7 +342,12 @@ func startWork(ctx context.Context, cfg config, d deps, b *bot.Bot, store *state
 	}
 	reaperDone := make(chan struct{})
 	go func() { defer close(reaperDone); b.RunReaper(ctx, store, every) }()
-	return func() { cancel(); stopBackground(); <-reaperDone }, nil
+	adminsDone := make(chan struct{})
+	go func() {
+		defer close(adminsDone)
+		b.RunAdmins(ctx, store, replica, cmp.Or(d.adminsInterval, adminsInterval))
+	}()
+	return func() { cancel(); stopBackground(); <-reaperDone; <-adminsDone }, nil
 }
 
 // listenAndServe serves handler until ctx ends, then shuts down: in-flight

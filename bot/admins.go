@@ -1,0 +1,322 @@
+package bot
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/upgradeapprovals/bot/approval"
+	"github.com/upgradeapprovals/bot/cards"
+)
+
+// AppVersion is one catalog app version in a tenant: what an admin allows.
+type AppVersion struct {
+	TeamsAppID string `json:"app"`
+	Version    string `json:"version"`
+}
+
+// NeedsAdminEntry is one request waiting for an admin (its approval is in
+// approval.StatusNeedsAdmin).
+type NeedsAdminEntry struct {
+	ApprovalID  string                `json:"id"`
+	App         string                `json:"name"` // display name
+	Kind        approval.ScopeKind    `json:"kind"`
+	Permissions []approval.Permission `json:"perms,omitempty"`
+	Since       time.Time             `json:"since"`
+}
+
+// NeedsAdminIndex is, per tenant and app version, the requests waiting for
+// an admin: what the admins' card counts.
+type NeedsAdminIndex interface {
+	// SetNeedsAdmin records e under v (add), or drops it; changed reports
+	// whether the index changed.
+	SetNeedsAdmin(ctx context.Context, tenantID string, v AppVersion, e NeedsAdminEntry, add bool) (changed bool, err error)
+	// NeedsAdmin lists the requests waiting under v.
+	NeedsAdmin(ctx context.Context, tenantID string, v AppVersion) ([]NeedsAdminEntry, error)
+	// AdminVersions lists the app versions with requests waiting, or whose
+	// card still shows some.
+	AdminVersions(ctx context.Context, tenantID string) ([]AppVersion, error)
+}
+
+// AdminCard is the admins' card of one app version, once posted.
+type AdminCard struct {
+	ActivityID string `json:"activityId"`
+	App        string `json:"name"`
+	// Drawn fingerprints the requests the card shows: a redraw that would
+	// show the same is skipped.
+	Drawn string `json:"drawn"`
+}
+
+// AdminCards make the admins' card of an app version posted once across
+// replicas and restarts, and updated in place after.
+type AdminCards interface {
+	// ClaimAdminCard returns the card posted for v, or grants posting it:
+	// once, unless a claim older than stale was never saved (its replica
+	// died mid-post). Neither: someone else is posting it now.
+	ClaimAdminCard(ctx context.Context, tenantID string, v AppVersion, stale time.Duration) (card AdminCard, granted bool, err error)
+	// SaveAdminCard records the card as drawn; done (it shows nothing
+	// waiting) takes v off AdminVersions until a request waits again.
+	SaveAdminCard(ctx context.Context, tenantID string, v AppVersion, card AdminCard, done bool) error
+	// ReleaseAdminCard gives back a claim that posted nothing; done as for
+	// SaveAdminCard.
+	ReleaseAdminCard(ctx context.Context, tenantID string, v AppVersion, done bool) error
+}
+
+// DigestLog makes the admins' digest go out once per interval across
+// replicas and restarts.
+type DigestLog interface {
+	// LastDigest is when the last digest was sent (zero: never).
+	LastDigest(ctx context.Context, tenantID string) (time.Time, error)
+	// ClaimDigest moves the last digest from prev to at, if it still is
+	// prev; only the replica that moved it sends the digest.
+	ClaimDigest(ctx context.Context, tenantID string, prev, at time.Time) (bool, error)
+}
+
+// AdminStore is everything the admins' conversation needs kept.
+type AdminStore interface {
+	NeedsAdminIndex
+	AdminCards
+	InventoryStore
+	DigestLog
+}
+
+// admins is the admins' conversation (BOT_ADMIN_CONVERSATION): one card per
+// app version that needs an admin, the inventory, the digest.
+type admins struct {
+	*plumbing
+	conversationID string     // "" or nil store: there is none
+	store          AdminStore // nil: there is none
+	conversations  ConversationStore
+	approvers      *approvers // BOT_ADMINS
+	claimStale     time.Duration
+	digestEvery    time.Duration // 0: no digest
+	topApps        int
+	warned         atomic.Bool
+}
+
+func (ad *admins) on() bool { return ad.store != nil && ad.conversationID != "" }
+
+// ref is the admins' conversation; ok is false while the bot has no
+// reference for it (said once in the log: nothing is posted there until
+// someone talks to the bot there, or adds it).
+func (ad *admins) ref(ctx context.Context) (approval.ConversationRef, bool, error) {
+	ref, err := ad.conversations.Reference(ctx, ad.conversationID)
+	if ErrorCode(err) == CodeNotFound {
+		if !ad.warned.Swap(true) {
+			ad.log.WarnContext(ctx, "BOT_ADMIN_CONVERSATION: the bot has no reference for this conversation yet; "+
+				"admin cards are posted once the bot is added there or someone talks to it there", "conversation", ad.conversationID)
+		}
+		return ref, false, nil
+	}
+	if err != nil {
+		return ref, false, err
+	}
+	return ref, true, nil
+}
+
+// approvalChanged keeps what the admins see true after an approval's
+// status changed: the inventory's request line and, when it entered or
+// left approval.StatusNeedsAdmin, its app version's card.
+func (ad *admins) approvalChanged(ctx context.Context, a approval.Approval) {
+	if !ad.on() || a.ID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	tenant := a.OpenKey().TenantID
+	u := a.Upgrade
+	at := a.DecidedAt
+	if at.IsZero() {
+		at = ad.now()
+	}
+	if err := ad.store.NoteRequest(ctx, tenant, RequestNote{InstallationID: u.Installation.ID, ApprovalID: a.ID,
+		TeamsAppID: u.Installation.TeamsAppID, Target: u.Target.Version, Status: a.Status, Created: a.CreatedAt, At: at.UTC()}); err != nil {
+		ad.log.WarnContext(ctx, "cannot note a request for the inventory", "approval", a.ID, "err", err)
+	}
+	v := appVersion(a)
+	changed, err := ad.store.SetNeedsAdmin(ctx, tenant, v, NeedsAdminEntry{ApprovalID: a.ID, App: u.Installation.DisplayName,
+		Kind: u.Installation.Scope.Kind, Permissions: u.Diff.Added, Since: a.CreatedAt}, a.Status == approval.StatusNeedsAdmin)
+	if err != nil {
+		ad.log.WarnContext(ctx, "cannot index a request needing an admin", "approval", a.ID, "err", err)
+		return
+	}
+	if changed {
+		if err := ad.draw(ctx, tenant, v); err != nil {
+			ad.log.WarnContext(ctx, "cannot update the admins' card", "app", v.TeamsAppID, "version", v.Version, "err", err)
+		}
+	}
+}
+
+func appVersion(a approval.Approval) AppVersion {
+	u := a.Upgrade
+	return AppVersion{TeamsAppID: cmp.Or(u.Target.TeamsAppID, u.Installation.TeamsAppID), Version: strings.TrimSpace(u.Target.Version)}
+}
+
+// draw posts or updates the admins' card of v to show the requests waiting
+// now: posted once (the claim), updated in place after, left alone when it
+// already shows them.
+func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
+	ref, ok, err := ad.ref(ctx)
+	if err != nil || !ok || !strings.EqualFold(ref.TenantID, tenant) {
+		return err
+	}
+	for range 2 { // again if the requests changed while the card was posted
+		entries, err := ad.store.NeedsAdmin(ctx, tenant, v)
+		if err != nil {
+			return err
+		}
+		drawn := fingerprint(entries)
+		card, granted, err := ad.store.ClaimAdminCard(ctx, tenant, v, ad.claimStale)
+		if err != nil {
+			return err
+		}
+		view := adminView(ref.Locale, v, entries, card.App)
+		done := len(entries) == 0
+		switch {
+		case card.ActivityID != "":
+			if card.Drawn == drawn {
+				if done {
+					return ad.store.SaveAdminCard(ctx, tenant, v, card, true)
+				}
+				return nil
+			}
+			if err := ad.conn.Update(ctx, ref.TopLevel(), card.ActivityID, CardMessage(ad.cards.AdminNeeded(view))); err != nil {
+				return err
+			}
+			card.Drawn, card.App = drawn, view.App
+			return ad.store.SaveAdminCard(ctx, tenant, v, card, done)
+		case !granted:
+			return nil // another replica is posting it; the next round redraws
+		case done:
+			return ad.store.ReleaseAdminCard(ctx, tenant, v, true)
+		}
+		id, err := ad.conn.Send(ctx, ref.TopLevel(), CardMessage(ad.cards.AdminNeeded(view)))
+		if err != nil || id == "" {
+			if rerr := ad.store.ReleaseAdminCard(ctx, tenant, v, false); rerr != nil {
+				ad.log.WarnContext(ctx, "cannot release the admins' card claim", "err", rerr)
+			}
+			return err
+		}
+		ad.log.InfoContext(ctx, "admins' card posted", "app", view.App, "version", v.Version, "waiting", len(entries))
+		if err := ad.store.SaveAdminCard(ctx, tenant, v, AdminCard{ActivityID: id, App: view.App, Drawn: drawn}, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fingerprint names a set of waiting requests.
+func fingerprint(entries []NeedsAdminEntry) string {
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ApprovalID
+	}
+	slices.Sort(ids)
+	sum := sha256.Sum256([]byte(strings.Join(ids, ",")))
+	return hex.EncodeToString(sum[:8])
+}
+
+// adminView counts the requests waiting for v by kind of scope and
+// gathers the permissions they need consented.
+func adminView(locale string, v AppVersion, entries []NeedsAdminEntry, name string) cards.AdminNeeded {
+	view := cards.AdminNeeded{Locale: locale, App: name, TeamsAppID: v.TeamsAppID, ToVersion: v.Version}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		view.App = cmp.Or(e.App, view.App)
+		switch e.Kind {
+		case approval.ScopeTeam:
+			view.Waiting.Teams++
+		case approval.ScopeUser:
+			view.Waiting.Personal++
+		default:
+			view.Waiting.Chats++
+		}
+		if view.Since.IsZero() || e.Since.Before(view.Since) {
+			view.Since = e.Since
+		}
+		for _, p := range e.Permissions {
+			k := strings.ToLower(p.Value + "|" + p.Type)
+			if !seen[k] {
+				seen[k] = true
+				view.Permissions = append(view.Permissions, cards.Permission{Value: p.Value, Type: p.Type})
+			}
+		}
+	}
+	view.App = cmp.Or(view.App, v.TeamsAppID)
+	return view
+}
+
+// sync redraws every app version's card that may be out of date: those
+// the bot could not post while it had no reference for the conversation,
+// and those changed on a replica that died before it drew them.
+func (ad *admins) sync(ctx context.Context) error {
+	ref, ok, err := ad.ref(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	tenant := strings.ToLower(ref.TenantID)
+	versions, err := ad.store.AdminVersions(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	for _, v := range versions {
+		if err := ad.draw(ctx, tenant, v); err != nil {
+			return err
+		}
+	}
+	if ad.digestEvery > 0 {
+		return ad.digest(ctx, ref)
+	}
+	return nil
+}
+
+// adminsLease elects the replica that redraws the admins' cards and sends
+// the digest.
+const adminsLease = "admins"
+
+// run syncs every interval on whichever replica holds the admins' lease.
+func (ad *admins) run(ctx context.Context, leases Leases, holder string, every time.Duration) {
+	if !ad.on() {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		held, err := leases.HoldLease(ctx, adminsLease, holder, 3*every)
+		if err != nil {
+			ad.log.WarnContext(ctx, "cannot hold the admins' lease", "err", err)
+		}
+		if held {
+			if err := ad.sync(ctx); err != nil && ctx.Err() == nil {
+				ad.log.WarnContext(ctx, "cannot bring the admins' conversation up to date", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RunAdmins keeps the admins' conversation (Options.AdminConversation) up
+// to date every interval on whichever replica holds its lease: cards the
+// bot could not post yet, and the digest when it is due. Without an admins'
+// conversation it returns at once.
+func (b *Bot) RunAdmins(ctx context.Context, leases Leases, holder string, every time.Duration) {
+	b.admins.run(ctx, leases, holder, every)
+}
+
+// NeedsAdminChanged is what moves an approval into or out of
+// approval.StatusNeedsAdmin calls after the store applied the change, with
+// the approval as stored: the admins' card of its app version counts it
+// (or no longer does) at once, on whichever replica. Outcomes the bot
+// records itself (upgraded, expired, …) call it already.
+func (b *Bot) NeedsAdminChanged(ctx context.Context, a approval.Approval) {
+	b.admins.approvalChanged(ctx, a)
+}

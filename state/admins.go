@@ -1,0 +1,277 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/upgradeapprovals/bot/bot"
+)
+
+var _ bot.AdminStore = (*Admins)(nil)
+
+// Admins keeps what the admins' conversation shows, per tenant: the
+// requests waiting for an admin by app version and the card showing each,
+// the inventory of installations behind the catalog, and when the last
+// digest went out. Every key of a tenant shares its hash tag, so the
+// inventory is read in one round trip, on a Redis Cluster too.
+type Admins struct{ *conn }
+
+// Admins returns what the admins' conversation needs kept: bot.AdminStore.
+func (s *Store) Admins() *Admins { return &Admins{conn: s.conn} }
+
+func (s *Admins) tag(tenantID string) string { return "{" + strings.ToLower(tenantID) + "}" }
+func (s *Admins) needsAdminKey(tenantID string, v bot.AppVersion) string {
+	return s.opts.Prefix + "needsadmin:" + s.tag(tenantID) + ":" + v.TeamsAppID + "|" + v.Version
+}
+func (s *Admins) versionsKey(tenantID string) string {
+	return s.opts.Prefix + "needsadmin-versions:" + s.tag(tenantID)
+}
+func (s *Admins) cardKey(tenantID string, v bot.AppVersion) string {
+	return s.opts.Prefix + "admincard:" + s.tag(tenantID) + ":" + v.TeamsAppID + "|" + v.Version
+}
+func (s *Admins) inventoryKey(tenantID string) string {
+	return s.opts.Prefix + "inventory:" + s.tag(tenantID)
+}
+func (s *Admins) requestsKey(tenantID string) string {
+	return s.opts.Prefix + "inventory-requests:" + s.tag(tenantID)
+}
+func (s *Admins) digestKey(tenantID string) string {
+	return s.opts.Prefix + "digest:" + s.tag(tenantID)
+}
+
+func versionMember(v bot.AppVersion) string { return v.TeamsAppID + "|" + v.Version }
+
+// SetNeedsAdmin records or drops a request waiting for an admin under its
+// app version.
+func (s *Admins) SetNeedsAdmin(ctx context.Context, tenantID string, v bot.AppVersion, e bot.NeedsAdminEntry, add bool) (bool, error) {
+	key := s.needsAdminKey(tenantID, v)
+	if !add {
+		n, err := s.rdb.HDel(ctx, key, e.ApprovalID).Result()
+		if err != nil {
+			return false, unavailable("drop a request needing an admin", err)
+		}
+		return n > 0, nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return false, fmt.Errorf("state: encode needs-admin entry: %w", err)
+	}
+	var added *redis.IntCmd
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		added = p.HSet(ctx, key, e.ApprovalID, b)
+		p.SAdd(ctx, s.versionsKey(tenantID), versionMember(v))
+		return nil
+	})
+	if err != nil {
+		return false, unavailable("record a request needing an admin", err)
+	}
+	return added.Val() > 0, nil
+}
+
+// NeedsAdmin lists the requests waiting for an admin under v.
+func (s *Admins) NeedsAdmin(ctx context.Context, tenantID string, v bot.AppVersion) ([]bot.NeedsAdminEntry, error) {
+	vals, err := s.rdb.HVals(ctx, s.needsAdminKey(tenantID, v)).Result()
+	if err != nil {
+		return nil, unavailable("read requests needing an admin", err)
+	}
+	out := make([]bot.NeedsAdminEntry, 0, len(vals))
+	for _, raw := range vals {
+		var e bot.NeedsAdminEntry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("state: decode needs-admin entry: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// AdminVersions lists the app versions with requests waiting for an admin,
+// or whose card still shows some.
+func (s *Admins) AdminVersions(ctx context.Context, tenantID string) ([]bot.AppVersion, error) {
+	ms, err := s.rdb.SMembers(ctx, s.versionsKey(tenantID)).Result()
+	if err != nil {
+		return nil, unavailable("read app versions needing an admin", err)
+	}
+	out := make([]bot.AppVersion, 0, len(ms))
+	for _, m := range ms {
+		app, ver, _ := strings.Cut(m, "|")
+		out = append(out, bot.AppVersion{TeamsAppID: app, Version: ver})
+	}
+	return out, nil
+}
+
+// claimAdminCardScript returns {0, card} when the card is posted, {1, ""}
+// when it grants the claim (none, or one older than ARGV[2] ms at ARGV[1]),
+// {0, ""} when someone else's claim is in progress.
+var claimAdminCardScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.sub(cur, 1, 6) ~= 'claim:' then
+    return {0, cur}
+  end
+  if tonumber(ARGV[1]) - tonumber(string.sub(cur, 7)) < tonumber(ARGV[2]) then
+    return {0, ''}
+  end
+end
+redis.call('SET', KEYS[1], 'claim:' .. ARGV[1])
+return {1, ''}
+`)
+
+// ClaimAdminCard returns the card posted for v, or grants posting it once.
+func (s *Admins) ClaimAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, stale time.Duration) (bot.AdminCard, bool, error) {
+	res, err := claimAdminCardScript.Run(ctx, s.rdb, []string{s.cardKey(tenantID, v)},
+		time.Now().UnixMilli(), stale.Milliseconds()).Slice()
+	if err != nil {
+		return bot.AdminCard{}, false, unavailable("claim the admins' card", err)
+	}
+	granted, _ := res[0].(int64)
+	raw, _ := res[1].(string)
+	var card bot.AdminCard
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &card); err != nil {
+			return card, false, fmt.Errorf("state: decode the admins' card: %w", err)
+		}
+	}
+	return card, granted == 1, nil
+}
+
+// SaveAdminCard records the admins' card of v as drawn.
+func (s *Admins) SaveAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, card bot.AdminCard, done bool) error {
+	b, err := json.Marshal(card)
+	if err != nil {
+		return fmt.Errorf("state: encode the admins' card: %w", err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.cardKey(tenantID, v), b, 0)
+		if done {
+			p.SRem(ctx, s.versionsKey(tenantID), versionMember(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("record the admins' card", err)
+	}
+	return nil
+}
+
+// ReleaseAdminCard gives back a claim that posted nothing.
+func (s *Admins) ReleaseAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, done bool) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.cardKey(tenantID, v))
+		if done {
+			p.SRem(ctx, s.versionsKey(tenantID), versionMember(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("release the admins' card", err)
+	}
+	return nil
+}
+
+// SaveScope replaces what is kept of one scope's installations behind the
+// catalog; none forgets the scope.
+func (s *Admins) SaveScope(ctx context.Context, tenantID string, sc bot.InventoryScope) error {
+	field := string(sc.Kind) + ":" + sc.ID
+	var err error
+	if len(sc.Items) == 0 {
+		err = s.rdb.HDel(ctx, s.inventoryKey(tenantID), field).Err()
+	} else {
+		var b []byte
+		if b, err = json.Marshal(sc); err != nil {
+			return fmt.Errorf("state: encode inventory scope: %w", err)
+		}
+		err = s.rdb.HSet(ctx, s.inventoryKey(tenantID), field, b).Err()
+	}
+	if err != nil {
+		return unavailable("record inventory scope", err)
+	}
+	return nil
+}
+
+// NoteRequest records how an installation's request stands.
+func (s *Admins) NoteRequest(ctx context.Context, tenantID string, r bot.RequestNote) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("state: encode request note: %w", err)
+	}
+	if err := s.rdb.HSet(ctx, s.requestsKey(tenantID), r.InstallationID, b).Err(); err != nil {
+		return unavailable("record request note", err)
+	}
+	return nil
+}
+
+// Inventory reads a tenant's inventory in one round trip.
+func (s *Admins) Inventory(ctx context.Context, tenantID string) (bot.InventoryData, error) {
+	var scopes, reqs *redis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		scopes = p.HGetAll(ctx, s.inventoryKey(tenantID))
+		reqs = p.HGetAll(ctx, s.requestsKey(tenantID))
+		return nil
+	})
+	if err != nil {
+		return bot.InventoryData{}, unavailable("read inventory", err)
+	}
+	d := bot.InventoryData{Scopes: make([]bot.InventoryScope, 0, len(scopes.Val())), Requests: make(map[string]bot.RequestNote, len(reqs.Val()))}
+	for _, raw := range scopes.Val() {
+		var sc bot.InventoryScope
+		if err := json.Unmarshal([]byte(raw), &sc); err != nil {
+			return d, fmt.Errorf("state: decode inventory scope: %w", err)
+		}
+		d.Scopes = append(d.Scopes, sc)
+	}
+	for inst, raw := range reqs.Val() {
+		var r bot.RequestNote
+		if err := json.Unmarshal([]byte(raw), &r); err != nil {
+			return d, fmt.Errorf("state: decode request note: %w", err)
+		}
+		d.Requests[inst] = r
+	}
+	return d, nil
+}
+
+// LastDigest is when the last digest went out.
+func (s *Admins) LastDigest(ctx context.Context, tenantID string) (time.Time, error) {
+	v, err := s.rdb.Get(ctx, s.digestKey(tenantID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, unavailable("read last digest", err)
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("state: decode last digest: %w", err)
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
+var claimDigestScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1]) or '0'
+if cur ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+`)
+
+// ClaimDigest moves the last digest from prev to at if it still is prev.
+func (s *Admins) ClaimDigest(ctx context.Context, tenantID string, prev, at time.Time) (bool, error) {
+	p := int64(0)
+	if !prev.IsZero() {
+		p = prev.UnixMilli()
+	}
+	n, err := claimDigestScript.Run(ctx, s.rdb, []string{s.digestKey(tenantID)}, strconv.FormatInt(p, 10),
+		strconv.FormatInt(at.UnixMilli(), 10)).Int()
+	if err != nil {
+		return false, unavailable("claim the digest", err)
+	}
+	return n == 1, nil
+}
