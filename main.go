@@ -11,7 +11,7 @@
 //	upgradebot healthcheck       exit 0 when the local bot answers /healthz
 //	upgradebot doctor [-tenant]  check the configuration, Redis, tokens, Graph permissions, catalog, signing keys
 //	upgradebot audit [flags]     print the audit trail from REDIS_URL as CSV or JSON lines (see -h)
-//	upgradebot inventory [flags] export the installations behind the catalog from REDIS_URL as CSV or JSON lines (see -h)
+//	upgradebot inventory [flags] export the installations behind the catalog from REDIS_URL as CSV or a JSON array (see -h)
 package main
 
 import (

@@ -122,19 +122,23 @@ return {wait, 1}`)
 // of the two together exceeding Graph's limits.
 func (b *Budget) Spend(ctx context.Context, tenantID string, n int) error {
 	err := spendScript.Run(ctx, b.s.rdb, []string{b.key(tenantID)},
-		time.Now().UnixMilli(), cost(n, b.perSecond-b.followUps), 1000).Err()
+		time.Now().UnixMilli(), cost(n, b.perSecond-b.followUps), 1000, maxSpentAhead.Milliseconds()).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return unavailable("graph budget", err)
 	}
 	return nil
 }
 
+// maxSpentAhead bounds how far people's calls can push a tenant's schedule:
+// someone clicking without end costs background work at most a minute.
+const maxSpentAhead = time.Minute
+
 // spendScript: KEYS[1] as takeScript's; ARGV: now (ms), the calls' cost
-// (ms), the burst (ms). The schedule moves on by the cost, as Take's does,
-// but nothing waits.
+// (ms), the burst (ms), maxSpentAhead (ms). The schedule moves on by the
+// cost, as Take's does, at most to maxSpentAhead from now; nothing waits.
 var spendScript = redis.NewScript(`
 local now, cost, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local due = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now) + cost
+local due = math.min(math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now) + cost, now + tonumber(ARGV[4]))
 redis.call('SET', KEYS[1], due, 'PX', due - now + burst)
 return 1`)
 

@@ -463,6 +463,13 @@ func TestPeoplesCallsGoAheadOfTheSweep(t *testing.T) {
 	if w, _, _ := b.Take(ctx, "other-tenant", 1); w != 0 {
 		t.Error("one tenant's people held up another's sweep")
 	}
+	// Someone clicking without end holds background work up a minute at most.
+	if err := b.Spend(ctx, "clicked-tenant", 100_000); err != nil {
+		t.Fatal(err)
+	}
+	if w, _, _ := b.Take(ctx, "clicked-tenant", 1); w > time.Minute {
+		t.Errorf("after endless clicks the sweep waits %s, want at most a minute", w)
+	}
 }
 
 // Graph throttled a tenant for two minutes: its budget says to wait that

@@ -57,6 +57,10 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		fmt.Fprintf(stderr, "audit: -format: unknown value %q (want csv or json)\n", *format)
 		return 2
 	}
+	if o.tenant != "" && !approval.IsEntraID(o.tenant) {
+		fmt.Fprintf(stderr, "audit: -tenant: %q is not a tenant id (GUID)\n", o.tenant)
+		return 2
+	}
 	o.json = *format == "json"
 	o.tenant = strings.ToLower(strings.TrimSpace(o.tenant))
 	cfg, err := loadConfig(getenv)

@@ -27,7 +27,13 @@ func inventoryCommand(ctx context.Context, args []string, getenv func(string) st
 	fs.SetOutput(stderr)
 	tenant := fs.String("tenant", "", "the tenant to list (default MicrosoftAppTenantId; without it, every tenant the bot is in)")
 	format := fs.String("format", "csv", "csv or json")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2 // the flag package named the flag
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "inventory: unexpected argument %q (flags are --tenant, --format)\n", fs.Arg(0))
 		return 2
 	}
 	if *format != "csv" && *format != "json" {
