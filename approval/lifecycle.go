@@ -139,9 +139,10 @@ func (a Approval) Close(o Outcome) Approval {
 // reminder then comes at until at the earliest, and the request does not
 // expire before it has had, after that reminder, as long as any request
 // has after its reminder (afterReminder: the approval TTL less the time to
-// the reminder). false when it may no longer be decided.
+// the reminder). false when it may no longer be decided, or is snoozed
+// already: one snooze at a time, so clicking on cannot keep it open.
 func (a Approval) Snooze(who Person, at, until time.Time, afterReminder time.Duration) (Approval, bool) {
-	if !a.Status.Decidable() || a.Claimed() {
+	if !a.Status.Decidable() || a.Claimed() || a.Snoozed(at) {
 		return a, false
 	}
 	a.SnoozedUntil, a.SnoozedBy = until.UTC(), &who

@@ -157,4 +157,14 @@ func TestSnoozePutsOffTheReminderAndTheExpiry(t *testing.T) {
 	if _, ok := (approval.Approval{Status: approval.StatusSkipped}).Snooze(approval.Person{}, at, at, 0); ok {
 		t.Error("a skipped request was snoozed")
 	}
+	// Snoozed again while snoozed: nothing moves, so clicking on cannot keep
+	// a request open for ever; once the snooze is over, it may be again.
+	s, _ = a.Snooze(approval.Person{Name: "Megan"}, at.Add(144*time.Hour), at.Add(216*time.Hour), 96*time.Hour)
+	if again, ok := s.Snooze(approval.Person{Name: "Adele"}, at.Add(150*time.Hour), at.Add(222*time.Hour), 96*time.Hour); ok ||
+		!again.ExpiresAt.Equal(s.ExpiresAt) || again.SnoozedBy.Name != "Megan" {
+		t.Errorf("snoozed again while snoozed: ok %v, expires %s, by %s", ok, again.ExpiresAt, again.SnoozedBy.Name)
+	}
+	if _, ok := s.Snooze(approval.Person{Name: "Adele"}, at.Add(216*time.Hour), at.Add(288*time.Hour), 96*time.Hour); !ok {
+		t.Error("a request whose snooze ended could not be snoozed again")
+	}
 }

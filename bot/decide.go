@@ -86,17 +86,26 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 	return InvokeCard(dc.cardFor(a, locale)), nil // upgrading…, "still working"
 }
 
-// onSnooze handles "Remind me later": anyone in the conversation may put
-// the request's reminder (and any expiry notice) off for Snooze. The card
-// says until when, for everyone, and the history records who asked.
+// onSnooze handles "Remind me later": an approver may put the request's
+// reminder (and any expiry notice) off for Snooze, once at a time (it
+// moves the expiry for everyone, so nobody else may, and clicking on
+// while snoozed moves nothing). The card says until when, for everyone,
+// and the history records who asked.
 func (dc *decisions) onSnooze(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	a, resp, err := dc.loadApproval(ctx, t)
 	if resp != nil || err != nil {
 		return resp, err
 	}
 	locale, who, now := t.Activity.Locale, t.person(), dc.now()
-	if !a.Decidable() || a.Expired(now) {
+	if !a.Decidable() || a.Expired(now) || a.Snoozed(now) {
 		return InvokeCard(dc.cardFor(a, locale)), nil
+	}
+	ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
+	if err != nil {
+		return dc.invokeFailed(ctx, err), nil
+	}
+	if !ok {
+		return dc.notAllowed(a, locale), nil
 	}
 	snoozed, err := dc.approvals.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) {
 		*x, _ = x.Snooze(who, now, now.Add(dc.snooze), dc.afterReminder)

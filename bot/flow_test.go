@@ -14,6 +14,7 @@ import (
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/bot/memstore"
+	"github.com/upgradeapprovals/bot/cards"
 )
 
 const (
@@ -367,9 +368,14 @@ func TestOnlyOwnersOfOurTenantMayApprove(t *testing.T) {
 		if resp := f.click("reject", a.ID, who); !strings.Contains(resp, "can't approve") {
 			t.Errorf("%s rejected: %s", who, resp)
 		}
+		for _, verb := range []string{cards.VerbSkip, cards.VerbSnooze} {
+			if resp := f.click(verb, a.ID, who); !strings.Contains(resp, "can't approve") {
+				t.Errorf("%s: %s answered %s", who, verb, resp)
+			}
+		}
 	}
-	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != approval.StatusPending {
-		t.Errorf("a non-owner changed the approval: %d upgrades, %s", f.graph.upgradeCount(), f.onlyApproval().Status)
+	if got := f.onlyApproval(); f.graph.upgradeCount() != 0 || got.Status != approval.StatusPending || !got.SnoozedUntil.IsZero() {
+		t.Errorf("a non-owner changed the approval: %d upgrades, %s, snoozed until %s", f.graph.upgradeCount(), got.Status, got.SnoozedUntil)
 	}
 }
 

@@ -41,6 +41,14 @@ func newAdminHarness(t *testing.T, env map[string]string) *adminHarness {
 	return h
 }
 
+// withoutConsentPolicy makes the tenant's consent policy unreadable to the
+// bot (Policy.Read.All not granted): requests are then left as they are,
+// for needsAdmin to move by hand.
+func (h *adminHarness) withoutConsentPolicy() *adminHarness {
+	h.graph.Revoke("Policy.Read.All")
+	return h
+}
+
 func (h *adminHarness) bot(i int) *bot.Bot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -87,7 +95,9 @@ func latestAdminCard(calls []fakechannel.ConnectorCall) string {
 }
 
 // needsAdmin moves an approval to needsadmin through the store, as the
-// tenant's consent policy would, and tells the bot on replica i.
+// tenant's consent policy would, and tells the bot on replica i. The tests
+// that use it keep the policy itself unreadable (withoutConsentPolicy),
+// or the scans would put the approval back as the policy says.
 func (h *adminHarness) needsAdmin(t *testing.T, i int, id string, to approval.Status) {
 	t.Helper()
 	from := []approval.Status{approval.StatusPending, approval.StatusNeedsAdmin}
@@ -99,7 +109,7 @@ func (h *adminHarness) needsAdmin(t *testing.T, i int, id string, to approval.St
 }
 
 func TestAdminsGetOneCardPerAppVersionAcrossThreeReplicas(t *testing.T) {
-	h := newAdminHarness(t, nil)
+	h := newAdminHarness(t, nil).withoutConsentPolicy()
 	var rs []*replica
 	for range 3 {
 		rs = append(rs, h.replica(t, nil, 0))
@@ -298,7 +308,7 @@ func TestOneDigestAcrossThreeReplicasAndNoneWhenNothingChanged(t *testing.T) {
 // Before the bot is in the admins' conversation nothing can be posted
 // there; once it is added, the card of what waits is posted.
 func TestAdminsCardWaitsForTheBotInTheAdminsConversation(t *testing.T) {
-	h := newAdminHarness(t, nil)
+	h := newAdminHarness(t, nil).withoutConsentPolicy()
 	r := h.replica(t, nil, 0)
 	seedTenant(t, h.harness, r)
 	h.awaitCatalogReads(t, 1)
