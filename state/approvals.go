@@ -381,7 +381,7 @@ func (s *ApprovalRecords) update(ctx context.Context, id string, held *approval.
 			if err != nil {
 				continue // decided on the store's copy below, which may differ
 			}
-			wrote, err := s.compareAndSet(ctx, key, claim, b, 1, a, l)
+			wrote, err := s.compareAndSet(ctx, key, claim, b, 1, a, l, false) // a claim's holder: no skip, no snooze
 			if err != nil {
 				return approval.Approval{}, err
 			}
@@ -440,13 +440,18 @@ func (s *ApprovalRecords) update(ctx context.Context, id string, held *approval.
 			// full): no write, so nothing to lose to a concurrent writer.
 			return result, nil
 		}
-		wrote, err := s.compareAndSet(ctx, key, claim, b, leased, a, l)
+		// A skip, or an expiry moved (a snooze): the open key must outlive
+		// the approval's first expiry, or a new request would follow it.
+		// In the same script as the record when both are on one slot (every
+		// id since slot tags), so no failure can leave one without the
+		// other; else in a second step.
+		longer := a.Status == approval.StatusSkipped && result.Status != a.Status || !a.ExpiresAt.Equal(result.ExpiresAt)
+		together := longer && slotTag(id) == openTag(a.OpenKey())
+		wrote, err := s.compareAndSet(ctx, key, claim, b, leased, a, l, together)
 		if err != nil {
 			return approval.Approval{}, err
 		}
-		if wrote && (a.Status == approval.StatusSkipped && result.Status != a.Status || !a.ExpiresAt.Equal(result.ExpiresAt)) {
-			// The open key must outlive the approval's first expiry;
-			// if this fails the record is written all the same.
+		if wrote && longer && !together {
 			if err := s.keepOpen(ctx, a); err != nil {
 				return approval.Approval{}, err
 			}
@@ -460,7 +465,10 @@ func (s *ApprovalRecords) update(ctx context.Context, id string, held *approval.
 
 // compareAndSet writes a and lease l if the approval is still was, and
 // its lease held (leased 1) or not (0) as it was.
-func (s *ApprovalRecords) compareAndSet(ctx context.Context, key, claim string, was []byte, leased int64, a approval.Approval, l lease) (bool, error) {
+// With keepOpen, the approval's open key (on the same slot) is made to last
+// as long as the approval stays open, if it still names it.
+func (s *ApprovalRecords) compareAndSet(ctx context.Context, key, claim string, was []byte, leased int64, a approval.Approval, l lease,
+	keepOpen bool) (bool, error) {
 	nb, err := json.Marshal(approvalRecord{V: approvalVersion, Approval: a})
 	if err != nil {
 		return false, &bot.Error{Code: bot.CodeInternal, Message: "state: encode approval", Err: err}
@@ -473,8 +481,12 @@ func (s *ApprovalRecords) compareAndSet(ctx context.Context, key, claim string, 
 		op = "clear"
 	}
 	sum := sha1.Sum(was)
-	wrote, err := casScript.Run(ctx, s.rdb, []string{key, claim}, hex.EncodeToString(sum[:]), leased,
-		nb, s.approvalTTL(a).Milliseconds(), op, l.set, max(l.ttl.Milliseconds(), 1)).Int()
+	keys, openMs := []string{key, claim}, int64(0)
+	if keepOpen {
+		keys, openMs = append(keys, s.openKey(a.OpenKey())), max(s.openTTL(a).Milliseconds(), 1)
+	}
+	wrote, err := casScript.Run(ctx, s.rdb, keys, hex.EncodeToString(sum[:]), leased,
+		nb, s.approvalTTL(a).Milliseconds(), op, l.set, max(l.ttl.Milliseconds(), 1), openMs, a.ID).Int()
 	if err != nil {
 		return false, unavailable("update approval", err)
 	}
@@ -485,19 +497,28 @@ func (s *ApprovalRecords) compareAndSet(ctx context.Context, key, claim string, 
 // if the record is still the one read (ARGV[1], its SHA-1) and the lease is
 // still held or not as read (ARGV[2]): a compare-and-set in one round trip.
 // ARGV: sha1, leased 0/1, new record, record ttl ms (0: none), lease op
-// ("set", "clear" or ""), lease token, lease ttl ms. Returns 1 if written.
+// ("set", "clear" or ""), lease token, lease ttl ms, then the open key's
+// ttl ms (0: leave it) and the approval id: KEYS[3], the approval's open
+// key, is made to last that long if it still names the approval, in the
+// same step as the record. Returns 1 if written.
 // A record already exactly the new one (and changed since the read) is this
 // very write run again: go-redis sends a script whose answer was lost (a
 // dropped connection, a read timeout) once more, and that run must report
 // the write done, not someone else's, or a claim would be left to the
 // reaper and an outcome never published.
 var casScript = redis.NewScript(`
+local function keepOpen()
+  if KEYS[3] and tonumber(ARGV[8]) > 0 and redis.call('GET', KEYS[3]) == ARGV[9] then
+    redis.call('PEXPIRE', KEYS[3], ARGV[8])
+  end
+end
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   return 0
 end
 if redis.sha1hex(cur) ~= ARGV[1] then
   if cur == ARGV[3] then
+    keepOpen()
     return 1
   end
   return 0
@@ -515,5 +536,6 @@ if ARGV[5] == 'set' then
 elseif ARGV[5] == 'clear' then
   redis.call('DEL', KEYS[2])
 end
+keepOpen()
 return 1
 `)
