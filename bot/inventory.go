@@ -258,6 +258,11 @@ func (ad *admins) digest(ctx context.Context, ref approval.ConversationRef) erro
 		return err
 	}
 	if _, err := ad.conn.Send(ctx, ref.TopLevel(), CardMessage(ad.cards.Digest(view))); err != nil {
+		// Not sent: the interval is the next try's again (on whichever
+		// replica), unless another digest went out meanwhile.
+		if _, perr := ad.store.ClaimDigest(context.WithoutCancel(ctx), tenant, now, last); perr != nil {
+			ad.log.WarnContext(ctx, "a digest that could not be sent is lost", "err", perr)
+		}
 		return err
 	}
 	ad.log.InfoContext(ctx, "admins' digest sent", "upgraded", view.Upgraded, "waiting", view.Waiting, "needs_admin", view.NeedsAdmin)

@@ -400,3 +400,23 @@ func TestConsentPolicyBlocksChatsThenAdminAllows(t *testing.T) {
 		return card != "" && !strings.Contains(card, "installations wait") && !strings.Contains(card, "installation waits")
 	})
 }
+
+// A digest Teams did not take is sent again, not lost with its interval.
+func TestDigestTeamsRefusedIsSentAgain(t *testing.T) {
+	h := newAdminHarness(t, map[string]string{"BOT_DIGEST_INTERVAL": "1s"})
+	r := h.replica(t, nil, 0)
+	h.addAdminChat(t, r)
+	ad, ctx := storeOf(t, h.harness).Admins(), context.Background()
+	var start time.Time
+	eventually(t, 10*time.Second, "the digest's interval to start", func() bool {
+		at, err := ad.LastDigest(ctx, testTenant)
+		start = at
+		return err == nil && !at.IsZero()
+	})
+	h.connector.FailNext(http.StatusInternalServerError)
+	if err := ad.NoteRequest(ctx, testTenant, bot.RequestNote{InstallationID: "inst-0", ApprovalID: "apr_0",
+		TeamsAppID: pollsAppID, Target: "1.1.0", Status: approval.StatusUpgraded, Created: start.Add(-time.Hour), At: start.Add(time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the digest sent again after Teams refused it", func() bool { return len(digests(h.connector.Calls())) >= 2 })
+}
