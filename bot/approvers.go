@@ -124,5 +124,10 @@ func (ap *approvers) whyAsk(ctx context.Context, a approval.Approval, who approv
 			return "", err
 		}
 	}
-	return cards.AskReason(approval.WhyNotApprover(scope, who, membership)), nil
+	return askReasonView[approval.WhyNotApprover(scope, who, membership)], nil
+}
+
+var askReasonView = map[approval.AskReason]cards.AskReason{
+	approval.AskNeedsAdmin: cards.AskNeedsAdmin, approval.AskSecondOpinion: cards.AskSecondOpinion,
+	approval.AskNotApprover: cards.AskNotApprover, approval.AskGuest: cards.AskGuest, approval.AskOtherTenant: cards.AskOtherTenant,
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -104,5 +105,54 @@ func TestNoAskAnAdminWithoutAdminsConversation(t *testing.T) {
 	i, _ := cardIndex(t, h.connector.Calls(), chatID)
 	if s := cardOf(h.connector.Calls()[i]); strings.Contains(s, "askAdmin") || strings.Contains(s, "Ask an admin") {
 		t.Errorf("the card offers Ask an admin without an admins' conversation: %s", s)
+	}
+}
+
+// Before the bot can reach the admins' conversation a click says so and
+// records nothing; once it can, an approver (Megan, an owner) asks for a
+// second opinion. A request that needs an admin offers Ask an admin as its
+// one button, and its asker is told nobody there may consent.
+func TestAskAnAdminForASecondOpinionOnceTheAdminsCanBeReached(t *testing.T) {
+	h := newAdminHarness(t, nil)
+	r := h.replica(t, nil, 0)
+	seedPolls(h.harness, chatID)
+	r.post(t, h.harness, h.installEvents(chatID)[1])
+	eventually(t, 10*time.Second, "the card", func() bool { return cardPosts(h.connector.Calls())[chatID] == 1 })
+	i, cardID := cardIndex(t, h.connector.Calls(), chatID)
+	approvalID := approvalIDOf(t, h.connector.Calls()[i])
+
+	code, body := h.exchangeOn(t, r, h.click("ask-1", chatID, cardID, "askAdmin", approvalID))
+	if code != http.StatusOK || !strings.Contains(string(body), "admins' conversation can't be reached yet") {
+		t.Fatalf("asking before the admins' conversation is known: %d %s", code, body)
+	}
+	if a, err := storeOf(t, h.harness).Approvals().Approval(context.Background(), approvalID); err != nil || len(a.AdminAskedBy) != 0 {
+		t.Fatalf("an ask nobody received was recorded: %+v %v", a.AdminAskedBy, err)
+	}
+
+	h.addAdminChat(t, r)
+	code, body = h.exchangeOn(t, r, h.click("ask-2", chatID, cardID, "askAdmin", approvalID))
+	if code != http.StatusOK || !strings.Contains(string(body), "An admin was asked by Megan.") {
+		t.Fatalf("ask an admin: %d %s", code, body)
+	}
+	asked := askedCards(h.connector.Calls())
+	if len(asked) != 1 || !strings.Contains(asked[0], "Megan may approve it, and asks an admin for a second opinion first.") {
+		t.Fatalf("the admins' cards: %v", asked)
+	}
+
+	h.needsAdmin(t, 0, approvalID, approval.StatusNeedsAdmin)
+	code, body = h.exchangeOn(t, r, h.click("review-1", chatID, cardID, "review", approvalID))
+	if code != http.StatusOK || !strings.Contains(string(body), "An admin needs to allow this upgrade") ||
+		!strings.Contains(string(body), `"verb":"askAdmin"`) || strings.Contains(string(body), `"verb":"approve"`) {
+		t.Fatalf("the card of a request that needs an admin: %d %s", code, body)
+	}
+	byAlex := h.click("ask-3", chatID, cardID, "askAdmin", approvalID)
+	byAlex["from"] = map[string]any{"id": "29:1alex", "aadObjectId": "44444444-4444-4444-4444-444444444444", "name": "Alex Wilber"}
+	code, body = h.exchangeOn(t, r, byAlex)
+	if code != http.StatusOK || !strings.Contains(string(body), "An admin was asked by Megan, Alex Wilber.") {
+		t.Fatalf("asking about a request that needs an admin: %d %s", code, body)
+	}
+	asked = askedCards(h.connector.Calls())
+	if len(asked) != 2 || !strings.Contains(asked[1], "Nobody there can approve it") {
+		t.Fatalf("the admins' cards: %v", asked)
 	}
 }
