@@ -115,8 +115,11 @@ func (ap *approvers) whyAsk(ctx context.Context, a approval.Approval, who approv
 	}
 	scope := a.Upgrade.Installation.Scope
 	ok, err := ap.mayApprove(ctx, scope, who)
-	if err != nil || ok {
-		return cards.AskSecondOpinion, err
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return cards.AskSecondOpinion, nil
 	}
 	var membership []approval.Member
 	if approval.NeedsMembership(scope, who) {
