@@ -65,6 +65,9 @@ type Approval struct {
 	// later" by SnoozedBy); zero when nobody asked.
 	SnoozedUntil time.Time `json:"snoozedUntil,omitzero"`
 	SnoozedBy    *Person   `json:"snoozedBy,omitempty"`
+	// AdminAskedBy are who asked an admin about the request ("Ask an
+	// admin"), once each, in order.
+	AdminAskedBy []Person `json:"adminAskedBy,omitempty"`
 }
 
 // PostedCard is a message showing an approval.

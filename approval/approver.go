@@ -224,3 +224,39 @@ func (m Member) IsOwner() bool { return slices.Contains(m.Roles, "owner") }
 // "owner" says little; a guest is never an approver, whatever rule names
 // them.
 func (m Member) IsGuest() bool { return slices.Contains(m.Roles, "guest") }
+
+// AskReason says why someone asked an admin about a request instead of
+// approving it, for the admins' card.
+type AskReason string
+
+const (
+	// AskNeedsAdmin: nobody in the scope may consent; the request waits
+	// for an admin.
+	AskNeedsAdmin AskReason = "needsAdmin"
+	// AskSecondOpinion: an approver asked before deciding.
+	AskSecondOpinion AskReason = "secondOpinion"
+	// AskNotApprover: a member the approver rule does not name.
+	AskNotApprover AskReason = "notApprover"
+	// AskGuest: a guest, never an approver.
+	AskGuest AskReason = "guest"
+	// AskOtherTenant: someone from another organization.
+	AskOtherTenant AskReason = "otherTenant"
+)
+
+// WhyNotApprover says why who, whom Judge refused, may not approve in
+// scope, from their member entries there as Graph returned them.
+func WhyNotApprover(scope Scope, who Person, membership []Member) AskReason {
+	var mine []Member
+	for _, m := range membership {
+		if strings.EqualFold(m.UserID, who.AADObjectID) {
+			mine = append(mine, m)
+		}
+	}
+	switch {
+	case len(mine) > 0 && !slices.ContainsFunc(mine, scope.InTenant):
+		return AskOtherTenant
+	case len(mine) > 0 && slices.ContainsFunc(mine, Member.IsGuest):
+		return AskGuest
+	}
+	return AskNotApprover
+}

@@ -28,6 +28,7 @@ const (
 	OpAdminAllowed    Operation = "AppUpgradeConsentAllowed"  // the consent policy now lets the approvers consent: pending again
 	OpSkipped         Operation = "AppUpgradeVersionSkipped"  // an approver skipped this version in this scope
 	OpSnoozed         Operation = "AppUpgradeSnoozed"         // someone put the reminder off (remind me later)
+	OpAdminAsked      Operation = "AppUpgradeAdminAsked"      // someone asked the admins' conversation about the request
 )
 
 // operations is the one table of operations, in the order Operations
@@ -52,6 +53,7 @@ var operations = []struct {
 	{OpAdminAllowed, ""},
 	{OpSkipped, StatusSkipped},
 	{OpSnoozed, StatusSnoozed},
+	{OpAdminAsked, ""},
 }
 
 // Operations lists every operation.

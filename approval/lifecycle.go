@@ -1,6 +1,10 @@
 package approval
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Status is where an approval stands.
 type Status string
@@ -163,4 +167,41 @@ func (a Approval) RemindAt(remindAfter time.Duration) time.Time {
 		return a.SnoozedUntil
 	}
 	return at
+}
+
+// AdminAskable reports whether someone may still ask an admin about an
+// approval in status s: while it waits for a decision or for an admin.
+func (s Status) AdminAskable() bool { return s.Decidable() || s == StatusNeedsAdmin }
+
+// AdminAskableStatuses lists the statuses for which AdminAskable holds.
+func AdminAskableStatuses() []Status { return filter(Status.AdminAskable) }
+
+// AskAdmin returns the approval with who recorded as having asked an admin
+// about it; false when they asked already, or it may no longer be asked
+// about. Each person asks once per request.
+func (a Approval) AskAdmin(who Person) (Approval, bool) {
+	if !a.Status.AdminAskable() || a.AdminAsked(who) {
+		return a, false
+	}
+	a.AdminAskedBy = append(slices.Clone(a.AdminAskedBy), who)
+	return a, true
+}
+
+// AdminAsked reports whether who asked an admin about the approval.
+func (a Approval) AdminAsked(who Person) bool { return slices.ContainsFunc(a.AdminAskedBy, who.same) }
+
+// TakeBackAsk returns the approval without who's ask (the admins' card
+// could not be posted): they may ask again.
+func (a Approval) TakeBackAsk(who Person) Approval {
+	a.AdminAskedBy = slices.DeleteFunc(slices.Clone(a.AdminAskedBy), who.same)
+	return a
+}
+
+// same reports whether p is who: by Entra object id, or by channel id
+// when neither has one.
+func (who Person) same(p Person) bool {
+	if who.AADObjectID != "" || p.AADObjectID != "" {
+		return strings.EqualFold(p.AADObjectID, who.AADObjectID)
+	}
+	return p.ID == who.ID
 }

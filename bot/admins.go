@@ -320,3 +320,31 @@ func (b *Bot) RunAdmins(ctx context.Context, leases Leases, holder string, every
 func (b *Bot) NeedsAdminChanged(ctx context.Context, a approval.Approval) {
 	b.admins.approvalChanged(ctx, a)
 }
+
+// errAdminsUnreachable: the bot has no way into the admins' conversation
+// for the approval's tenant yet.
+var errAdminsUnreachable = Errorf(CodeUnavailable, "bot: the admins' conversation cannot be reached yet")
+
+// reachable is the admins' conversation, if the bot can post there about
+// an approval of tenant.
+func (ad *admins) reachable(ctx context.Context, tenant string) (approval.ConversationRef, error) {
+	ref, ok, err := ad.ref(ctx)
+	if err != nil {
+		return ref, err
+	}
+	if !ok || !strings.EqualFold(ref.TenantID, tenant) {
+		return ref, errAdminsUnreachable
+	}
+	return ref, nil
+}
+
+// postAsked posts, in the admins' conversation ref, the card saying who
+// asked an admin about a and why they could not approve it.
+func (ad *admins) postAsked(ctx context.Context, ref approval.ConversationRef, a approval.Approval, who approval.Person, why cards.AskReason) error {
+	u := a.Upgrade
+	card := ad.cards.AdminAsked(cards.AdminAsked{Locale: ref.Locale, App: appView(u), TeamsAppID: appVersion(a).TeamsAppID,
+		Place: placeOf(a.Conversation), Conversation: a.Conversation.ConversationID, AskedBy: who.Name, Reason: why,
+		Permissions: diffView(u.Diff).Added, RequestedAt: a.CreatedAt})
+	_, err := ad.conn.Send(ctx, ref.TopLevel(), CardMessage(card))
+	return err
+}

@@ -105,3 +105,32 @@ func (ap *approvers) people(ctx context.Context, scope approval.Scope) []cards.A
 	}
 	return out
 }
+
+// whyAsk says why who asks an admin about a rather than approve it, from
+// the approver policy applied afresh (Graph at click time): nobody may
+// consent there, they may approve (a second opinion), or why not.
+func (ap *approvers) whyAsk(ctx context.Context, a approval.Approval, who approval.Person) (cards.AskReason, error) {
+	if a.Status == approval.StatusNeedsAdmin {
+		return cards.AskNeedsAdmin, nil
+	}
+	scope := a.Upgrade.Installation.Scope
+	ok, err := ap.mayApprove(ctx, scope, who)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return cards.AskSecondOpinion, nil
+	}
+	var membership []approval.Member
+	if approval.NeedsMembership(scope, who) {
+		if membership, err = ap.directory.Membership(ctx, scope, who.AADObjectID); err != nil {
+			return "", err
+		}
+	}
+	return askReasonView[approval.WhyNotApprover(scope, who, membership)], nil
+}
+
+var askReasonView = map[approval.AskReason]cards.AskReason{
+	approval.AskNeedsAdmin: cards.AskNeedsAdmin, approval.AskSecondOpinion: cards.AskSecondOpinion,
+	approval.AskNotApprover: cards.AskNotApprover, approval.AskGuest: cards.AskGuest, approval.AskOtherTenant: cards.AskOtherTenant,
+}

@@ -230,6 +230,7 @@ func New(opts Options) (*Bot, error) {
 	ad := &admins{plumbing: pl, conversationID: opts.AdminConversation, store: opts.AdminStore, conversations: opts.Conversations,
 		approvers: &approvers{policy: opts.Admins, directory: opts.Directory, log: opts.Logger}, claimStale: opts.ClaimStale,
 		digestEvery: opts.DigestEvery, topApps: opts.InventoryTop}
+	pl.askAdmin = ad.on()
 	ls := &lists{plumbing: pl, approvals: opts.Approvals}
 	pb := &publisher{plumbing: pl, approvals: opts.Approvals, lists: ls, admins: ad}
 	cs := &consent{plumbing: pl, policies: opts.Consent, cache: opts.ConsentCache, maxAge: opts.ConsentMaxAge,
@@ -244,7 +245,8 @@ func New(opts Options) (*Bot, error) {
 	up := &upgrades{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, catalog: opts.Catalog,
 		requests: rq, followups: fu, publisher: pb, verifier: vf, timeout: opts.UpgradeTimeout, grace: opts.UpgradeGrace}
 	dc := &decisions{plumbing: pl, approvals: opts.Approvals, haveGraph: opts.Installations != nil, approvers: ap,
-		upgrades: up, lists: ls, snooze: opts.Snooze, afterReminder: max(opts.ApprovalTTL-opts.RemindAfter, 0), invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel}
+		upgrades: up, lists: ls, snooze: opts.Snooze, afterReminder: max(opts.ApprovalTTL-opts.RemindAfter, 0), invokeWait: opts.InvokeWait, upgradeTimeout: opts.UpgradeTimeout, parallel: opts.Parallel,
+		admins: ad}
 	cm := &commands{plumbing: pl, approvals: opts.Approvals, installations: opts.Installations, requests: rq, lists: ls,
 		approvers: ap, followups: fu, off: opts.ProactiveOff, checks: opts.Checks, checkWindow: opts.CheckWindow, admins: ad}
 	pr := &proactive{plumbing: pl, store: opts.Proactive, off: opts.ProactiveOff, approvals: opts.Approvals,
@@ -265,6 +267,7 @@ func New(opts Options) (*Bot, error) {
 	b.router.OnVerb(cards.VerbRetry, dc.onDecide)
 	b.router.OnVerb(cards.VerbSkip, dc.onDecide)
 	b.router.OnVerb(cards.VerbSnooze, dc.onSnooze)
+	b.router.OnVerb(cards.VerbAskAdmin, dc.onAskAdmin)
 	b.router.OnVerb(cards.VerbReview, dc.onReview)
 	b.router.OnVerb(cards.VerbApproveAll, dc.onApproveAll)
 	return b, nil

@@ -20,7 +20,7 @@ func (pl *plumbing) cardFor(a approval.Approval, locale string) cards.Card {
 		v := cards.PendingUpgrade{Locale: locale, ApprovalID: a.ID, App: app,
 			Diff: diffView(a.Upgrade.Diff), Place: place, Approvers: pl.approverView(&a.Upgrade.Installation.Scope),
 			RequestedAt: a.CreatedAt, Needed: a.Needed(), ApprovedBy: approverNames(a.Approvals), SnoozedUntil: a.SnoozedUntil,
-			SnoozedBy: snoozedBy(a)}
+			SnoozedBy: snoozedBy(a), AskAdmin: pl.askAdmin, AdminAskedBy: personNames(a.AdminAskedBy)}
 		if a.Status == approval.StatusNeedsAdmin {
 			v.NeedsAdmin = &cards.WaitsForAdmin{Problem: problemView(a.WhatWentWrong())}
 		}
@@ -143,4 +143,13 @@ func snoozedBy(a approval.Approval) string {
 		return ""
 	}
 	return a.SnoozedBy.Name
+}
+
+// personNames names people, in order.
+func personNames(ps []approval.Person) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -25,6 +26,7 @@ type decisions struct {
 	invokeWait     time.Duration // Options.InvokeWait
 	upgradeTimeout time.Duration // Options.UpgradeTimeout
 	parallel       int           // Options.Parallel
+	admins         *admins
 	// inflight counts decisions still running after their invoke was
 	// answered; Drain waits for them before the store goes away.
 	inflight sync.WaitGroup
@@ -348,4 +350,58 @@ func (dc *decisions) drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("bot: decisions still running: %w", ctx.Err())
 	}
+}
+
+// onAskAdmin handles "Ask an admin": anyone who sees the card, approver or
+// not, asks the admins' conversation about the request, once per person.
+// The ask is recorded on the approval first, in one compare-and-set, so a
+// redelivered click or another replica posts no second card; a card that
+// could not be posted takes the record back. Every card then says who
+// asked.
+func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, error) {
+	a, resp, err := dc.loadApproval(ctx, t)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	locale, who, now := t.Activity.Locale, t.person(), dc.now()
+	if !dc.admins.on() || !a.Status.AdminAskable() || a.Expired(now) || a.AdminAsked(who) {
+		return InvokeCard(dc.cardFor(a, locale)), nil
+	}
+	ref, err := dc.admins.reachable(ctx, a.OpenKey().TenantID)
+	if errors.Is(err, errAdminsUnreachable) {
+		return Refuse(CodeUnavailable, "AdminsUnreachable", dc.cards.Sentence(locale, cards.SentenceAdminsUnreachable, nil)), nil
+	}
+	if err != nil {
+		return dc.storeFailed(ctx, err)
+	}
+	why, err := dc.approvers.whyAsk(ctx, a, who)
+	if err != nil {
+		return dc.invokeFailed(ctx, err), nil
+	}
+	var added bool
+	asked, err := dc.approvals.Transition(ctx, a.ID, approval.AdminAskableStatuses(), func(x *approval.Approval) {
+		*x, added = x.AskAdmin(who)
+	})
+	if ErrorCode(err) == CodeConflict {
+		return InvokeCard(dc.cardFor(asked, locale)), nil // decided meanwhile
+	}
+	if err != nil {
+		return dc.storeFailed(ctx, err)
+	}
+	if !added {
+		return InvokeCard(dc.cardFor(asked, locale)), nil // asked already, on another replica or an earlier delivery
+	}
+	if err := dc.admins.postAsked(ctx, ref, asked, who, why); err != nil {
+		dc.log.WarnContext(ctx, "cannot post in the admins' conversation", "approval", a.ID, "err", err)
+		if _, uerr := dc.approvals.Transition(context.WithoutCancel(ctx), a.ID, approval.Statuses(), func(x *approval.Approval) {
+			*x = x.TakeBackAsk(who)
+		}); uerr != nil {
+			dc.log.WarnContext(ctx, "cannot take back an ask that was not posted", "approval", a.ID, "err", uerr)
+		}
+		return dc.invokeFailed(ctx, err), nil
+	}
+	dc.log.InfoContext(ctx, "an admin was asked", "approval", a.ID, "reason", why)
+	dc.audit(ctx, dc.approvals, asked.Event(approval.OpAdminAsked, now, &who, string(why)))
+	dc.upgrades.publisher.updateCardsOnly(context.WithoutCancel(ctx), asked)
+	return InvokeCard(dc.cardFor(asked, locale)), nil
 }

@@ -18,6 +18,9 @@ type plumbing struct {
 	log    *slog.Logger
 	now    func() time.Time
 	policy approval.ApproverPolicy
+	// askAdmin: there is an admins' conversation, so cards offer "Ask an
+	// admin".
+	askAdmin bool
 }
 
 // updateCard replaces a posted card for everyone; a failure is logged, as

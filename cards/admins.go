@@ -215,3 +215,87 @@ func (c *Cards) Digest(d Digest) Card {
 	card.FallbackText = t.T("DigestTitle")
 	return card
 }
+
+// SentenceAdminsUnreachable: Ask an admin found no way into the admins'
+// conversation yet (the bot has no reference for it); nobody was asked.
+const SentenceAdminsUnreachable Sentence = "AdminsUnreachable"
+
+// AskReason says why someone asked an admin instead of approving.
+type AskReason string
+
+const (
+	AskNeedsAdmin    AskReason = "needsAdmin"    // nobody there may consent
+	AskSecondOpinion AskReason = "secondOpinion" // an approver wants a second opinion
+	AskNotApprover   AskReason = "notApprover"   // the approver rule does not name them
+	AskGuest         AskReason = "guest"         // a guest, never an approver
+	AskOtherTenant   AskReason = "otherTenant"   // from another organization
+)
+
+// AdminAsked is one request someone asked the admins about ("Ask an
+// admin"): who, why they could not approve it, and what it is.
+type AdminAsked struct {
+	Locale       string
+	App          App
+	TeamsAppID   string // the catalog id, for the Teams admin center link
+	Place        Place
+	Conversation string // the conversation's id, where the request's card is
+	AskedBy      string
+	Reason       AskReason
+	Permissions  []Permission // added by the upgrade
+	RequestedAt  time.Time
+}
+
+// AdminAsked is the card posted in the admins' conversation when someone
+// asks an admin about a request.
+func (c *Cards) AdminAsked(a AdminAsked) Card {
+	t := c.tr(a.Locale)
+	reason := a.Reason
+	switch reason {
+	case AskNeedsAdmin, AskSecondOpinion, AskNotApprover, AskGuest, AskOtherTenant:
+	default:
+		reason = AskNotApprover
+	}
+	data := map[string]any{"Asker": literal(a.AskedBy), "App": literal(a.App.Name), "From": a.App.FromVersion, "To": a.App.ToVersion}
+	body := []Element{
+		heading(t.T("AdminAskedTitle", data)),
+		text(t.T("UpgradeFromTo", data)),
+		{Type: "FactSet", Facts: []Fact{
+			{Title: t.T("AdminAskedWho"), Value: literal(a.AskedBy)},
+			{Title: t.T("AdminAskedWhere"), Value: t.T("AdminAskedPlace_" + string(placeOrChat(a.Place)))},
+			{Title: t.T("AdminAskedConversation"), Value: literal(a.Conversation)},
+		}},
+		container("emphasis", Element{Type: "TextBlock", Text: t.T("AdminAskedWhy"), Weight: "Bolder", Wrap: true},
+			text(t.T("AskReason_"+string(reason), data))),
+	}
+	if len(a.Permissions) > 0 {
+		body = append(body, Element{Type: "TextBlock", Text: t.N("AdminNeededPermissions", len(a.Permissions), nil),
+			Weight: "Bolder", Wrap: true, Spacing: "Medium"})
+		shown := a.Permissions[:min(len(a.Permissions), maxAdminPermissions)]
+		for _, p := range shown {
+			body = append(body, c.permissionLines(t, p)...)
+		}
+		if more := len(a.Permissions) - len(shown); more > 0 {
+			body = append(body, subtle(t.T("AndMore", map[string]any{"Count": more})))
+		}
+	} else {
+		body = append(body, text(t.T("NoPermissionChange")))
+	}
+	if !a.RequestedAt.IsZero() {
+		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(a.RequestedAt)})))
+	}
+	var actions []Action
+	if a.TeamsAppID != "" {
+		actions = append(actions, Action{Type: "Action.OpenUrl", Title: t.T("AdminOpenCenter"), URL: adminCenterApp(a.TeamsAppID)})
+	}
+	card := newCard(t.cardLang(), body, actions...)
+	card.FallbackText = t.T("AdminAskedTitle", data)
+	return card
+}
+
+// placeOrChat keeps a meeting apart (its words differ); no place is a chat.
+func placeOrChat(p Place) Place {
+	if p == "" {
+		return PlaceChat
+	}
+	return p
+}

@@ -20,8 +20,9 @@ const (
 	VerbRetry      = "retry"
 	VerbReview     = "review"
 	VerbApproveAll = "approveAll"
-	VerbSkip       = "skip"   // skip this version: no reminder, no new card for it
-	VerbSnooze     = "snooze" // remind me later
+	VerbSkip       = "skip"     // skip this version: no reminder, no new card for it
+	VerbSnooze     = "snooze"   // remind me later
+	VerbAskAdmin   = "askAdmin" // ask the admins' conversation about a request
 )
 
 // Card is an Adaptive Card.

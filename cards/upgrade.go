@@ -71,6 +71,10 @@ type PendingUpgrade struct {
 	// the upgrade: the card says who can allow it and how, and offers no
 	// button that would fail.
 	NeedsAdmin *WaitsForAdmin
+	// AskAdmin offers "Ask an admin" (there is an admins' conversation);
+	// AdminAskedBy names who asked so far.
+	AskAdmin     bool
+	AdminAskedBy []string
 }
 
 // WaitsForAdmin is why an upgrade waits for an admin: Problem's reason is
@@ -102,14 +106,19 @@ func (c *Cards) Pending(v PendingUpgrade) Card {
 	if !v.SnoozedUntil.IsZero() {
 		body = append(body, subtle(t.T("SnoozedUntil", map[string]any{"By": v.SnoozedBy, "When": when(v.SnoozedUntil)})))
 	}
-	// Skip and Remind me later are in the overflow menu ("…"): the
-	// decision stays two buttons.
-	card := newCard(t.cardLang(), body,
+	body = append(body, t.adminAsked(v.AdminAskedBy)...)
+	// Skip, Remind me later and Ask an admin are in the overflow menu
+	// ("…"): the decision stays two buttons.
+	actions := []Action{
 		execute(t.T("Approve"), VerbApprove, v.ApprovalID, "positive"),
 		execute(t.T("Reject"), VerbReject, v.ApprovalID, "destructive"),
 		secondary(execute(t.T("SkipVersion"), VerbSkip, v.ApprovalID, "")),
 		secondary(execute(t.T("RemindLater"), VerbSnooze, v.ApprovalID, "")),
-	)
+	}
+	if v.AskAdmin {
+		actions = append(actions, secondary(execute(t.T("AskAdmin"), VerbAskAdmin, v.ApprovalID, "")))
+	}
+	card := newCard(t.cardLang(), body, actions...)
 	card.FallbackText = t.T("PendingFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
 	return card
 }
@@ -134,8 +143,17 @@ func (t tr) quorum(needed int, approvedBy []string) []Element {
 // names joins people's names as the language lists them.
 func (t tr) names(ns []string) string { return strings.Join(ns, t.T("NameSeparator")) }
 
+// adminAsked says who asked an admin about the request, if anyone did.
+func (t tr) adminAsked(names []string) []Element {
+	if len(names) == 0 {
+		return nil
+	}
+	return []Element{subtle(t.T("AdminAskedBy", map[string]any{"Names": literal(t.names(names))}))}
+}
+
 // needsAdmin ends the card of an upgrade that waits for an admin: what
-// stops it, who can allow it and how, and no buttons.
+// stops it, who can allow it and how, and no button that would fail; Ask
+// an admin, when there is an admins' conversation.
 func (c *Cards) needsAdmin(t tr, v PendingUpgrade, body []Element) Card {
 	p := v.NeedsAdmin.Problem
 	w := t.word(p)
@@ -153,7 +171,12 @@ func (c *Cards) needsAdmin(t tr, v PendingUpgrade, body []Element) Card {
 	if !v.RequestedAt.IsZero() {
 		body = append(body, subtle(t.T("RequestedAt", map[string]any{"When": when(v.RequestedAt)})))
 	}
-	card := newCard(t.cardLang(), body)
+	body = append(body, t.adminAsked(v.AdminAskedBy)...)
+	var actions []Action
+	if v.AskAdmin {
+		actions = append(actions, execute(t.T("AskAdmin"), VerbAskAdmin, v.ApprovalID, ""))
+	}
+	card := newCard(t.cardLang(), body, actions...)
 	card.FallbackText = t.T("NeedsAdminFallback", map[string]any{"App": v.App.Name, "From": v.App.FromVersion, "To": v.App.ToVersion})
 	return card
 }
