@@ -61,15 +61,7 @@ func (c *Cards) AdminNeeded(a AdminNeeded) Card {
 		subtle(t.T("AdminNeededSince", data)),
 	}
 	if len(a.Permissions) > 0 {
-		body = append(body, Element{Type: "TextBlock", Text: t.N("AdminNeededPermissions", len(a.Permissions), nil),
-			Weight: "Bolder", Wrap: true, Spacing: "Medium"})
-		shown := a.Permissions[:min(len(a.Permissions), maxAdminPermissions)]
-		for _, p := range shown {
-			body = append(body, c.permissionLines(t, p)...)
-		}
-		if more := len(a.Permissions) - len(shown); more > 0 {
-			body = append(body, subtle(t.T("AndMore", map[string]any{"Count": more})))
-		}
+		body = append(body, c.adminPermissions(t, a.Permissions)...)
 	}
 	body = append(body, container("emphasis",
 		Element{Type: "TextBlock", Text: t.T("AdminCanDo"), Weight: "Bolder", Wrap: true},
@@ -268,15 +260,7 @@ func (c *Cards) AdminAsked(a AdminAsked) Card {
 			text(t.T("AskReason_"+string(reason), data))),
 	}
 	if len(a.Permissions) > 0 {
-		body = append(body, Element{Type: "TextBlock", Text: t.N("AdminNeededPermissions", len(a.Permissions), nil),
-			Weight: "Bolder", Wrap: true, Spacing: "Medium"})
-		shown := a.Permissions[:min(len(a.Permissions), maxAdminPermissions)]
-		for _, p := range shown {
-			body = append(body, c.permissionLines(t, p)...)
-		}
-		if more := len(a.Permissions) - len(shown); more > 0 {
-			body = append(body, subtle(t.T("AndMore", map[string]any{"Count": more})))
-		}
+		body = append(body, c.adminPermissions(t, a.Permissions)...)
 	} else {
 		body = append(body, text(t.T("NoPermissionChange")))
 	}
@@ -298,4 +282,18 @@ func placeOrChat(p Place) Place {
 		return PlaceChat
 	}
 	return p
+}
+
+// adminPermissions lists the permissions an app version asks for on an
+// admins' card, the first maxAdminPermissions and how many more.
+func (c *Cards) adminPermissions(t tr, ps []Permission) []Element {
+	out := []Element{{Type: "TextBlock", Text: t.N("AdminNeededPermissions", len(ps), nil), Weight: "Bolder", Wrap: true, Spacing: "Medium"}}
+	shown := ps[:min(len(ps), maxAdminPermissions)]
+	for _, p := range shown {
+		out = append(out, c.permissionLines(t, p)...)
+	}
+	if more := len(ps) - len(shown); more > 0 {
+		out = append(out, subtle(t.T("AndMore", map[string]any{"Count": more})))
+	}
+	return out
 }
