@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -88,4 +89,39 @@ func (a Approval) Approve(who Person, at time.Time, token string) (Approval, Vot
 		return a, VoteRepeated
 	}
 	return a, VoteCounted
+}
+
+// Completes reports whether who's approval would meet a quorum of more
+// than one: the moment to make sure the earlier approvers still may.
+func (a Approval) Completes(who Person) bool {
+	n := len(a.Approvals)
+	if !a.ApprovedBy(who) {
+		n++
+	}
+	return a.Needed() > 1 && n >= a.Needed()
+}
+
+// Others are the approvers so far other than who.
+func (a Approval) Others(who Person) []Person {
+	var out []Person
+	for _, p := range a.Approvals {
+		if !samePerson(p.Person, who) {
+			out = append(out, p.Person)
+		}
+	}
+	return out
+}
+
+// Withdraw returns the approval without the approvals of gone: people who
+// approved but may no longer (removed from the chat, made guests), whose
+// approval must not count towards the quorum.
+func (a Approval) Withdraw(gone []Person) Approval {
+	var kept []Approver
+	for _, p := range a.Approvals {
+		if !slices.ContainsFunc(gone, func(g Person) bool { return samePerson(p.Person, g) }) {
+			kept = append(kept, p)
+		}
+	}
+	a.Approvals = kept
+	return a
 }

@@ -68,6 +68,9 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 			a, err = dc.upgrades.conclude(ctx, a, approval.Outcome{Status: closeAs, By: &who, At: now})
 		}
 	} else {
+		if a, err = dc.recheckApprovers(ctx, a, who); err != nil {
+			return dc.invokeFailed(ctx, err), nil
+		}
 		a, claimed, err = dc.upgrades.claim(ctx, a, who, dc.upgrades.claimLease())
 	}
 	if err != nil {
@@ -86,6 +89,41 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 		return InvokeCard(dc.cardFor(d, locale)), nil
 	}
 	return InvokeCard(dc.cardFor(a, locale)), nil // upgrading…, "still working"
+}
+
+// recheckApprovers asks Graph again, when who's approval would meet a
+// quorum of more than one, whether each earlier approver still may
+// approve: one removed from the chat or made a guest since no longer
+// counts, and the upgrade waits for another. Their approvals are withdrawn
+// from the record. An error is Graph's.
+func (dc *decisions) recheckApprovers(ctx context.Context, a approval.Approval, who approval.Person) (approval.Approval, error) {
+	if !a.Completes(who) {
+		return a, nil
+	}
+	var gone []approval.Person
+	for _, p := range a.Others(who) {
+		ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, p)
+		if err != nil {
+			return a, err
+		}
+		if !ok {
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) == 0 {
+		return a, nil
+	}
+	dc.log.InfoContext(ctx, "earlier approvers may no longer approve; their approvals no longer count", "approval", a.ID, "withdrawn", len(gone))
+	kept, err := dc.approvals.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) { *x = x.Withdraw(gone) })
+	switch {
+	case err == nil:
+		return kept, nil
+	case ErrorCode(err) != CodeConflict:
+		// The claim that follows meets the same store, and fails the
+		// click if it is down.
+		dc.log.WarnContext(ctx, "cannot withdraw approvals that no longer count", "approval", a.ID, "err", err)
+	}
+	return a, nil // decided meanwhile: the claim says so
 }
 
 // onSnooze handles "Remind me later": an approver may put the request's

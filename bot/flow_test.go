@@ -1404,3 +1404,30 @@ func TestRepeatedCheckReadsGraphOnce(t *testing.T) {
 			n, len(g.state.Approvals()))
 	}
 }
+
+// With two approvers needed, an owner who approved and is a guest by the
+// time the second approves no longer counts: Graph is asked again about
+// the earlier approver when the quorum would be met, and the upgrade
+// waits for another approver.
+func TestQuorumRechecksEarlierApproversWhenItWouldBeMet(t *testing.T) {
+	const adele = "55555555-5555-5555-5555-555555555555"
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
+	f.graph.members = append(f.graph.members, approval.Member{UserID: adele, TenantID: tenant, Roles: []string{"owner"}, DisplayName: "Adele"})
+	f.bot = f.withOptions(func(o *bot.Options) { o.ApprovalQuorum = 2 })
+	f.say("check")
+	id := f.onlyApproval().ID
+	f.click("approve", id, adele)
+	if got := f.onlyApproval(); len(got.Approvals) != 1 || got.Status != approval.StatusPending {
+		t.Fatalf("after Adele: %s with %d approvals", got.Status, len(got.Approvals))
+	}
+	for i, m := range f.graph.members {
+		if m.UserID == adele {
+			f.graph.members[i].Roles = []string{"guest"}
+		}
+	}
+	f.click("approve", id, owner)
+	got := f.onlyApproval()
+	if f.graph.upgradeCount() != 0 || got.Status != approval.StatusPending || len(got.Approvals) != 1 || got.Approvals[0].AADObjectID != owner {
+		t.Errorf("after Megan, Adele a guest: %d upgrades, %s, approvals %+v; want none, pending, Megan's alone", f.graph.upgradeCount(), got.Status, got.Approvals)
+	}
+}
