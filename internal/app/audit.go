@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -68,22 +69,32 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if cfg.RedisURL == "" {
-		fmt.Fprintln(stderr, "config: REDIS_URL: required: the audit trail is in the bot's Redis")
-		return 2
-	}
-	rdb, closeRedis, err := state.Connect(ctx, cfg.RedisURL, newLogger(stderr))
-	if err != nil {
-		fmt.Fprintln(stderr, "audit:", err)
-		return 1
+	store, closeRedis, code := commandStore(ctx, cfg, "audit", "the audit trail is in the bot's Redis", newLogger(stderr), stderr)
+	if code != 0 {
+		return code
 	}
 	defer closeRedis()
-	trail := state.New(rdb, state.Options{Prefix: cfg.RedisPrefix}).Trail()
-	if err := printAudit(ctx, trail, o, time.Now(), stdout); err != nil {
+	if err := printAudit(ctx, store.Trail(), o, time.Now(), stdout); err != nil {
 		fmt.Fprintln(stderr, "audit:", err)
 		return 1
 	}
 	return 0
+}
+
+// commandStore is the bot's Redis store for a command that reads it (audit,
+// inventory): REDIS_URL is required (why says what is there), and an exit
+// code other than 0 says the command is over, its reason written.
+func commandStore(ctx context.Context, c config, command, why string, logger *slog.Logger, stderr io.Writer) (*state.Store, func() error, int) {
+	if c.RedisURL == "" {
+		fmt.Fprintln(stderr, "config: REDIS_URL: required: "+why)
+		return nil, nil, 2
+	}
+	rdb, closeRedis, err := state.Connect(ctx, c.RedisURL, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, command+":", err)
+		return nil, nil, 1
+	}
+	return state.New(rdb, state.Options{Prefix: c.RedisPrefix}), closeRedis, 0
 }
 
 // printAudit writes the trail as o asks, streaming: each event is written

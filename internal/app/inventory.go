@@ -54,17 +54,11 @@ func inventoryCommand(ctx context.Context, args []string, getenv func(string) st
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if c.RedisURL == "" {
-		fmt.Fprintln(stderr, "config: REDIS_URL: required: the inventory is read from the bot's Redis")
-		return 2
-	}
-	rdb, closeFn, err := state.Connect(ctx, c.RedisURL, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		fmt.Fprintln(stderr, "inventory:", err)
-		return 1
+	store, closeFn, code := commandStore(ctx, c, "inventory", "the inventory is read from the bot's Redis", slog.New(slog.DiscardHandler), stderr)
+	if code != 0 {
+		return code
 	}
 	defer closeFn()
-	store := state.New(rdb, state.Options{Prefix: c.RedisPrefix})
 	if err := exportInventory(ctx, store, t, *format, stdout); err != nil {
 		fmt.Fprintln(stderr, "inventory:", err)
 		return 1
