@@ -46,12 +46,8 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 	if !a.Decidable() {
 		return InvokeCard(dc.cardFor(a, locale)), nil // double clicks and redeliveries change nothing
 	}
-	ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
-	if err != nil {
-		return dc.invokeFailed(ctx, err), nil
-	}
-	if !ok {
-		return dc.notAllowed(a, locale), nil
+	if refused := dc.unlessApprover(ctx, a, who, locale); refused != nil {
+		return refused, nil
 	}
 	var claimed bool
 	deadline := time.Now().Add(dc.upgradeTimeout) // set before the claim: it ends inside the lease
@@ -89,6 +85,19 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 		return InvokeCard(dc.cardFor(d, locale)), nil
 	}
 	return InvokeCard(dc.cardFor(a, locale)), nil // upgrading…, "still working"
+}
+
+// unlessApprover is the answer to give who, asked of Graph now, when they
+// may not decide a (or Graph cannot tell); nil when they may.
+func (dc *decisions) unlessApprover(ctx context.Context, a approval.Approval, who approval.Person, locale string) *InvokeResponse {
+	ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
+	if err != nil {
+		return dc.invokeFailed(ctx, err)
+	}
+	if !ok {
+		return dc.notAllowed(a, locale)
+	}
+	return nil
 }
 
 // recheckApprovers asks Graph again, when who's approval would meet a
@@ -140,12 +149,8 @@ func (dc *decisions) onSnooze(ctx context.Context, t *Turn) (*InvokeResponse, er
 	if !a.Decidable() || a.Expired(now) || a.Snoozed(now) {
 		return InvokeCard(dc.cardFor(a, locale)), nil
 	}
-	ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
-	if err != nil {
-		return dc.invokeFailed(ctx, err), nil
-	}
-	if !ok {
-		return dc.notAllowed(a, locale), nil
+	if refused := dc.unlessApprover(ctx, a, who, locale); refused != nil {
+		return refused, nil
 	}
 	snoozed, err := dc.approvals.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) {
 		*x, _ = x.Snooze(who, now, now.Add(dc.snooze), dc.afterReminder)
@@ -307,12 +312,8 @@ func (dc *decisions) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse
 		if !a.Decidable() {
 			continue
 		}
-		ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
-		if err != nil {
-			return dc.invokeFailed(ctx, err), nil
-		}
-		if !ok {
-			return dc.notAllowed(a, locale), nil
+		if refused := dc.unlessApprover(ctx, a, who, locale); refused != nil {
+			return refused, nil
 		}
 		break
 	}
