@@ -42,18 +42,21 @@ func (pb *publisher) publish(ctx context.Context, done approval.Approval) {
 	pb.updateCardsAndLists(ctx, done, listed)
 }
 
-// publishEvent writes a history line that is not how the approval ended
-// (status: "Remind me later" by who at at) and updates its cards.
+// publishEvent writes an event that is not how the approval ended (status:
+// "Remind me later" by who at at) to the tenant's audit trail and the
+// conversation's history, as publish writes an outcome, and updates its
+// cards.
 func (pb *publisher) publishEvent(ctx context.Context, a approval.Approval, status approval.Status, who approval.Person, at time.Time) {
 	ctx = context.WithoutCancel(ctx)
-	in := a.Upgrade
-	hctx, cancel := context.WithTimeout(ctx, recordTimeout)
-	_, err := pb.approvals.RecordOutcome(hctx, approval.BaseConversation(a.Conversation.ConversationID), approval.AuditEvent{At: at.UTC(),
-		Status: status, Actor: who.Name, App: in.Installation.DisplayName, From: in.Installation.Definition.Version,
-		To: in.Target.Version, ApprovalID: a.ID})
-	cancel()
+	e := a.Event(approval.OperationOf(status), at, &who, "")
+	e.Status = status // the history line says what happened, not how the approval stands
+	err := retryStore(ctx, auditRetry, func(ctx context.Context) error {
+		_, err := pb.approvals.RecordOutcome(ctx, approval.BaseConversation(a.Conversation.ConversationID), e)
+		return err
+	})
 	if err != nil {
-		pb.log.WarnContext(ctx, "cannot record history", "approval", a.ID, "err", err)
+		pb.log.ErrorContext(ctx, "cannot record an event; it is missing from the audit trail and the history",
+			"operation", e.Operation, "approval", a.ID, "tenant", e.TenantID, "err", err)
 	}
 	pb.updateCardsOnly(ctx, a)
 }

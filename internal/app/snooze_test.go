@@ -68,4 +68,9 @@ func TestSnoozedReminderComesAfterTheSnoozeNotBefore(t *testing.T) {
 	if s := cardOf(calls[before]); !strings.Contains(s, "Megan asked to be reminded later about **Polls** 1.1.0") {
 		t.Errorf("history does not show the snooze: %s", s)
 	}
+	// And the tenant's audit trail has it, by whom.
+	if _, out, _ := h.audit("--tenant", testTenant, "--format", "json"); !strings.Contains(out, `"operation":"AppUpgradeSnoozed"`) ||
+		!strings.Contains(out, `"actor":"Megan"`) {
+		t.Errorf("the tenant's audit trail does not have the snooze: %s", out)
+	}
 }
