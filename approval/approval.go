@@ -60,7 +60,7 @@ type Approval struct {
 	// zero is one.
 	Quorum int `json:"quorum,omitempty"`
 	// Approvals are the distinct approvers who approved so far, in order.
-	Approvals []Approver `json:"approvals,omitempty"`
+	Approvals Approvers `json:"approvals,omitempty"`
 	// SnoozedUntil puts the reminder and any expiry notice off ("Remind me
 	// later" by SnoozedBy); zero when nobody asked.
 	SnoozedUntil time.Time `json:"snoozedUntil,omitzero"`

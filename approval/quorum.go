@@ -12,6 +12,38 @@ type Approver struct {
 	At time.Time `json:"at"`
 }
 
+// Approvers are the distinct people who approved a request, in order.
+type Approvers []Approver
+
+// Include reports whether who has already approved.
+func (as Approvers) Include(who Person) bool {
+	return slices.ContainsFunc(as, func(p Approver) bool { return samePerson(p.Person, who) })
+}
+
+// Except returns the approvers other than who.
+func (as Approvers) Except(who Person) []Person {
+	var out []Person
+	for _, p := range as {
+		if !samePerson(p.Person, who) {
+			out = append(out, p.Person)
+		}
+	}
+	return out
+}
+
+// Without returns the approvers less gone: people who approved but may no
+// longer (removed from the chat, made guests), whose approval must not
+// count towards a quorum.
+func (as Approvers) Without(gone []Person) Approvers {
+	var kept Approvers
+	for _, p := range as {
+		if !slices.ContainsFunc(gone, func(g Person) bool { return samePerson(p.Person, g) }) {
+			kept = append(kept, p)
+		}
+	}
+	return kept
+}
+
 // QuorumFor is how many distinct approvers must approve an upgrade in scope
 // when configured asks for that many (BOT_APPROVAL_QUORUM): a personal
 // scope has one approver, its user, so one always; less than one is one.
@@ -26,19 +58,6 @@ func QuorumFor(scope Scope, configured int) int {
 // runs: the approval's Quorum, at least one (requests recorded before
 // quorums have none).
 func (a Approval) Needed() int { return max(a.Quorum, 1) }
-
-// StillNeeded is how many more approvers must approve.
-func (a Approval) StillNeeded() int { return max(a.Needed()-len(a.Approvals), 0) }
-
-// ApprovedBy reports whether who has already approved.
-func (a Approval) ApprovedBy(who Person) bool {
-	for _, p := range a.Approvals {
-		if samePerson(p.Person, who) {
-			return true
-		}
-	}
-	return false
-}
 
 // samePerson compares by Entra object id when both have one, else by
 // channel id: the same person clicking twice (or on two replicas) counts
@@ -77,7 +96,7 @@ func (a Approval) Approve(who Person, at time.Time, token string) (Approval, Vot
 		return a, VoteRefused
 	}
 	added := false
-	if !a.ApprovedBy(who) {
+	if !a.Approvals.Include(who) {
 		a.Approvals = append(a.Approvals[:len(a.Approvals):len(a.Approvals)], Approver{Person: who, At: at.UTC()})
 		added = true
 	}
@@ -95,33 +114,8 @@ func (a Approval) Approve(who Person, at time.Time, token string) (Approval, Vot
 // than one: the moment to make sure the earlier approvers still may.
 func (a Approval) Completes(who Person) bool {
 	n := len(a.Approvals)
-	if !a.ApprovedBy(who) {
+	if !a.Approvals.Include(who) {
 		n++
 	}
 	return a.Needed() > 1 && n >= a.Needed()
-}
-
-// Others are the approvers so far other than who.
-func (a Approval) Others(who Person) []Person {
-	var out []Person
-	for _, p := range a.Approvals {
-		if !samePerson(p.Person, who) {
-			out = append(out, p.Person)
-		}
-	}
-	return out
-}
-
-// Withdraw returns the approval without the approvals of gone: people who
-// approved but may no longer (removed from the chat, made guests), whose
-// approval must not count towards the quorum.
-func (a Approval) Withdraw(gone []Person) Approval {
-	var kept []Approver
-	for _, p := range a.Approvals {
-		if !slices.ContainsFunc(gone, func(g Person) bool { return samePerson(p.Person, g) }) {
-			kept = append(kept, p)
-		}
-	}
-	a.Approvals = kept
-	return a
 }

@@ -73,7 +73,7 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 		return dc.storeFailed(ctx, err)
 	}
 	if !claimed {
-		if a.Decidable() && a.ApprovedBy(who) {
+		if a.Decidable() && a.Approvals.Include(who) {
 			// Counted, more approvers needed: every card shows who
 			// approved so far (a second click by the same person
 			// counted once).
@@ -110,7 +110,7 @@ func (dc *decisions) recheckApprovers(ctx context.Context, a approval.Approval, 
 		return a, nil
 	}
 	var gone []approval.Person
-	for _, p := range a.Others(who) {
+	for _, p := range a.Approvals.Except(who) {
 		ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, p)
 		if err != nil {
 			return a, err
@@ -123,7 +123,7 @@ func (dc *decisions) recheckApprovers(ctx context.Context, a approval.Approval, 
 		return a, nil
 	}
 	dc.log.InfoContext(ctx, "earlier approvers may no longer approve; their approvals no longer count", "approval", a.ID, "withdrawn", len(gone))
-	kept, err := dc.approvals.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) { *x = x.Withdraw(gone) })
+	kept, err := dc.approvals.Transition(ctx, a.ID, approval.DecidableStatuses(), func(x *approval.Approval) { x.Approvals = x.Approvals.Without(gone) })
 	switch {
 	case err == nil:
 		return kept, nil
