@@ -92,6 +92,20 @@ func (a Approval) Decidable() bool { return a.Status.Decidable() }
 // closed as expired.
 func (a Approval) Expired(now time.Time) bool { return !now.Before(a.ExpiresAt) }
 
+// SkipKept is how long a skipped version stays skipped.
+const SkipKept = 400 * 24 * time.Hour
+
+// OpenFor is how long from now the approval stays the open request for its
+// OpenKey, so that no check, scan or replica opens another for the same
+// installation and version: until it expires, or for a skipped version
+// SkipKept, long after it would have expired.
+func (a Approval) OpenFor(now time.Time) time.Duration {
+	if a.Status == StatusSkipped {
+		return SkipKept
+	}
+	return max(a.ExpiresAt.Sub(now), 0)
+}
+
 // Claim returns the approval claimed by who at at for an upgrade under
 // token, which only the claim's holder knows; false when its status may not
 // be claimed (someone else was first, or it was closed).

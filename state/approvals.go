@@ -96,17 +96,10 @@ func (s *ApprovalRecords) approvalTTL(a approval.Approval) time.Duration {
 	return s.openTTL(a) + s.opts.ApprovalRetention
 }
 
-// skipKept is how long a skipped version stays skipped: its approval and
-// open key are kept that long, so no check, scan or replica opens a new
-// request for it.
-const skipKept = 400 * 24 * time.Hour
-
-// openTTL is how long an approval stays the open one for its open key.
+// openTTL is how long an approval's open key lasts: as long as the domain
+// says the approval stays the open one.
 func (s *ApprovalRecords) openTTL(a approval.Approval) time.Duration {
-	if a.Status == approval.StatusSkipped {
-		return skipKept
-	}
-	return max(time.Until(a.ExpiresAt), 0)
+	return a.OpenFor(time.Now())
 }
 
 // keepOpenScript makes the open key KEYS[1] last ARGV[2] ms if it still
@@ -164,7 +157,7 @@ func (s *ApprovalRecords) OpenApproval(ctx context.Context, a approval.Approval)
 	if err != nil {
 		return approval.Approval{}, false, fmt.Errorf("state: encode approval: %w", err)
 	}
-	openTTL := time.Until(a.ExpiresAt)
+	openTTL := s.openTTL(a)
 	if openTTL <= 0 {
 		return approval.Approval{}, false, bot.Errorf(bot.CodeInvalid, "state: approval for %s expires before it opens", k)
 	}
@@ -440,18 +433,19 @@ func (s *ApprovalRecords) update(ctx context.Context, id string, held *approval.
 			// full): no write, so nothing to lose to a concurrent writer.
 			return result, nil
 		}
-		// A skip, or an expiry moved (a snooze): the open key must outlive
-		// the approval's first expiry, or a new request would follow it.
+		// How long the approval stays open changed (a skip, a snooze): the
+		// open key must last as long, or a new request would follow it.
 		// In the same script as the record when both are on one slot (every
 		// id since slot tags), so no failure can leave one without the
 		// other; else in a second step.
-		longer := a.Status == approval.StatusSkipped && result.Status != a.Status || !a.ExpiresAt.Equal(result.ExpiresAt)
-		together := longer && slotTag(id) == openTag(a.OpenKey())
+		now := time.Now()
+		openChanged := a.OpenFor(now) != result.OpenFor(now)
+		together := openChanged && slotTag(id) == openTag(a.OpenKey())
 		wrote, err := s.compareAndSet(ctx, key, claim, b, leased, a, l, together)
 		if err != nil {
 			return approval.Approval{}, err
 		}
-		if wrote && longer && !together {
+		if wrote && openChanged && !together {
 			if err := s.keepOpen(ctx, a); err != nil {
 				return approval.Approval{}, err
 			}
