@@ -270,6 +270,7 @@ func New(opts Options) (*Bot, error) {
 	b.router.OnVerb(cards.VerbAskAdmin, dc.onAskAdmin)
 	b.router.OnVerb(cards.VerbReview, dc.onReview)
 	b.router.OnVerb(cards.VerbApproveAll, dc.onApproveAll)
+	b.router.OnUnknownVerb(dc.onUnknownVerb)
 	return b, nil
 }
 

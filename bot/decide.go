@@ -65,12 +65,12 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 		}
 	} else {
 		if a, err = dc.recheckApprovers(ctx, a, who); err != nil {
-			return dc.invokeFailed(ctx, err), nil
+			return dc.invokeFailed(ctx, locale, err), nil
 		}
 		a, claimed, err = dc.upgrades.claim(ctx, a, who, dc.upgrades.claimLease())
 	}
 	if err != nil {
-		return dc.storeFailed(ctx, err)
+		return dc.storeFailed(ctx, locale, err)
 	}
 	if !claimed {
 		if a.Decidable() && a.Approvals.Include(who) {
@@ -92,7 +92,7 @@ func (dc *decisions) onDecide(ctx context.Context, t *Turn) (*InvokeResponse, er
 func (dc *decisions) unlessApprover(ctx context.Context, a approval.Approval, who approval.Person, locale string) *InvokeResponse {
 	ok, err := dc.approvers.mayApprove(ctx, a.Upgrade.Installation.Scope, who)
 	if err != nil {
-		return dc.invokeFailed(ctx, err)
+		return dc.invokeFailed(ctx, locale, err)
 	}
 	if !ok {
 		return dc.notAllowed(a, locale)
@@ -159,7 +159,7 @@ func (dc *decisions) onSnooze(ctx context.Context, t *Turn) (*InvokeResponse, er
 		return InvokeCard(dc.cardFor(snoozed, locale)), nil // decided meanwhile
 	}
 	if err != nil {
-		return dc.storeFailed(ctx, err)
+		return dc.storeFailed(ctx, locale, err)
 	}
 	dc.upgrades.publisher.publishEvent(ctx, snoozed, approval.StatusSnoozed, who, now)
 	return InvokeCard(dc.cardFor(snoozed, locale)), nil
@@ -204,6 +204,13 @@ func (dc *decisions) unknownAction(t *Turn) *InvokeResponse {
 	return Refuse(CodeNotFound, "NotFound", dc.cards.Sentence(t.Activity.Locale, cards.SentenceUnknownAction, nil))
 }
 
+// onUnknownVerb answers a button no handler knows (a card an earlier
+// release posted, a malformed invoke) as a request no longer known: a
+// fresh check gives a card whose buttons work.
+func (dc *decisions) onUnknownVerb(_ context.Context, t *Turn) (*InvokeResponse, error) {
+	return Refuse(CodeInvalid, "NotSupported", dc.cards.Sentence(t.Activity.Locale, cards.SentenceUnknownAction, nil)), nil
+}
+
 // notAllowed answers, to the clicker alone, who may approve instead.
 func (dc *decisions) notAllowed(a approval.Approval, locale string) *InvokeResponse {
 	resp := InvokeCard(dc.cards.Outcome(cards.Outcome{Locale: locale, Kind: cards.OutcomeNotAllowed,
@@ -212,21 +219,23 @@ func (dc *decisions) notAllowed(a approval.Approval, locale string) *InvokeRespo
 	return resp
 }
 
-// invokeFailed shows the clicker why nothing happened (Graph refused to
-// list members…) instead of Teams' generic error.
-func (dc *decisions) invokeFailed(ctx context.Context, err error) *InvokeResponse {
+// invokeFailed shows the clicker, in their language, why nothing happened
+// (Graph refused to list members…) and what can be done, instead of
+// Teams' generic error; the log keeps the technical story.
+func (dc *decisions) invokeFailed(ctx context.Context, locale string, err error) *InvokeResponse {
 	dc.log.WarnContext(ctx, "card action failed", "err", err)
-	return Refuse(ErrorCode(err), "", err.Error())
+	return Refuse(ErrorCode(err), "", dc.cards.Sentence(locale, cards.SentenceActionFailed,
+		map[string]any{"Problem": problemView(approval.ProblemOf(err))}))
 }
 
 // storeFailed answers a failed read or write of the store: unavailable is
 // an error (the channel delivers the action again), anything else is shown
 // to the clicker.
-func (dc *decisions) storeFailed(ctx context.Context, err error) (*InvokeResponse, error) {
+func (dc *decisions) storeFailed(ctx context.Context, locale string, err error) (*InvokeResponse, error) {
 	if ErrorCode(err) == CodeUnavailable {
 		return nil, err
 	}
-	return dc.invokeFailed(ctx, err), nil
+	return dc.invokeFailed(ctx, locale, err), nil
 }
 
 // goUpgrade upgrades a claimed approval in the background, counted for
@@ -298,7 +307,7 @@ func (dc *decisions) onApproveAll(ctx context.Context, t *Turn) (*InvokeResponse
 		return dc.unknownAction(t), nil
 	}
 	if err != nil {
-		return dc.storeFailed(ctx, err)
+		return dc.storeFailed(ctx, locale, err)
 	}
 	if slices.ContainsFunc(list, func(a approval.Approval) bool { return !a.BelongsTo(t.Ref) }) {
 		dc.log.WarnContext(ctx, "approve all names a batch from elsewhere", "batch", t.approvalID(),
@@ -411,11 +420,11 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 		return Refuse(CodeUnavailable, "AdminsUnreachable", dc.cards.Sentence(locale, cards.SentenceAdminsUnreachable, nil)), nil
 	}
 	if err != nil {
-		return dc.storeFailed(ctx, err)
+		return dc.storeFailed(ctx, locale, err)
 	}
 	why, err := dc.approvers.whyAsk(ctx, a, who)
 	if err != nil {
-		return dc.invokeFailed(ctx, err), nil
+		return dc.invokeFailed(ctx, locale, err), nil
 	}
 	var added bool
 	asked, err := dc.approvals.Transition(ctx, a.ID, approval.AdminAskableStatuses(), func(x *approval.Approval) {
@@ -425,7 +434,7 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 		return InvokeCard(dc.cardFor(asked, locale)), nil // decided meanwhile
 	}
 	if err != nil {
-		return dc.storeFailed(ctx, err)
+		return dc.storeFailed(ctx, locale, err)
 	}
 	if !added {
 		return InvokeCard(dc.cardFor(asked, locale)), nil // asked already, on another replica or an earlier delivery
@@ -437,7 +446,7 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 		}); uerr != nil {
 			dc.log.WarnContext(ctx, "cannot take back an ask that was not posted", "approval", a.ID, "err", uerr)
 		}
-		return dc.invokeFailed(ctx, err), nil
+		return dc.invokeFailed(ctx, locale, err), nil
 	}
 	dc.log.InfoContext(ctx, "an admin was asked", "approval", a.ID, "reason", why)
 	dc.audit(ctx, dc.approvals, asked.Event(approval.OpAdminAsked, now, &who, string(why)))

@@ -846,10 +846,29 @@ func TestUnknownApprovalAndNoGraph(t *testing.T) {
 func TestApproverCheckFailureIsShownToTheClicker(t *testing.T) {
 	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	f.say("check")
-	f.graph.membersErr = bot.Errorf(bot.CodeForbidden, "graph: list chat members: 403 Forbidden; an admin must grant the application permission ChatMember.Read.All")
+	f.graph.membersErr = graphFailure(bot.CodeForbidden, "graph: list chat members: 403 Forbidden (Forbidden: Missing scope permissions on the request.)",
+		approval.Problem{Reason: approval.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
+			GraphMessage: "Missing scope permissions on the request.", Permission: "ChatMember.Read.All"})
 	resp := f.click("approve", f.onlyApproval().ID, owner)
 	if !refusedWith(resp, bot.CodeForbidden) || !strings.Contains(resp, "ChatMember.Read.All") {
 		t.Errorf("response %s", resp)
+	}
+	// In the clicker's language, without Go's error chain.
+	click := f.activity(map[string]any{"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1", "locale": "zh-CN",
+		"from":  map[string]any{"id": "29:" + owner, "aadObjectId": owner, "name": "User " + owner[:4]},
+		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approve", "data": map[string]any{"approvalId": f.onlyApproval().ID}}}})
+	got, err := f.bot.Handle(context.Background(), click)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zh := answer(got)
+	if !refusedWith(zh, bot.CodeForbidden) || !strings.Contains(zh, "ChatMember.Read.All") || !strings.Contains(zh, "Microsoft Graph 拒绝了机器人的调用") {
+		t.Errorf("zh-CN response %s", zh)
+	}
+	for _, chain := range append(goChain, "list chat members") {
+		if strings.Contains(resp, chain) || strings.Contains(zh, chain) {
+			t.Errorf("the clicker reads %q: %s | %s", chain, resp, zh)
+		}
 	}
 	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != approval.StatusPending {
 		t.Error("the approval moved although the approver could not be checked")

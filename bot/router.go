@@ -21,8 +21,9 @@ const InvokeAdaptiveCardAction = "adaptiveCard/action"
 // activity nobody handles gets 200 and is ignored: Teams keeps adding types
 // and actions, and rejecting them only makes it retry.
 type Router struct {
-	types map[string]Handler
-	verbs map[string]Handler
+	types   map[string]Handler
+	verbs   map[string]Handler
+	unknown Handler
 }
 
 // NewRouter returns an empty router.
@@ -37,6 +38,11 @@ func (r *Router) OnType(activityType string, h Handler) { register(r.types, "typ
 // OnVerb registers h for a card verb, whether the click arrives as an
 // Action.Execute invoke or as its Action.Submit twin.
 func (r *Router) OnVerb(verb string, h Handler) { register(r.verbs, "verb", verb, h) }
+
+// OnUnknownVerb registers h for a card action no verb matches: a button of
+// a card an earlier release posted, or an invoke without a verb. Without
+// it, such an action is refused with CodeInvalid.
+func (r *Router) OnUnknownVerb(h Handler) { r.unknown = h }
 
 func register(m map[string]Handler, kind, key string, h Handler) {
 	if _, dup := m[key]; dup {
@@ -85,9 +91,7 @@ func (r *Router) Route(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	}
 	if a.Name == InvokeAdaptiveCardAction {
 		var v invokeValue
-		if err := json.Unmarshal(a.Value, &v); err != nil || v.Action.Verb == "" {
-			return Refuse(CodeInvalid, "BadRequest", "the card action has no verb"), nil
-		}
+		_ = json.Unmarshal(a.Value, &v) // an unreadable value has no verb: act refuses it
 		t.CardAction = &CardAction{Verb: v.Action.Verb}
 		// Data the bot did not write names no approval: the lookup says so.
 		_ = json.Unmarshal(v.Action.Data, &t.CardAction.Data)
@@ -129,7 +133,10 @@ func (r *Router) submit(ctx context.Context, t *Turn) error {
 // act decides a card action: the one path for both ways a click arrives.
 func (r *Router) act(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	h, ok := r.verbs[t.CardAction.Verb]
-	if !ok {
+	switch {
+	case !ok && r.unknown != nil:
+		h = r.unknown
+	case !ok:
 		return Refuse(CodeInvalid, "NotSupported", fmt.Sprintf("unknown card action %q", t.CardAction.Verb)), nil
 	}
 	return h(WithCommand(ctx, t.CardAction.Verb), t)

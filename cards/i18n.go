@@ -191,6 +191,7 @@ const (
 	SentenceNoGraph       Sentence = "NoGraph"       // Graph access is not configured
 	SentenceUnknownAction Sentence = "UnknownAction" // a card refers to an approval that is gone
 	SentenceCheckFailed   Sentence = "CheckFailed"   // {{.Problem}}: a Problem
+	SentenceActionFailed  Sentence = "ActionFailed"  // {{.Problem}}: a Problem; a click changed nothing
 	SentenceCheckRecent   Sentence = "CheckRecent"   // {{.Seconds}}: until check reads Graph again
 )
 
