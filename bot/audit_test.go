@@ -10,6 +10,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/internal/logtest"
 )
 
 // ops lists a trail's operations per approval, in order, with who did
@@ -71,7 +72,7 @@ func TestEveryDecisionIsInTheTenantsAuditTrail(t *testing.T) {
 func TestAuditWritesAreRetriedAndNeverFailAClick(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
-		var logs syncBuffer
+		var logs logtest.Buffer
 		f.bot = f.withOptions(func(o *bot.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 		down := bot.Errorf(bot.CodeUnavailable, "redis: connection refused")
 		// Briefly away: the request's event lands on a retry.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/internal/logtest"
 )
 
 // fakePolicies is a tenant's consent policy as Graph reads it.
@@ -72,7 +73,7 @@ func TestCheckWhereOwnersMayNotConsentSaysAnAdminIsNeeded(t *testing.T) {
 func TestUnreadablePolicyLeavesCardsAsBefore(t *testing.T) {
 	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
 	policies := &fakePolicies{err: &bot.Error{Code: bot.CodeForbidden, Message: "graph: read the tenant's authorization policy: 403"}}
-	var log syncBuffer
+	var log logtest.Buffer
 	f.bot = f.withOptions(func(o *bot.Options) { o.Consent = policies; o.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
 	f.say("check")
 	if card := cardText(t, f.conn.replies[0]); !strings.Contains(card, `"verb":"approve"`) {

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/internal/logtest"
 )
 
 // graphFailure is a failed Graph call as graph/ returns one: a coded error
@@ -35,24 +35,6 @@ func refusedByGraph(permission string) error {
 			GraphMessage: "Missing scope permissions on the request.", Permission: permission})
 }
 
-// syncBuffer is a log that the upgrade's goroutine writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // goChain is text only Go's error chain or the log's hint shows.
 var goChain = []string{"graph:", "Graph refused the call", "an admin must grant", "403 Forbidden ("}
 
@@ -62,7 +44,7 @@ var goChain = []string{"graph:", "Graph refused the call", "an admin must grant"
 func TestFailedUpgradeInChineseSaysWhyAndWhichPermission(t *testing.T) {
 	const perm = "TeamsAppInstallation.ReadWriteAndConsentForChat.All"
 	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
-	var logs syncBuffer
+	var logs logtest.Buffer
 	f.bot = f.withOptions(func(o *bot.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	f.graph.upgrade = func(approval.Installation) error { return refusedByGraph(perm) }
 	f.say("check")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
+	"github.com/upgradeapprovals/bot/internal/logtest"
 	"github.com/upgradeapprovals/bot/state"
 )
 
@@ -237,7 +238,7 @@ func TestRedisDownIsUnavailable(t *testing.T) {
 }
 
 func TestEmbeddedRedisWhenURLUnset(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	rdb, closeFn, err := state.Connect(context.Background(), "", slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -257,24 +258,6 @@ func TestConnectRejectsBadURL(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
 		t.Errorf("err %v, want one naming REDIS_URL", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b)
 }
 
 func TestParseURL(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgradeapprovals/bot/internal/logtest"
 	"github.com/upgradeapprovals/bot/state"
 )
 
@@ -64,7 +65,7 @@ func trustFile(t *testing.T, h *harness) string {
 	return file
 }
 
-func startBotProcess(t *testing.T, h *harness, env map[string]string) (*exec.Cmd, *syncBuffer) {
+func startBotProcess(t *testing.T, h *harness, env map[string]string) (*exec.Cmd, *logtest.Buffer) {
 	t.Helper()
 	bin := buildBot(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,7 +86,7 @@ func startBotProcess(t *testing.T, h *harness, env map[string]string) (*exec.Cmd
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -34,11 +34,12 @@ var layers = map[string]struct{ prod, test []string }{
 	"manifest":                 {prod: []string{"approval"}},
 	"internal/fakeentra":       {},
 	"internal/nodetest":        {},
+	"internal/logtest":         {},
 	"internal/redistest":       {prod: []string{"internal/nodetest"}},
 }
 
 // testKits may be imported by any package's tests.
-var testKits = []string{"internal/fakeentra", "internal/redistest", "internal/nodetest"}
+var testKits = []string{"internal/fakeentra", "internal/redistest", "internal/nodetest", "internal/logtest"}
 
 // unrestricted packages sit outside the layers: the command, the wiring,
 // and what drives or packages the whole binary (the benchmark, the browser

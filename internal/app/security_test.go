@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
+	"github.com/upgradeapprovals/bot/internal/logtest"
 )
 
 // keysUnder lists the Redis keys the bot under test wrote.
@@ -95,7 +95,7 @@ func TestWebChatCannotImpersonateAnOwner(t *testing.T) {
 func TestAppIDWithoutRedisURLRefusesToStart(t *testing.T) {
 	env := map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppPassword": "x", "BOT_ALLOWED_TENANTS": "*"}
 	var stderr bytes.Buffer
-	code := Run(context.Background(), nil, func(k string) string { return env[k] }, &stderr)
+	code := Run(context.Background(), nil, func(k string) string { return env[k] }, &stderr, &stderr)
 	out := stderr.String()
 	if code != 2 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "config: REDIS_URL:") {
 		t.Fatalf("exit %d, stderr %q; want 2 and one line naming REDIS_URL", code, out)
@@ -109,7 +109,7 @@ func TestAppIDWithoutRedisURLRefusesToStart(t *testing.T) {
 // go-redis logs some trouble itself (a TTL below its resolution, pool and
 // cluster problems); those lines must join the JSON stream, not break it.
 func TestRedisLogLinesAreJSON(t *testing.T) {
-	var buf syncBuffer
+	var buf logtest.Buffer
 	newLogger(&buf)
 	opts, err := redis.ParseURL(redisURL())
 	if err != nil {
@@ -132,25 +132,6 @@ func TestRedisLogLinesAreJSON(t *testing.T) {
 			t.Errorf("log line is not JSON: %q", line)
 		}
 	}
-}
-
-// syncBuffer is a log written by one goroutine (or a child process) while
-// the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // activityKeys leaves out what the background workers keep whatever
