@@ -27,5 +27,5 @@ func main() {
 	// runtime's default sampling holds up to a MiB of bucket tables that
 	// nothing reads.
 	runtime.MemProfileRate = 0
-	os.Exit(app.Exec(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(app.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }

@@ -61,7 +61,7 @@ type AuditTrail interface {
 // for an approval, decided in the store, never from a copy read before.
 type Claims interface {
 	// ClaimUpgrade records who's approval of an approval that may be
-	// decided (pending or failed) and, once its quorum of distinct
+	// decided (approval.DecidableStatuses) and, once its quorum of distinct
 	// approvers is met (approval.Approval.Approve), claims it under a new
 	// ClaimToken and a lease that expires in the store after lease, in
 	// the same atomic step. An approval counted while more are needed (or

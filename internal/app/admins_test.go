@@ -236,13 +236,13 @@ func TestInventoryCommandBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--tenant", testTenant}, map[string]string{"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"},
 	} {
 		var out, stderr bytes.Buffer
-		code := Run(context.Background(), append([]string{"inventory"}, tc.args...), func(k string) string { return tc.env[k] }, &stderr)
+		code := Run(context.Background(), append([]string{"inventory"}, tc.args...), func(k string) string { return tc.env[k] }, &stderr, &stderr)
 		if code != 2 || !strings.Contains(stderr.String(), tc.name) || out.Len() != 0 {
 			t.Errorf("inventory %v: exit %d, %q; want 2 naming %s", tc.args, code, stderr.String(), tc.name)
 		}
 	}
 	var stderr bytes.Buffer
-	if code := Run(context.Background(), []string{"inventory", "--colour"}, func(string) string { return "" }, &stderr); code != 2 ||
+	if code := Run(context.Background(), []string{"inventory", "--colour"}, func(string) string { return "" }, &stderr, &stderr); code != 2 ||
 		!strings.Contains(stderr.String(), "-colour") {
 		t.Errorf("an unknown flag: exit %d, %q", code, stderr.String())
 	}

@@ -22,7 +22,7 @@ import (
 // returns its exit code and what it printed.
 func (h *harness) audit(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := Exec(context.Background(), append([]string{"audit"}, args...), func(k string) string { return h.env[k] }, &stdout, &stderr)
+	code := Run(context.Background(), append([]string{"audit"}, args...), func(k string) string { return h.env[k] }, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -218,7 +218,7 @@ func TestAuditBadFlagsExit2NamingTheFlag(t *testing.T) {
 			env = map[string]string{"REDIS_URL": redisURL()}
 		}
 		var stdout, stderr bytes.Buffer
-		code := Exec(context.Background(), append([]string{"audit"}, tc.args...), func(k string) string { return env[k] }, &stdout, &stderr)
+		code := Run(context.Background(), append([]string{"audit"}, tc.args...), func(k string) string { return env[k] }, &stdout, &stderr)
 		if code != 2 || !strings.Contains(stderr.String(), tc.want) || stdout.Len() != 0 {
 			t.Errorf("audit %v: exit %d, %q; want 2 naming %s", tc.args, code, stderr.String(), tc.want)
 		}

@@ -107,11 +107,9 @@ func (c *redisCluster) ownerOf(t *testing.T, rdb *redis.Client, key string) stri
 	return ""
 }
 
-// One master of a Redis Cluster is down. Before, every activity read and
-// wrote one global set of service URLs: when its master was the one down,
-// every message on every replica failed while /readyz still said 200. Now
-// conversations whose keys live on the other masters are answered, and
-// /readyz says what is wrong.
+// One master of a Redis Cluster is down: conversations whose keys live on
+// the other masters are still answered (no key sits on every activity's
+// path), and /readyz says what is wrong.
 func TestOneClusterMasterDown(t *testing.T) {
 	cl := startRedisCluster(t)
 	h := newHarness(t)

@@ -181,7 +181,7 @@ func TestDoctorNamesARefusedSecret(t *testing.T) {
 func TestDoctorBadConfigurationExits2(t *testing.T) {
 	env := map[string]string{"MicrosoftAppId": testAppID, "MicrosoftAppType": "Personal"}
 	var out bytes.Buffer
-	if code := Run(context.Background(), []string{"doctor"}, func(k string) string { return env[k] }, &out); code != 2 {
+	if code := Run(context.Background(), []string{"doctor"}, func(k string) string { return env[k] }, &out, &out); code != 2 {
 		t.Fatalf("exit %d\n%s", code, out.String())
 	}
 	if want := `FAIL configuration: config: MicrosoftAppType: unknown value "Personal"`; !strings.HasPrefix(out.String(), want) ||

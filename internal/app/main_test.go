@@ -359,7 +359,7 @@ func TestConfigErrorsExit2NamingTheVariable(t *testing.T) {
 		{map[string]string{"BOT_DIGEST_INTERVAL": "weekly"}, "BOT_DIGEST_INTERVAL"},
 	} {
 		var stderr bytes.Buffer
-		code := Run(context.Background(), nil, func(k string) string { return tc.env[k] }, &stderr)
+		code := Run(context.Background(), nil, func(k string) string { return tc.env[k] }, &stderr, &stderr)
 		out := stderr.String()
 		if code != 2 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "config: "+tc.name+":") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line naming %s", tc.env, code, out, tc.name)
@@ -432,7 +432,7 @@ func TestConfigDefaults(t *testing.T) {
 
 func TestUnknownSubcommandExits2(t *testing.T) {
 	var stderr bytes.Buffer
-	if code := Run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &stderr); code != 2 {
+	if code := Run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &stderr, &stderr); code != 2 {
 		t.Errorf("exit %d, want 2", code)
 	}
 }
@@ -446,7 +446,7 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	var stderr bytes.Buffer
 	env := func(k string) string { return map[string]string{"PORT": port}[k] }
 	ln.Close()
-	if code := Run(context.Background(), []string{"healthcheck"}, env, &stderr); code != 1 {
+	if code := Run(context.Background(), []string{"healthcheck"}, env, &stderr, &stderr); code != 1 {
 		t.Errorf("healthcheck with nothing listening: exit %d, want 1", code)
 	}
 	cfg, _ := loadConfig(env)
@@ -461,7 +461,7 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	var seen string
 	eventually(t, 5*time.Second, "the healthcheck to pass", func() bool {
-		ok := Run(context.Background(), []string{"healthcheck"}, env, &stderr) == 0
+		ok := Run(context.Background(), []string{"healthcheck"}, env, &stderr, &stderr) == 0
 		seen = stderr.String()
 		return ok
 	}, &seen)
@@ -472,7 +472,7 @@ func TestManifestSubcommand(t *testing.T) {
 	out := dir + "/appPackage/build/app.zip"
 	env := func(k string) string { return map[string]string{"MicrosoftAppId": testAppID}[k] }
 	var stderr bytes.Buffer
-	if code := Run(context.Background(), []string{"manifest", "--out", out, "--domain", "upgrades.contoso.com"}, env, &stderr); code != 0 {
+	if code := Run(context.Background(), []string{"manifest", "--out", out, "--domain", "upgrades.contoso.com"}, env, &stderr, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	if fi, err := os.Stat(out); err != nil || fi.Size() < 1000 {
@@ -487,7 +487,7 @@ func TestManifestSubcommand(t *testing.T) {
 	} {
 		bad := dir + "/bad/app.zip"
 		stderr.Reset()
-		code := Run(context.Background(), append([]string{"manifest", "--out", bad, "--domain", "upgrades.contoso.com"}, args...), env, &stderr)
+		code := Run(context.Background(), append([]string{"manifest", "--out", bad, "--domain", "upgrades.contoso.com"}, args...), env, &stderr, &stderr)
 		if code != 2 || !strings.HasPrefix(stderr.String(), "manifest: ") {
 			t.Errorf("%v: exit %d, %q; want 2 and a clear error", args, code, stderr.String())
 		}
@@ -496,7 +496,7 @@ func TestManifestSubcommand(t *testing.T) {
 		}
 	}
 	stderr.Reset()
-	if code := Run(context.Background(), []string{"manifest", "--out", dir + "/x.zip"}, func(string) string { return "" }, &stderr); code != 2 ||
+	if code := Run(context.Background(), []string{"manifest", "--out", dir + "/x.zip"}, func(string) string { return "" }, &stderr, &stderr); code != 2 ||
 		!strings.Contains(stderr.String(), "bot id") {
 		t.Errorf("without a bot id: exit %d, %q", code, stderr.String())
 	}

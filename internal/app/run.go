@@ -11,16 +11,11 @@ import (
 // tag (a test compares).
 const Version = "1.0.0"
 
-// Run executes a subcommand and returns the process exit code: 0 on success,
-// 1 on a runtime failure, 2 on bad usage or configuration. It is Exec with
-// one writer for what it prints and what it says.
-func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	return Exec(ctx, args, getenv, stderr, stderr)
-}
-
-// Exec is Run with the output of a command that prints (audit) to stdout,
-// and everything else to stderr.
-func Exec(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// Run executes a subcommand and returns the process exit code: 0 on
+// success, 1 on a runtime failure, 2 on bad usage or configuration. What a
+// command prints as its output (audit, inventory) goes to stdout; logs and
+// everything said to the operator go to stderr.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cmd := ""
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
