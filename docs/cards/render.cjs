@@ -67,20 +67,31 @@ const css = `
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   try {
-    const page = await browser.newPage({ deviceScaleFactor: 1, viewport: { width: 620, height: 800 } });
-    // Nothing leaves the machine: card images on other hosts simply do not load.
-    await page.route("**/*", (route) => {
-      const u = route.request().url();
-      return u.startsWith("about:") || u.startsWith("data:") ? route.continue() : route.abort();
-    });
-    await page.setContent(`<html><head><style>${css}</style></head><body><div id="card"></div></body></html>`);
-    await page.addScriptTag({ path: path.join(modules, "markdown-it", "dist", "markdown-it.min.js") });
-    await page.addScriptTag({ path: path.join(modules, "adaptivecards", "dist", "adaptivecards.min.js") });
+    // Teams writes a card's {{DATE()}} and {{TIME()}} in the reader's own
+    // locale, so each card is drawn in a page of the locale its file names
+    // (outcome-rejected.zh-CN.json: zh-CN), English otherwise.
+    const pages = new Map();
+    const pageFor = async (locale) => {
+      if (pages.has(locale)) return pages.get(locale);
+      const page = await browser.newPage({ locale, deviceScaleFactor: 1, viewport: { width: 620, height: 800 } });
+      // Nothing leaves the machine: card images on other hosts simply do not load.
+      await page.route("**/*", (route) => {
+        const u = route.request().url();
+        return u.startsWith("about:") || u.startsWith("data:") ? route.continue() : route.abort();
+      });
+      await page.setContent(`<html><head><style>${css}</style></head><body><div id="card"></div></body></html>`);
+      await page.addScriptTag({ path: path.join(modules, "markdown-it", "dist", "markdown-it.min.js") });
+      await page.addScriptTag({ path: path.join(modules, "adaptivecards", "dist", "adaptivecards.min.js") });
+      pages.set(locale, page);
+      return page;
+    };
     fs.mkdirSync(outDir, { recursive: true });
     const report = [];
     const files = fs.readdirSync(cardsDir).filter((f) => f.endsWith(".json")).sort();
     for (const f of files) {
       const card = JSON.parse(fs.readFileSync(path.join(cardsDir, f), "utf8"));
+      const locale = /\.([a-z]{2}-[A-Z]{2})\.json$/.exec(f)?.[1] || "en-US";
+      const page = await pageFor(locale);
       const problems = await page.evaluate(([card, hostConfig]) => {
         const AC = window.AdaptiveCards;
         const md = window.markdownit();
