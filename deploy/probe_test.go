@@ -37,7 +37,7 @@ func TestChartProbesAreAnsweredByTheBot(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- app.Run(ctx, []string{"serve"}, func(k string) string { return env[k] }, pw)
+		done <- app.Run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, pw)
 		pw.Close()
 	}()
 	listening := make(chan struct{})
