@@ -201,6 +201,49 @@ type containerApp struct {
 	} `json:"template"`
 }
 
+// armLeavesOut are the configuration names the template does not set, and
+// why: every other name the bot reads is the container's environment, from
+// a parameter where a tenant chooses it. A name the bot starts reading must
+// be added to one or the other.
+var armLeavesOut = map[string]string{
+	"MicrosoftAppPassword":            "the managed identity needs no secret",
+	"MicrosoftAppCertificatePath":     "the managed identity needs no certificate",
+	"MicrosoftAppCertificatePassword": "the managed identity needs no certificate",
+	"AZURE_FEDERATED_TOKEN_FILE":      "Kubernetes workload identity, not Container Apps",
+	"BOT_OPENID_METADATA_URL":         "derived from BOT_CLOUD",
+	"AZURE_AUTHORITY_HOST":            "derived from BOT_CLOUD",
+	"GRAPH_BASE_URL":                  "derived from BOT_CLOUD",
+	"HOST":                            "the container listens on every interface",
+}
+
+// Each configuration name the bot reads is set by the template or left out
+// for a reason (armLeavesOut).
+func TestARMTemplateSetsEveryConfigurationName(t *testing.T) {
+	tpl := loadTemplate(t)
+	var ca containerApp
+	if err := json.Unmarshal(tpl.resource(t, "Microsoft.App/containerApps").Properties, &ca); err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	for _, e := range ca.Template.Containers[0].Env {
+		set[e.Name] = true
+	}
+	for _, name := range app.ConfigNames() {
+		why, out := armLeavesOut[name]
+		switch {
+		case set[name] && out:
+			t.Errorf("%s is set, yet listed as left out (%s)", name, why)
+		case !set[name] && !out:
+			t.Errorf("%s cannot be set through the template: add a parameter and an environment entry, or say in armLeavesOut why not", name)
+		}
+	}
+	for name := range armLeavesOut {
+		if !slices.Contains(app.ConfigNames(), name) {
+			t.Errorf("armLeavesOut names %s, which the bot does not read", name)
+		}
+	}
+}
+
 func TestARMTemplateContainerApp(t *testing.T) {
 	tpl := loadTemplate(t)
 	var ca containerApp

@@ -429,8 +429,8 @@ func checkGrace(t *testing.T, spec corev1.PodSpec, sleep int64) {
 	} else if got = l.PreStop.Sleep.Seconds; got != sleep {
 		t.Errorf("preStop sleep %d s, want %d", got, sleep)
 	}
-	if g := spec.TerminationGracePeriodSeconds; g == nil || float64(*g) < float64(got)+app.StopTimeout().Seconds() {
-		t.Errorf("terminationGracePeriodSeconds %v, want at least the %d s preStop sleep plus the bot's %s to stop", g, got, app.StopTimeout())
+	if g := spec.TerminationGracePeriodSeconds; g == nil || float64(*g) <= float64(got)+app.StopTimeout().Seconds() {
+		t.Errorf("terminationGracePeriodSeconds %v, want more than the %d s preStop sleep plus the bot's %s to stop", g, got, app.StopTimeout())
 	}
 }
 
@@ -678,8 +678,14 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"Ingress without host", append(tenantSets(), "ingress.host="), []string{"/ingress/host"}},
 		{"a grace period shorter than the drain", append(tenantSets(), "terminationGracePeriodSeconds=30"), []string{"/terminationGracePeriodSeconds"}},
 		{"a grace period shorter than the longest preStop sleep and the drain", append(tenantSets(), "terminationGracePeriodSeconds=99"), []string{"/terminationGracePeriodSeconds"}},
-		{"a preStop sleep longer than the grace period allows for", append(tenantSets(), "preStopSleepSeconds=16"), []string{"/preStopSleepSeconds"}},
+		{"a preStop sleep longer than the grace period allows for", append(tenantSets(), "preStopSleepSeconds=11"), []string{"/preStopSleepSeconds"}},
 		{"no preStop sleep", append(tenantSets(), "preStopSleepSeconds=0"), []string{"/preStopSleepSeconds"}},
+		{"workload identity for another app", append(tenantSets(), "workloadIdentity.enabled=true", "workloadIdentity.clientId=00000000-0000-0000-0000-00000000beef"),
+			[]string{"workloadIdentity.clientId", "config.MicrosoftAppId"}},
+		{"workload identity beside a client secret", append(tenantSets(), "workloadIdentity.enabled=true", "workloadIdentity.clientId="+appID, "secrets.MicrosoftAppPassword=hunter2"),
+			[]string{"workloadIdentity.enabled", "secrets.MicrosoftAppPassword"}},
+		{"autoscaling down to one replica, whose disruption budget would block node drains", append(tenantSets(), "autoscaling.enabled=true", "autoscaling.minReplicas=1"), []string{"/autoscaling/minReplicas"}},
+		{"autoscaling with fewer at most than at least", append(tenantSets(), "autoscaling.enabled=true", "autoscaling.minReplicas=4", "autoscaling.maxReplicas=3"), []string{"autoscaling.maxReplicas", "autoscaling.minReplicas"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := render(t, values(t, tc.sets...))

@@ -102,7 +102,7 @@ func TestStopTimeoutCoversTheDrain(t *testing.T) {
 	if got := b.DrainTimeout(); got != upgradeDrain {
 		t.Errorf("the bot drains for up to %s, StopTimeout counts %s", got, upgradeDrain)
 	}
-	if StopTimeout() != shutdownGrace+b.DrainTimeout() {
+	if StopTimeout() != shutdownGrace+b.DrainTimeout()+opsShutdownGrace {
 		t.Errorf("StopTimeout %s", StopTimeout())
 	}
 }

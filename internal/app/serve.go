@@ -110,10 +110,14 @@ const shutdownGrace = 10 * time.Second
 // one upgrade's 60 s timeout and its records (a test compares).
 const upgradeDrain = 75 * time.Second
 
+// opsShutdownGrace bounds the ops port's last probe or scrape once the
+// bot has drained: they answer in milliseconds.
+const opsShutdownGrace = 2 * time.Second
+
 // StopTimeout bounds how long the bot takes to stop after SIGTERM: in-flight
-// requests, then upgrades already sent to Graph recording their outcome. A
-// deployment's grace period must be longer.
-func StopTimeout() time.Duration { return shutdownGrace + upgradeDrain }
+// requests, then upgrades already sent to Graph recording their outcome,
+// then the ops port. A deployment's grace period must be longer.
+func StopTimeout() time.Duration { return shutdownGrace + upgradeDrain + opsShutdownGrace }
 
 // reaperInterval is how often the reaper looks for interrupted upgrades.
 const reaperInterval = 15 * time.Second
@@ -419,7 +423,7 @@ func listenAndServe(ctx context.Context, cfg config, d deps, srv *http.Server, b
 	servers := 1
 	if ops != nil {
 		servers = 2
-		octx, ocancel := context.WithTimeout(context.Background(), shutdownGrace)
+		octx, ocancel := context.WithTimeout(context.Background(), opsShutdownGrace)
 		defer ocancel()
 		if err := ops.Shutdown(octx); err != nil {
 			return fmt.Errorf("shutdown: %w", err)
