@@ -32,7 +32,7 @@ const doctorCheckTimeout = 20 * time.Second
 func doctorCommand(ctx context.Context, args []string, getenv func(string) string, out io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(out)
-	tenant := fs.String("tenant", "", "the tenant whose Graph permissions and catalog to check (default MicrosoftAppTenantId)")
+	tenant := fs.String("tenant", "", "the tenant whose Graph permissions and catalog to check (default MicrosoftAppTenantId, else each of BOT_ALLOWED_TENANTS)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -84,14 +84,15 @@ func doctor(ctx context.Context, cfg config, tenant string, d doctorDeps, out io
 	} else {
 		creds := newCredentials(cfg, d.azureTransport)
 		checkConnectorToken(ctx, cfg, creds, r)
-		if tenant == "" {
-			tenant = cfg.AppTenantID
-		}
-		if tenant == "" {
+		tenants := doctorTenants(cfg, tenant)
+		if len(tenants) == 0 {
 			r.fail("run doctor -tenant <tenant id>: a MultiTenant bot is granted Graph permissions per customer tenant",
-				"Microsoft Graph: no tenant to check (MicrosoftAppTenantId is not set)")
-		} else if checkGraphPermissions(ctx, cfg, creds, tenant, r) {
-			checkCatalog(ctx, cfg, creds, tenant, d, r)
+				"Microsoft Graph: no tenant to check (MicrosoftAppTenantId is not set, BOT_ALLOWED_TENANTS is *)")
+		}
+		for _, tenant := range tenants {
+			if checkGraphPermissions(ctx, cfg, creds, tenant, r) {
+				checkCatalog(ctx, cfg, creds, tenant, d, r)
+			}
 		}
 	}
 	checkSigningKeys(ctx, cfg, r)
@@ -99,6 +100,20 @@ func doctor(ctx context.Context, cfg config, tenant string, d doctorDeps, out io
 		return 1
 	}
 	return 0
+}
+
+// doctorTenants are the tenants whose Graph permissions and catalog doctor
+// checks: the one asked for; else the app's own tenant; else, for a
+// MultiTenant bot, each customer tenant it serves (BOT_ALLOWED_TENANTS),
+// so that `helm test` checks a MultiTenant release as it will run.
+func doctorTenants(cfg config, asked string) []string {
+	switch {
+	case asked != "":
+		return []string{asked}
+	case cfg.AppTenantID != "":
+		return []string{cfg.AppTenantID}
+	}
+	return cfg.AllowedTenants
 }
 
 func orNone(s string) string {

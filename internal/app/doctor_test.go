@@ -89,6 +89,27 @@ func TestDoctorAllOK(t *testing.T) {
 	}
 }
 
+// A MultiTenant bot has no tenant of its own: doctor (as `helm test` runs
+// it, without -tenant) checks each customer tenant it serves.
+func TestDoctorChecksAMultiTenantBotsCustomerTenants(t *testing.T) {
+	h := newHarness(t)
+	grantAllBut(h.aad)
+	h.env["MicrosoftAppType"] = "MultiTenant"
+	delete(h.env, "MicrosoftAppTenantId")
+	h.env["BOT_ALLOWED_TENANTS"] = testTenant
+	code, out := runDoctor(t, h)
+	if code != 0 || !strings.Contains(out, "ok   Microsoft Graph token for tenant "+testTenant) ||
+		!strings.Contains(out, "org app catalog of tenant "+testTenant+" is readable") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+
+	h.env["BOT_ALLOWED_TENANTS"] = "*" // any tenant: doctor must be told which
+	code, out = runDoctor(t, h)
+	if code != 1 || !strings.Contains(out, "FAIL Microsoft Graph: no tenant to check") || !strings.Contains(out, "doctor -tenant") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
 func TestDoctorNamesEachMissingPermissionWithItsPurpose(t *testing.T) {
 	h := newHarness(t)
 	h.env["BOT_APPROVERS"] = "owners,group:3a6c4e10-8d37-4c1b-9a57-0f1f2b3c4d5e"
