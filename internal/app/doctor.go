@@ -90,7 +90,12 @@ func doctor(ctx context.Context, cfg config, tenant string, d doctorDeps, out io
 				"Microsoft Graph: no tenant to check (MicrosoftAppTenantId is not set, BOT_ALLOWED_TENANTS is *)")
 		}
 		for _, tenant := range tenants {
-			if checkGraphPermissions(ctx, cfg, creds, tenant, r) {
+			// With several tenants, each permission line says whose.
+			where := ""
+			if len(tenants) > 1 {
+				where = " in tenant " + tenant
+			}
+			if checkGraphPermissions(ctx, cfg, creds, tenant, where, r) {
 				checkCatalog(ctx, cfg, creds, tenant, d, r)
 			}
 		}
@@ -103,17 +108,19 @@ func doctor(ctx context.Context, cfg config, tenant string, d doctorDeps, out io
 }
 
 // doctorTenants are the tenants whose Graph permissions and catalog doctor
-// checks: the one asked for; else the app's own tenant; else, for a
-// MultiTenant bot, each customer tenant it serves (BOT_ALLOWED_TENANTS),
-// so that `helm test` checks a MultiTenant release as it will run.
+// checks: the one asked for; for a MultiTenant bot, each customer tenant
+// it serves (BOT_ALLOWED_TENANTS), where it calls Graph, so that `helm
+// test` checks a MultiTenant release as it will run; else the app's own.
 func doctorTenants(cfg config, asked string) []string {
 	switch {
 	case asked != "":
 		return []string{asked}
+	case cfg.AppType == appTypeMultiTenant && len(cfg.AllowedTenants) > 0:
+		return cfg.AllowedTenants
 	case cfg.AppTenantID != "":
 		return []string{cfg.AppTenantID}
 	}
-	return cfg.AllowedTenants
+	return nil
 }
 
 func orNone(s string) string {
@@ -221,8 +228,9 @@ func graphRoles(ctx context.Context, cfg config, creds *credentials, tenant stri
 }
 
 // checkGraphPermissions reports whether a Graph token was had, and names
-// every needed permission the token's roles do not list.
-func checkGraphPermissions(ctx context.Context, cfg config, creds *credentials, tenant string, r *report) bool {
+// every needed permission the token's roles do not list; where ends each
+// permission's line.
+func checkGraphPermissions(ctx context.Context, cfg config, creds *credentials, tenant, where string, r *report) bool {
 	ctx, cancel := context.WithTimeout(ctx, doctorCheckTimeout)
 	defer cancel()
 	roles, err := graphRoles(ctx, cfg, creds, tenant)
@@ -243,11 +251,11 @@ func checkGraphPermissions(ctx context.Context, cfg config, creds *credentials, 
 	missing := missingPermissions(cfg, roles)
 	for _, p := range neededPermissions(cfg) {
 		if isMissing(missing, p) && p.optional {
-			r.warn(permissionFix, "Graph permission %s is not granted; it is optional: %s", p.Name, p.Purpose)
+			r.warn(permissionFix, "Graph permission %s is not granted%s; it is optional: %s", p.Name, where, p.Purpose)
 		} else if isMissing(missing, p) {
-			r.fail(permissionFix, "Graph permission %s is not granted; the bot needs it to: %s", p.Name, p.Purpose)
+			r.fail(permissionFix, "Graph permission %s is not granted%s; the bot needs it to: %s", p.Name, where, p.Purpose)
 		} else {
-			r.ok("Graph permission %s", p.Name)
+			r.ok("Graph permission %s%s", p.Name, where)
 		}
 	}
 	return true

@@ -103,6 +103,23 @@ func TestDoctorChecksAMultiTenantBotsCustomerTenants(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 
+	// With a home tenant beside its customers', the customers are where
+	// it calls Graph; each permission line says whose.
+	const other = "0f0f0f0f-0000-4000-8000-00000000c0de"
+	h.env["MicrosoftAppTenantId"] = "11111111-2222-4333-8444-555555555555"
+	h.env["BOT_ALLOWED_TENANTS"] = testTenant + "," + other
+	code, out = runDoctor(t, h)
+	for _, want := range []string{"ok   Microsoft Graph token for tenant " + testTenant, "ok   Microsoft Graph token for tenant " + other,
+		"ok   Graph permission AppCatalog.Read.All in tenant " + other + "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no line says %q (exit %d):\n%s", want, code, out)
+		}
+	}
+	if strings.Contains(out, "tenant "+h.env["MicrosoftAppTenantId"]+"\n") {
+		t.Errorf("the home tenant was checked for Graph:\n%s", out)
+	}
+
+	delete(h.env, "MicrosoftAppTenantId")
 	h.env["BOT_ALLOWED_TENANTS"] = "*" // any tenant: doctor must be told which
 	code, out = runDoctor(t, h)
 	if code != 1 || !strings.Contains(out, "FAIL Microsoft Graph: no tenant to check") || !strings.Contains(out, "doctor -tenant") {
