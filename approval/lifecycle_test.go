@@ -52,6 +52,23 @@ func TestExpiredFromTheExactInstant(t *testing.T) {
 	}
 }
 
+// A request stays the open one for its installation and version until it
+// expires; a skipped version long after, so nothing asks for it again.
+func TestOpenForUntilExpiryOrLongAfterASkip(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	a := approval.Approval{Status: approval.StatusPending, ExpiresAt: now.Add(48 * time.Hour)}
+	if got := a.OpenFor(now); got != 48*time.Hour {
+		t.Errorf("pending: open for %s, want 48h", got)
+	}
+	if got := a.OpenFor(now.Add(72 * time.Hour)); got != 0 {
+		t.Errorf("past its expiry: open for %s, want 0", got)
+	}
+	skipped := a.Close(approval.Outcome{Status: approval.StatusSkipped, At: now})
+	if got := skipped.OpenFor(now.Add(72 * time.Hour)); got != approval.SkipKept || got < 365*24*time.Hour {
+		t.Errorf("skipped: open for %s, want %s (over a year)", got, approval.SkipKept)
+	}
+}
+
 var refused = approval.Problem{Reason: approval.ReasonGraphRefused, Status: 403, GraphCode: "Forbidden",
 	Permission: "TeamsAppInstallation.ReadWriteAndConsentForChat.All"}
 

@@ -1450,3 +1450,32 @@ func TestQuorumRechecksEarlierApproversWhenItWouldBeMet(t *testing.T) {
 		t.Errorf("after Megan, Adele a guest: %d upgrades, %s, approvals %+v; want none, pending, Megan's alone", f.graph.upgradeCount(), got.Status, got.Approvals)
 	}
 }
+
+// A card action no handler knows (a button of a card an earlier release
+// posted, an invoke without a verb or with a value that is not one) is
+// refused as invalid, in the clicker's words, and changes nothing.
+func TestUnknownOrMalformedCardActionIsRefusedInTheClickersWords(t *testing.T) {
+	f := newFlow(t, approval.ApproverPolicy{Owners: true}, "Polls")
+	f.say("check")
+	a := f.onlyApproval()
+	for name, value := range map[string]any{
+		"a verb no longer known": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": "approveLater", "data": map[string]any{"approvalId": a.ID}}},
+		"no verb":                map[string]any{"action": map[string]any{"type": "Action.Execute", "data": map[string]any{"approvalId": a.ID}}},
+		"no action":              map[string]any{},
+		"a value not an object":  "approve",
+	} {
+		for locale, want := range map[string]string{"en-US": "no longer known", "zh-CN": "此请求已不存在"} {
+			resp, err := f.bot.Handle(context.Background(), f.activity(map[string]any{
+				"type": "invoke", "name": "adaptiveCard/action", "replyToId": "reply-1", "locale": locale, "value": value}))
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if got := answer(resp); !refusedWith(got, bot.CodeInvalid) || !strings.Contains(got, want) {
+				t.Errorf("%s (%s): %s", name, locale, got)
+			}
+		}
+	}
+	if f.graph.upgradeCount() != 0 || f.onlyApproval().Status != approval.StatusPending {
+		t.Error("an unknown action changed the approval")
+	}
+}

@@ -135,7 +135,9 @@ func (r *Router) act(ctx context.Context, t *Turn) (*InvokeResponse, error) {
 	h, ok := r.verbs[t.CardAction.Verb]
 	switch {
 	case !ok && r.unknown != nil:
-		h = r.unknown
+		// The verb is the clicker's to choose: the command (a metric
+		// label) is not.
+		return r.unknown(WithCommand(ctx, "unknown"), t)
 	case !ok:
 		return Refuse(CodeInvalid, "NotSupported", fmt.Sprintf("unknown card action %q", t.CardAction.Verb)), nil
 	}

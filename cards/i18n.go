@@ -189,9 +189,9 @@ type Sentence string
 const (
 	SentenceNoScope       Sentence = "NoScope"       // the conversation has no Graph scope
 	SentenceNoGraph       Sentence = "NoGraph"       // Graph access is not configured
-	SentenceUnknownAction Sentence = "UnknownAction" // a card refers to an approval that is gone
+	SentenceUnknownAction Sentence = "UnknownAction" // a card refers to an approval that is gone, or has a button no longer known
 	SentenceCheckFailed   Sentence = "CheckFailed"   // {{.Problem}}: a Problem
-	SentenceActionFailed  Sentence = "ActionFailed"  // {{.Problem}}: a Problem; a click changed nothing
+	SentenceActionFailed  Sentence = "ActionFailed"  // {{.Problem}}: a Problem; a click did not go through
 	SentenceCheckRecent   Sentence = "CheckRecent"   // {{.Seconds}}: until check reads Graph again
 )
 
