@@ -506,6 +506,15 @@ func selects(selector, labels map[string]string) bool {
 
 // The documented option sets each render to valid objects and do what they say.
 func TestChartOptions(t *testing.T) {
+	t.Run("workload identity, its client id in capitals", func(t *testing.T) {
+		renderOK(t, append(tenantSets()[:2:2], "redis.existingSecret=upgradebot", "workloadIdentity.enabled=true",
+			"workloadIdentity.clientId="+strings.ToUpper(appID))...)
+	})
+	t.Run("one replica at least, autoscaling off", func(t *testing.T) {
+		// The bound on minReplicas is autoscaling's: values that keep
+		// autoscaling off are not refused for it.
+		renderOK(t, append(tenantSets(), "autoscaling.minReplicas=1")...)
+	})
 	t.Run("workload identity", func(t *testing.T) {
 		sets := append(tenantSets()[:2:2], "redis.existingSecret=upgradebot", "workloadIdentity.enabled=true",
 			"workloadIdentity.clientId="+appID)
@@ -684,6 +693,8 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 			[]string{"workloadIdentity.clientId", "config.MicrosoftAppId"}},
 		{"workload identity beside a client secret", append(tenantSets(), "workloadIdentity.enabled=true", "workloadIdentity.clientId="+appID, "secrets.MicrosoftAppPassword=hunter2"),
 			[]string{"workloadIdentity.enabled", "secrets.MicrosoftAppPassword"}},
+		{"workload identity beside a Secret with the app's password", append(tenantSets()[:2:2], "redis.existingSecret=upgradebot", "secrets.existingSecret=upgradebot",
+			"workloadIdentity.enabled=true", "workloadIdentity.clientId="+appID), []string{"workloadIdentity.enabled", "secrets.existingSecret"}},
 		{"autoscaling down to one replica, whose disruption budget would block node drains", append(tenantSets(), "autoscaling.enabled=true", "autoscaling.minReplicas=1"), []string{"/autoscaling/minReplicas"}},
 		{"autoscaling with fewer at most than at least", append(tenantSets(), "autoscaling.enabled=true", "autoscaling.minReplicas=4", "autoscaling.maxReplicas=3"), []string{"autoscaling.maxReplicas", "autoscaling.minReplicas"}},
 	} {
