@@ -59,9 +59,14 @@ type AdminCards interface {
 	// once, unless a claim older than stale was never saved (its replica
 	// died mid-post). Neither: someone else is posting it now.
 	ClaimAdminCard(ctx context.Context, tenantID string, v AppVersion, stale time.Duration) (card AdminCard, granted bool, err error)
-	// SaveAdminCard records the card as drawn; done (it shows nothing
-	// waiting) takes v off AdminVersions until a request waits again.
-	SaveAdminCard(ctx context.Context, tenantID string, v AppVersion, card AdminCard, done bool) error
+	// SaveAdminCard records the card as drawn, if the card stored is still
+	// the one the drawer read: drawn as was ("" for the claim it posted
+	// under). Otherwise it changes nothing and reports false: another
+	// replica drew the card meanwhile, and either drawing may have reached
+	// Teams last, so the caller draws again from what is stored now. done
+	// (it shows nothing waiting) takes v off AdminVersions until a request
+	// waits again.
+	SaveAdminCard(ctx context.Context, tenantID string, v AppVersion, card AdminCard, was string, done bool) (saved bool, err error)
 	// ReleaseAdminCard gives back a claim that posted nothing; done as for
 	// SaveAdminCard.
 	ReleaseAdminCard(ctx context.Context, tenantID string, v AppVersion, done bool) error
@@ -165,7 +170,9 @@ func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
 	if err != nil || !ok || !strings.EqualFold(ref.TenantID, tenant) {
 		return err
 	}
-	for range 2 { // again if the requests changed while the card was posted
+	// Again when another replica drew the card meanwhile: the last drawing
+	// to reach Teams must be from the requests as they are now.
+	for range 4 {
 		entries, err := ad.store.NeedsAdmin(ctx, tenant, v)
 		if err != nil {
 			return err
@@ -177,11 +184,13 @@ func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
 		}
 		view := adminView(ref.Locale, v, entries, card.App)
 		done := len(entries) == 0
+		was := card.Drawn
 		switch {
 		case card.ActivityID != "":
 			if card.Drawn == drawn {
 				if done {
-					return ad.store.SaveAdminCard(ctx, tenant, v, card, true)
+					_, err := ad.store.SaveAdminCard(ctx, tenant, v, card, was, true)
+					return err
 				}
 				return nil
 			}
@@ -189,7 +198,10 @@ func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
 				return err
 			}
 			card.Drawn, card.App = drawn, view.App
-			return ad.store.SaveAdminCard(ctx, tenant, v, card, done)
+			if saved, err := ad.store.SaveAdminCard(ctx, tenant, v, card, was, done); err != nil || saved {
+				return err
+			}
+			continue
 		case !granted:
 			return nil // another replica is posting it; the next round redraws
 		case done:
@@ -203,9 +215,11 @@ func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
 			return err
 		}
 		ad.log.InfoContext(ctx, "admins' card posted", "app", view.App, "version", v.Version, "waiting", len(entries))
-		if err := ad.store.SaveAdminCard(ctx, tenant, v, AdminCard{ActivityID: id, App: view.App, Drawn: drawn}, false); err != nil {
+		if _, err := ad.store.SaveAdminCard(ctx, tenant, v, AdminCard{ActivityID: id, App: view.App, Drawn: drawn}, "", false); err != nil {
 			return err
 		}
+		// The requests may have changed while the card was posted: the
+		// next round redraws it if so.
 	}
 	return nil
 }

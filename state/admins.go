@@ -142,23 +142,42 @@ func (s *Admins) ClaimAdminCard(ctx context.Context, tenantID string, v bot.AppV
 	return card, granted == 1, nil
 }
 
-// SaveAdminCard records the admins' card of v as drawn.
-func (s *Admins) SaveAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, card bot.AdminCard, done bool) error {
+// saveAdminCardScript writes the card ARGV[2] at KEYS[1] if what is there
+// is still the card drawn as ARGV[1] (the JSON of a bot.AdminCard, whose
+// "drawn" is a hex fingerprint, so a plain search finds it), or a claim
+// when ARGV[1] is ""; with ARGV[3] "1" it takes ARGV[4] off the versions
+// set KEYS[2]. It returns 1 when written.
+var saveAdminCardScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, 6) ~= 'claim:' then
+  if ARGV[1] == '' or not string.find(cur, '"drawn":"' .. ARGV[1] .. '"', 1, true) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('SREM', KEYS[2], ARGV[4])
+end
+return 1
+`)
+
+// SaveAdminCard records the admins' card of v as drawn, if the card stored
+// is still the one drawn as was.
+func (s *Admins) SaveAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, card bot.AdminCard, was string, done bool) (bool, error) {
 	b, err := json.Marshal(card)
 	if err != nil {
-		return fmt.Errorf("state: encode the admins' card: %w", err)
+		return false, fmt.Errorf("state: encode the admins' card: %w", err)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.cardKey(tenantID, v), b, 0)
-		if done {
-			p.SRem(ctx, s.versionsKey(tenantID), versionMember(v))
-		}
-		return nil
-	})
+	doneArg := "0"
+	if done {
+		doneArg = "1"
+	}
+	saved, err := saveAdminCardScript.Run(ctx, s.rdb, []string{s.cardKey(tenantID, v), s.versionsKey(tenantID)},
+		was, b, doneArg, versionMember(v)).Int()
 	if err != nil {
-		return unavailable("record the admins' card", err)
+		return false, unavailable("record the admins' card", err)
 	}
-	return nil
+	return saved == 1, nil
 }
 
 // ReleaseAdminCard gives back a claim that posted nothing.

@@ -42,12 +42,48 @@ func TestAdminCardIsPostedOnceAcrossReplicas(t *testing.T) {
 	if granted.Load() != 1 {
 		t.Fatalf("%d replicas may post the card, want 1", granted.Load())
 	}
-	if err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act-1", App: "Polls", Drawn: "x"}, false); err != nil {
-		t.Fatal(err)
+	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act-1", App: "Polls", Drawn: "x"}, "", false); err != nil || !saved {
+		t.Fatalf("saving the posted card: %v, %v", saved, err)
 	}
 	card, ok, err := a.Admins().ClaimAdminCard(ctx, strings.ToLower(adminsTenant), v, time.Minute)
 	if err != nil || ok || card.ActivityID != "act-1" {
 		t.Errorf("after the post: card %+v, granted %v, %v; want act-1 to update", card, ok, err)
+	}
+}
+
+// Two replicas redraw one admins' card at once, each from what it read:
+// only the first to record its drawing does; the other is told, so it
+// draws again from the requests as they are now, whichever drawing reached
+// Teams last.
+func TestAdminCardDrawingIsRecordedOnlyOverWhatWasRead(t *testing.T) {
+	a, b := replicas(t)
+	ctx := context.Background()
+	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
+	if _, ok, err := a.Admins().ClaimAdminCard(ctx, adminsTenant, v, time.Minute); err != nil || !ok {
+		t.Fatalf("claim: %v, %v", ok, err)
+	}
+	posted := bot.AdminCard{ActivityID: "act-1", App: "Polls", Drawn: "aaaa"}
+	if saved, err := a.Admins().SaveAdminCard(ctx, adminsTenant, v, posted, "", false); err != nil || !saved {
+		t.Fatalf("the posted card: %v, %v", saved, err)
+	}
+	if saved, _ := b.Admins().SaveAdminCard(ctx, adminsTenant, v, posted, "", false); saved {
+		t.Error("a second post's record replaced the first")
+	}
+	// Both read the card drawn as aaaa; a records bbbb first.
+	first, second := posted, posted
+	first.Drawn, second.Drawn = "bbbb", "cccc"
+	if saved, err := a.Admins().SaveAdminCard(ctx, adminsTenant, v, first, "aaaa", false); err != nil || !saved {
+		t.Fatalf("the first redraw: %v, %v", saved, err)
+	}
+	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, second, "aaaa", true); err != nil || saved {
+		t.Fatalf("the second redraw, over a card no longer as it read it: saved %v, %v", saved, err)
+	}
+	card, _, _ := b.Admins().ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+	if card.Drawn != "bbbb" {
+		t.Errorf("the card is recorded as drawn %q, want bbbb", card.Drawn)
+	}
+	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, second, "bbbb", false); err != nil || !saved {
+		t.Errorf("drawing again over what is stored now: %v, %v", saved, err)
 	}
 }
 
@@ -90,8 +126,8 @@ func TestNeedsAdminIndexCountsEachRequestOnce(t *testing.T) {
 		t.Error("dropping the request changed nothing")
 	}
 	// The version stays listed until its card shows nothing waiting.
-	if err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act"}, true); err != nil {
-		t.Fatal(err)
+	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d0"}, "", true); err != nil || !saved {
+		t.Fatalf("saving the card: %v, %v", saved, err)
 	}
 	if vs, _ := ad.AdminVersions(ctx, adminsTenant); len(vs) != 0 {
 		t.Errorf("versions after the card was drawn done: %v", vs)
