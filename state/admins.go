@@ -20,7 +20,9 @@ var _ bot.AdminStore = (*Admins)(nil)
 // requests waiting for an admin by app version and the card showing each,
 // the inventory of installations behind the catalog, and when the last
 // digest went out. Every key of a tenant shares its hash tag, so the
-// inventory is read in one round trip, on a Redis Cluster too.
+// inventory is read in one round trip, on a Redis Cluster too. Each key is
+// kept Options.ReferenceTTL after it was last written, as a conversation
+// reference is: a tenant that stopped using the bot leaves nothing behind.
 type Admins struct{ *conn }
 
 // Admins returns what the admins' conversation needs kept: bot.AdminStore.
@@ -66,7 +68,9 @@ func (s *Admins) SetNeedsAdmin(ctx context.Context, tenantID string, v bot.AppVe
 	var added *redis.IntCmd
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		added = p.HSet(ctx, key, e.ApprovalID, b)
+		p.PExpire(ctx, key, s.opts.ReferenceTTL)
 		p.SAdd(ctx, s.versionsKey(tenantID), versionMember(v))
+		p.PExpire(ctx, s.versionsKey(tenantID), s.opts.ReferenceTTL)
 		return nil
 	})
 	if err != nil {
@@ -109,7 +113,8 @@ func (s *Admins) AdminVersions(ctx context.Context, tenantID string) ([]bot.AppV
 
 // claimAdminCardScript returns {0, card} when the card is posted, {1, ""}
 // when it grants the claim (none, or one older than ARGV[2] ms at ARGV[1]),
-// {0, ""} when someone else's claim is in progress.
+// {0, ""} when someone else's claim is in progress. A claim is kept ARGV[3]
+// ms, as the card is.
 var claimAdminCardScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -120,14 +125,14 @@ if cur then
     return {0, ''}
   end
 end
-redis.call('SET', KEYS[1], 'claim:' .. ARGV[1])
+redis.call('SET', KEYS[1], 'claim:' .. ARGV[1], 'PX', ARGV[3])
 return {1, ''}
 `)
 
 // ClaimAdminCard returns the card posted for v, or grants posting it once.
 func (s *Admins) ClaimAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, stale time.Duration) (bot.AdminCard, bool, error) {
 	res, err := claimAdminCardScript.Run(ctx, s.rdb, []string{s.cardKey(tenantID, v)},
-		time.Now().UnixMilli(), stale.Milliseconds()).Slice()
+		time.Now().UnixMilli(), stale.Milliseconds(), s.opts.ReferenceTTL.Milliseconds()).Slice()
 	if err != nil {
 		return bot.AdminCard{}, false, unavailable("claim the admins' card", err)
 	}
@@ -146,7 +151,7 @@ func (s *Admins) ClaimAdminCard(ctx context.Context, tenantID string, v bot.AppV
 // is still the card drawn as ARGV[1] (the JSON of a bot.AdminCard, whose
 // "drawn" is a hex fingerprint, so a plain search finds it), or a claim
 // when ARGV[1] is ""; with ARGV[3] "1" it takes ARGV[4] off the versions
-// set KEYS[2]. It returns 1 when written.
+// set KEYS[2]. The card is kept ARGV[5] ms. It returns 1 when written.
 var saveAdminCardScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, 6) ~= 'claim:' then
@@ -154,7 +159,7 @@ if cur and string.sub(cur, 1, 6) ~= 'claim:' then
     return 0
   end
 end
-redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
 if ARGV[3] == '1' then
   redis.call('SREM', KEYS[2], ARGV[4])
 end
@@ -173,7 +178,7 @@ func (s *Admins) SaveAdminCard(ctx context.Context, tenantID string, v bot.AppVe
 		doneArg = "1"
 	}
 	saved, err := saveAdminCardScript.Run(ctx, s.rdb, []string{s.cardKey(tenantID, v), s.versionsKey(tenantID)},
-		was, b, doneArg, versionMember(v)).Int()
+		was, b, doneArg, versionMember(v), s.opts.ReferenceTTL.Milliseconds()).Int()
 	if err != nil {
 		return false, unavailable("record the admins' card", err)
 	}
@@ -198,17 +203,23 @@ func (s *Admins) ReleaseAdminCard(ctx context.Context, tenantID string, v bot.Ap
 // SaveScope replaces what is kept of one scope's installations behind the
 // catalog; none forgets the scope.
 func (s *Admins) SaveScope(ctx context.Context, tenantID string, sc bot.InventoryScope) error {
-	field := string(sc.Kind) + ":" + sc.ID
-	var err error
-	if len(sc.Items) == 0 {
-		err = s.rdb.HDel(ctx, s.inventoryKey(tenantID), field).Err()
-	} else {
-		var b []byte
+	key, field := s.inventoryKey(tenantID), string(sc.Kind)+":"+sc.ID
+	var b []byte
+	if len(sc.Items) > 0 {
+		var err error
 		if b, err = json.Marshal(sc); err != nil {
 			return fmt.Errorf("state: encode inventory scope: %w", err)
 		}
-		err = s.rdb.HSet(ctx, s.inventoryKey(tenantID), field, b).Err()
 	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if b == nil {
+			p.HDel(ctx, key, field)
+		} else {
+			p.HSet(ctx, key, field, b)
+		}
+		p.PExpire(ctx, key, s.opts.ReferenceTTL)
+		return nil
+	})
 	if err != nil {
 		return unavailable("record inventory scope", err)
 	}
@@ -221,7 +232,12 @@ func (s *Admins) NoteRequest(ctx context.Context, tenantID string, r bot.Request
 	if err != nil {
 		return fmt.Errorf("state: encode request note: %w", err)
 	}
-	if err := s.rdb.HSet(ctx, s.requestsKey(tenantID), r.InstallationID, b).Err(); err != nil {
+	key := s.requestsKey(tenantID)
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, r.InstallationID, b)
+		p.PExpire(ctx, key, s.opts.ReferenceTTL)
+		return nil
+	}); err != nil {
 		return unavailable("record request note", err)
 	}
 	return nil
@@ -277,7 +293,7 @@ local cur = redis.call('GET', KEYS[1]) or '0'
 if cur ~= ARGV[1] then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 `)
 
@@ -288,7 +304,7 @@ func (s *Admins) ClaimDigest(ctx context.Context, tenantID string, prev, at time
 		p = prev.UnixMilli()
 	}
 	n, err := claimDigestScript.Run(ctx, s.rdb, []string{s.digestKey(tenantID)}, strconv.FormatInt(p, 10),
-		strconv.FormatInt(at.UnixMilli(), 10)).Int()
+		strconv.FormatInt(at.UnixMilli(), 10), s.opts.ReferenceTTL.Milliseconds()).Int()
 	if err != nil {
 		return false, unavailable("claim the digest", err)
 	}

@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,5 +182,42 @@ func TestDigestIsClaimedOncePerInterval(t *testing.T) {
 	}
 	if last, err := ad.LastDigest(ctx, adminsTenant); err != nil || !last.Equal(next) {
 		t.Errorf("last digest %s, %v; want %s", last, err, next)
+	}
+}
+
+// Everything kept for a tenant's admins lasts ReferenceTTL after it was
+// last written: a tenant that stops using the bot leaves nothing behind.
+func TestAdminsKeysOfAnIdleTenantExpire(t *testing.T) {
+	prefix := fmt.Sprintf("test:admins-ttl:%d:", time.Now().UnixNano())
+	s, rdb := newStore(t, state.Options{Prefix: prefix, ReferenceTTL: time.Hour})
+	ad, ctx := s.Admins(), context.Background()
+	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
+	if _, err := ad.SetNeedsAdmin(ctx, adminsTenant, v, bot.NeedsAdminEntry{ApprovalID: "apr_1", App: "Polls"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := ad.ClaimAdminCard(ctx, adminsTenant, v, time.Minute); err != nil || !ok {
+		t.Fatalf("claim: %v, %v", ok, err)
+	}
+	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d1"}, "", false); err != nil || !saved {
+		t.Fatalf("save: %v, %v", saved, err)
+	}
+	if err := ad.SaveScope(ctx, adminsTenant, bot.InventoryScope{Kind: approval.ScopeChat, ID: "19:a@thread.v2",
+		Items: []bot.InventoryItem{{InstallationID: "i1", TeamsAppID: "polls"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ad.NoteRequest(ctx, adminsTenant, bot.RequestNote{InstallationID: "i1", ApprovalID: "apr_1"}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := ad.ClaimDigest(ctx, adminsTenant, time.Time{}, time.Now()); err != nil || !ok {
+		t.Fatalf("digest: %v, %v", ok, err)
+	}
+	keys, err := rdb.Keys(ctx, prefix+"*").Result()
+	if err != nil || len(keys) != 6 {
+		t.Fatalf("keys %v (%v), want the tenant's six", keys, err)
+	}
+	for _, k := range keys {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Errorf("%s is kept %s, want up to ReferenceTTL (1h)", k, ttl)
+		}
 	}
 }
