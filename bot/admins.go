@@ -48,8 +48,13 @@ type AdminCard struct {
 	ActivityID string `json:"activityId"`
 	App        string `json:"name"`
 	// Drawn fingerprints the requests the card shows: a redraw that would
-	// show the same is skipped.
+	// show the same is skipped. "" asks for a redraw.
 	Drawn string `json:"drawn"`
+	// Rev counts the card's recorded drawings: SaveAdminCard records one
+	// over the revision its drawer read, or over anything with -1.
+	Rev int64 `json:"-"`
+	// Claim is the claim to post the card, as ClaimAdminCard granted it.
+	Claim string `json:"-"`
 }
 
 // AdminCards make the admins' card of an app version posted once across
@@ -59,17 +64,19 @@ type AdminCards interface {
 	// once, unless a claim older than stale was never saved (its replica
 	// died mid-post). Neither: someone else is posting it now.
 	ClaimAdminCard(ctx context.Context, tenantID string, v AppVersion, stale time.Duration) (card AdminCard, granted bool, err error)
-	// SaveAdminCard records the card as drawn, if the card stored is still
-	// the one the drawer read: drawn as was ("" for the claim it posted
-	// under). Otherwise it changes nothing and reports false: another
+	// SaveAdminCard records the card as drawn, at the next revision, if
+	// what is stored is still what its drawer read: the claim card.Claim
+	// it posted under, or the card at revision card.Rev (-1: whatever is
+	// stored). Otherwise it changes nothing and reports false: another
 	// replica drew the card meanwhile, and either drawing may have reached
-	// Teams last, so the caller draws again from what is stored now. done
-	// (it shows nothing waiting) takes v off AdminVersions until a request
-	// waits again.
-	SaveAdminCard(ctx context.Context, tenantID string, v AppVersion, card AdminCard, was string, done bool) (saved bool, err error)
-	// ReleaseAdminCard gives back a claim that posted nothing; done as for
-	// SaveAdminCard.
-	ReleaseAdminCard(ctx context.Context, tenantID string, v AppVersion, done bool) error
+	// Teams last, so the caller draws again. done (it shows nothing
+	// waiting) takes v off AdminVersions, unless a request waits under v
+	// again by then.
+	SaveAdminCard(ctx context.Context, tenantID string, v AppVersion, card AdminCard, done bool) (saved bool, err error)
+	// ReleaseAdminCard gives back the claim that posted nothing, if it is
+	// still held (another replica may have taken a stale one over); done
+	// as for SaveAdminCard.
+	ReleaseAdminCard(ctx context.Context, tenantID string, v AppVersion, claim string, done bool) error
 }
 
 // DigestLog makes the admins' digest go out once per interval across
@@ -171,7 +178,11 @@ func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
 		return err
 	}
 	// Again when another replica drew the card meanwhile: the last drawing
-	// to reach Teams must be from the requests as they are now.
+	// to reach Teams must be from the requests as they are now, so a
+	// drawer that lost the race draws again even when the record says the
+	// card already shows them (its own drawing may have landed last).
+	lost := false
+	var last AdminCard
 	for range 4 {
 		entries, err := ad.store.NeedsAdmin(ctx, tenant, v)
 		if err != nil {
@@ -184,12 +195,11 @@ func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
 		}
 		view := adminView(ref.Locale, v, entries, card.App)
 		done := len(entries) == 0
-		was := card.Drawn
 		switch {
 		case card.ActivityID != "":
-			if card.Drawn == drawn {
+			if card.Drawn == drawn && !lost {
 				if done {
-					_, err := ad.store.SaveAdminCard(ctx, tenant, v, card, was, true)
+					_, err := ad.store.SaveAdminCard(ctx, tenant, v, card, true)
 					return err
 				}
 				return nil
@@ -198,28 +208,46 @@ func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
 				return err
 			}
 			card.Drawn, card.App = drawn, view.App
-			if saved, err := ad.store.SaveAdminCard(ctx, tenant, v, card, was, done); err != nil || saved {
+			saved, err := ad.store.SaveAdminCard(ctx, tenant, v, card, done)
+			if err != nil || saved {
 				return err
 			}
+			lost, last = true, card
 			continue
 		case !granted:
 			return nil // another replica is posting it; the next round redraws
 		case done:
-			return ad.store.ReleaseAdminCard(ctx, tenant, v, true)
+			return ad.store.ReleaseAdminCard(ctx, tenant, v, card.Claim, true)
 		}
 		id, err := ad.conn.Send(ctx, ref.TopLevel(), CardMessage(ad.cards.AdminNeeded(view)))
 		if err != nil || id == "" {
-			if rerr := ad.store.ReleaseAdminCard(ctx, tenant, v, false); rerr != nil {
+			if rerr := ad.store.ReleaseAdminCard(ctx, tenant, v, card.Claim, false); rerr != nil {
 				ad.log.WarnContext(ctx, "cannot release the admins' card claim", "err", rerr)
 			}
 			return err
 		}
 		ad.log.InfoContext(ctx, "admins' card posted", "app", view.App, "version", v.Version, "waiting", len(entries))
-		if _, err := ad.store.SaveAdminCard(ctx, tenant, v, AdminCard{ActivityID: id, App: view.App, Drawn: drawn}, "", false); err != nil {
+		saved, err := ad.store.SaveAdminCard(ctx, tenant, v, AdminCard{ActivityID: id, App: view.App, Drawn: drawn, Claim: card.Claim}, false)
+		if err != nil {
 			return err
+		}
+		if !saved {
+			// Our claim went stale and another replica posted the card
+			// too: theirs is the one kept up to date.
+			ad.log.WarnContext(ctx, "another replica posted this app version's admins' card too; this one is no longer updated",
+				"app", view.App, "version", v.Version, "activity", id)
+			return nil
 		}
 		// The requests may have changed while the card was posted: the
 		// next round redraws it if so.
+	}
+	if lost {
+		// Still losing the race: have the card drawn again by whoever
+		// comes next (the admins' sync at the latest), whatever it shows.
+		last.Drawn, last.Rev = "", -1
+		if _, err := ad.store.SaveAdminCard(ctx, tenant, v, last, false); err != nil {
+			return err
+		}
 	}
 	return nil
 }

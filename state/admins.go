@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/upgradeapprovals/bot/approval"
 	"github.com/upgradeapprovals/bot/bot"
 )
 
@@ -68,9 +69,7 @@ func (s *Admins) SetNeedsAdmin(ctx context.Context, tenantID string, v bot.AppVe
 	var added *redis.IntCmd
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		added = p.HSet(ctx, key, e.ApprovalID, b)
-		p.PExpire(ctx, key, s.opts.ReferenceTTL)
 		p.SAdd(ctx, s.versionsKey(tenantID), versionMember(v))
-		p.PExpire(ctx, s.versionsKey(tenantID), s.opts.ReferenceTTL)
 		return nil
 	})
 	if err != nil {
@@ -111,93 +110,151 @@ func (s *Admins) AdminVersions(ctx context.Context, tenantID string) ([]bot.AppV
 	return out, nil
 }
 
-// claimAdminCardScript returns {0, card} when the card is posted, {1, ""}
-// when it grants the claim (none, or one older than ARGV[2] ms at ARGV[1]),
-// {0, ""} when someone else's claim is in progress. A claim is kept ARGV[3]
-// ms, as the card is.
-var claimAdminCardScript = redis.NewScript(`
+// An admins' card key holds one of: "claim:<ms>:<token>", a replica
+// posting the card since <ms>; "<rev>|<card JSON>", the card as drawn
+// <rev> times; or, as an earlier release wrote them, "claim:<ms>" and the
+// bare JSON (revision 0). adminCardLua reads them.
+const adminCardLua = `
+local function rev(cur)
+  if not cur or string.sub(cur, 1, 6) == 'claim:' then
+    return nil
+  end
+  local bar = string.find(cur, '|', 1, true)
+  if string.sub(cur, 1, 1) == '{' or not bar then
+    return 0
+  end
+  return tonumber(string.sub(cur, 1, bar - 1))
+end
+-- done: with nothing waiting under the version (KEYS[3]), take it off the
+-- versions set KEYS[2]; a request added meanwhile keeps it there.
+local function done(member)
+  if redis.call('HLEN', KEYS[3]) == 0 then
+    redis.call('SREM', KEYS[2], member)
+  end
+end
+`
+
+// claimAdminCardScript returns {0, stored} when the card is posted, {1,
+// claim} when it grants the claim (none, or one older than ARGV[2] ms at
+// ARGV[1]), {0, ""} when someone else's claim is in progress. A claim is
+// kept ARGV[4] ms, as the card is.
+var claimAdminCardScript = redis.NewScript(adminCardLua + `
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  if string.sub(cur, 1, 6) ~= 'claim:' then
+  if rev(cur) then
     return {0, cur}
   end
-  if tonumber(ARGV[1]) - tonumber(string.sub(cur, 7)) < tonumber(ARGV[2]) then
+  local since = tonumber(string.match(cur, '^claim:(%d+)'))
+  if since and tonumber(ARGV[1]) - since < tonumber(ARGV[2]) then
     return {0, ''}
   end
 end
-redis.call('SET', KEYS[1], 'claim:' .. ARGV[1], 'PX', ARGV[3])
-return {1, ''}
+local claim = 'claim:' .. ARGV[1] .. ':' .. ARGV[3]
+redis.call('SET', KEYS[1], claim, 'PX', ARGV[4])
+return {1, claim}
 `)
 
 // ClaimAdminCard returns the card posted for v, or grants posting it once.
 func (s *Admins) ClaimAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, stale time.Duration) (bot.AdminCard, bool, error) {
 	res, err := claimAdminCardScript.Run(ctx, s.rdb, []string{s.cardKey(tenantID, v)},
-		time.Now().UnixMilli(), stale.Milliseconds(), s.opts.ReferenceTTL.Milliseconds()).Slice()
+		time.Now().UnixMilli(), stale.Milliseconds(), approval.NewToken(), s.opts.ReferenceTTL.Milliseconds()).Slice()
 	if err != nil {
 		return bot.AdminCard{}, false, unavailable("claim the admins' card", err)
 	}
 	granted, _ := res[0].(int64)
 	raw, _ := res[1].(string)
-	var card bot.AdminCard
-	if raw != "" {
-		if err := json.Unmarshal([]byte(raw), &card); err != nil {
-			return card, false, fmt.Errorf("state: decode the admins' card: %w", err)
-		}
+	if granted == 1 {
+		return bot.AdminCard{Claim: raw}, true, nil
 	}
-	return card, granted == 1, nil
+	if raw == "" {
+		return bot.AdminCard{}, false, nil
+	}
+	var card bot.AdminCard
+	js := raw
+	if r, rest, ok := strings.Cut(raw, "|"); ok && !strings.HasPrefix(raw, "{") {
+		n, err := strconv.ParseInt(r, 10, 64)
+		if err != nil {
+			return card, false, fmt.Errorf("state: decode the admins' card revision: %w", err)
+		}
+		card.Rev, js = n, rest
+	}
+	if err := json.Unmarshal([]byte(js), &card); err != nil {
+		return card, false, fmt.Errorf("state: decode the admins' card: %w", err)
+	}
+	return card, false, nil
 }
 
-// saveAdminCardScript writes the card ARGV[2] at KEYS[1] if what is there
-// is still the card drawn as ARGV[1] (the JSON of a bot.AdminCard, whose
-// "drawn" is a hex fingerprint, so a plain search finds it), or a claim
-// when ARGV[1] is ""; with ARGV[3] "1" it takes ARGV[4] off the versions
-// set KEYS[2]. The card is kept ARGV[5] ms. It returns 1 when written.
-var saveAdminCardScript = redis.NewScript(`
+// saveAdminCardScript writes the card JSON ARGV[3] at KEYS[1], at the next
+// revision, if KEYS[1] still holds the claim ARGV[1] (ARGV[1] not ""), or
+// the card at revision ARGV[2]; ARGV[2] "-1" writes over whatever is
+// there. With ARGV[4] "1" it is done (see done) with ARGV[5]. The card is
+// kept ARGV[6] ms. It returns 1 when written.
+var saveAdminCardScript = redis.NewScript(adminCardLua + `
 local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, 6) ~= 'claim:' then
-  if ARGV[1] == '' or not string.find(cur, '"drawn":"' .. ARGV[1] .. '"', 1, true) then
+local r = rev(cur) or 0
+if ARGV[2] ~= '-1' then
+  if ARGV[1] ~= '' then
+    if cur ~= ARGV[1] then
+      return 0
+    end
+  elseif rev(cur) ~= tonumber(ARGV[2]) then
     return 0
   end
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
-if ARGV[3] == '1' then
-  redis.call('SREM', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[1], (r + 1) .. '|' .. ARGV[3], 'PX', ARGV[6])
+if ARGV[4] == '1' then
+  done(ARGV[5])
 end
 return 1
 `)
 
 // SaveAdminCard records the admins' card of v as drawn, if the card stored
-// is still the one drawn as was.
-func (s *Admins) SaveAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, card bot.AdminCard, was string, done bool) (bool, error) {
+// is still the one card.Claim or card.Rev names.
+func (s *Admins) SaveAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, card bot.AdminCard, done bool) (bool, error) {
 	b, err := json.Marshal(card)
 	if err != nil {
 		return false, fmt.Errorf("state: encode the admins' card: %w", err)
 	}
-	doneArg := "0"
-	if done {
-		doneArg = "1"
-	}
-	saved, err := saveAdminCardScript.Run(ctx, s.rdb, []string{s.cardKey(tenantID, v), s.versionsKey(tenantID)},
-		was, b, doneArg, versionMember(v), s.opts.ReferenceTTL.Milliseconds()).Int()
+	saved, err := saveAdminCardScript.Run(ctx, s.rdb, s.adminCardKeys(tenantID, v),
+		card.Claim, card.Rev, b, flag(done), versionMember(v), s.opts.ReferenceTTL.Milliseconds()).Int()
 	if err != nil {
 		return false, unavailable("record the admins' card", err)
 	}
 	return saved == 1, nil
 }
 
-// ReleaseAdminCard gives back a claim that posted nothing.
-func (s *Admins) ReleaseAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, done bool) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.cardKey(tenantID, v))
-		if done {
-			p.SRem(ctx, s.versionsKey(tenantID), versionMember(v))
-		}
-		return nil
-	})
-	if err != nil {
+// releaseAdminCardScript deletes KEYS[1] if it still holds the claim
+// ARGV[1]; with ARGV[2] "1" it is done (see done) with ARGV[3].
+var releaseAdminCardScript = redis.NewScript(adminCardLua + `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+if ARGV[2] == '1' then
+  done(ARGV[3])
+end
+return 1
+`)
+
+// ReleaseAdminCard gives back a claim that posted nothing, if it is still
+// the one held.
+func (s *Admins) ReleaseAdminCard(ctx context.Context, tenantID string, v bot.AppVersion, claim string, done bool) error {
+	if err := releaseAdminCardScript.Run(ctx, s.rdb, s.adminCardKeys(tenantID, v), claim, flag(done), versionMember(v)).Err(); err != nil {
 		return unavailable("release the admins' card", err)
 	}
 	return nil
+}
+
+// adminCardKeys are the keys the card scripts touch, on one slot: the
+// card, the versions set and the version's requests waiting.
+func (s *Admins) adminCardKeys(tenantID string, v bot.AppVersion) []string {
+	return []string{s.cardKey(tenantID, v), s.versionsKey(tenantID), s.needsAdminKey(tenantID, v)}
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // SaveScope replaces what is kept of one scope's installations behind the
@@ -293,7 +350,7 @@ local cur = redis.call('GET', KEYS[1]) or '0'
 if cur ~= ARGV[1] then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 `)
 
@@ -304,7 +361,7 @@ func (s *Admins) ClaimDigest(ctx context.Context, tenantID string, prev, at time
 		p = prev.UnixMilli()
 	}
 	n, err := claimDigestScript.Run(ctx, s.rdb, []string{s.digestKey(tenantID)}, strconv.FormatInt(p, 10),
-		strconv.FormatInt(at.UnixMilli(), 10), s.opts.ReferenceTTL.Milliseconds()).Int()
+		strconv.FormatInt(at.UnixMilli(), 10)).Int()
 	if err != nil {
 		return false, unavailable("claim the digest", err)
 	}

@@ -23,6 +23,7 @@ func TestAdminCardIsPostedOnceAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
 	var granted atomic.Int32
+	var claims sync.Map
 	var wg sync.WaitGroup
 	for i := range 8 {
 		s := a.Admins()
@@ -30,12 +31,13 @@ func TestAdminCardIsPostedOnceAcrossReplicas(t *testing.T) {
 			s = b.Admins()
 		}
 		wg.Go(func() {
-			_, ok, err := s.ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+			card, ok, err := s.ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
 			if err != nil {
 				t.Error(err)
 			}
 			if ok {
 				granted.Add(1)
+				claims.Store("granted", card.Claim)
 			}
 		})
 	}
@@ -43,7 +45,9 @@ func TestAdminCardIsPostedOnceAcrossReplicas(t *testing.T) {
 	if granted.Load() != 1 {
 		t.Fatalf("%d replicas may post the card, want 1", granted.Load())
 	}
-	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act-1", App: "Polls", Drawn: "x"}, "", false); err != nil || !saved {
+	c, _ := claims.Load("granted")
+	claim, _ := c.(string)
+	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act-1", App: "Polls", Drawn: "x", Claim: claim}, false); err != nil || !saved {
 		t.Fatalf("saving the posted card: %v, %v", saved, err)
 	}
 	card, ok, err := a.Admins().ClaimAdminCard(ctx, strings.ToLower(adminsTenant), v, time.Minute)
@@ -54,37 +58,108 @@ func TestAdminCardIsPostedOnceAcrossReplicas(t *testing.T) {
 
 // Two replicas redraw one admins' card at once, each from what it read:
 // only the first to record its drawing does; the other is told, so it
-// draws again from the requests as they are now, whichever drawing reached
-// Teams last.
+// draws again, whichever drawing reached Teams last. A revision, not what
+// the card shows, decides: a drawing recorded over one that showed the
+// same is still a drawing in between.
 func TestAdminCardDrawingIsRecordedOnlyOverWhatWasRead(t *testing.T) {
 	a, b := replicas(t)
 	ctx := context.Background()
 	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
-	if _, ok, err := a.Admins().ClaimAdminCard(ctx, adminsTenant, v, time.Minute); err != nil || !ok {
-		t.Fatalf("claim: %v, %v", ok, err)
+	claimed, ok, err := a.Admins().ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+	if err != nil || !ok || claimed.Claim == "" {
+		t.Fatalf("claim: %+v, %v, %v", claimed, ok, err)
 	}
-	posted := bot.AdminCard{ActivityID: "act-1", App: "Polls", Drawn: "aaaa"}
-	if saved, err := a.Admins().SaveAdminCard(ctx, adminsTenant, v, posted, "", false); err != nil || !saved {
+	posted := bot.AdminCard{ActivityID: "act-1", App: "Polls", Drawn: "aaaa", Claim: claimed.Claim}
+	if saved, err := a.Admins().SaveAdminCard(ctx, adminsTenant, v, posted, false); err != nil || !saved {
 		t.Fatalf("the posted card: %v, %v", saved, err)
 	}
-	if saved, _ := b.Admins().SaveAdminCard(ctx, adminsTenant, v, posted, "", false); saved {
-		t.Error("a second post's record replaced the first")
+	if saved, _ := b.Admins().SaveAdminCard(ctx, adminsTenant, v, posted, false); saved {
+		t.Error("a second record under the same claim replaced the first")
 	}
-	// Both read the card drawn as aaaa; a records bbbb first.
-	first, second := posted, posted
-	first.Drawn, second.Drawn = "bbbb", "cccc"
-	if saved, err := a.Admins().SaveAdminCard(ctx, adminsTenant, v, first, "aaaa", false); err != nil || !saved {
+	read := func(s *state.Store) bot.AdminCard {
+		t.Helper()
+		card, granted, err := s.Admins().ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+		if err != nil || granted || card.ActivityID != "act-1" {
+			t.Fatalf("read the card: %+v, %v, %v", card, granted, err)
+		}
+		return card
+	}
+	// Both read the card; a records first, b is told.
+	first, second := read(a), read(b)
+	first.Drawn, second.Drawn = "bbbb", "aaaa"
+	if saved, err := a.Admins().SaveAdminCard(ctx, adminsTenant, v, first, false); err != nil || !saved {
 		t.Fatalf("the first redraw: %v, %v", saved, err)
 	}
-	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, second, "aaaa", true); err != nil || saved {
+	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, second, false); err != nil || saved {
 		t.Fatalf("the second redraw, over a card no longer as it read it: saved %v, %v", saved, err)
 	}
-	card, _, _ := b.Admins().ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
-	if card.Drawn != "bbbb" {
-		t.Errorf("the card is recorded as drawn %q, want bbbb", card.Drawn)
+	if got := read(b); got.Drawn != "bbbb" {
+		t.Errorf("the card is recorded as drawn %q, want bbbb", got.Drawn)
 	}
-	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, second, "bbbb", false); err != nil || !saved {
-		t.Errorf("drawing again over what is stored now: %v, %v", saved, err)
+	// Drawn the same again, by a: b, which read before, is still told.
+	stale, again := read(b), read(a)
+	if saved, _ := a.Admins().SaveAdminCard(ctx, adminsTenant, v, again, false); !saved {
+		t.Fatal("redrawing the same was refused")
+	}
+	if saved, _ := b.Admins().SaveAdminCard(ctx, adminsTenant, v, stale, false); saved {
+		t.Error("a record over a revision no longer stored was taken, because the card showed the same")
+	}
+	// A drawer that gives up asks for a redraw over whatever is stored.
+	if saved, err := b.Admins().SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act-1", App: "Polls", Rev: -1}, false); err != nil || !saved {
+		t.Fatalf("asking for a redraw: %v, %v", saved, err)
+	}
+	if got := read(a); got.Drawn != "" {
+		t.Errorf("drawn %q, want a redraw asked for", got.Drawn)
+	}
+}
+
+// A replica whose stale claim was taken over cannot release the claim of
+// the replica that took it, nor record its card over it.
+func TestAdminCardClaimTakenOverStaysTheTakersClaim(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ctx := context.Background()
+	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
+	old, _, _ := s.Admins().ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+	taker, ok, _ := s.Admins().ClaimAdminCard(ctx, adminsTenant, v, 0)
+	if !ok || taker.Claim == old.Claim {
+		t.Fatalf("the stale claim was not taken over: %+v", taker)
+	}
+	if err := s.Admins().ReleaseAdminCard(ctx, adminsTenant, v, old.Claim, false); err != nil {
+		t.Fatal(err)
+	}
+	if saved, _ := s.Admins().SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "old", Drawn: "x", Claim: old.Claim}, false); saved {
+		t.Error("the replica whose claim was taken over recorded its card")
+	}
+	if saved, _ := s.Admins().SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "new", Drawn: "x", Claim: taker.Claim}, false); !saved {
+		t.Error("the taker's card was not recorded: its claim was released by the other")
+	}
+}
+
+// Done (nothing waiting) takes a version off the list only if nothing
+// waits under it by then: a request added meanwhile keeps it listed.
+func TestAdminVersionStaysListedWhenARequestArrivesAsItsCardIsDone(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ad, ctx := s.Admins(), context.Background()
+	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
+	if _, err := ad.SetNeedsAdmin(ctx, adminsTenant, v, bot.NeedsAdminEntry{ApprovalID: "apr_1"}, true); err != nil {
+		t.Fatal(err)
+	}
+	// The drawer read nothing waiting; apr_1 arrived since.
+	if _, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "none", Rev: -1}, true); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := ad.AdminVersions(ctx, adminsTenant); len(vs) != 1 {
+		t.Errorf("versions %v: the version with a request waiting was taken off", vs)
+	}
+	claim, _, _ := ad.ClaimAdminCard(ctx, adminsTenant, bot.AppVersion{TeamsAppID: "tasks", Version: "2.0.0"}, time.Minute)
+	if _, err := ad.SetNeedsAdmin(ctx, adminsTenant, bot.AppVersion{TeamsAppID: "tasks", Version: "2.0.0"}, bot.NeedsAdminEntry{ApprovalID: "apr_2"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := ad.ReleaseAdminCard(ctx, adminsTenant, bot.AppVersion{TeamsAppID: "tasks", Version: "2.0.0"}, claim.Claim, true); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := ad.AdminVersions(ctx, adminsTenant); len(vs) != 2 {
+		t.Errorf("versions %v: a released claim took off a version with a request waiting", vs)
 	}
 }
 
@@ -127,7 +202,7 @@ func TestNeedsAdminIndexCountsEachRequestOnce(t *testing.T) {
 		t.Error("dropping the request changed nothing")
 	}
 	// The version stays listed until its card shows nothing waiting.
-	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d0"}, "", true); err != nil || !saved {
+	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d0", Rev: -1}, true); err != nil || !saved {
 		t.Fatalf("saving the card: %v, %v", saved, err)
 	}
 	if vs, _ := ad.AdminVersions(ctx, adminsTenant); len(vs) != 0 {
@@ -185,20 +260,22 @@ func TestDigestIsClaimedOncePerInterval(t *testing.T) {
 	}
 }
 
-// Everything kept for a tenant's admins lasts ReferenceTTL after it was
-// last written: a tenant that stops using the bot leaves nothing behind.
+// What scans write for a tenant's admins, and its cards, last
+// ReferenceTTL after they were last written: a tenant the bot no longer
+// scans leaves them behind no longer.
 func TestAdminsKeysOfAnIdleTenantExpire(t *testing.T) {
 	prefix := fmt.Sprintf("test:admins-ttl:%d:", time.Now().UnixNano())
 	s, rdb := newStore(t, state.Options{Prefix: prefix, ReferenceTTL: time.Hour})
 	ad, ctx := s.Admins(), context.Background()
 	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
-	if _, err := ad.SetNeedsAdmin(ctx, adminsTenant, v, bot.NeedsAdminEntry{ApprovalID: "apr_1", App: "Polls"}, true); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, err := ad.ClaimAdminCard(ctx, adminsTenant, v, time.Minute); err != nil || !ok {
+	claim, ok, err := ad.ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+	if err != nil || !ok {
 		t.Fatalf("claim: %v, %v", ok, err)
 	}
-	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d1"}, "", false); err != nil || !saved {
+	if ttl := rdb.PTTL(ctx, prefix+"admincard:{"+strings.ToLower(adminsTenant)+"}:polls|1.1.0").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("a claim is kept %s, want up to ReferenceTTL (1h)", ttl)
+	}
+	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d1", Claim: claim.Claim}, false); err != nil || !saved {
 		t.Fatalf("save: %v, %v", saved, err)
 	}
 	if err := ad.SaveScope(ctx, adminsTenant, bot.InventoryScope{Kind: approval.ScopeChat, ID: "19:a@thread.v2",
@@ -208,16 +285,37 @@ func TestAdminsKeysOfAnIdleTenantExpire(t *testing.T) {
 	if err := ad.NoteRequest(ctx, adminsTenant, bot.RequestNote{InstallationID: "i1", ApprovalID: "apr_1"}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := ad.ClaimDigest(ctx, adminsTenant, time.Time{}, time.Now()); err != nil || !ok {
-		t.Fatalf("digest: %v, %v", ok, err)
-	}
 	keys, err := rdb.Keys(ctx, prefix+"*").Result()
-	if err != nil || len(keys) != 6 {
-		t.Fatalf("keys %v (%v), want the tenant's six", keys, err)
+	if err != nil || len(keys) != 3 {
+		t.Fatalf("keys %v (%v), want the card, the inventory and the request notes", keys, err)
 	}
 	for _, k := range keys {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 || ttl > time.Hour {
 			t.Errorf("%s is kept %s, want up to ReferenceTTL (1h)", k, ttl)
 		}
+	}
+}
+
+// A card an earlier release recorded (its JSON alone, no revision) is read
+// and redrawn as revision 0.
+func TestAdminCardRecordedByAnEarlierReleaseIsRedrawn(t *testing.T) {
+	prefix := fmt.Sprintf("test:admins-legacy:%d:", time.Now().UnixNano())
+	s, rdb := newStore(t, state.Options{Prefix: prefix})
+	ad, ctx := s.Admins(), context.Background()
+	v := bot.AppVersion{TeamsAppID: "polls", Version: "1.1.0"}
+	key := prefix + "admincard:{" + strings.ToLower(adminsTenant) + "}:polls|1.1.0"
+	if err := rdb.Set(ctx, key, `{"activityId":"act-0","name":"Polls","drawn":"old"}`, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	card, granted, err := ad.ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+	if err != nil || granted || card.ActivityID != "act-0" || card.Drawn != "old" || card.Rev != 0 {
+		t.Fatalf("read %+v, granted %v, %v", card, granted, err)
+	}
+	card.Drawn = "new"
+	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, card, false); err != nil || !saved {
+		t.Fatalf("redraw: %v, %v", saved, err)
+	}
+	if card, _, _ := ad.ClaimAdminCard(ctx, adminsTenant, v, time.Minute); card.Drawn != "new" || card.Rev != 1 {
+		t.Errorf("after the redraw: %+v", card)
 	}
 }
