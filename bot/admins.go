@@ -66,8 +66,8 @@ type AdminCards interface {
 	ClaimAdminCard(ctx context.Context, tenantID string, v AppVersion, stale time.Duration) (card AdminCard, granted bool, err error)
 	// SaveAdminCard records the card as drawn, at the next revision, if
 	// what is stored is still what its drawer read: the claim card.Claim
-	// it posted under, or the card at revision card.Rev (-1: whatever is
-	// stored). Otherwise it changes nothing and reports false: another
+	// it posted under, or the card at revision card.Rev (-1: whatever card
+	// is stored, and v is listed in AdminVersions again). Otherwise it changes nothing and reports false: another
 	// replica drew the card meanwhile, and either drawing may have reached
 	// Teams last, so the caller draws again. done (it shows nothing
 	// waiting) takes v off AdminVersions, unless a request waits under v
@@ -149,6 +149,9 @@ func (ad *admins) approvalChanged(ctx context.Context, a approval.Approval) {
 	if err := ad.store.NoteRequest(ctx, tenant, RequestNote{InstallationID: u.Installation.ID, ApprovalID: a.ID,
 		TeamsAppID: u.Installation.TeamsAppID, Target: u.Target.Version, Status: a.Status, Created: a.CreatedAt, At: at.UTC()}); err != nil {
 		ad.log.WarnContext(ctx, "cannot note a request for the inventory", "approval", a.ID, "err", err)
+	}
+	if ref, ok, err := ad.ref(ctx); err == nil && ok && !strings.EqualFold(ref.TenantID, tenant) {
+		return // the admins' conversation is another tenant's: no card of theirs counts it
 	}
 	v := appVersion(a)
 	changed, err := ad.store.SetNeedsAdmin(ctx, tenant, v, NeedsAdminEntry{ApprovalID: a.ID, App: u.Installation.DisplayName,

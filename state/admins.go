@@ -186,20 +186,24 @@ func (s *Admins) ClaimAdminCard(ctx context.Context, tenantID string, v bot.AppV
 
 // saveAdminCardScript writes the card JSON ARGV[3] at KEYS[1], at the next
 // revision, if KEYS[1] still holds the claim ARGV[1] (ARGV[1] not ""), or
-// the card at revision ARGV[2]; ARGV[2] "-1" writes over whatever is
-// there. With ARGV[4] "1" it is done (see done) with ARGV[5]. The card is
-// kept ARGV[6] ms. It returns 1 when written.
+// the card at revision ARGV[2]; ARGV[2] "-1" writes over whatever card is
+// there (not over a claim) and lists the version ARGV[5] again, so the
+// admins' sync redraws it. With ARGV[4] "1" it is done (see done) with
+// ARGV[5]. The card is kept ARGV[6] ms. It returns 1 when written.
 var saveAdminCardScript = redis.NewScript(adminCardLua + `
 local cur = redis.call('GET', KEYS[1])
 local r = rev(cur) or 0
-if ARGV[2] ~= '-1' then
-  if ARGV[1] ~= '' then
-    if cur ~= ARGV[1] then
-      return 0
-    end
-  elseif rev(cur) ~= tonumber(ARGV[2]) then
+if ARGV[2] == '-1' then
+  if not rev(cur) then
     return 0
   end
+  redis.call('SADD', KEYS[2], ARGV[5])
+elseif ARGV[1] ~= '' then
+  if cur ~= ARGV[1] then
+    return 0
+  end
+elseif rev(cur) ~= tonumber(ARGV[2]) then
+  return 0
 end
 redis.call('SET', KEYS[1], (r + 1) .. '|' .. ARGV[3], 'PX', ARGV[6])
 if ARGV[4] == '1' then

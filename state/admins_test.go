@@ -111,6 +111,19 @@ func TestAdminCardDrawingIsRecordedOnlyOverWhatWasRead(t *testing.T) {
 	if got := read(a); got.Drawn != "" {
 		t.Errorf("drawn %q, want a redraw asked for", got.Drawn)
 	}
+	// ... and lists the version, so the admins' sync redraws it even if
+	// the winner took it off the list as showing nothing waiting.
+	if vs, _ := a.Admins().AdminVersions(ctx, adminsTenant); len(vs) != 1 || vs[0] != v {
+		t.Errorf("versions %v after a redraw was asked for, want %v", vs, v)
+	}
+	// Not over a claim: the card is being posted by someone else.
+	w := bot.AppVersion{TeamsAppID: "tasks", Version: "2.0.0"}
+	if _, ok, _ := a.Admins().ClaimAdminCard(ctx, adminsTenant, w, time.Minute); !ok {
+		t.Fatal("claim of another version refused")
+	}
+	if saved, _ := b.Admins().SaveAdminCard(ctx, adminsTenant, w, bot.AdminCard{ActivityID: "x", Rev: -1}, false); saved {
+		t.Error("asking for a redraw replaced a claim in progress")
+	}
 }
 
 // A replica whose stale claim was taken over cannot release the claim of
@@ -145,8 +158,9 @@ func TestAdminVersionStaysListedWhenARequestArrivesAsItsCardIsDone(t *testing.T)
 		t.Fatal(err)
 	}
 	// The drawer read nothing waiting; apr_1 arrived since.
-	if _, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "none", Rev: -1}, true); err != nil {
-		t.Fatal(err)
+	posting, _, _ := ad.ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "none", Claim: posting.Claim}, true); err != nil || !saved {
+		t.Fatalf("saving the card: %v, %v", saved, err)
 	}
 	if vs, _ := ad.AdminVersions(ctx, adminsTenant); len(vs) != 1 {
 		t.Errorf("versions %v: the version with a request waiting was taken off", vs)
@@ -202,7 +216,8 @@ func TestNeedsAdminIndexCountsEachRequestOnce(t *testing.T) {
 		t.Error("dropping the request changed nothing")
 	}
 	// The version stays listed until its card shows nothing waiting.
-	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d0", Rev: -1}, true); err != nil || !saved {
+	claim, _, _ := ad.ClaimAdminCard(ctx, adminsTenant, v, time.Minute)
+	if saved, err := ad.SaveAdminCard(ctx, adminsTenant, v, bot.AdminCard{ActivityID: "act", Drawn: "d0", Claim: claim.Claim}, true); err != nil || !saved {
 		t.Fatalf("saving the card: %v, %v", saved, err)
 	}
 	if vs, _ := ad.AdminVersions(ctx, adminsTenant); len(vs) != 0 {
