@@ -33,7 +33,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +40,7 @@ import (
 	"github.com/upgradeapprovals/bot/cards"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
 	"github.com/upgradeapprovals/bot/internal/fakeentra"
+	"github.com/upgradeapprovals/bot/internal/logtest"
 )
 
 const (
@@ -268,7 +268,7 @@ func run(tb *runTB, o options) error {
 		peer.Env = append(slices.Clone(common), "PORT="+strconv.Itoa(peerPort), "HELP_CARD="+helpCard,
 			"NODE_EXTRA_CA_CERTS="+certFile, "NODE_ENV=production")
 		var peerURL string
-		var peerLogs *lockedWriter
+		var peerLogs *logtest.Buffer
 		if peerURL, peerStart, peerLogs, err = launch(tb, "peer", peerPort, peer); err != nil {
 			return err
 		}
@@ -544,8 +544,8 @@ func tail(s string, n int) string {
 
 // launch starts a bot process listening on port and waits for its /readyz;
 // it returns the bot's URL, the time from start to ready, and its log.
-func launch(tb *runTB, name string, port int, cmd *exec.Cmd) (string, time.Duration, *lockedWriter, error) {
-	logs := &lockedWriter{}
+func launch(tb *runTB, name string, port int, cmd *exec.Cmd) (string, time.Duration, *logtest.Buffer, error) {
+	logs := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = io.Discard, logs
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -557,22 +557,4 @@ func launch(tb *runTB, name string, port int, cmd *exec.Cmd) (string, time.Durat
 		return "", 0, nil, fmt.Errorf("%s: %w\n%s", name, err, tail(logs.String(), 4000))
 	}
 	return url, time.Since(start), logs, nil
-}
-
-// lockedWriter keeps a child process's log.
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -1,5 +1,6 @@
 // Package logtest is a test kit: a log that the code under test writes
-// from its own goroutines (or a child process) while the test reads it.
+// from its own goroutines (or a child process) while the test, or the
+// benchmark, reads it.
 package logtest
 
 import (
