@@ -68,6 +68,39 @@ type Approval struct {
 	// AdminAskedBy are who asked an admin about the request ("Ask an
 	// admin"), once each, in order.
 	AdminAskedBy []Person `json:"adminAskedBy,omitempty"`
+	// AsksUnposted are the asks not yet known to be in the admins'
+	// conversation: recorded with the ask, dropped once its card is
+	// posted, so an ask whose replica died before posting is posted by
+	// another.
+	AsksUnposted AdminAsks `json:"asksUnposted,omitempty"`
+}
+
+// AdminAsk is one ask of an admin: who, when, and why they did not
+// approve.
+type AdminAsk struct {
+	Person
+	At  time.Time `json:"at"`
+	Why AskReason `json:"why"`
+}
+
+// AdminAsks are asks of an admin.
+type AdminAsks []AdminAsk
+
+// Without returns the asks less who's.
+func (as AdminAsks) Without(who Person) AdminAsks {
+	return slices.DeleteFunc(slices.Clone(as), func(a AdminAsk) bool { return who.same(a.Person) })
+}
+
+// Before returns the asks made before t: those whose own replica, had it
+// lived, would have posted them by then.
+func (as AdminAsks) Before(t time.Time) AdminAsks {
+	var out AdminAsks
+	for _, a := range as {
+		if a.At.Before(t) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // PostedCard is a message showing an approval.

@@ -191,13 +191,15 @@ func (s Status) AdminAskable() bool { return s.Decidable() || s == StatusNeedsAd
 func AdminAskableStatuses() []Status { return filter(Status.AdminAskable) }
 
 // AskAdmin returns the approval with who recorded as having asked an admin
-// about it; false when they asked already, or it may no longer be asked
-// about. Each person asks once per request.
-func (a Approval) AskAdmin(who Person) (Approval, bool) {
+// about it at at, because of why, and the ask as not yet posted; false
+// when they asked already, or it may no longer be asked about. Each person
+// asks once per request.
+func (a Approval) AskAdmin(who Person, at time.Time, why AskReason) (Approval, bool) {
 	if !a.Status.AdminAskable() || a.AdminAsked(who) {
 		return a, false
 	}
 	a.AdminAskedBy = append(slices.Clone(a.AdminAskedBy), who)
+	a.AsksUnposted = append(slices.Clone(a.AsksUnposted), AdminAsk{Person: who, At: at.UTC(), Why: why})
 	return a, true
 }
 
@@ -208,6 +210,7 @@ func (a Approval) AdminAsked(who Person) bool { return slices.ContainsFunc(a.Adm
 // could not be posted): they may ask again.
 func (a Approval) TakeBackAsk(who Person) Approval {
 	a.AdminAskedBy = slices.DeleteFunc(slices.Clone(a.AdminAskedBy), who.same)
+	a.AsksUnposted = a.AsksUnposted.Without(who)
 	return a
 }
 

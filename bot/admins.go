@@ -89,12 +89,25 @@ type DigestLog interface {
 	ClaimDigest(ctx context.Context, tenantID string, prev, at time.Time) (bool, error)
 }
 
+// PendingAsks are, per tenant, the approvals with an ask of an admin not
+// yet known to be posted (approval.Approval.AsksUnposted), so that an ask
+// whose replica died before posting it is posted by another.
+type PendingAsks interface {
+	// NoteAsk lists the approval; it is noted before the ask is recorded.
+	NoteAsk(ctx context.Context, tenantID, approvalID string) error
+	// Asks lists the approvals noted.
+	Asks(ctx context.Context, tenantID string) ([]string, error)
+	// DropAsk takes an approval off the list.
+	DropAsk(ctx context.Context, tenantID, approvalID string) error
+}
+
 // AdminStore is everything the admins' conversation needs kept.
 type AdminStore interface {
 	NeedsAdminIndex
 	AdminCards
 	InventoryStore
 	DigestLog
+	PendingAsks
 }
 
 // admins is the admins' conversation (BOT_ADMIN_CONVERSATION): one card per
@@ -104,6 +117,7 @@ type admins struct {
 	conversationID string     // "" or nil store: there is none
 	store          AdminStore // nil: there is none
 	conversations  ConversationStore
+	approvals      ApprovalStore
 	approvers      *approvers // BOT_ADMINS
 	claimStale     time.Duration
 	digestEvery    time.Duration // 0: no digest
@@ -314,8 +328,52 @@ func (ad *admins) sync(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := ad.postUnposted(ctx, ref, tenant); err != nil {
+		return err
+	}
 	if ad.digestEvery > 0 {
 		return ad.digest(ctx, ref)
+	}
+	return nil
+}
+
+// askPostedWithin is how long the replica an ask was made on has to post
+// it before the admins' sync takes it for lost and posts it: far longer
+// than a post takes, so a live replica's ask is not posted twice.
+const askPostedWithin = 2 * time.Minute
+
+// postUnposted posts the asks of an admin whose replica did not (it died
+// between recording and posting one), once the asker's own replica would
+// have, and records each as posted; an approval with none left leaves the
+// list.
+func (ad *admins) postUnposted(ctx context.Context, ref approval.ConversationRef, tenant string) error {
+	ids, err := ad.store.Asks(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		a, err := ad.approvals.Approval(ctx, id)
+		if ErrorCode(err) == CodeNotFound || err == nil && len(a.AsksUnposted) == 0 {
+			if err := ad.store.DropAsk(ctx, tenant, id); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, ask := range a.AsksUnposted.Before(ad.now().Add(-askPostedWithin)) {
+			if err := ad.postAsked(ctx, ref, a, ask.Person, ask.Why); err != nil {
+				return err
+			}
+			ad.log.InfoContext(ctx, "an ask of an admin its replica did not post was posted", "approval", a.ID, "reason", ask.Why)
+			ad.audit(ctx, ad.approvals, a.Event(approval.OpAdminAsked, ask.At, &ask.Person, string(ask.Why)))
+			if _, err := ad.approvals.Transition(ctx, a.ID, approval.Statuses(), func(x *approval.Approval) {
+				x.AsksUnposted = x.AsksUnposted.Without(ask.Person)
+			}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -385,10 +443,10 @@ func (ad *admins) reachable(ctx context.Context, tenant string) (approval.Conver
 
 // postAsked posts, in the admins' conversation ref, the card saying who
 // asked an admin about a and why they could not approve it.
-func (ad *admins) postAsked(ctx context.Context, ref approval.ConversationRef, a approval.Approval, who approval.Person, why cards.AskReason) error {
+func (ad *admins) postAsked(ctx context.Context, ref approval.ConversationRef, a approval.Approval, who approval.Person, why approval.AskReason) error {
 	u := a.Upgrade
 	card := ad.cards.AdminAsked(cards.AdminAsked{Locale: ref.Locale, App: appView(u), TeamsAppID: appVersion(a).TeamsAppID,
-		Place: placeOf(a.Conversation), Conversation: a.Conversation.ConversationID, AskedBy: who.Name, Reason: why,
+		Place: placeOf(a.Conversation), Conversation: a.Conversation.ConversationID, AskedBy: who.Name, Reason: askReasonView[why],
 		Permissions: diffView(u.Diff).Added, RequestedAt: a.CreatedAt})
 	_, err := ad.conn.Send(ctx, ref.TopLevel(), CardMessage(card))
 	return err

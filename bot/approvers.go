@@ -109,9 +109,9 @@ func (ap *approvers) people(ctx context.Context, scope approval.Scope) []cards.A
 // whyAsk says why who asks an admin about a rather than approve it, from
 // the approver policy applied afresh (Graph at click time): nobody may
 // consent there, they may approve (a second opinion), or why not.
-func (ap *approvers) whyAsk(ctx context.Context, a approval.Approval, who approval.Person) (cards.AskReason, error) {
+func (ap *approvers) whyAsk(ctx context.Context, a approval.Approval, who approval.Person) (approval.AskReason, error) {
 	if a.Status == approval.StatusNeedsAdmin {
-		return cards.AskNeedsAdmin, nil
+		return approval.AskNeedsAdmin, nil
 	}
 	scope := a.Upgrade.Installation.Scope
 	ok, err := ap.mayApprove(ctx, scope, who)
@@ -119,7 +119,7 @@ func (ap *approvers) whyAsk(ctx context.Context, a approval.Approval, who approv
 		return "", err
 	}
 	if ok {
-		return cards.AskSecondOpinion, nil
+		return approval.AskSecondOpinion, nil
 	}
 	var membership []approval.Member
 	if approval.NeedsMembership(scope, who) {
@@ -127,7 +127,7 @@ func (ap *approvers) whyAsk(ctx context.Context, a approval.Approval, who approv
 			return "", err
 		}
 	}
-	return askReasonView[approval.WhyNotApprover(scope, who, membership)], nil
+	return approval.WhyNotApprover(scope, who, membership), nil
 }
 
 var askReasonView = map[approval.AskReason]cards.AskReason{

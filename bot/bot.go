@@ -227,7 +227,7 @@ func New(opts Options) (*Bot, error) {
 		return nil, fmt.Errorf("bot: %w", err)
 	}
 	pl := &plumbing{cards: c, conn: opts.Connector, log: opts.Logger, now: opts.Now, policy: opts.Approvers}
-	ad := &admins{plumbing: pl, conversationID: opts.AdminConversation, store: opts.AdminStore, conversations: opts.Conversations,
+	ad := &admins{plumbing: pl, conversationID: opts.AdminConversation, store: opts.AdminStore, conversations: opts.Conversations, approvals: opts.Approvals,
 		approvers: &approvers{policy: opts.Admins, directory: opts.Directory, log: opts.Logger}, claimStale: opts.ClaimStale,
 		digestEvery: opts.DigestEvery, topApps: opts.InventoryTop}
 	pl.askAdmin = ad.on()

@@ -426,9 +426,15 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 	if err != nil {
 		return dc.invokeFailed(ctx, locale, err), nil
 	}
+	// Listed first: should this replica die before posting, the admins'
+	// sync finds the ask and posts it.
+	tenant := a.OpenKey().TenantID
+	if err := dc.admins.store.NoteAsk(ctx, tenant, a.ID); err != nil {
+		return dc.storeFailed(ctx, locale, err)
+	}
 	var added bool
 	asked, err := dc.approvals.Transition(ctx, a.ID, approval.AdminAskableStatuses(), func(x *approval.Approval) {
-		*x, added = x.AskAdmin(who)
+		*x, added = x.AskAdmin(who, now, why)
 	})
 	if ErrorCode(err) == CodeConflict {
 		return InvokeCard(dc.cardFor(asked, locale)), nil // decided meanwhile
@@ -449,6 +455,18 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 		return dc.invokeFailed(ctx, locale, err), nil
 	}
 	dc.log.InfoContext(ctx, "an admin was asked", "approval", a.ID, "reason", why)
+	if posted, err := dc.approvals.Transition(context.WithoutCancel(ctx), a.ID, approval.Statuses(), func(x *approval.Approval) {
+		x.AsksUnposted = x.AsksUnposted.Without(who)
+	}); err != nil {
+		dc.log.WarnContext(ctx, "cannot record an ask as posted; the admins' sync may post it again", "approval", a.ID, "err", err)
+	} else {
+		asked = posted
+		if len(posted.AsksUnposted) == 0 {
+			if err := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID); err != nil {
+				dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", err)
+			}
+		}
+	}
 	dc.audit(ctx, dc.approvals, asked.Event(approval.OpAdminAsked, now, &who, string(why)))
 	dc.upgrades.publisher.updateCardsOnly(context.WithoutCancel(ctx), asked)
 	return InvokeCard(dc.cardFor(asked, locale)), nil

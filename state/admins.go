@@ -45,6 +45,9 @@ func (s *Admins) inventoryKey(tenantID string) string {
 func (s *Admins) requestsKey(tenantID string) string {
 	return s.opts.Prefix + "inventory-requests:" + s.tag(tenantID)
 }
+func (s *Admins) asksKey(tenantID string) string {
+	return s.opts.Prefix + "asks:" + s.tag(tenantID)
+}
 func (s *Admins) digestKey(tenantID string) string {
 	return s.opts.Prefix + "digest:" + s.tag(tenantID)
 }
@@ -370,4 +373,29 @@ func (s *Admins) ClaimDigest(ctx context.Context, tenantID string, prev, at time
 		return false, unavailable("claim the digest", err)
 	}
 	return n == 1, nil
+}
+
+// NoteAsk lists an approval with an ask of an admin not yet posted.
+func (s *Admins) NoteAsk(ctx context.Context, tenantID, approvalID string) error {
+	if err := s.rdb.SAdd(ctx, s.asksKey(tenantID), approvalID).Err(); err != nil {
+		return unavailable("note an ask of an admin", err)
+	}
+	return nil
+}
+
+// Asks lists the approvals noted with an ask of an admin not yet posted.
+func (s *Admins) Asks(ctx context.Context, tenantID string) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, s.asksKey(tenantID)).Result()
+	if err != nil {
+		return nil, unavailable("read the asks of an admin", err)
+	}
+	return ids, nil
+}
+
+// DropAsk takes an approval off the list of asks not yet posted.
+func (s *Admins) DropAsk(ctx context.Context, tenantID, approvalID string) error {
+	if err := s.rdb.SRem(ctx, s.asksKey(tenantID), approvalID).Err(); err != nil {
+		return unavailable("drop an ask of an admin", err)
+	}
+	return nil
 }

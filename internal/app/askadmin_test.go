@@ -68,6 +68,14 @@ func TestAskAnAdminPostsOneCardInTheAdminsConversation(t *testing.T) {
 	if len(asked) != 1 {
 		t.Fatalf("%d cards in the admins' conversation, want 1: %v", len(asked), asked)
 	}
+	// Posted by the replica it was made on: nothing left for the sync.
+	st := storeOf(t, h.harness)
+	if a, err := st.Approvals().Approval(context.Background(), approvalID); err != nil || len(a.AsksUnposted) != 0 {
+		t.Errorf("the posted ask is still to be posted: %+v (%v)", a.AsksUnposted, err)
+	}
+	if ids, err := st.Admins().Asks(context.Background(), testTenant); err != nil || len(ids) != 0 {
+		t.Errorf("asks still listed for the sync: %v (%v)", ids, err)
+	}
 	for _, want := range []string{"Adele Vance asks an admin about Polls 1.1.0", "is a guest there", chatID, "ChatMessage.Read.Chat",
 		"**1.0.0** → **1.1.0**"} {
 		if !strings.Contains(asked[0], want) {
@@ -92,6 +100,56 @@ func TestAskAnAdminPostsOneCardInTheAdminsConversation(t *testing.T) {
 			}
 		}
 		return n == 1
+	})
+}
+
+// A replica recorded an ask of an admin and died before posting it: the
+// admins' sync, on whichever replica holds its lease, posts it once its
+// own replica would have, writes it to the audit trail, and posts it once.
+func TestAnAskWhoseReplicaDiedIsPostedByTheAdminsSync(t *testing.T) {
+	h := newAdminHarness(t, nil)
+	r := h.replica(t, nil, 0)
+	seedPolls(h.harness, chatID)
+	h.addAdminChat(t, r)
+	r.post(t, h.harness, h.installEvents(chatID)[1])
+	eventually(t, 10*time.Second, "the card", func() bool { return cardPosts(h.connector.Calls())[chatID] == 1 })
+	i, _ := cardIndex(t, h.connector.Calls(), chatID)
+	approvalID := approvalIDOf(t, h.connector.Calls()[i])
+
+	// What the dead replica left: the ask noted and recorded, three
+	// minutes ago, and no card.
+	st, ctx := storeOf(t, h.harness), context.Background()
+	adele := approval.Person{ID: "29:1adele", AADObjectID: guestID, Name: "Adele Vance"}
+	if err := st.Admins().NoteAsk(ctx, testTenant, approvalID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Approvals().Transition(ctx, approvalID, approval.AdminAskableStatuses(), func(x *approval.Approval) {
+		*x, _ = x.AskAdmin(adele, time.Now().Add(-3*time.Minute), approval.AskGuest)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, 20*time.Second, "the ask posted and taken off the list", func() bool {
+		ids, err := st.Admins().Asks(ctx, testTenant)
+		return err == nil && len(ids) == 0 && len(askedCards(h.connector.Calls())) > 0
+	})
+	asked := askedCards(h.connector.Calls())
+	if len(asked) != 1 || !strings.Contains(asked[0], "Adele Vance asks an admin about Polls 1.1.0") || !strings.Contains(asked[0], "is a guest there") {
+		t.Fatalf("the admins' cards: %v", asked)
+	}
+	if a, err := st.Approvals().Approval(ctx, approvalID); err != nil || len(a.AsksUnposted) != 0 || !a.AdminAsked(adele) {
+		t.Errorf("after the sync: unposted %+v, asked by %+v (%v)", a.AsksUnposted, a.AdminAskedBy, err)
+	}
+	eventually(t, 20*time.Second, "the ask in the audit trail", func() bool {
+		code, out, _ := h.audit("--tenant", testTenant, "--format", "json")
+		n := 0
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var e approval.AuditEvent
+			if json.Unmarshal([]byte(line), &e) == nil && e.Operation == approval.OpAdminAsked && e.ActorID == guestID && e.Detail == "guest" {
+				n++
+			}
+		}
+		return code == 0 && n == 1
 	})
 }
 
