@@ -353,7 +353,9 @@ func (ad *admins) postUnposted(ctx context.Context, ref approval.ConversationRef
 	}
 	for _, id := range ids {
 		a, err := ad.approvals.Approval(ctx, id)
-		if ErrorCode(err) == CodeNotFound || err == nil && len(a.AsksUnposted) == 0 {
+		// Nothing left to post, or nothing to ask about any more: the
+		// request was decided or closed meanwhile.
+		if ErrorCode(err) == CodeNotFound || err == nil && (len(a.AsksUnposted) == 0 || !a.Status.AdminAskable()) {
 			if err := ad.store.DropAsk(ctx, tenant, id); err != nil {
 				return err
 			}
