@@ -91,6 +91,15 @@ func (as AdminAsks) Without(who Person) AdminAsks {
 	return slices.DeleteFunc(slices.Clone(as), func(a AdminAsk) bool { return who.same(a.Person) })
 }
 
+// Of returns who's ask, if it is among them.
+func (as AdminAsks) Of(who Person) (AdminAsk, bool) {
+	i := slices.IndexFunc(as, func(a AdminAsk) bool { return who.same(a.Person) })
+	if i < 0 {
+		return AdminAsk{}, false
+	}
+	return as[i], true
+}
+
 // Before returns the asks made before t: those whose own replica, had it
 // lived, would have posted them by then.
 func (as AdminAsks) Before(t time.Time) AdminAsks {

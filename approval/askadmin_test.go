@@ -29,6 +29,12 @@ func TestAskAdminOncePerPerson(t *testing.T) {
 	if !ok || len(a.AdminAskedBy) != 2 || a.AdminAskedBy[1].Name != "Megan Bowen" {
 		t.Fatalf("second person: %v %+v", ok, a.AdminAskedBy)
 	}
+	if ask, ok := a.AsksUnposted.Of(approval.Person{AADObjectID: adele.AADObjectID}); !ok || ask.Why != approval.AskNotApprover || !ask.At.Equal(at) {
+		t.Errorf("Adele's ask: %+v, %v", ask, ok)
+	}
+	if _, ok := a.AsksUnposted.Of(approval.Person{AADObjectID: "44444444-4444-4444-4444-444444444444"}); ok {
+		t.Error("found the ask of someone who did not ask")
+	}
 	if old := a.AsksUnposted.Before(at.Add(time.Minute)); len(old) != 1 || old[0].Name != "Adele Vance" {
 		t.Errorf("asks before %s: %+v", at.Add(time.Minute), old)
 	}

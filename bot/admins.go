@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -89,16 +90,36 @@ type DigestLog interface {
 	ClaimDigest(ctx context.Context, tenantID string, prev, at time.Time) (bool, error)
 }
 
-// PendingAsks are, per tenant, the approvals with an ask of an admin not
-// yet known to be posted (approval.Approval.AsksUnposted), so that an ask
-// whose replica died before posting it is posted by another.
+// NotedAsk is one ask of an admin listed before it was recorded: the
+// approval, who asked (AskerKey) and when it was noted.
+type NotedAsk struct {
+	ApprovalID string
+	Asker      string
+	At         time.Time
+}
+
+// PendingAsks are, per tenant, the asks of an admin not yet known to be
+// posted (approval.Approval.AsksUnposted), one entry per ask, so that an
+// ask whose replica died before posting it is posted by another.
 type PendingAsks interface {
-	// NoteAsk lists the approval; it is noted before the ask is recorded.
-	NoteAsk(ctx context.Context, tenantID, approvalID string) error
-	// Asks lists the approvals noted.
-	Asks(ctx context.Context, tenantID string) ([]string, error)
-	// DropAsk takes an approval off the list.
-	DropAsk(ctx context.Context, tenantID, approvalID string) error
+	// NoteAsk lists an ask at at; it is noted before it is recorded.
+	NoteAsk(ctx context.Context, tenantID, approvalID, asker string, at time.Time) error
+	// Asks lists the asks noted.
+	Asks(ctx context.Context, tenantID string) ([]NotedAsk, error)
+	// DropAsk takes an ask off the list.
+	DropAsk(ctx context.Context, tenantID, approvalID, asker string) error
+}
+
+// AskerKey names who asked in the list of asks: their Entra object id, or
+// their channel id.
+func AskerKey(who approval.Person) string { return strings.ToLower(cmp.Or(who.AADObjectID, who.ID)) }
+
+// askerOf is the person an AskerKey names, enough to find their ask.
+func askerOf(key string) approval.Person {
+	if approval.IsEntraID(key) {
+		return approval.Person{AADObjectID: key}
+	}
+	return approval.Person{ID: key}
 }
 
 // AdminStore is everything the admins' conversation needs kept.
@@ -328,13 +349,12 @@ func (ad *admins) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := ad.postUnposted(ctx, ref, tenant); err != nil {
-		return err
-	}
+	// A failing ask does not hold the digest up.
+	err = ad.postUnposted(ctx, ref, tenant)
 	if ad.digestEvery > 0 {
-		return ad.digest(ctx, ref)
+		err = errors.Join(err, ad.digest(ctx, ref))
 	}
-	return nil
+	return err
 }
 
 // askPostedWithin is how long the replica an ask was made on has to post
@@ -344,40 +364,85 @@ const askPostedWithin = 2 * time.Minute
 
 // postUnposted posts the asks of an admin whose replica did not (it died
 // between recording and posting one), once the asker's own replica would
-// have, and records each as posted; an approval with none left leaves the
-// list.
+// have, and records each as posted. One that cannot be posted is taken
+// back, as on the click (the asker may ask again), unless the connector is
+// only unavailable for now. An ask noted but never recorded (its click
+// failed) leaves the list once it would have been.
 func (ad *admins) postUnposted(ctx context.Context, ref approval.ConversationRef, tenant string) error {
-	ids, err := ad.store.Asks(ctx, tenant)
+	noted, err := ad.store.Asks(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		a, err := ad.approvals.Approval(ctx, id)
-		// Nothing left to post, or nothing to ask about any more: the
-		// request was decided or closed meanwhile.
-		if ErrorCode(err) == CodeNotFound || err == nil && (len(a.AsksUnposted) == 0 || !a.Status.AdminAskable()) {
-			if err := ad.store.DropAsk(ctx, tenant, id); err != nil {
-				return err
-			}
+	due := ad.now().Add(-askPostedWithin)
+	var errs []error
+	for _, n := range noted {
+		who := askerOf(n.Asker)
+		a, err := ad.approvals.Approval(ctx, n.ApprovalID)
+		if err != nil && ErrorCode(err) != CodeNotFound {
+			errs = append(errs, err)
 			continue
 		}
-		if err != nil {
-			return err
+		ask, unposted := a.AsksUnposted.Of(who)
+		switch {
+		case err == nil && a.Claimed():
+			continue // upgrading: asked about again if it fails; the list keeps it
+		case err != nil || !a.Status.AdminAskable() || !unposted && n.At.Before(due):
+			// Gone, decided or closed, or posted (or never recorded).
+			if err := ad.store.DropAsk(ctx, tenant, n.ApprovalID, n.Asker); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		case !unposted || !ask.At.Before(due):
+			continue // its own replica may still be posting it
 		}
-		for _, ask := range a.AsksUnposted.Before(ad.now().Add(-askPostedWithin)) {
-			if err := ad.postAsked(ctx, ref, a, ask.Person, ask.Why); err != nil {
-				return err
-			}
-			ad.log.InfoContext(ctx, "an ask of an admin its replica did not post was posted", "approval", a.ID, "reason", ask.Why)
-			ad.audit(ctx, ad.approvals, a.Event(approval.OpAdminAsked, ask.At, &ask.Person, string(ask.Why)))
-			if _, err := ad.approvals.Transition(ctx, a.ID, approval.Statuses(), func(x *approval.Approval) {
-				x.AsksUnposted = x.AsksUnposted.Without(ask.Person)
-			}); err != nil {
-				return err
-			}
+		if err := ad.postOneUnposted(ctx, ref, tenant, a, ask); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// postOneUnposted claims an unposted ask (moving its time to now, by
+// compare-and-set, so no other sync posts it too), posts it, records it
+// posted and takes it off the list.
+func (ad *admins) postOneUnposted(ctx context.Context, ref approval.ConversationRef, tenant string, a approval.Approval, ask approval.AdminAsk) error {
+	now := ad.now().UTC()
+	claimed, err := ad.approvals.Transition(ctx, a.ID, approval.AdminAskableStatuses(), func(x *approval.Approval) {
+		for i, o := range x.AsksUnposted {
+			if o.Person == ask.Person && o.At.Equal(ask.At) {
+				x.AsksUnposted = slices.Clone(x.AsksUnposted)
+				x.AsksUnposted[i].At = now
+			}
+		}
+	})
+	if ErrorCode(err) == CodeConflict {
+		return nil // decided meanwhile: the next round drops it
+	}
+	if err != nil {
+		return err
+	}
+	if mine, ok := claimed.AsksUnposted.Of(ask.Person); !ok || !mine.At.Equal(now) {
+		return nil // another replica's sync took it
+	}
+	key := AskerKey(ask.Person)
+	if err := ad.postAsked(ctx, ref, claimed, ask.Person, ask.Why); err != nil {
+		if ErrorCode(err) == CodeUnavailable {
+			return err // the next round tries again, once it is due again
+		}
+		ad.log.WarnContext(ctx, "cannot post an ask of an admin its replica did not post; taken back", "approval", a.ID, "err", err)
+		if _, err := ad.approvals.Transition(ctx, a.ID, approval.Statuses(), func(x *approval.Approval) { *x = x.TakeBackAsk(ask.Person) }); err != nil {
+			return err
+		}
+		return ad.store.DropAsk(ctx, tenant, a.ID, key)
+	}
+	ad.log.InfoContext(ctx, "an ask of an admin its replica did not post was posted", "approval", a.ID, "reason", ask.Why)
+	ad.audit(ctx, ad.approvals, claimed.Event(approval.OpAdminAsked, ask.At, &ask.Person, string(ask.Why)))
+	if _, err := ad.approvals.Transition(ctx, a.ID, approval.Statuses(), func(x *approval.Approval) {
+		x.AsksUnposted = x.AsksUnposted.Without(ask.Person)
+	}); err != nil {
+		return err
+	}
+	return ad.store.DropAsk(ctx, tenant, a.ID, key)
 }
 
 // adminsLease elects the replica that redraws the admins' cards and sends

@@ -428,13 +428,13 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 	}
 	// Listed first: should this replica die before posting, the admins'
 	// sync finds the ask and posts it.
-	tenant := a.OpenKey().TenantID
-	if err := dc.admins.store.NoteAsk(ctx, tenant, a.ID); err != nil {
+	tenant, key, at := a.OpenKey().TenantID, AskerKey(who), dc.now()
+	if err := dc.admins.store.NoteAsk(ctx, tenant, a.ID, key, at); err != nil {
 		return dc.storeFailed(ctx, locale, err)
 	}
 	var added bool
 	asked, err := dc.approvals.Transition(ctx, a.ID, approval.AdminAskableStatuses(), func(x *approval.Approval) {
-		*x, added = x.AskAdmin(who, now, why)
+		*x, added = x.AskAdmin(who, at, why)
 	})
 	if ErrorCode(err) == CodeConflict {
 		return InvokeCard(dc.cardFor(asked, locale)), nil // decided meanwhile
@@ -461,10 +461,8 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 		dc.log.WarnContext(ctx, "cannot record an ask as posted; the admins' sync may post it again", "approval", a.ID, "err", err)
 	} else {
 		asked = posted
-		if len(posted.AsksUnposted) == 0 {
-			if err := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID); err != nil {
-				dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", err)
-			}
+		if err := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID, key); err != nil {
+			dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", err)
 		}
 	}
 	dc.audit(ctx, dc.approvals, asked.Event(approval.OpAdminAsked, now, &who, string(why)))

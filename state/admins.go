@@ -375,26 +375,38 @@ func (s *Admins) ClaimDigest(ctx context.Context, tenantID string, prev, at time
 	return n == 1, nil
 }
 
-// NoteAsk lists an approval with an ask of an admin not yet posted.
-func (s *Admins) NoteAsk(ctx context.Context, tenantID, approvalID string) error {
-	if err := s.rdb.SAdd(ctx, s.asksKey(tenantID), approvalID).Err(); err != nil {
+// NoteAsk lists an ask of an admin not yet posted: a member of the
+// tenant's sorted set, "<approval id>|<asker>", scored by when it was
+// noted.
+func (s *Admins) NoteAsk(ctx context.Context, tenantID, approvalID, asker string, at time.Time) error {
+	err := s.rdb.ZAdd(ctx, s.asksKey(tenantID), redis.Z{Score: float64(at.UnixMilli()), Member: approvalID + "|" + asker}).Err()
+	if err != nil {
 		return unavailable("note an ask of an admin", err)
 	}
 	return nil
 }
 
-// Asks lists the approvals noted with an ask of an admin not yet posted.
-func (s *Admins) Asks(ctx context.Context, tenantID string) ([]string, error) {
-	ids, err := s.rdb.SMembers(ctx, s.asksKey(tenantID)).Result()
+// Asks lists the asks of an admin noted, oldest first.
+func (s *Admins) Asks(ctx context.Context, tenantID string) ([]bot.NotedAsk, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, s.asksKey(tenantID), 0, -1).Result()
 	if err != nil {
 		return nil, unavailable("read the asks of an admin", err)
 	}
-	return ids, nil
+	out := make([]bot.NotedAsk, 0, len(zs))
+	for _, z := range zs {
+		m, _ := z.Member.(string)
+		id, asker, ok := strings.Cut(m, "|")
+		if !ok {
+			continue
+		}
+		out = append(out, bot.NotedAsk{ApprovalID: id, Asker: asker, At: time.UnixMilli(int64(z.Score)).UTC()})
+	}
+	return out, nil
 }
 
-// DropAsk takes an approval off the list of asks not yet posted.
-func (s *Admins) DropAsk(ctx context.Context, tenantID, approvalID string) error {
-	if err := s.rdb.SRem(ctx, s.asksKey(tenantID), approvalID).Err(); err != nil {
+// DropAsk takes an ask off the list.
+func (s *Admins) DropAsk(ctx context.Context, tenantID, approvalID, asker string) error {
+	if err := s.rdb.ZRem(ctx, s.asksKey(tenantID), approvalID+"|"+asker).Err(); err != nil {
 		return unavailable("drop an ask of an admin", err)
 	}
 	return nil

@@ -334,3 +334,24 @@ func TestAdminCardRecordedByAnEarlierReleaseIsRedrawn(t *testing.T) {
 		t.Errorf("after the redraw: %+v", card)
 	}
 }
+
+// The asks of an admin not yet posted are listed one per ask, with when
+// each was noted: dropping one person's leaves another's on the same
+// request.
+func TestPendingAsksAreListedOnePerAsk(t *testing.T) {
+	s, _ := newStore(t, state.Options{})
+	ad, ctx := s.Admins(), context.Background()
+	at := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	for i, asker := range []string{"adele", "megan"} {
+		if err := ad.NoteAsk(ctx, adminsTenant, "apr_1", asker, at.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ad.DropAsk(ctx, adminsTenant, "apr_1", "adele"); err != nil {
+		t.Fatal(err)
+	}
+	noted, err := ad.Asks(ctx, adminsTenant)
+	if err != nil || len(noted) != 1 || noted[0] != (bot.NotedAsk{ApprovalID: "apr_1", Asker: "megan", At: at.Add(time.Minute)}) {
+		t.Errorf("noted %+v (%v)", noted, err)
+	}
+}

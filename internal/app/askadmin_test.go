@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/upgradeapprovals/bot/approval"
+	"github.com/upgradeapprovals/bot/bot"
 	"github.com/upgradeapprovals/bot/botframework/fakechannel"
 	"github.com/upgradeapprovals/bot/graph/fakegraph"
 )
@@ -73,8 +74,8 @@ func TestAskAnAdminPostsOneCardInTheAdminsConversation(t *testing.T) {
 	if a, err := st.Approvals().Approval(context.Background(), approvalID); err != nil || len(a.AsksUnposted) != 0 {
 		t.Errorf("the posted ask is still to be posted: %+v (%v)", a.AsksUnposted, err)
 	}
-	if ids, err := st.Admins().Asks(context.Background(), testTenant); err != nil || len(ids) != 0 {
-		t.Errorf("asks still listed for the sync: %v (%v)", ids, err)
+	if noted, err := st.Admins().Asks(context.Background(), testTenant); err != nil || len(noted) != 0 {
+		t.Errorf("asks still listed for the sync: %v (%v)", noted, err)
 	}
 	for _, want := range []string{"Adele Vance asks an admin about Polls 1.1.0", "is a guest there", chatID, "ChatMessage.Read.Chat",
 		"**1.0.0** → **1.1.0**"} {
@@ -120,22 +121,30 @@ func TestAnAskWhoseReplicaDiedIsPostedByTheAdminsSync(t *testing.T) {
 	// minutes ago, and no card.
 	st, ctx := storeOf(t, h.harness), context.Background()
 	adele := approval.Person{ID: "29:1adele", AADObjectID: guestID, Name: "Adele Vance"}
-	if err := st.Admins().NoteAsk(ctx, testTenant, approvalID); err != nil {
+	asked := time.Now().Add(-3 * time.Minute)
+	if err := st.Admins().NoteAsk(ctx, testTenant, approvalID, bot.AskerKey(adele), asked); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Approvals().Transition(ctx, approvalID, approval.AdminAskableStatuses(), func(x *approval.Approval) {
-		*x, _ = x.AskAdmin(adele, time.Now().Add(-3*time.Minute), approval.AskGuest)
+		*x, _ = x.AskAdmin(adele, asked, approval.AskGuest)
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Another ask noted just now, whose click never got as far as
+	// recording it: it stays listed while its click might still record
+	// it, and posts nothing.
+	megan := approval.Person{ID: "29:1megan", AADObjectID: "11111111-2222-4333-8444-555555555555", Name: "Megan Bowen"}
+	if err := st.Admins().NoteAsk(ctx, testTenant, approvalID, bot.AskerKey(megan), time.Now()); err != nil {
+		t.Fatal(err)
+	}
 
-	eventually(t, 20*time.Second, "the ask posted and taken off the list", func() bool {
-		ids, err := st.Admins().Asks(ctx, testTenant)
-		return err == nil && len(ids) == 0 && len(askedCards(h.connector.Calls())) > 0
+	eventually(t, 20*time.Second, "Adele's ask posted and taken off the list", func() bool {
+		noted, err := st.Admins().Asks(ctx, testTenant)
+		return err == nil && len(noted) == 1 && noted[0].Asker == bot.AskerKey(megan) && len(askedCards(h.connector.Calls())) > 0
 	})
-	asked := askedCards(h.connector.Calls())
-	if len(asked) != 1 || !strings.Contains(asked[0], "Adele Vance asks an admin about Polls 1.1.0") || !strings.Contains(asked[0], "is a guest there") {
-		t.Fatalf("the admins' cards: %v", asked)
+	cards := askedCards(h.connector.Calls())
+	if len(cards) != 1 || !strings.Contains(cards[0], "Adele Vance asks an admin about Polls 1.1.0") || !strings.Contains(cards[0], "is a guest there") {
+		t.Fatalf("the admins' cards: %v", cards)
 	}
 	if a, err := st.Approvals().Approval(ctx, approvalID); err != nil || len(a.AsksUnposted) != 0 || !a.AdminAsked(adele) {
 		t.Errorf("after the sync: unposted %+v, asked by %+v (%v)", a.AsksUnposted, a.AdminAskedBy, err)
