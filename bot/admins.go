@@ -106,20 +106,28 @@ type PendingAsks interface {
 	NoteAsk(ctx context.Context, tenantID, approvalID, asker string, at time.Time) error
 	// Asks lists the asks noted.
 	Asks(ctx context.Context, tenantID string) ([]NotedAsk, error)
-	// DropAsk takes an ask off the list.
-	DropAsk(ctx context.Context, tenantID, approvalID, asker string) error
+	// DropAsk takes an ask off the list if it was noted at notedAt (zero:
+	// whenever): a sync that read it before the same person asked again
+	// leaves the new note.
+	DropAsk(ctx context.Context, tenantID, approvalID, asker string, notedAt time.Time) error
 }
 
-// AskerKey names who asked in the list of asks: their Entra object id, or
-// their channel id.
-func AskerKey(who approval.Person) string { return strings.ToLower(cmp.Or(who.AADObjectID, who.ID)) }
+// AskerKey names who asked in the list of asks: "aad:" and their Entra
+// object id (in any case, as Person compares it), else "id:" and their
+// channel id, as it is.
+func AskerKey(who approval.Person) string {
+	if who.AADObjectID != "" {
+		return "aad:" + strings.ToLower(who.AADObjectID)
+	}
+	return "id:" + who.ID
+}
 
 // askerOf is the person an AskerKey names, enough to find their ask.
 func askerOf(key string) approval.Person {
-	if approval.IsEntraID(key) {
-		return approval.Person{AADObjectID: key}
+	if id, ok := strings.CutPrefix(key, "aad:"); ok {
+		return approval.Person{AADObjectID: id}
 	}
-	return approval.Person{ID: key}
+	return approval.Person{ID: strings.TrimPrefix(key, "id:")}
 }
 
 // AdminStore is everything the admins' conversation needs kept.
@@ -388,7 +396,7 @@ func (ad *admins) postUnposted(ctx context.Context, ref approval.ConversationRef
 			continue // upgrading: asked about again if it fails; the list keeps it
 		case err != nil || !a.Status.AdminAskable() || !unposted && n.At.Before(due):
 			// Gone, decided or closed, or posted (or never recorded).
-			if err := ad.store.DropAsk(ctx, tenant, n.ApprovalID, n.Asker); err != nil {
+			if err := ad.store.DropAsk(ctx, tenant, n.ApprovalID, n.Asker, n.At); err != nil {
 				errs = append(errs, err)
 			}
 			continue
@@ -433,7 +441,7 @@ func (ad *admins) postOneUnposted(ctx context.Context, ref approval.Conversation
 		if _, err := ad.approvals.Transition(ctx, a.ID, approval.Statuses(), func(x *approval.Approval) { *x = x.TakeBackAsk(ask.Person) }); err != nil {
 			return err
 		}
-		return ad.store.DropAsk(ctx, tenant, a.ID, key)
+		return ad.store.DropAsk(ctx, tenant, a.ID, key, time.Time{})
 	}
 	ad.log.InfoContext(ctx, "an ask of an admin its replica did not post was posted", "approval", a.ID, "reason", ask.Why)
 	ad.audit(ctx, ad.approvals, claimed.Event(approval.OpAdminAsked, ask.At, &ask.Person, string(ask.Why)))
@@ -442,7 +450,7 @@ func (ad *admins) postOneUnposted(ctx context.Context, ref approval.Conversation
 	}); err != nil {
 		return err
 	}
-	return ad.store.DropAsk(ctx, tenant, a.ID, key)
+	return ad.store.DropAsk(ctx, tenant, a.ID, key, time.Time{})
 }
 
 // adminsLease elects the replica that redraws the admins' cards and sends

@@ -451,6 +451,8 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 			*x = x.TakeBackAsk(who)
 		}); uerr != nil {
 			dc.log.WarnContext(ctx, "cannot take back an ask that was not posted", "approval", a.ID, "err", uerr)
+		} else if derr := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID, key, at); derr != nil {
+			dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", derr)
 		}
 		return dc.invokeFailed(ctx, locale, err), nil
 	}
@@ -461,11 +463,11 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 		dc.log.WarnContext(ctx, "cannot record an ask as posted; the admins' sync may post it again", "approval", a.ID, "err", err)
 	} else {
 		asked = posted
-		if err := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID, key); err != nil {
+		if err := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID, key, at); err != nil {
 			dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", err)
 		}
 	}
-	dc.audit(ctx, dc.approvals, asked.Event(approval.OpAdminAsked, now, &who, string(why)))
+	dc.audit(ctx, dc.approvals, asked.Event(approval.OpAdminAsked, at, &who, string(why)))
 	dc.upgrades.publisher.updateCardsOnly(context.WithoutCancel(ctx), asked)
 	return InvokeCard(dc.cardFor(asked, locale)), nil
 }

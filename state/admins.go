@@ -46,7 +46,7 @@ func (s *Admins) requestsKey(tenantID string) string {
 	return s.opts.Prefix + "inventory-requests:" + s.tag(tenantID)
 }
 func (s *Admins) asksKey(tenantID string) string {
-	return s.opts.Prefix + "asks:" + s.tag(tenantID)
+	return s.opts.Prefix + "admin-asks:" + s.tag(tenantID)
 }
 func (s *Admins) digestKey(tenantID string) string {
 	return s.opts.Prefix + "digest:" + s.tag(tenantID)
@@ -404,9 +404,23 @@ func (s *Admins) Asks(ctx context.Context, tenantID string) ([]bot.NotedAsk, err
 	return out, nil
 }
 
-// DropAsk takes an ask off the list.
-func (s *Admins) DropAsk(ctx context.Context, tenantID, approvalID, asker string) error {
-	if err := s.rdb.ZRem(ctx, s.asksKey(tenantID), approvalID+"|"+asker).Err(); err != nil {
+// dropAskScript removes the member ARGV[1] of KEYS[1] if its score is
+// ARGV[2], or whatever it is when ARGV[2] is "".
+var dropAskScript = redis.NewScript(`
+if ARGV[2] == '' or redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+`)
+
+// DropAsk takes an ask off the list if it was noted at notedAt (zero:
+// whenever).
+func (s *Admins) DropAsk(ctx context.Context, tenantID, approvalID, asker string, notedAt time.Time) error {
+	at := ""
+	if !notedAt.IsZero() {
+		at = strconv.FormatInt(notedAt.UnixMilli(), 10)
+	}
+	if err := dropAskScript.Run(ctx, s.rdb, []string{s.asksKey(tenantID)}, approvalID+"|"+asker, at).Err(); err != nil {
 		return unavailable("drop an ask of an admin", err)
 	}
 	return nil

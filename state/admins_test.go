@@ -347,7 +347,17 @@ func TestPendingAsksAreListedOnePerAsk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := ad.DropAsk(ctx, adminsTenant, "apr_1", "adele"); err != nil {
+	// Read at 9:00, noted again (asked again) since: the new note stays.
+	if err := ad.NoteAsk(ctx, adminsTenant, "apr_1", "adele", at.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ad.DropAsk(ctx, adminsTenant, "apr_1", "adele", at); err != nil {
+		t.Fatal(err)
+	}
+	if noted, _ := ad.Asks(ctx, adminsTenant); len(noted) != 2 {
+		t.Errorf("a note read before it was made again was dropped: %+v", noted)
+	}
+	if err := ad.DropAsk(ctx, adminsTenant, "apr_1", "adele", at.Add(5*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	noted, err := ad.Asks(ctx, adminsTenant)
