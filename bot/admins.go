@@ -193,7 +193,10 @@ func (ad *admins) approvalChanged(ctx context.Context, a approval.Approval) {
 		TeamsAppID: u.Installation.TeamsAppID, Target: u.Target.Version, Status: a.Status, Created: a.CreatedAt, At: at.UTC()}); err != nil {
 		ad.log.WarnContext(ctx, "cannot note a request for the inventory", "approval", a.ID, "err", err)
 	}
-	if ref, ok, err := ad.ref(ctx); err == nil && ok && !strings.EqualFold(ref.TenantID, tenant) {
+	// Unknown yet (or unreadable), the requests are still indexed: the
+	// admins' sync draws their cards once the bot has the reference.
+	ref, known, rerr := ad.ref(ctx)
+	if known && !strings.EqualFold(ref.TenantID, tenant) {
 		return // the admins' conversation is another tenant's: no card of theirs counts it
 	}
 	v := appVersion(a)
@@ -203,10 +206,14 @@ func (ad *admins) approvalChanged(ctx context.Context, a approval.Approval) {
 		ad.log.WarnContext(ctx, "cannot index a request needing an admin", "approval", a.ID, "err", err)
 		return
 	}
-	if changed {
-		if err := ad.draw(ctx, tenant, v); err != nil {
-			ad.log.WarnContext(ctx, "cannot update the admins' card", "app", v.TeamsAppID, "version", v.Version, "err", err)
-		}
+	if !changed {
+		return
+	}
+	if known {
+		rerr = ad.draw(ctx, ref, tenant, v)
+	}
+	if rerr != nil {
+		ad.log.WarnContext(ctx, "cannot update the admins' card", "app", v.TeamsAppID, "version", v.Version, "err", rerr)
 	}
 }
 
@@ -215,14 +222,10 @@ func appVersion(a approval.Approval) AppVersion {
 	return AppVersion{TeamsAppID: cmp.Or(u.Target.TeamsAppID, u.Installation.TeamsAppID), Version: strings.TrimSpace(u.Target.Version)}
 }
 
-// draw posts or updates the admins' card of v to show the requests waiting
-// now: posted once (the claim), updated in place after, left alone when it
-// already shows them.
-func (ad *admins) draw(ctx context.Context, tenant string, v AppVersion) error {
-	ref, ok, err := ad.ref(ctx)
-	if err != nil || !ok || !strings.EqualFold(ref.TenantID, tenant) {
-		return err
-	}
+// draw posts or updates, in the admins' conversation ref (of tenant), the
+// card of v to show the requests waiting now: posted once (the claim),
+// updated in place after, left alone when it already shows them.
+func (ad *admins) draw(ctx context.Context, ref approval.ConversationRef, tenant string, v AppVersion) error {
 	// Again when another replica drew the card meanwhile: the last drawing
 	// to reach Teams must be from the requests as they are now, so a
 	// drawer that lost the race draws again even when the record says the
@@ -353,7 +356,7 @@ func (ad *admins) sync(ctx context.Context) error {
 		return err
 	}
 	for _, v := range versions {
-		if err := ad.draw(ctx, tenant, v); err != nil {
+		if err := ad.draw(ctx, ref, tenant, v); err != nil {
 			return err
 		}
 	}
@@ -432,25 +435,36 @@ func (ad *admins) postOneUnposted(ctx context.Context, ref approval.Conversation
 	if mine, ok := claimed.AsksUnposted.Of(ask.Person); !ok || !mine.At.Equal(now) {
 		return nil // another replica's sync took it
 	}
-	key := AskerKey(ask.Person)
 	if err := ad.postAsked(ctx, ref, claimed, ask.Person, ask.Why); err != nil {
 		if ErrorCode(err) == CodeUnavailable {
 			return err // the next round tries again, once it is due again
 		}
 		ad.log.WarnContext(ctx, "cannot post an ask of an admin its replica did not post; taken back", "approval", a.ID, "err", err)
-		if _, err := ad.approvals.Transition(ctx, a.ID, approval.Statuses(), func(x *approval.Approval) { *x = x.TakeBackAsk(ask.Person) }); err != nil {
-			return err
-		}
-		return ad.store.DropAsk(ctx, tenant, a.ID, key, time.Time{})
+		_, err := ad.settleAsk(ctx, tenant, a.ID, ask.Person, time.Time{}, true)
+		return err
 	}
 	ad.log.InfoContext(ctx, "an ask of an admin its replica did not post was posted", "approval", a.ID, "reason", ask.Why)
 	ad.audit(ctx, ad.approvals, claimed.Event(approval.OpAdminAsked, ask.At, &ask.Person, string(ask.Why)))
-	if _, err := ad.approvals.Transition(ctx, a.ID, approval.Statuses(), func(x *approval.Approval) {
-		x.AsksUnposted = x.AsksUnposted.Without(ask.Person)
-	}); err != nil {
-		return err
+	_, err = ad.settleAsk(ctx, tenant, a.ID, ask.Person, time.Time{}, false)
+	return err
+}
+
+// settleAsk records who's ask of an admin about approval id as posted or,
+// with takeBack, takes it back (they may ask again), then takes it off the
+// list of asks if it was noted at notedAt (zero: whenever). settled is
+// the approval as recorded, zero if that failed.
+func (ad *admins) settleAsk(ctx context.Context, tenant, id string, who approval.Person, notedAt time.Time, takeBack bool) (settled approval.Approval, err error) {
+	settled, err = ad.approvals.Transition(ctx, id, approval.Statuses(), func(x *approval.Approval) {
+		if takeBack {
+			*x = x.TakeBackAsk(who)
+		} else {
+			x.AsksUnposted = x.AsksUnposted.Without(who)
+		}
+	})
+	if err != nil {
+		return approval.Approval{}, err
 	}
-	return ad.store.DropAsk(ctx, tenant, a.ID, key, time.Time{})
+	return settled, ad.store.DropAsk(ctx, tenant, id, AskerKey(who), notedAt)
 }
 
 // adminsLease elects the replica that redraws the admins' cards and sends

@@ -447,23 +447,20 @@ func (dc *decisions) onAskAdmin(ctx context.Context, t *Turn) (*InvokeResponse, 
 	}
 	if err := dc.admins.postAsked(ctx, ref, asked, who, why); err != nil {
 		dc.log.WarnContext(ctx, "cannot post in the admins' conversation", "approval", a.ID, "err", err)
-		if _, uerr := dc.approvals.Transition(context.WithoutCancel(ctx), a.ID, approval.Statuses(), func(x *approval.Approval) {
-			*x = x.TakeBackAsk(who)
-		}); uerr != nil {
+		if back, uerr := dc.admins.settleAsk(context.WithoutCancel(ctx), tenant, a.ID, who, at, true); back.ID == "" {
 			dc.log.WarnContext(ctx, "cannot take back an ask that was not posted", "approval", a.ID, "err", uerr)
-		} else if derr := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID, key, at); derr != nil {
-			dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", derr)
+		} else if uerr != nil {
+			dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", uerr)
 		}
 		return dc.invokeFailed(ctx, locale, err), nil
 	}
 	dc.log.InfoContext(ctx, "an admin was asked", "approval", a.ID, "reason", why)
-	if posted, err := dc.approvals.Transition(context.WithoutCancel(ctx), a.ID, approval.Statuses(), func(x *approval.Approval) {
-		x.AsksUnposted = x.AsksUnposted.Without(who)
-	}); err != nil {
+	posted, err := dc.admins.settleAsk(context.WithoutCancel(ctx), tenant, a.ID, who, at, false)
+	if posted.ID == "" {
 		dc.log.WarnContext(ctx, "cannot record an ask as posted; the admins' sync may post it again", "approval", a.ID, "err", err)
 	} else {
 		asked = posted
-		if err := dc.admins.store.DropAsk(context.WithoutCancel(ctx), tenant, a.ID, key, at); err != nil {
+		if err != nil {
 			dc.log.WarnContext(ctx, "cannot take an ask off the admins' list; the sync will", "approval", a.ID, "err", err)
 		}
 	}
