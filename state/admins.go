@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,15 +89,7 @@ func (s *Admins) NeedsAdmin(ctx context.Context, tenantID string, v bot.AppVersi
 	if err != nil {
 		return nil, unavailable("read requests needing an admin", err)
 	}
-	out := make([]bot.NeedsAdminEntry, 0, len(vals))
-	for _, raw := range vals {
-		var e bot.NeedsAdminEntry
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			return nil, fmt.Errorf("state: decode needs-admin entry: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return decodeEach[bot.NeedsAdminEntry](vals, "needs-admin entry")
 }
 
 // AdminVersions lists the app versions with requests waiting for an admin,
@@ -318,13 +312,9 @@ func (s *Admins) Inventory(ctx context.Context, tenantID string) (bot.InventoryD
 	if err != nil {
 		return bot.InventoryData{}, unavailable("read inventory", err)
 	}
-	d := bot.InventoryData{Scopes: make([]bot.InventoryScope, 0, len(scopes.Val())), Requests: make(map[string]bot.RequestNote, len(reqs.Val()))}
-	for _, raw := range scopes.Val() {
-		var sc bot.InventoryScope
-		if err := json.Unmarshal([]byte(raw), &sc); err != nil {
-			return d, fmt.Errorf("state: decode inventory scope: %w", err)
-		}
-		d.Scopes = append(d.Scopes, sc)
+	d := bot.InventoryData{Requests: make(map[string]bot.RequestNote, len(reqs.Val()))}
+	if d.Scopes, err = decodeEach[bot.InventoryScope](slices.Collect(maps.Values(scopes.Val())), "inventory scope"); err != nil {
+		return d, err
 	}
 	for inst, raw := range reqs.Val() {
 		var r bot.RequestNote

@@ -226,13 +226,5 @@ func (s *ApprovalLists) Audit(ctx context.Context, conversationID string, n int)
 	if err != nil {
 		return nil, unavailable("read audit", err)
 	}
-	out := make([]approval.AuditEvent, 0, len(raw))
-	for _, r := range raw {
-		var e approval.AuditEvent
-		if err := json.Unmarshal([]byte(r), &e); err != nil {
-			return nil, fmt.Errorf("state: decode audit event: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return decodeEach[approval.AuditEvent](raw, "audit event")
 }

@@ -6,6 +6,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -51,6 +52,20 @@ type Store struct {
 type conn struct {
 	rdb  redis.UniversalClient
 	opts Options
+}
+
+// decodeEach decodes each JSON record of a list that Redis returned; what
+// names one record in the error.
+func decodeEach[T any](raw []string, what string) ([]T, error) {
+	out := make([]T, 0, len(raw))
+	for _, r := range raw {
+		var v T
+		if err := json.Unmarshal([]byte(r), &v); err != nil {
+			return nil, fmt.Errorf("state: decode %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // New returns a Store on rdb. It does not take ownership of rdb.
