@@ -1,10 +1,7 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -125,22 +122,7 @@ func TestRejectAfterOneApprovalEndsTheRequest(t *testing.T) {
 // may race on several replicas at once.
 func (h *harness) exchangeOn(t *testing.T, r *replica, body any) (int, []byte) {
 	t.Helper()
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Error(err)
-		return 0, nil
-	}
-	req, _ := http.NewRequest(http.MethodPost, r.url+"/api/messages", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+h.channel.Token(t))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Error(err)
-		return 0, nil
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
+	return h.exchangeAt(t, r.url, body)
 }
 
 // sawUpdate reports whether the card with activity id cardID was updated
